@@ -1,0 +1,139 @@
+/* handle.c: 64-bit handles with generations for green threads, callbacks and
+ * futures.
+ *
+ * A handle is  1 | generation (31 bits) | slot index (32 bits).  Slots live in
+ * chunks that are never freed, so looking up any 64-bit value is safe: a
+ * malformed, stale or foreign handle is recognised (NULL) instead of being
+ * dereferenced.  Bit 63 is always set, which no user-space address has: the
+ * shim can tell a green pthread_t from a real one.
+ *
+ * Notes.
+ * A. Allocation is per OS thread: each thread keeps a LIFO of free slots and
+ *    a private range of fresh indices taken 64 at a time from a global
+ *    counter, so spawning never takes a lock in the steady state.  A slot
+ *    freed on another thread simply joins that thread's list.
+ * B. Lookups from other threads read gen/type/obj with relaxed atomics: a
+ *    racing release can only turn a valid answer into NULL, and the hub that
+ *    owns an object is the only one that frees it.
+ */
+#include "internal.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+
+#define CHUNK_BITS 12
+#define CHUNK_SLOTS (1u << CHUNK_BITS)
+#define DIR_SLOTS (1u << 14) /* 64 Mi handles */
+#define BATCH 64
+#define NONE UINT32_MAX
+
+struct slot {
+  _Atomic uint32_t gen;   /* bumped on every free */
+  _Atomic uint32_t type;  /* KZ__H_*, 0 when free */
+  union {
+    void *_Atomic obj;    /* while allocated */
+    uint32_t next_free;   /* while on a free list */
+  };
+};
+
+static struct slot *_Atomic dir[DIR_SLOTS];
+static _Atomic uint32_t next_fresh;
+static pthread_mutex_t chunk_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static KZ_TLS uint32_t free_head = NONE;  /* this thread's free slots */
+static KZ_TLS uint32_t fresh_next, fresh_end; /* this thread's fresh range */
+
+static struct slot *slot_at(uint32_t idx)
+{
+  struct slot *chunk;
+  if (KZ_UNLIKELY((idx >> CHUNK_BITS) >= DIR_SLOTS))
+    return NULL;
+  chunk = atomic_load_explicit(&dir[idx >> CHUNK_BITS], memory_order_acquire);
+  return chunk ? &chunk[idx & (CHUNK_SLOTS - 1)] : NULL;
+}
+
+/* Make sure the chunk holding idx exists.  Returns false when out of memory
+   or out of slots. */
+static bool chunk_ensure(uint32_t idx)
+{
+  struct slot *chunk;
+  if ((idx >> CHUNK_BITS) >= DIR_SLOTS)
+    return false;
+  if (atomic_load_explicit(&dir[idx >> CHUNK_BITS], memory_order_acquire))
+    return true;
+  pthread_mutex_lock(&chunk_lock);
+  if (!atomic_load_explicit(&dir[idx >> CHUNK_BITS], memory_order_relaxed)) {
+    chunk = mmap(NULL, CHUNK_SLOTS * sizeof(struct slot), PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (chunk != MAP_FAILED) {
+      for (uint32_t i = 0; i < CHUNK_SLOTS; i++)
+        atomic_init(&chunk[i].gen, 1);
+      atomic_store_explicit(&dir[idx >> CHUNK_BITS], chunk, memory_order_release);
+    }
+  }
+  pthread_mutex_unlock(&chunk_lock);
+  return atomic_load_explicit(&dir[idx >> CHUNK_BITS], memory_order_acquire) != NULL;
+}
+
+static uint32_t index_alloc(void)
+{
+  uint32_t idx = free_head;
+  if (idx != NONE) {
+    free_head = slot_at(idx)->next_free;
+    return idx;
+  }
+  if (fresh_next == fresh_end) {
+    fresh_next = atomic_fetch_add_explicit(&next_fresh, BATCH, memory_order_relaxed);
+    fresh_end = fresh_next + BATCH;
+    if (fresh_end < fresh_next) /* wrapped: out of indices */
+      return fresh_next = fresh_end = NONE;
+  }
+  idx = fresh_next;
+  if (!chunk_ensure(idx))
+    return NONE;
+  fresh_next++;
+  return idx;
+}
+
+uint64_t kz__handle_new(int type, void *obj)
+{
+  uint32_t idx = index_alloc();
+  struct slot *s;
+  if (idx == NONE)
+    return 0;
+  s = slot_at(idx);
+  atomic_store_explicit(&s->obj, obj, memory_order_relaxed);
+  atomic_store_explicit(&s->type, (uint32_t)type, memory_order_release);
+  return (1ull << 63) | ((uint64_t)(atomic_load_explicit(&s->gen, memory_order_relaxed) & 0x7fffffffu) << 32) | idx;
+}
+
+static struct slot *slot_of(uint64_t h, int type)
+{
+  struct slot *s;
+  if (!(h >> 63))
+    return NULL;
+  s = slot_at((uint32_t)h);
+  if (!s || atomic_load_explicit(&s->type, memory_order_acquire) != (uint32_t)type ||
+      (atomic_load_explicit(&s->gen, memory_order_relaxed) & 0x7fffffffu) != ((h >> 32) & 0x7fffffffu))
+    return NULL;
+  return s;
+}
+
+void *kz__handle_get(uint64_t h, int type)
+{
+  struct slot *s = slot_of(h, type);
+  return s ? atomic_load_explicit(&s->obj, memory_order_relaxed) : NULL;
+}
+
+void kz__handle_free(uint64_t h)
+{
+  uint32_t idx = (uint32_t)h;
+  struct slot *s = slot_at(idx);
+  if (!s)
+    return;
+  atomic_store_explicit(&s->type, 0, memory_order_release);
+  atomic_fetch_add_explicit(&s->gen, 1, memory_order_relaxed);
+  s->next_free = free_head;
+  free_head = idx;
+}

@@ -1,0 +1,374 @@
+/* internal.h: kz__ declarations shared across the files of libkudzu and the
+ * preload shim.  Never included from include/.
+ *
+ * Conventions: internal functions return 0 / a value >= 0, or -errno.  Public
+ * functions (kz_*) convert with kz__fail_errno() in one place.  "Hub thread
+ * only" means: call it on the OS thread that owns the hub.  "May switch"
+ * means other green threads can run before the call returns.
+ */
+#ifndef KZ_INTERNAL_H
+#define KZ_INTERNAL_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ev.h>
+
+#include "kudzu.h"
+#include "switch.h"
+
+#define KZ_HIDDEN __attribute__((visibility("hidden")))
+#define KZ_LIKELY(x) __builtin_expect(!!(x), 1)
+#define KZ_UNLIKELY(x) __builtin_expect(!!(x), 0)
+/* Thread-locals read on every interposed call: the library is loaded at
+   start-up (a dependency of the program or of the preload), so the static
+   TLS model is available and avoids __tls_get_addr. */
+#define KZ_TLS __thread __attribute__((tls_model("initial-exec")))
+
+#define kz__container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+
+/* ---- Intrusive lists ---------------------------------------------------- */
+
+/* A circular doubly linked list node; a lone node points at itself. */
+struct kz__link {
+  struct kz__link *prev, *next;
+};
+
+static inline void kz__list_init(struct kz__link *l) { l->prev = l->next = l; }
+static inline bool kz__list_empty(const struct kz__link *l) { return l->next == l; }
+static inline void kz__list_push(struct kz__link *head, struct kz__link *n)
+{
+  n->prev = head->prev;
+  n->next = head;
+  head->prev->next = n;
+  head->prev = n;
+}
+static inline void kz__list_remove(struct kz__link *n)
+{
+  n->prev->next = n->next;
+  n->next->prev = n->prev;
+  n->prev = n->next = n;
+}
+
+/* ---- Green threads -------------------------------------------------------- */
+
+struct kz__hub;
+
+/* A parked green thread's entry in a wait queue.  Lives on the waiter's stack;
+   the waiter unlinks it after kz__park returns, whatever woke it. */
+struct kz__waiter {
+  struct kz__link link;  /* in the queue; self-linked when not queued */
+  struct kz_green *g;    /* who waits */
+  void *data;            /* what the waker hands over (queues), or NULL */
+};
+
+/* A FIFO of waiters. */
+struct kz__waitq {
+  struct kz__link head;
+};
+
+/* What a parked green thread waits on, for kz_dump. */
+enum kz__wait_kind {
+  KZ__WAIT_NONE,
+  KZ__WAIT_SLEEP,  /* timer only */
+  KZ__WAIT_FD,     /* arg = descriptor, arg2 = events */
+  KZ__WAIT_JOIN,   /* arg2 = handle joined */
+  KZ__WAIT_SYNC,   /* a lock, event, queue...: what names it */
+  KZ__WAIT_REMOTE, /* another OS thread (worker, future) */
+  KZ__WAIT_YIELD,  /* not parked: ready to run */
+};
+
+struct kz__wait_info {
+  uint8_t kind;     /* enum kz__wait_kind */
+  int arg;          /* descriptor */
+  uint64_t arg2;    /* events, or a handle */
+  const char *what; /* static description for KZ__WAIT_SYNC */
+};
+
+/* Flags of a green thread. */
+enum {
+  KZ__G_MAIN = 1 << 0,       /* the hub's main green thread (OS thread's stack) */
+  KZ__G_DETACHED = 1 << 1,   /* released when it finishes */
+  KZ__G_JOINING = 1 << 2,    /* a kz_join is waiting on it */
+  KZ__G_CANCEL = 1 << 3,     /* cancellation requested */
+  KZ__G_OWN_STRUCT = 1 << 4, /* struct malloc'd, not at the top of its stack */
+  KZ__G_FAILED = 1 << 5,     /* finished with kz_fail */
+  KZ__G_STARTED = 1 << 6,    /* its function has been entered */
+  KZ__G_NO_CANCEL = 1 << 7,  /* cancellation deferred (cleanup code) */
+};
+
+/* A stack: [guard page][usable ... top).  Owned by stack.c. */
+struct kz__stack {
+  char *base;      /* lowest usable byte (above the guard, if any) */
+  size_t size;     /* usable bytes */
+  uint32_t vg_id;  /* Valgrind's stack id, 0 if none */
+  uint8_t guard;   /* enum kz__guard of this stack */
+  uint8_t pooled;  /* from a slab of default-size stacks (recycled) */
+  uint8_t user;    /* supplied by the program: never freed by kudzu */
+};
+
+/* Green thread states (enum kz_state) plus the internal ones. */
+enum { KZ__S_READY = 16 }; /* started and in the run queue */
+
+/* A green thread.  For stacks kudzu allocates, this struct lives at the top
+   of the stack itself: an idle green thread then costs one page of stack plus
+   its handle slot.  Fields touched on every switch come first. */
+struct kz_green {
+  void *sp;                   /* saved stack pointer while not running */
+  int err;                    /* saved errno while not running */
+  uint8_t state;              /* enum kz_state, or KZ__S_READY */
+  uint8_t flags;              /* KZ__G_* */
+  int16_t wake;               /* why the last park ended: 0 or -errno */
+  struct kz_green *run_next;  /* next in the hub's run queue */
+  struct kz__hub *hub;        /* the hub it belongs to */
+  kz_green_t id;              /* its handle */
+  kz_fn fn;                   /* body */
+  void *arg;                  /* body's argument */
+  void *result;               /* return value once finished */
+  int error;                  /* kz_fail's error once finished */
+  double deadline;            /* scoped deadline (kz__now seconds), or 0: none */
+  double until;               /* deadline of the current park (kz__now seconds) */
+  ev_timer timer;             /* park deadline, or delayed start */
+  struct kz__link all;        /* in hub->all */
+  struct kz__waitq joiners;   /* kz_join waiting for it to finish */
+  struct kz__link done_hooks; /* struct kz__done_hook, run when it finishes */
+  struct kz__stack stack;     /* its stack (none for the main green thread) */
+  struct kz__wait_info waiting; /* what it is parked on, for kz_dump */
+  void *ext;                  /* per-green data of the shim (pthread emulation) */
+#ifdef KZ_ASAN
+  void *asan_fake;            /* ASan fake stack while switched out */
+  const void *asan_bottom;    /* stack bounds for the fiber API */
+  size_t asan_size;
+#endif
+  char name[16];              /* NUL-terminated */
+};
+
+/* Runs when a green thread finishes, in its context just before it leaves
+   for good; must not block. */
+struct kz__done_hook {
+  struct kz__link link;
+  void (*fn)(struct kz__done_hook *h, struct kz_green *g);
+};
+
+/* ---- The hub ---------------------------------------------------------------- */
+
+/* A message posted to a hub from any thread (kz__hub_post). */
+struct kz__post {
+  struct kz__post *next;            /* intrusive, owned by the hub until run */
+  void (*fn)(struct kz__post *p);   /* runs on the hub thread, outside green threads */
+};
+
+struct kz__fdtab; /* io.c */
+struct kz__stack_cache; /* stack.c */
+
+/* One per OS thread that uses kudzu: the scheduler, its event loop, stacks,
+   descriptor watchers and the mailbox other threads post to. */
+struct kz__hub {
+  struct kz_green *current;     /* running green thread, or NULL on the hub context */
+  void *sp;                     /* hub context's saved stack pointer */
+  int err;                      /* hub context's saved errno */
+  int *errnop;                  /* this OS thread's errno (cached __errno_location) */
+  struct kz_green *run_head;    /* run queue (FIFO, singly linked) */
+  struct kz_green *run_tail;
+  unsigned budget;              /* direct switches left before the loop polls */
+  struct ev_loop *loop;         /* its own loop, never libev's default one */
+  struct kz_green *main;        /* the OS thread's own green thread */
+  struct kz_green *prev;        /* the context that switched to the current one */
+  struct kz__link all;          /* every unfinished green thread (kz_list, kz_dump) */
+  size_t nlive;                 /* how many are on it, the main one included */
+  struct kz__link zombies;      /* finished, not yet joined */
+  struct kz__waitq quiesce;     /* kz_run/kz_exit waiting for nlive to drop to 1 */
+  bool in_run;                  /* kz_run is active on this hub */
+  struct kz__link soon;         /* kz_call_soon callbacks, FIFO */
+  struct kz__link timed;        /* kz_call_later/at callbacks still armed */
+  struct kz__fdtab *fds;        /* descriptor watchers (io.c) */
+  struct kz__stack_cache *stacks; /* stack cache (stack.c) */
+  struct kz__stack hub_stack;   /* the hub context's stack */
+  ev_async wakeup;              /* other threads post here */
+  struct kz__post *_Atomic inbox; /* posted messages, LIFO until drained */
+  int holds;                    /* remote completions expected (keeps the loop alive) */
+  bool stopping;                /* kz__hub_destroy in progress */
+  bool in_loop;                 /* the hub context is inside ev_run */
+  void *dying;                  /* a finished green thread's struct to release */
+  uint64_t nspawned;            /* for default names */
+  void *altstack;               /* sigaltstack installed for this thread, or NULL */
+#ifdef KZ_ASAN
+  void *asan_fake;
+  const void *asan_bottom;
+  size_t asan_size;
+#endif
+};
+
+/* This OS thread's hub, or NULL.  Cheap: one TLS load. */
+extern KZ_TLS struct kz__hub *kz__tls_hub KZ_HIDDEN;
+
+static inline struct kz__hub *kz__hub(void) { return kz__tls_hub; }
+
+/* The running green thread, or NULL when not in one (no hub, or on the hub
+   context).  This is the shim's "should I intercept?" test. */
+static inline struct kz_green *kz__self(void)
+{
+  struct kz__hub *h = kz__tls_hub;
+  return h ? h->current : NULL;
+}
+
+/* This OS thread's hub, created (with the thread as its main green thread)
+   if needed.  NULL with -errno in *err on failure. */
+KZ_HIDDEN struct kz__hub *kz__hub_get(int *err);
+
+/* Tear the hub of this OS thread down: every green thread must be finished
+   but the main one.  Hub thread only, from the main green thread. */
+KZ_HIDDEN void kz__hub_destroy(struct kz__hub *hub);
+
+/* Post p to hub from any thread (also the hub's own); p->fn runs on the hub
+   thread, on the hub context, in posting order per poster.  Never blocks. */
+KZ_HIDDEN void kz__hub_post(struct kz__hub *hub, struct kz__post *p);
+
+/* While holds > 0 the hub's loop stays alive waiting for posts even when no
+   watcher is active (a green thread waits for another OS thread).  Hub thread
+   only. */
+KZ_HIDDEN void kz__hub_hold(struct kz__hub *hub);
+KZ_HIDDEN void kz__hub_unhold(struct kz__hub *hub);
+
+/* The hub context's main loop (hub.c); entered on the hub stack. */
+KZ_HIDDEN void kz__hub_loop(void *hub);
+
+/* Monotonic seconds. */
+KZ_HIDDEN double kz__now(void);
+
+/* ---- Scheduling (sched.c) ------------------------------------------------- */
+
+/* Append g to its hub's run queue (state becomes ready).  Hub thread only. */
+KZ_HIDDEN void kz__ready(struct kz_green *g);
+
+/* Park the running green thread until kz__wake(g, r) (returns r), the
+   deadline passes (-ETIMEDOUT) or it is cancelled (-ECANCELED; returned at
+   once, without parking, if cancellation is already pending).  deadline is
+   kz__now() seconds, < 0 for none; the green thread's scoped deadline applies
+   too (-ETIMEDOUT at once if it already passed).  -EPERM outside a green
+   thread.  May switch. */
+KZ_HIDDEN int kz__park(double deadline);
+
+/* Wake g if it is parked, with result r for kz__park.  A second wake before
+   it runs is ignored, so every wake source may fire.  Returns true if g was
+   woken by this call.  Hub thread only. */
+KZ_HIDDEN bool kz__wake(struct kz_green *g, int r);
+
+/* Yield: requeue the running green thread behind the ready ones. */
+KZ_HIDDEN void kz__yield(void);
+
+/* Leave the running green thread for the next ready one, or the hub.  The
+   caller has already queued itself somewhere (or is finishing). */
+KZ_HIDDEN void kz__schedule(struct kz__hub *hub);
+
+/* Switch from the running context to green thread `to` (NULL: the hub). */
+KZ_HIDDEN void kz__switch_to(struct kz__hub *hub, struct kz_green *to);
+/* What every context does first after being switched to (also a fresh one,
+   with fake NULL): finish the sanitizer's fiber switch, free a dead green. */
+KZ_HIDDEN void kz__switched(struct kz__hub *hub, void *fake);
+/* Give a green thread's embedded timer its callback (park deadline and
+   delayed start). */
+KZ_HIDDEN void kz__park_timer_init(struct kz_green *g);
+
+/* Direct switches between green threads before the hub polls libev. */
+#define KZ__BUDGET 128
+
+/* Timeout (seconds, negative = none) to an absolute deadline. */
+KZ_HIDDEN double kz__deadline(double timeout);
+
+/* Wait queues.  Hub thread only. */
+static inline void kz__waitq_init(struct kz__waitq *q) { kz__list_init(&q->head); }
+static inline bool kz__waitq_empty(const struct kz__waitq *q) { return kz__list_empty(&q->head); }
+/* Queue the running green thread on q and park (see kz__park).  On return the
+   waiter is unlinked; w->data holds what the waker handed over. */
+KZ_HIDDEN int kz__waitq_wait(struct kz__waitq *q, struct kz__waiter *w, double deadline);
+/* Wake the first waiter still parked, handing it data; false if none.
+   Waiters woken by something else meanwhile are skipped (left for their
+   owner to unlink). */
+KZ_HIDDEN bool kz__waitq_wake_one(struct kz__waitq *q, int r, void *data);
+/* Wake every parked waiter with r; returns how many. */
+KZ_HIDDEN size_t kz__waitq_wake_all(struct kz__waitq *q, int r);
+
+/* ---- Green thread lifecycle (green.c) ---------------------------------------- */
+
+/* Handle -> green thread, or NULL if the handle is 0, stale or malformed. */
+KZ_HIDDEN struct kz_green *kz__green_get(kz_green_t h);
+
+/* Spawn on hub; returns the green thread (state pending, queued or delayed)
+   or NULL with -errno in *err.  user_stack/user_size: a stack the caller owns
+   (pthread_attr_setstack), or NULL. */
+KZ_HIDDEN struct kz_green *kz__spawn(struct kz__hub *hub, kz_fn fn, void *arg,
+                                     const struct kz_spawn_opts *opts, void *user_stack,
+                                     size_t user_size, int *err);
+
+/* Finish the running green thread (result, or error > 0).  Never returns. */
+KZ_HIDDEN _Noreturn void kz__green_finish(void *result, int error);
+
+/* Release a finished green thread (its handle becomes stale). */
+KZ_HIDDEN void kz__green_release(struct kz_green *g);
+
+/* Create the main green thread for a new hub. */
+KZ_HIDDEN struct kz_green *kz__green_main(struct kz__hub *hub);
+
+/* Generic handle table (handle.c): 64-bit handles with a generation, to
+   detect stale use without touching freed memory. */
+enum { KZ__H_GREEN = 1, KZ__H_CALL = 2, KZ__H_FUTURE = 3 };
+KZ_HIDDEN uint64_t kz__handle_new(int type, void *obj);
+KZ_HIDDEN void *kz__handle_get(uint64_t h, int type);
+KZ_HIDDEN void kz__handle_free(uint64_t h);
+
+/* ---- Stacks (stack.c) ------------------------------------------------------ */
+
+enum kz__guard { KZ__GUARD_NONE, KZ__GUARD_MADVISE, KZ__GUARD_MPROTECT, KZ__GUARD_CANARY };
+
+/* Get a stack of size bytes (0: default).  Returns 0 or -errno. */
+KZ_HIDDEN int kz__stack_get(struct kz__hub *hub, size_t size, struct kz__stack *out);
+/* Return a stack to the hub's cache (or the OS). */
+KZ_HIDDEN void kz__stack_put(struct kz__hub *hub, struct kz__stack *s);
+/* Stack used by a hub context. */
+KZ_HIDDEN int kz__stack_cache_init(struct kz__hub *hub);
+KZ_HIDDEN void kz__stack_cache_term(struct kz__hub *hub);
+/* Is addr inside the guard page (or below the canary) of s? */
+KZ_HIDDEN bool kz__stack_in_guard(const struct kz__stack *s, const void *addr);
+/* False if a canary-protected stack's canary was overwritten. */
+KZ_HIDDEN bool kz__stack_canary_ok(const struct kz__stack *s);
+KZ_HIDDEN size_t kz__stack_default_size(void);
+
+/* ---- Descriptors (io.c) ----------------------------------------------------- */
+
+/* Park until fd is ready for events; returns the ready events or -errno
+   (-ETIMEDOUT, -ECANCELED, -EBADF).  May switch. */
+KZ_HIDDEN int kz__wait_fd(int fd, int events, double deadline);
+/* fd is being closed (or replaced by dup2): wake its waiters on this hub with
+   -EBADF and stop watching it, so the number can be reused safely. */
+KZ_HIDDEN void kz__fd_forget(int fd);
+KZ_HIDDEN int kz__fdtab_init(struct kz__hub *hub);
+KZ_HIDDEN void kz__fdtab_term(struct kz__hub *hub);
+
+/* ---- Timers and callbacks (timer.c) ----------------------------------------- */
+
+KZ_HIDDEN void kz__run_soon(struct kz__hub *hub);
+KZ_HIDDEN void kz__calls_term(struct kz__hub *hub);
+
+/* ---- Diagnostics (debug.c) -------------------------------------------------- */
+
+KZ_HIDDEN void kz__debug_thread_init(struct kz__hub *hub);
+KZ_HIDDEN void kz__debug_thread_term(struct kz__hub *hub);
+/* Report a stack overflow of g on stderr (async-signal-safe enough for the
+   crash path) and die with SIGSEGV. */
+KZ_HIDDEN _Noreturn void kz__overflow_die(struct kz_green *g, const void *addr);
+/* Write a line to stderr, prefixed "kudzu: ".  Async-signal-safe. */
+KZ_HIDDEN void kz__say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Verify build: check the hub's invariants (no-op otherwise). */
+KZ_HIDDEN void kz__verify(struct kz__hub *hub);
+
+/* Public-layer error conversion: errno = -r, return -1. */
+static inline int kz__fail_errno(int r)
+{
+  errno = -r;
+  return -1;
+}
+
+#endif

@@ -1,0 +1,230 @@
+/* sched.c: the run queue, switching, parking and waking, wait queues.
+ *
+ * Notes.
+ * A. errno belongs to each green thread: kz__switch_to saves it on the way
+ *    out and restores it on the way back in, through the OS thread's errno
+ *    address cached in the hub (__errno_location() is a call into libc).
+ * B. Wakes are idempotent: kz__wake() only acts on a parked green thread and
+ *    makes it ready, so a timer, a cancel and an I/O readiness may all fire
+ *    for the same park and only the first one counts.  The woken green thread
+ *    tidies up the others (stops its timer, unlinks its waiters) when it
+ *    runs.
+ * C. A park's deadline is an ev_timer embedded in the green thread.  libev
+ *    measures timers from the loop's cached time, which lags while green
+ *    threads run; a timer that fires before the deadline on the real clock is
+ *    re-armed for the rest, so no wait ever ends early.
+ * D. A green thread that finished detached cannot free the stack it is still
+ *    running on: it leaves itself in hub->dying, and whoever runs next frees
+ *    it right after the switch.
+ */
+#include "internal.h"
+
+#include <math.h>
+
+#ifdef KZ_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
+static inline void runq_push(struct kz__hub *hub, struct kz_green *g)
+{
+  g->run_next = NULL;
+  if (hub->run_tail)
+    hub->run_tail->run_next = g;
+  else
+    hub->run_head = g;
+  hub->run_tail = g;
+}
+
+static inline struct kz_green *runq_pop(struct kz__hub *hub)
+{
+  struct kz_green *g = hub->run_head;
+  if (g && !(hub->run_head = g->run_next))
+    hub->run_tail = NULL;
+  return g;
+}
+
+void kz__ready(struct kz_green *g)
+{
+  if (g->state != KZ_PENDING)
+    g->state = KZ__S_READY;
+  runq_push(g->hub, g);
+}
+
+#ifdef KZ_ASAN
+static void asan_bounds(struct kz__hub *hub, struct kz_green *to, const void **bottom, size_t *size)
+{
+  if (!to) {
+    *bottom = hub->hub_stack.base;
+    *size = hub->hub_stack.size;
+  } else if (to->flags & KZ__G_MAIN) {
+    *bottom = to->asan_bottom;
+    *size = to->asan_size;
+  } else {
+    *bottom = to->stack.base;
+    *size = to->stack.size;
+  }
+}
+#endif
+
+void kz__switched(struct kz__hub *hub, void *fake)
+{
+#ifdef KZ_ASAN
+  const void *old_bottom;
+  size_t old_size;
+  __sanitizer_finish_switch_fiber(fake, &old_bottom, &old_size);
+  if (hub->prev == hub->main && hub->main && !hub->main->asan_size) {
+    hub->main->asan_bottom = old_bottom; /* the OS thread's own stack */
+    hub->main->asan_size = old_size;
+  }
+#endif
+  if (KZ_UNLIKELY(hub->dying != NULL)) { /* note D */
+    struct kz_green *dead = hub->dying;
+    hub->dying = NULL;
+    kz__green_release(dead);
+  }
+}
+
+void kz__switch_to(struct kz__hub *hub, struct kz_green *to)
+{
+  struct kz_green *from = hub->current;
+  void **from_sp = from ? &from->sp : &hub->sp;
+  int *from_err = from ? &from->err : &hub->err;
+#ifdef KZ_ASAN
+  const void *bottom;
+  size_t size;
+  void **fake = from ? &from->asan_fake : &hub->asan_fake;
+  asan_bounds(hub, to, &bottom, &size);
+#endif
+  if (from && KZ_UNLIKELY(from->stack.guard == KZ__GUARD_CANARY) && !kz__stack_canary_ok(&from->stack))
+    kz__overflow_die(from, from->stack.base);
+  *from_err = *hub->errnop;
+  hub->current = to;
+  hub->prev = from;
+#ifdef KZ_ASAN
+  __sanitizer_start_switch_fiber(from && from == hub->dying ? NULL : fake, bottom, size);
+#endif
+  kz__switch(from_sp, to ? to->sp : hub->sp);
+#ifdef KZ_ASAN
+  kz__switched(hub, *fake);
+#else
+  kz__switched(hub, NULL);
+#endif
+  *hub->errnop = *from_err;
+}
+
+void kz__schedule(struct kz__hub *hub)
+{
+  struct kz_green *next = hub->budget ? runq_pop(hub) : NULL;
+  if (next) {
+    hub->budget--;
+    if (next->state == KZ__S_READY)
+      next->state = KZ_RUNNING;
+    if (next == hub->current) /* it queued itself and is next anyway */
+      return;
+  }
+  kz__switch_to(hub, next);
+}
+
+void kz__yield(void)
+{
+  struct kz__hub *hub = kz__tls_hub;
+  struct kz_green *g = hub->current;
+  g->state = KZ__S_READY;
+  runq_push(hub, g);
+  kz__schedule(hub);
+}
+
+double kz__deadline(double timeout)
+{
+  if (timeout < 0 || isnan(timeout))
+    return -1;
+  return kz__now() + timeout;
+}
+
+static void park_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+  struct kz_green *g = kz__container_of(t, struct kz_green, timer);
+  if (g->state == KZ_PENDING) { /* a delayed start (green.c) */
+    kz__ready(g);
+    return;
+  }
+  double left = g->until - kz__now(); /* note C */
+  if (left > 0) {
+    ev_timer_set(t, left, 0);
+    ev_timer_start(loop, t);
+    return;
+  }
+  kz__wake(g, -ETIMEDOUT);
+}
+
+void kz__park_timer_init(struct kz_green *g) { ev_init(&g->timer, park_timer_cb); }
+
+int kz__park(double deadline)
+{
+  struct kz__hub *hub = kz__tls_hub;
+  struct kz_green *g = hub ? hub->current : NULL;
+  if (KZ_UNLIKELY(!g))
+    return -EPERM;
+  if ((g->flags & (KZ__G_CANCEL | KZ__G_NO_CANCEL)) == KZ__G_CANCEL)
+    return -ECANCELED;
+  if (g->deadline > 0 && (deadline < 0 || g->deadline < deadline))
+    deadline = g->deadline;
+  if (deadline >= 0) {
+    double left = deadline - kz__now();
+    if (left <= 0)
+      return -ETIMEDOUT;
+    ev_timer_set(&g->timer, left, 0);
+    g->until = deadline;
+    ev_timer_start(hub->loop, &g->timer);
+  }
+  g->state = KZ_BLOCKED;
+  g->wake = 0;
+  kz__schedule(hub);
+  if (ev_is_active(&g->timer) || ev_is_pending(&g->timer))
+    ev_timer_stop(hub->loop, &g->timer);
+  g->waiting.kind = KZ__WAIT_NONE;
+  return g->wake;
+}
+
+bool kz__wake(struct kz_green *g, int r)
+{
+  if (g->state != KZ_BLOCKED)
+    return false;
+  g->wake = (int16_t)r;
+  g->state = KZ__S_READY;
+  runq_push(g->hub, g);
+  return true;
+}
+
+int kz__waitq_wait(struct kz__waitq *q, struct kz__waiter *w, double deadline)
+{
+  int r;
+  w->g = kz__tls_hub->current;
+  w->data = NULL;
+  kz__list_push(&q->head, &w->link);
+  r = kz__park(deadline);
+  kz__list_remove(&w->link);
+  return r;
+}
+
+bool kz__waitq_wake_one(struct kz__waitq *q, int r, void *data)
+{
+  while (!kz__list_empty(&q->head)) {
+    struct kz__waiter *w = kz__container_of(q->head.next, struct kz__waiter, link);
+    kz__list_remove(&w->link);
+    if (w->g->state == KZ_BLOCKED) {
+      w->data = data;
+      kz__wake(w->g, r);
+      return true;
+    }
+  }
+  return false;
+}
+
+size_t kz__waitq_wake_all(struct kz__waitq *q, int r)
+{
+  size_t n = 0;
+  while (kz__waitq_wake_one(q, r, NULL))
+    n++;
+  return n;
+}

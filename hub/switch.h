@@ -1,0 +1,39 @@
+/* switch.h: the context-switch contract, implemented per architecture in
+ * switch_<arch>.S.
+ *
+ * A context is only a saved stack pointer: kz__switch pushes the callee-saved
+ * registers and the floating-point control words onto the current stack,
+ * stores the stack pointer in *from, loads to_sp and pops the target's
+ * registers.  No system call, no signal-mask change.  The floating-point
+ * control state (x86_64: MXCSR control bits and the x87 control word) is
+ * reloaded only when the target's differs from the current one.
+ *
+ * kz__switch_init prepares a fresh stack so that the first switch to it calls
+ * entry(arg) on that stack; entry must never return.  The frame it builds ends
+ * the call chain (the unwinders stop there).  fpctl is the floating-point
+ * control state the new context starts with (kz__fpctl_get()).
+ */
+#ifndef KZ_SWITCH_H
+#define KZ_SWITCH_H
+
+#include <stdint.h>
+
+void kz__switch(void **from_sp, void *to_sp);
+void *kz__switch_init(void *stack_top, void (*entry)(void *), void *arg, uint64_t fpctl);
+uint64_t kz__fpctl_get(void);
+
+/* Layout of a suspended context, from the saved stack pointer upwards (in
+ * 8-byte words), as switch_x86_64.S writes it; debug.c reads it to unwind. */
+enum {
+  KZ__SW_FPCTL,
+  KZ__SW_R15,
+  KZ__SW_R14,
+  KZ__SW_R13,
+  KZ__SW_R12,
+  KZ__SW_RBX,
+  KZ__SW_RBP,
+  KZ__SW_RIP,
+  KZ__SW_WORDS /* the stack pointer after resuming is sp + 8 * KZ__SW_WORDS */
+};
+
+#endif

@@ -1,0 +1,196 @@
+/* kudzu.h: the public API of libkudzu, a green-thread runtime on libev.
+ *
+ * A hub per OS thread schedules green threads: user-space threads with their
+ * own stacks, switched cooperatively.  Every blocking call below parks only the
+ * calling green thread; the hub runs the others meanwhile.
+ *
+ * Conventions (like libc):
+ *   - functions returning int return -1 and set errno on failure;
+ *   - handles are opaque 64-bit values; 0 is never a valid handle, and a stale
+ *     handle (joined, or a finished detached green thread) fails with EINVAL
+ *     instead of touching reused memory;
+ *   - timeouts are in seconds (double); KZ_FOREVER (any negative value) waits
+ *     without limit, 0 polls.  An expired timeout fails with ETIMEDOUT;
+ *   - a cancelled green thread's blocking calls fail with ECANCELED;
+ *   - "may switch" marks calls that can run other green threads before they
+ *     return.  Blocking calls made outside a green thread (in a callback run
+ *     by the hub) fail with EPERM: the hub itself never blocks.
+ *
+ * The hub of an OS thread is created on first use; the thread that creates it
+ * becomes that hub's main green thread, on its own stack.  Green threads are
+ * bound to the hub that spawned them.
+ */
+#ifndef KUDZU_H
+#define KUDZU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(KUDZU_BUILDING)
+#define KZ_API __attribute__((visibility("default")))
+#else
+#define KZ_API
+#endif
+
+#define KZ_VERSION_MAJOR 0
+#define KZ_VERSION_MINOR 1
+
+/* Wait without limit. */
+#define KZ_FOREVER (-1.0)
+
+/* Smallest stack a green thread may ask for, in bytes. */
+#define KZ_STACK_MIN (16 * 1024)
+
+/* A green thread. */
+typedef uint64_t kz_green_t;
+/* A callback scheduled on a hub with kz_call_soon/later/at. */
+typedef uint64_t kz_call_t;
+
+/* The body of a green thread; its return value is the green thread's result. */
+typedef void *(*kz_fn)(void *arg);
+/* A callback run by the hub (not in a green thread: it must not block). */
+typedef void (*kz_callback)(void *arg);
+
+/* States of a green thread, as kz_state() reports them:
+ *   KZ_PENDING    spawned, has not started yet
+ *   KZ_RUNNING    started, running or ready to run
+ *   KZ_BLOCKED    parked in a blocking call
+ *   KZ_DONE       finished (returned, kz_exit or kz_fail)
+ *   KZ_CANCELLED  finished after kz_cancel */
+enum kz_state { KZ_PENDING, KZ_RUNNING, KZ_BLOCKED, KZ_DONE, KZ_CANCELLED };
+
+/* Events for kz_wait_fd; the values match libev's EV_READ and EV_WRITE. */
+enum { KZ_READ = 1, KZ_WRITE = 2 };
+
+/* Options for kz_spawn_with.  Zero-initialise, then set what you need. */
+struct kz_spawn_opts {
+  const char *name;  /* copied; truncated to 15 bytes; NULL: "green-<n>" */
+  size_t stack_size; /* bytes, >= KZ_STACK_MIN; 0: the default */
+  double delay;      /* seconds before it starts; <= 0: as soon as possible */
+  int detached;      /* non-zero: never joined; freed when it finishes */
+};
+
+/* ---- Running a hub ---------------------------------------------------- */
+
+/* Run main(arg) as a green thread on this OS thread's hub until it finishes,
+ * like asyncio.run: then cancel and reap every green thread still alive on
+ * the hub, and tear the hub down if this call created it.  *result (if not
+ * NULL) receives main's return value.  Returns 0, or -1 with errno: main's
+ * error (kz_fail) or ECANCELED; EBUSY when called from a green thread other
+ * than the hub's main one.  May switch. */
+KZ_API int kz_run(kz_fn main, void *arg, void **result);
+
+/* ---- Green threads ---------------------------------------------------- */
+
+/* Spawn fn(arg) as a green thread on the calling OS thread's hub.  It starts
+ * when the caller next blocks or yields.  Returns its handle, or 0 with errno
+ * ENOMEM (no memory or address space).  Does not switch. */
+KZ_API kz_green_t kz_spawn(kz_fn fn, void *arg);
+
+/* kz_spawn with options (NULL: defaults).  Also fails with EINVAL for a
+ * stack_size below KZ_STACK_MIN or a NULL fn.  Does not switch. */
+KZ_API kz_green_t kz_spawn_with(kz_fn fn, void *arg, const struct kz_spawn_opts *opts);
+
+/* Wait up to timeout seconds for g to finish, then release it.  On success
+ * returns 0 and stores g's return value in *result (if not NULL).  If g
+ * finished with kz_fail(err), returns -1 with errno = err; if it was
+ * cancelled, -1 with ECANCELED, still storing what it returned (NULL if it
+ * never ran).  In both cases g is released.  Other failures leave g alone:
+ * ETIMEDOUT (still running), ECANCELED (the caller was cancelled), EDEADLK
+ * (g is the caller), EINVAL (0, stale, detached, or already being joined),
+ * EXDEV (g belongs to another hub), EPERM (not in a green thread).  May switch. */
+KZ_API int kz_join(kz_green_t g, void **result, double timeout);
+
+/* Let g be released when it finishes; it can no longer be joined.  Returns 0,
+ * or -1 with EINVAL (stale, already detached or being joined). */
+KZ_API int kz_detach(kz_green_t g);
+
+/* Request cancellation of g: its current blocking call and every later one
+ * fail with ECANCELED; if it has not started it never runs.  Cancelling a
+ * finished or already cancelled green thread is harmless.  Returns 0, or -1
+ * with EINVAL (stale handle) or EXDEV (another hub).  Does not switch. */
+KZ_API int kz_cancel(kz_green_t g);
+
+/* Let every other ready green thread run, then continue.  Returns 0; -1 with
+ * EPERM outside a green thread.  May switch. */
+KZ_API int kz_yield(void);
+
+/* Sleep for seconds.  Returns 0, or -1 with ECANCELED or EPERM.  May switch. */
+KZ_API int kz_sleep(double seconds);
+
+/* The calling green thread (creating the hub if needed); 0 with errno EPERM
+ * in a hub callback, ENOMEM if the hub cannot be created. */
+KZ_API kz_green_t kz_self(void);
+
+/* Finish the calling green thread with result, as if its function returned.
+ * From the main green thread of a hub, exits the OS thread (pthread_exit). */
+KZ_API _Noreturn void kz_exit(void *result);
+
+/* Finish the calling green thread with error err (> 0): kz_join fails with
+ * errno = err.  The C counterpart of a task raising an exception. */
+KZ_API _Noreturn void kz_fail(int err);
+
+/* Name a green thread (copied, truncated to 15 bytes).  0, or -1 EINVAL. */
+KZ_API int kz_set_name(kz_green_t g, const char *name);
+
+/* Copy g's name into buf (always NUL-terminated).  0, or -1 with EINVAL or
+ * ERANGE (len too small for the name; buf gets what fits). */
+KZ_API int kz_get_name(kz_green_t g, char *buf, size_t len);
+
+/* The state of g (enum kz_state), or -1 with EINVAL. */
+KZ_API int kz_state(kz_green_t g);
+
+/* The state's name ("pending", "running", ...), or "invalid". */
+KZ_API const char *kz_state_name(int state);
+
+/* Store up to max handles of the live (not yet released) green threads of
+ * this OS thread's hub in out, main green thread first.  Returns how many
+ * there are, which may exceed max.  Like asyncio.all_tasks(). */
+KZ_API size_t kz_list(kz_green_t *out, size_t max);
+
+/* ---- Descriptors and time ------------------------------------------------ */
+
+/* Park until fd is ready for events (KZ_READ | KZ_WRITE).  Returns the ready
+ * events (> 0), or -1 with ETIMEDOUT, ECANCELED, EBADF (fd closed meanwhile
+ * through kudzu, or not open), EINVAL (no events), EPERM.  All waiters of one
+ * descriptor share one libev watcher.  May switch. */
+KZ_API int kz_wait_fd(int fd, int events, double timeout);
+
+/* Seconds on the hub's monotonic clock (CLOCK_MONOTONIC), like loop.time(). */
+KZ_API double kz_now(void);
+
+/* Schedule cb(arg) on this OS thread's hub: soon (after the green threads
+ * ready now), after delay seconds, or at kz_now() time when.  Callbacks run
+ * on the hub, outside any green thread, and must not block.  Returns a handle,
+ * or 0 with errno ENOMEM/EINVAL.  Does not switch. */
+KZ_API kz_call_t kz_call_soon(kz_callback cb, void *arg);
+KZ_API kz_call_t kz_call_later(double delay, kz_callback cb, void *arg);
+KZ_API kz_call_t kz_call_at(double when, kz_callback cb, void *arg);
+
+/* Cancel a scheduled callback.  Returns 0 if it will not run; -1 with EINVAL
+ * if it already ran, was cancelled, or belongs to another hub's thread. */
+KZ_API int kz_call_cancel(kz_call_t c);
+
+/* ---- Stacks and diagnostics ---------------------------------------------- */
+
+/* The stack size used when none is given (default 128 KiB; the environment
+ * variable KUDZU_STACK_SIZE overrides it at start-up).  Stacks are committed
+ * lazily: an idle green thread costs about one page.  Setting fails with
+ * EINVAL below KZ_STACK_MIN.  The size is rounded up to whole pages. */
+KZ_API int kz_set_default_stack_size(size_t bytes);
+KZ_API size_t kz_get_default_stack_size(void);
+
+/* Write every green thread of this OS thread's hub to fd: id, name, state,
+ * what it waits on, and a symbolised backtrace of where it is suspended.
+ * Returns 0, or -1 with errno from write. */
+KZ_API int kz_dump(int fd);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KUDZU_H */
