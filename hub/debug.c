@@ -34,7 +34,7 @@
 #define ALTSTACK_SIZE (64 * 1024)
 #define MAX_FRAMES 48
 
-KZ_HIDDEN const char *kz__green_name(struct kz_green *g, char buf[24]);
+KZ_INTERNAL const char *kz__green_name(struct kz_green *g, char buf[24]);
 
 void kz__say(const char *fmt, ...)
 {

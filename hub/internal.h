@@ -19,7 +19,11 @@
 #include "kudzu.h"
 #include "switch.h"
 
-#define KZ_HIDDEN __attribute__((visibility("hidden")))
+/* kz__ functions are shared by libkudzu's files and the preload shim
+   (libkudzu-preload links against libkudzu so that a program using both
+   has one runtime).  They are exported in the version node KUDZU_PRIVATE
+   (hub/libkudzu.map): not API, no compatibility promise. */
+#define KZ_INTERNAL __attribute__((visibility("default")))
 #define KZ_LIKELY(x) __builtin_expect(!!(x), 1)
 #define KZ_UNLIKELY(x) __builtin_expect(!!(x), 0)
 /* Thread-locals read on every interposed call: the library is loaded at
@@ -202,7 +206,7 @@ struct kz__hub {
 };
 
 /* This OS thread's hub, or NULL.  Cheap: one TLS load. */
-extern KZ_TLS struct kz__hub *kz__tls_hub KZ_HIDDEN;
+extern KZ_TLS struct kz__hub *kz__tls_hub KZ_INTERNAL;
 
 static inline struct kz__hub *kz__hub(void) { return kz__tls_hub; }
 
@@ -216,32 +220,32 @@ static inline struct kz_green *kz__self(void)
 
 /* This OS thread's hub, created (with the thread as its main green thread)
    if needed.  NULL with -errno in *err on failure. */
-KZ_HIDDEN struct kz__hub *kz__hub_get(int *err);
+KZ_INTERNAL struct kz__hub *kz__hub_get(int *err);
 
 /* Tear the hub of this OS thread down: every green thread must be finished
    but the main one.  Hub thread only, from the main green thread. */
-KZ_HIDDEN void kz__hub_destroy(struct kz__hub *hub);
+KZ_INTERNAL void kz__hub_destroy(struct kz__hub *hub);
 
 /* Post p to hub from any thread (also the hub's own); p->fn runs on the hub
    thread, on the hub context, in posting order per poster.  Never blocks. */
-KZ_HIDDEN void kz__hub_post(struct kz__hub *hub, struct kz__post *p);
+KZ_INTERNAL void kz__hub_post(struct kz__hub *hub, struct kz__post *p);
 
 /* While holds > 0 the hub's loop stays alive waiting for posts even when no
    watcher is active (a green thread waits for another OS thread).  Hub thread
    only. */
-KZ_HIDDEN void kz__hub_hold(struct kz__hub *hub);
-KZ_HIDDEN void kz__hub_unhold(struct kz__hub *hub);
+KZ_INTERNAL void kz__hub_hold(struct kz__hub *hub);
+KZ_INTERNAL void kz__hub_unhold(struct kz__hub *hub);
 
 /* The hub context's main loop (hub.c); entered on the hub stack. */
-KZ_HIDDEN void kz__hub_loop(void *hub);
+KZ_INTERNAL void kz__hub_loop(void *hub);
 
 /* Monotonic seconds. */
-KZ_HIDDEN double kz__now(void);
+KZ_INTERNAL double kz__now(void);
 
 /* ---- Scheduling (sched.c) ------------------------------------------------- */
 
 /* Append g to its hub's run queue (state becomes ready).  Hub thread only. */
-KZ_HIDDEN void kz__ready(struct kz_green *g);
+KZ_INTERNAL void kz__ready(struct kz_green *g);
 
 /* Park the running green thread until kz__wake(g, r) (returns r), the
    deadline passes (-ETIMEDOUT) or it is cancelled (-ECANCELED; returned at
@@ -249,120 +253,120 @@ KZ_HIDDEN void kz__ready(struct kz_green *g);
    kz__now() seconds, < 0 for none; the green thread's scoped deadline applies
    too (-ETIMEDOUT at once if it already passed).  -EPERM outside a green
    thread.  May switch. */
-KZ_HIDDEN int kz__park(double deadline);
+KZ_INTERNAL int kz__park(double deadline);
 
 /* Wake g if it is parked, with result r for kz__park.  A second wake before
    it runs is ignored, so every wake source may fire.  Returns true if g was
    woken by this call.  Hub thread only. */
-KZ_HIDDEN bool kz__wake(struct kz_green *g, int r);
+KZ_INTERNAL bool kz__wake(struct kz_green *g, int r);
 
 /* Yield: requeue the running green thread behind the ready ones. */
-KZ_HIDDEN void kz__yield(void);
+KZ_INTERNAL void kz__yield(void);
 
 /* Leave the running green thread for the next ready one, or the hub.  The
    caller has already queued itself somewhere (or is finishing). */
-KZ_HIDDEN void kz__schedule(struct kz__hub *hub);
+KZ_INTERNAL void kz__schedule(struct kz__hub *hub);
 
 /* Switch from the running context to green thread `to` (NULL: the hub). */
-KZ_HIDDEN void kz__switch_to(struct kz__hub *hub, struct kz_green *to);
+KZ_INTERNAL void kz__switch_to(struct kz__hub *hub, struct kz_green *to);
 /* What every context does first after being switched to (also a fresh one,
    with fake NULL): finish the sanitizer's fiber switch, free a dead green. */
-KZ_HIDDEN void kz__switched(struct kz__hub *hub, void *fake);
+KZ_INTERNAL void kz__switched(struct kz__hub *hub, void *fake);
 /* Give a green thread's embedded timer its callback (park deadline and
    delayed start). */
-KZ_HIDDEN void kz__park_timer_init(struct kz_green *g);
+KZ_INTERNAL void kz__park_timer_init(struct kz_green *g);
 
 /* Direct switches between green threads before the hub polls libev. */
 #define KZ__BUDGET 128
 
 /* Timeout (seconds, negative = none) to an absolute deadline. */
-KZ_HIDDEN double kz__deadline(double timeout);
+KZ_INTERNAL double kz__deadline(double timeout);
 
 /* Wait queues.  Hub thread only. */
 static inline void kz__waitq_init(struct kz__waitq *q) { kz__list_init(&q->head); }
 static inline bool kz__waitq_empty(const struct kz__waitq *q) { return kz__list_empty(&q->head); }
 /* Queue the running green thread on q and park (see kz__park).  On return the
    waiter is unlinked; w->data holds what the waker handed over. */
-KZ_HIDDEN int kz__waitq_wait(struct kz__waitq *q, struct kz__waiter *w, double deadline);
+KZ_INTERNAL int kz__waitq_wait(struct kz__waitq *q, struct kz__waiter *w, double deadline);
 /* Wake the first waiter still parked, handing it data; false if none.
    Waiters woken by something else meanwhile are skipped (left for their
    owner to unlink). */
-KZ_HIDDEN bool kz__waitq_wake_one(struct kz__waitq *q, int r, void *data);
+KZ_INTERNAL bool kz__waitq_wake_one(struct kz__waitq *q, int r, void *data);
 /* Wake every parked waiter with r; returns how many. */
-KZ_HIDDEN size_t kz__waitq_wake_all(struct kz__waitq *q, int r);
+KZ_INTERNAL size_t kz__waitq_wake_all(struct kz__waitq *q, int r);
 
 /* ---- Green thread lifecycle (green.c) ---------------------------------------- */
 
 /* Handle -> green thread, or NULL if the handle is 0, stale or malformed. */
-KZ_HIDDEN struct kz_green *kz__green_get(kz_green_t h);
+KZ_INTERNAL struct kz_green *kz__green_get(kz_green_t h);
 
 /* Spawn on hub; returns the green thread (state pending, queued or delayed)
    or NULL with -errno in *err.  user_stack/user_size: a stack the caller owns
    (pthread_attr_setstack), or NULL. */
-KZ_HIDDEN struct kz_green *kz__spawn(struct kz__hub *hub, kz_fn fn, void *arg,
+KZ_INTERNAL struct kz_green *kz__spawn(struct kz__hub *hub, kz_fn fn, void *arg,
                                      const struct kz_spawn_opts *opts, void *user_stack,
                                      size_t user_size, int *err);
 
 /* Finish the running green thread (result, or error > 0).  Never returns. */
-KZ_HIDDEN _Noreturn void kz__green_finish(void *result, int error);
+KZ_INTERNAL _Noreturn void kz__green_finish(void *result, int error);
 
 /* Release a finished green thread (its handle becomes stale). */
-KZ_HIDDEN void kz__green_release(struct kz_green *g);
+KZ_INTERNAL void kz__green_release(struct kz_green *g);
 
 /* Create the main green thread for a new hub. */
-KZ_HIDDEN struct kz_green *kz__green_main(struct kz__hub *hub);
+KZ_INTERNAL struct kz_green *kz__green_main(struct kz__hub *hub);
 
 /* Generic handle table (handle.c): 64-bit handles with a generation, to
    detect stale use without touching freed memory. */
 enum { KZ__H_GREEN = 1, KZ__H_CALL = 2, KZ__H_FUTURE = 3 };
-KZ_HIDDEN uint64_t kz__handle_new(int type, void *obj);
-KZ_HIDDEN void *kz__handle_get(uint64_t h, int type);
-KZ_HIDDEN void kz__handle_free(uint64_t h);
+KZ_INTERNAL uint64_t kz__handle_new(int type, void *obj);
+KZ_INTERNAL void *kz__handle_get(uint64_t h, int type);
+KZ_INTERNAL void kz__handle_free(uint64_t h);
 
 /* ---- Stacks (stack.c) ------------------------------------------------------ */
 
 enum kz__guard { KZ__GUARD_NONE, KZ__GUARD_MADVISE, KZ__GUARD_MPROTECT, KZ__GUARD_CANARY };
 
 /* Get a stack of size bytes (0: default).  Returns 0 or -errno. */
-KZ_HIDDEN int kz__stack_get(struct kz__hub *hub, size_t size, struct kz__stack *out);
+KZ_INTERNAL int kz__stack_get(struct kz__hub *hub, size_t size, struct kz__stack *out);
 /* Return a stack to the hub's cache (or the OS). */
-KZ_HIDDEN void kz__stack_put(struct kz__hub *hub, struct kz__stack *s);
+KZ_INTERNAL void kz__stack_put(struct kz__hub *hub, struct kz__stack *s);
 /* Stack used by a hub context. */
-KZ_HIDDEN int kz__stack_cache_init(struct kz__hub *hub);
-KZ_HIDDEN void kz__stack_cache_term(struct kz__hub *hub);
+KZ_INTERNAL int kz__stack_cache_init(struct kz__hub *hub);
+KZ_INTERNAL void kz__stack_cache_term(struct kz__hub *hub);
 /* Is addr inside the guard page (or below the canary) of s? */
-KZ_HIDDEN bool kz__stack_in_guard(const struct kz__stack *s, const void *addr);
+KZ_INTERNAL bool kz__stack_in_guard(const struct kz__stack *s, const void *addr);
 /* False if a canary-protected stack's canary was overwritten. */
-KZ_HIDDEN bool kz__stack_canary_ok(const struct kz__stack *s);
-KZ_HIDDEN size_t kz__stack_default_size(void);
+KZ_INTERNAL bool kz__stack_canary_ok(const struct kz__stack *s);
+KZ_INTERNAL size_t kz__stack_default_size(void);
 
 /* ---- Descriptors (io.c) ----------------------------------------------------- */
 
 /* Park until fd is ready for events; returns the ready events or -errno
    (-ETIMEDOUT, -ECANCELED, -EBADF).  May switch. */
-KZ_HIDDEN int kz__wait_fd(int fd, int events, double deadline);
+KZ_INTERNAL int kz__wait_fd(int fd, int events, double deadline);
 /* fd is being closed (or replaced by dup2): wake its waiters on this hub with
    -EBADF and stop watching it, so the number can be reused safely. */
-KZ_HIDDEN void kz__fd_forget(int fd);
-KZ_HIDDEN int kz__fdtab_init(struct kz__hub *hub);
-KZ_HIDDEN void kz__fdtab_term(struct kz__hub *hub);
+KZ_INTERNAL void kz__fd_forget(int fd);
+KZ_INTERNAL int kz__fdtab_init(struct kz__hub *hub);
+KZ_INTERNAL void kz__fdtab_term(struct kz__hub *hub);
 
 /* ---- Timers and callbacks (timer.c) ----------------------------------------- */
 
-KZ_HIDDEN void kz__run_soon(struct kz__hub *hub);
-KZ_HIDDEN void kz__calls_term(struct kz__hub *hub);
+KZ_INTERNAL void kz__run_soon(struct kz__hub *hub);
+KZ_INTERNAL void kz__calls_term(struct kz__hub *hub);
 
 /* ---- Diagnostics (debug.c) -------------------------------------------------- */
 
-KZ_HIDDEN void kz__debug_thread_init(struct kz__hub *hub);
-KZ_HIDDEN void kz__debug_thread_term(struct kz__hub *hub);
+KZ_INTERNAL void kz__debug_thread_init(struct kz__hub *hub);
+KZ_INTERNAL void kz__debug_thread_term(struct kz__hub *hub);
 /* Report a stack overflow of g on stderr (async-signal-safe enough for the
    crash path) and die with SIGSEGV. */
-KZ_HIDDEN _Noreturn void kz__overflow_die(struct kz_green *g, const void *addr);
+KZ_INTERNAL _Noreturn void kz__overflow_die(struct kz_green *g, const void *addr);
 /* Write a line to stderr, prefixed "kudzu: ".  Async-signal-safe. */
-KZ_HIDDEN void kz__say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+KZ_INTERNAL void kz__say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Verify build: check the hub's invariants (no-op otherwise). */
-KZ_HIDDEN void kz__verify(struct kz__hub *hub);
+KZ_INTERNAL void kz__verify(struct kz__hub *hub);
 
 /* Public-layer error conversion: errno = -r, return -1. */
 static inline int kz__fail_errno(int r)
