@@ -356,6 +356,19 @@ KZ_INTERNAL void kz__fdtab_term(struct kz__hub *hub);
 KZ_INTERNAL void kz__run_soon(struct kz__hub *hub);
 KZ_INTERNAL void kz__calls_term(struct kz__hub *hub);
 
+/* ---- Worker threads (worker.c) --------------------------------------------- */
+
+/* Run fn(arg) on the process's pool of worker OS threads while the calling
+   green thread parks.  Returns 0 once fn has returned; -ETIMEDOUT or
+   -ECANCELED if the wait ended first: fn still runs to completion on its
+   worker, which then calls discard(arg) if discard is not NULL, so arg must
+   stay valid until then (allocate it on the heap and free it in discard).
+   -EPERM outside a green thread: the caller should simply call fn itself.
+   Worker threads have no hub, so the shim passes their calls through.
+   May switch. */
+KZ_INTERNAL int kz__worker_call(void (*fn)(void *), void *arg, void (*discard)(void *),
+                                double deadline);
+
 /* ---- Diagnostics (debug.c) -------------------------------------------------- */
 
 KZ_INTERNAL void kz__debug_thread_init(struct kz__hub *hub);

@@ -189,6 +189,9 @@ KZ_API size_t kz_get_default_stack_size(void);
  * Returns 0, or -1 with errno from write. */
 KZ_API int kz_dump(int fd);
 
+/* ---- The toolbox: futures, gather/wait, deadlines, synchronisation,
+ * queues, groups, worker threads, hubs on other threads ------------------ */
+
 #ifdef __cplusplus
 }
 #endif
