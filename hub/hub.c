@@ -129,6 +129,7 @@ static struct kz__hub *hub_create(int *err)
   hub->main = kz__green_main(hub);
   if (!hub->main)
     goto error6;
+  ev_set_userdata(hub->loop, hub);
   ev_async_init(&hub->wakeup, wakeup_cb);
   ev_async_start(hub->loop, &hub->wakeup);
   ev_unref(hub->loop); /* note D */
@@ -196,6 +197,7 @@ void kz__hub_loop(void *arg)
   for (;;) {
     bool busy, alive;
     kz__verify(hub);
+    hub->pass++;
     kz__run_soon(hub);
     busy = hub->run_head || !kz__list_empty(&hub->soon);
     hub->in_loop = true;

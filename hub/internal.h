@@ -195,6 +195,7 @@ struct kz__hub {
   int holds;                    /* remote completions expected (keeps the loop alive) */
   bool stopping;                /* kz__hub_destroy in progress */
   bool in_loop;                 /* the hub context is inside ev_run */
+  uint64_t pass;                /* hub loop passes so far (io.c, note D) */
   void *dying;                  /* a finished green thread's struct to release */
   uint64_t nspawned;            /* for default names */
   void *altstack;               /* sigaltstack installed for this thread, or NULL */

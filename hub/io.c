@@ -8,13 +8,22 @@
  * Notes.
  * A. epoll registers open files, not numbers.  If a descriptor is closed and
  *    its number reused while libev still believes the old registration
- *    stands, the new file is never watched and its waiters hang.  Two rules
- *    prevent it: a watcher stops as soon as it has no waiter (libev then asks
- *    epoll for nothing until the next start), and kz__fd_forget (called by
- *    close/dup2/dup3 in the shim) marks the entry so its next start forces a
- *    fresh registration with EV__IOFDSET (ev_io_set).  Starts in the steady
- *    state use ev_io_modify instead, so a stop followed by a start within one
- *    loop pass costs no system call at all.
+ *    stands, the new file is never watched and its waiters hang.  A watcher
+ *    is active only while someone waits, and libev sends its changes to
+ *    epoll once per loop pass, comparing old and new interest: so a stop and
+ *    a restart within one pass cost no system call (the steady state of a
+ *    server: woken, read, write, wait again), and a restart in a later pass
+ *    re-adds the descriptor (EPOLL_CTL_ADD), which registers a new file
+ *    under a reused number.  The one window left is a close and reuse of the
+ *    number between a stop and a restart in the same pass: kz__fd_forget
+ *    (the shim's close, dup2, dup3, fclose; kz_close for API users) marks the
+ *    entry so its next start forces a fresh registration (ev_io_set sets
+ *    EV__IOFDSET), and wakes its waiters with EBADF.
+ * D. libev as Debian builds it asserts (aborts) when epoll_ctl says EBADF.
+ *    Whenever a start will reach epoll_ctl (first use, after a forget, after
+ *    a stop in an earlier pass), the descriptor is checked first with
+ *    F_GETFD, so a closed one fails the wait with EBADF instead.  That costs
+ *    one cheap system call on a path that makes one anyway.
  * B. The table is two-level (chunks of 1024 entries never move), because
  *    libev keeps pointers to the watchers.  There is no 1024-descriptor
  *    ceiling: it grows to whatever RLIMIT_NOFILE allows.
@@ -23,8 +32,11 @@
  */
 #include "internal.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define CHUNK 1024
 
@@ -35,6 +47,7 @@ struct fdw {
   struct kz__waitq wr;   /* waiting for KZ_WRITE */
   bool used;             /* io initialised */
   bool reset;            /* forgotten: force re-registration (note A) */
+  uint64_t stop_pass;    /* hub pass in which io was last stopped (note D) */
 };
 
 struct kz__fdtab {
@@ -92,6 +105,7 @@ static struct fdw *fdw_get(struct kz__fdtab *t, int fd)
   w = &t->chunks[c][fd % CHUNK];
   if (!w->used) {
     ev_io_init(&w->io, io_cb, fd, 0);
+    w->stop_pass = UINT64_MAX;
     kz__waitq_init(&w->rd);
     kz__waitq_init(&w->wr);
     w->used = true;
@@ -99,17 +113,23 @@ static struct fdw *fdw_get(struct kz__fdtab *t, int fd)
   return w;
 }
 
-/* Make the watcher ask for exactly what its waiters want (note A). */
-static void fdw_update(struct ev_loop *loop, struct fdw *w)
+/* Make the watcher ask for exactly what its waiters want (note A).  Returns
+   -EBADF, starting nothing, if the descriptor is not open (note D). */
+static int fdw_update(struct kz__hub *hub, struct fdw *w)
 {
   int want = (kz__waitq_empty(&w->rd) ? 0 : EV_READ) | (kz__waitq_empty(&w->wr) ? 0 : EV_WRITE);
+  struct ev_loop *loop = hub->loop;
   if (ev_is_active(&w->io)) {
     if ((w->io.events & (EV_READ | EV_WRITE)) == want)
-      return;
+      return 0;
     ev_io_stop(loop, &w->io);
+    w->stop_pass = hub->pass;
   }
   if (!want)
-    return;
+    return 0;
+  if ((w->reset || w->stop_pass != hub->pass) && syscall(SYS_fcntl, w->io.fd, F_GETFD) < 0 &&
+      errno == EBADF)
+    return -EBADF;
   if (w->reset) {
     ev_io_set(&w->io, w->io.fd, want);
     w->reset = false;
@@ -117,6 +137,7 @@ static void fdw_update(struct ev_loop *loop, struct fdw *w)
     ev_io_modify(&w->io, want);
   }
   ev_io_start(loop, &w->io);
+  return 0;
 }
 
 static void wake_queue(struct kz__waitq *q, int r, int revents)
@@ -128,6 +149,7 @@ static void wake_queue(struct kz__waitq *q, int r, int revents)
 static void io_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
   struct fdw *w = kz__container_of(io, struct fdw, io);
+  struct kz__hub *hub = ev_userdata(loop);
   if (revents & EV_ERROR) { /* note C */
     wake_queue(&w->rd, -EBADF, 0);
     wake_queue(&w->wr, -EBADF, 0);
@@ -138,7 +160,7 @@ static void io_cb(struct ev_loop *loop, ev_io *io, int revents)
     if (revents & EV_WRITE)
       wake_queue(&w->wr, 0, revents & (EV_READ | EV_WRITE));
   }
-  fdw_update(loop, w);
+  fdw_update(hub, w);
 }
 
 int kz__wait_fd(int fd, int events, double deadline)
@@ -168,14 +190,15 @@ int kz__wait_fd(int fd, int events, double deadline)
     kz__list_push(&w->rd.head, &rw.link);
   if (events & KZ_WRITE)
     kz__list_push(&w->wr.head, &ww.link);
-  fdw_update(hub->loop, w);
-  g->waiting = (struct kz__wait_info){.kind = KZ__WAIT_FD, .arg = fd, .arg2 = (uint64_t)events};
-  r = kz__park(deadline);
+  if ((r = fdw_update(hub, w)) == 0) {
+    g->waiting = (struct kz__wait_info){.kind = KZ__WAIT_FD, .arg = fd, .arg2 = (uint64_t)events};
+    r = kz__park(deadline);
+  }
   kz__list_remove(&rw.link);
   kz__list_remove(&ww.link);
   /* The entry may have been reused for a new descriptor meanwhile; only
      the waiters' own links were touched, so updating it is always right. */
-  fdw_update(hub->loop, w);
+  fdw_update(hub, w);
   if (r < 0)
     return r;
   r = (int)((intptr_t)rw.data | (intptr_t)ww.data) & events;
@@ -193,6 +216,20 @@ void kz__fd_forget(int fd)
   if (ev_is_active(&w->io))
     ev_io_stop(hub->loop, &w->io);
   w->reset = true;
+}
+
+int kz_forget_fd(int fd)
+{
+  if (fd < 0)
+    return kz__fail_errno(-EBADF);
+  kz__fd_forget(fd);
+  return 0;
+}
+
+int kz_close(int fd)
+{
+  kz_forget_fd(fd);
+  return close(fd);
 }
 
 int kz_wait_fd(int fd, int events, double timeout)

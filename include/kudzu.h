@@ -157,8 +157,20 @@ KZ_API size_t kz_list(kz_green_t *out, size_t max);
 /* Park until fd is ready for events (KZ_READ | KZ_WRITE).  Returns the ready
  * events (> 0), or -1 with ETIMEDOUT, ECANCELED, EBADF (fd closed meanwhile
  * through kudzu, or not open), EINVAL (no events), EPERM.  All waiters of one
- * descriptor share one libev watcher.  May switch. */
+ * descriptor share one libev watcher.  May switch.
+ *
+ * Close descriptors you wait on with kz_close (or call kz_forget_fd before
+ * closing them another way): it wakes their waiters with EBADF and drops the
+ * hub's registration, so a new file that gets the same number is watched
+ * for real.  Under the preload shim, close(), dup2() and fclose() do it. */
 KZ_API int kz_wait_fd(int fd, int events, double timeout);
+
+/* Forget fd on this OS thread's hub (see kz_wait_fd); 0, or -1 EBADF for a
+ * negative fd.  Does not switch. */
+KZ_API int kz_forget_fd(int fd);
+
+/* kz_forget_fd(fd), then close(fd): returns what close returns. */
+KZ_API int kz_close(int fd);
 
 /* Seconds on the hub's monotonic clock (CLOCK_MONOTONIC), like loop.time(). */
 KZ_API double kz_now(void);

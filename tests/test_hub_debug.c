@@ -1,0 +1,108 @@
+/* test_hub_debug.c: kz_dump's content: every green thread with its name,
+ * state, what it waits on, and a symbolised backtrace that ends cleanly. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <kudzu.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+__attribute__((noinline)) static void *sleeper_body(void *arg)
+{
+  kz_sleep(10);
+  return NULL;
+}
+
+__attribute__((noinline)) static void *reader_body(void *arg)
+{
+  kz_wait_fd(*(int *)arg, KZ_READ, KZ_FOREVER);
+  return NULL;
+}
+
+static char *dump_to_string(void)
+{
+  static char buf[65536];
+  FILE *f = tmpfile();
+  cr_assert_not_null(f);
+  cr_assert_eq(kz_dump(fileno(f)), 0);
+  rewind(f);
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  buf[n] = 0;
+  fclose(f);
+  return buf;
+}
+
+/* The backtrace lines under the header line of green `name`. */
+static const char *section(const char *dump, const char *name)
+{
+  char key[64];
+  snprintf(key, sizeof key, "\"%s\"", name);
+  const char *s = strstr(dump, key);
+  cr_assert_not_null(s, "no green thread %s in:\n%s", name, dump);
+  return s;
+}
+
+Test(debug, dump_lists_every_green_thread_with_backtraces)
+{
+  int p[2];
+  cr_assert_eq(pipe(p), 0);
+  struct kz_spawn_opts s = {.name = "sleeper"}, r = {.name = "reader"}, q = {.name = "queued"};
+  kz_green_t a = kz_spawn_with(sleeper_body, NULL, &s);
+  kz_green_t b = kz_spawn_with(reader_body, &p[0], &r);
+  kz_yield();
+  kz_green_t c = kz_spawn_with(sleeper_body, NULL, &q);
+  char *d = dump_to_string();
+
+  cr_assert(strstr(d, "4 green threads"), "%s", d);
+  const char *ms = section(d, "main");
+  cr_assert(strstr(ms, "running (current)"), "%s", d);
+
+  const char *ss = section(d, "sleeper");
+  cr_assert(!strncmp(ss + strlen("\"sleeper\" "), "blocked waiting on a timer", 26), "%s", d);
+  const char *sbt = strstr(ss, "sleeper_body");
+  cr_assert_not_null(sbt, "the sleeper's backtrace names its function:\n%s", d);
+  cr_assert_lt(sbt, section(d, "reader"), "within its own section");
+  cr_assert(strstr(ss, "kz_sleep"), "%s", d);
+
+  const char *rs = section(d, "reader");
+  char want[64];
+  snprintf(want, sizeof want, "waiting on fd %d for read", p[0]);
+  cr_assert(strstr(rs, want), "%s", d);
+  cr_assert(strstr(rs, "reader_body"), "%s", d);
+
+  const char *qs = section(d, "queued");
+  cr_assert(strstr(qs, "pending"), "%s", d);
+  cr_assert(strstr(qs, "(not started)"), "%s", d);
+
+  /* Walks end at the green thread's entry, cleanly, not truncated. */
+  const char *end = strstr(ss, "green_entry");
+  cr_assert_not_null(end, "the walk reaches the entry:\n%s", d);
+  const char *next_header = strstr(ss, "\ngreen ");
+  const char *trunc = strstr(ss, "    ...");
+  cr_assert(!trunc || (next_header && trunc > next_header), "walk truncated:\n%s", d);
+
+  kz_cancel(a);
+  kz_cancel(b);
+  kz_cancel(c);
+  kz_join(a, NULL, KZ_FOREVER);
+  kz_join(b, NULL, KZ_FOREVER);
+  kz_join(c, NULL, KZ_FOREVER);
+}
+
+static void dump_from_callback(void *arg) { kz_dump(*(int *)arg); }
+
+Test(debug, dump_from_a_hub_callback)
+{
+  FILE *f = tmpfile();
+  int fd = fileno(f);
+  char buf[8192];
+  kz_call_soon(dump_from_callback, &fd);
+  kz_sleep(0.001);
+  rewind(f);
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  buf[n] = 0;
+  cr_assert(strstr(buf, "dumped from a hub callback"), "%s", buf);
+  cr_assert(strstr(buf, "\"main\" blocked waiting on a timer"), "%s", buf);
+  fclose(f);
+}
