@@ -11,8 +11,11 @@
  *    runs.
  * C. A park's deadline is an ev_timer embedded in the green thread.  libev
  *    measures timers from the loop's cached time, which lags while green
- *    threads run; a timer that fires before the deadline on the real clock is
- *    re-armed for the rest, so no wait ever ends early.
+ *    threads run, so a park refreshes it first (ev_now_update: one vDSO clock
+ *    read): timers then expire in the order of their deadlines even when they
+ *    were armed at different moments of one pass.  A timer that still fires
+ *    a hair before its deadline on the real clock is re-armed for the rest,
+ *    so no wait ever ends early.
  * D. A green thread that finished detached cannot free the stack it is still
  *    running on: it leaves itself in hub->dying, and whoever runs next frees
  *    it right after the switch.
@@ -170,8 +173,9 @@ int kz__park(double deadline)
   if (g->deadline > 0 && (deadline < 0 || g->deadline < deadline))
     deadline = g->deadline;
   if (deadline >= 0) {
-    double left = deadline - kz__now();
-    if (left <= 0)
+    double left;
+    ev_now_update(hub->loop);
+    if ((left = deadline - kz__now()) <= 0)
       return -ETIMEDOUT;
     ev_timer_set(&g->timer, left, 0);
     g->until = deadline;

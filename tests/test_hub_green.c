@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 static void *add_one(void *arg) { return (char *)arg + 1; }
 static void *sleeper(void *arg)
@@ -320,12 +321,15 @@ static void blocking_in_callback(void *arg)
 {
   cb_rc = kz_sleep(0.01);
   cb_err = errno;
+  (void)!write(*(int *)arg, "x", 1); /* tell the main green thread it ran */
 }
 
 Test(green, blocking_in_hub_callback_is_eperm)
 {
-  kz_call_soon(blocking_in_callback, NULL);
-  kz_sleep(0.001);
+  int p[2];
+  cr_assert_eq(pipe(p), 0);
+  kz_call_soon(blocking_in_callback, &p[1]);
+  cr_assert_eq(kz_wait_fd(p[0], KZ_READ, 10.0), KZ_READ);
   cr_assert_eq(cb_rc, -1);
   cr_assert_eq(cb_err, EPERM);
 }
