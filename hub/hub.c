@@ -16,6 +16,10 @@
  *    otherwise idle loop alive, or a deadlock would hang instead of being
  *    reported.  kz__hub_hold() references the loop while a green thread
  *    waits for another OS thread.
+ * F. fork() copies the hub of the forking thread, and with it the epoll
+ *    instance, which parent and child would then share.  An atfork handler
+ *    gives the child's loop its own backend (ev_loop_fork); the hubs of
+ *    other threads do not exist in the child (their threads do not).
  * E. When nothing is ready, no callback is due and libev has no active
  *    watcher, no event can ever wake anyone: the main green thread's
  *    blocking call fails with EDEADLK (gevent's "this operation would block
@@ -59,7 +63,19 @@ static void hub_key_destructor(void *p)
             hub->nlive - 1);
 }
 
-static void hub_global_init(void) { pthread_key_create(&hub_key, hub_key_destructor); }
+/* Note F. */
+static void hub_atfork_child(void)
+{
+  struct kz__hub *hub = kz__tls_hub;
+  if (hub)
+    ev_loop_fork(hub->loop);
+}
+
+static void hub_global_init(void)
+{
+  pthread_key_create(&hub_key, hub_key_destructor);
+  pthread_atfork(NULL, NULL, hub_atfork_child);
+}
 
 /* Run the messages other threads posted, in the order each posted them. */
 static void wakeup_cb(struct ev_loop *loop, ev_async *w, int revents)

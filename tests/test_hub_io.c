@@ -9,7 +9,13 @@
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
+#include <linux/kcmp.h>
+#include <sys/syscall.h>
+
+#include <stdio.h>
+#include <string.h>
 
 
 struct wait_args {
@@ -207,4 +213,65 @@ Test(io, no_1024_descriptor_ceiling, .timeout = 60)
   free(sv);
   free(a);
   free(g);
+}
+
+/* Is fd a the same open file as fd b?  (kcmp, or -1 if unavailable.) */
+static int same_file(int a, int b)
+{
+  return (int)syscall(SYS_kcmp, getpid(), getpid(), KCMP_FILE, a, b) == 0;
+}
+
+/* The descriptors of this process that are epoll instances, up to max. */
+static int epoll_fds(int *out, int max)
+{
+  int n = 0;
+  for (int fd = 0; fd < 4096 && n < max; fd++) {
+    char path[64], link[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    ssize_t len = readlink(path, link, sizeof link - 1);
+    if (len > 0) {
+      link[len] = 0;
+      if (strstr(link, "eventpoll"))
+        out[n++] = fd;
+    }
+  }
+  return n;
+}
+
+Test(io, forked_child_has_its_own_loop)
+{
+  int p[2], q[2], status;
+  cr_assert_eq(pipe(p), 0);
+  cr_assert_eq(pipe(q), 0);
+  cr_assert_eq(kz_wait_fd(p[1], KZ_WRITE, 1.0), KZ_WRITE); /* the parent's loop is in use */
+  int before[16], nbefore = epoll_fds(before, 16);
+  cr_assert_geq(nbefore, 1, "the hub's loop has an epoll instance");
+  pid_t pid = fork();
+  if (pid == 0) {
+    /* Keep the inherited epoll instances open under other numbers, wait
+       through the loop, and check the loop made an instance of its own:
+       sharing the parent's would mix both processes' registrations. */
+    int inherited[16], now[32], n, own = 0;
+    for (int i = 0; i < nbefore; i++)
+      inherited[i] = dup(before[i]);
+    int ok = kz_wait_fd(q[0], KZ_READ, 5.0) == KZ_READ;
+    n = epoll_fds(now, 32);
+    for (int i = 0; i < n; i++) {
+      int shared = 0;
+      for (int j = 0; j < nbefore; j++)
+        shared |= same_file(now[i], inherited[j]);
+      own += !shared;
+    }
+    _exit(ok && own == 1 ? 0 : 1);
+  }
+  cr_assert_eq(write(q[1], "c", 1), 1);
+  cr_assert_eq(waitpid(pid, &status, 0), pid);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child's loop shares the parent's epoll");
+  /* And the parent's loop still works. */
+  struct wait_args a = {p[0], KZ_READ, 5.0, 0, 0};
+  kz_green_t g = kz_spawn(waiter, &a);
+  kz_yield();
+  cr_assert_eq(write(p[1], "x", 1), 1);
+  cr_assert_eq(kz_join(g, NULL, KZ_FOREVER), 0);
+  cr_assert_eq(a.r, KZ_READ);
 }
