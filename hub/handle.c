@@ -100,9 +100,9 @@ uint64_t kz__handle_new(int type, void *obj)
 {
   uint32_t idx = index_alloc();
   struct slot *s;
-  if (idx == NONE)
+  if (KZ_UNLIKELY(idx == NONE))
     return 0;
-  s = slot_at(idx);
+  s = &atomic_load_explicit(&dir[idx >> CHUNK_BITS], memory_order_relaxed)[idx & (CHUNK_SLOTS - 1)];
   atomic_store_explicit(&s->obj, obj, memory_order_relaxed);
   atomic_store_explicit(&s->type, (uint32_t)type, memory_order_release);
   return (1ull << 63) | ((uint64_t)(atomic_load_explicit(&s->gen, memory_order_relaxed) & 0x7fffffffu) << 32) | idx;

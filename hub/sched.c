@@ -69,7 +69,8 @@ static void asan_bounds(struct kz__hub *hub, struct kz_green *to, const void **b
 }
 #endif
 
-void kz__switched(struct kz__hub *hub, void *fake)
+/* The slow half of kz__switched: sanitizer bookkeeping and freeing. */
+static void __attribute__((noinline)) switched_slow(struct kz__hub *hub, void *fake)
 {
 #ifdef KZ_ASAN
   const void *old_bottom;
@@ -80,40 +81,67 @@ void kz__switched(struct kz__hub *hub, void *fake)
     hub->main->asan_size = old_size;
   }
 #endif
-  if (KZ_UNLIKELY(hub->dying != NULL)) { /* note D */
+  if (hub->dying) { /* note D */
     struct kz_green *dead = hub->dying;
     hub->dying = NULL;
     kz__green_release(dead);
   }
 }
 
-void kz__switch_to(struct kz__hub *hub, struct kz_green *to)
+void kz__switched(struct kz__hub *hub, void *fake)
+{
+#ifdef KZ_ASAN
+  switched_slow(hub, fake);
+#else
+  if (KZ_UNLIKELY(hub->dying != NULL))
+    switched_slow(hub, fake);
+#endif
+}
+
+/* What the resumed context does right after kz__switch returns into it.  It
+   finds everything through the thread's hub again, so the compiler keeps
+   nothing in callee-saved registers across the switch (kz__switch saves
+   those already). */
+static inline __attribute__((always_inline)) void resumed(void *fake)
+{
+  struct kz__hub *hub = kz__tls_hub;
+  struct kz_green *self = hub->current;
+  kz__switched(hub, fake);
+  *hub->errnop = self ? self->err : hub->err;
+}
+
+/* The switch itself, inlined into the scheduler's paths. */
+static inline __attribute__((always_inline)) void switch_to(struct kz__hub *hub, struct kz_green *to)
 {
   struct kz_green *from = hub->current;
   void **from_sp = from ? &from->sp : &hub->sp;
-  int *from_err = from ? &from->err : &hub->err;
+  int err = *hub->errnop;
 #ifdef KZ_ASAN
   const void *bottom;
   size_t size;
   void **fake = from ? &from->asan_fake : &hub->asan_fake;
   asan_bounds(hub, to, &bottom, &size);
 #endif
-  if (from && KZ_UNLIKELY(from->stack.guard == KZ__GUARD_CANARY) && !kz__stack_canary_ok(&from->stack))
-    kz__overflow_die(from, from->stack.base);
-  *from_err = *hub->errnop;
+  if (from) {
+    if (KZ_UNLIKELY(from->stack.guard == KZ__GUARD_CANARY) && !kz__stack_canary_ok(&from->stack))
+      kz__overflow_die(from, from->stack.base);
+    from->err = err;
+  } else {
+    hub->err = err;
+  }
   hub->current = to;
+#ifdef KZ_ASAN
   hub->prev = from;
-#ifdef KZ_ASAN
   __sanitizer_start_switch_fiber(from && from == hub->dying ? NULL : fake, bottom, size);
-#endif
   kz__switch(from_sp, to ? to->sp : hub->sp);
-#ifdef KZ_ASAN
-  kz__switched(hub, *fake);
+  resumed(*fake);
 #else
-  kz__switched(hub, NULL);
+  kz__switch(from_sp, to ? to->sp : hub->sp);
+  resumed(NULL);
 #endif
-  *hub->errnop = *from_err;
 }
+
+void kz__switch_to(struct kz__hub *hub, struct kz_green *to) { switch_to(hub, to); }
 
 void kz__schedule(struct kz__hub *hub)
 {
@@ -125,7 +153,7 @@ void kz__schedule(struct kz__hub *hub)
     if (next == hub->current) /* it queued itself and is next anyway */
       return;
   }
-  kz__switch_to(hub, next);
+  switch_to(hub, next);
 }
 
 void kz__yield(void)
@@ -135,6 +163,15 @@ void kz__yield(void)
   g->state = KZ__S_READY;
   runq_push(hub, g);
   kz__schedule(hub);
+}
+
+int kz_yield(void)
+{
+  struct kz__hub *hub = kz__tls_hub;
+  if (KZ_UNLIKELY(!hub || !hub->current))
+    return hub ? kz__fail_errno(-EPERM) : 0;
+  kz__yield();
+  return 0;
 }
 
 double kz__deadline(double timeout)
