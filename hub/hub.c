@@ -116,7 +116,7 @@ void kz__hub_unhold(struct kz__hub *hub)
     ev_unref(hub->loop);
 }
 
-static struct kz__hub *hub_create(int *err)
+struct kz__hub *kz__hub_create(int *err)
 {
   struct kz__hub *hub;
   int r;
@@ -170,12 +170,6 @@ error2:
 error1:
   *err = -ENOMEM;
   return NULL;
-}
-
-struct kz__hub *kz__hub_get(int *err)
-{
-  struct kz__hub *hub = kz__tls_hub;
-  return KZ_LIKELY(hub) ? hub : hub_create(err);
 }
 
 void kz__hub_destroy(struct kz__hub *hub)

@@ -219,9 +219,16 @@ static inline struct kz_green *kz__self(void)
   return h ? h->current : NULL;
 }
 
-/* This OS thread's hub, created (with the thread as its main green thread)
-   if needed.  NULL with -errno in *err on failure. */
-KZ_INTERNAL struct kz__hub *kz__hub_get(int *err);
+/* Create this OS thread's hub, the thread becoming its main green thread.
+   NULL with -errno in *err on failure. */
+KZ_INTERNAL struct kz__hub *kz__hub_create(int *err);
+
+/* This OS thread's hub, created if needed (see kz__hub_create). */
+static inline struct kz__hub *kz__hub_get(int *err)
+{
+  struct kz__hub *h = kz__tls_hub;
+  return KZ_LIKELY(h != NULL) ? h : kz__hub_create(err);
+}
 
 /* Tear the hub of this OS thread down: every green thread must be finished
    but the main one.  Hub thread only, from the main green thread. */
