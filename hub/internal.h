@@ -353,6 +353,18 @@ KZ_INTERNAL size_t kz__stack_default_size(void);
 /* Park until fd is ready for events; returns the ready events or -errno
    (-ETIMEDOUT, -ECANCELED, -EBADF).  May switch. */
 KZ_INTERNAL int kz__wait_fd(int fd, int events, double deadline);
+/* One descriptor of a kz__wait_fds call. */
+struct kz__fdev {
+  int fd;      /* < 0: ignored */
+  int events;  /* KZ_READ | KZ_WRITE wanted */
+  int revents; /* out: ready events, or -EBADF if fd is not open */
+};
+
+/* Park until any of n descriptors is ready (or, with -EBADF in revents, not
+   open), or the deadline passes.  Returns 0 (see revents) or -ETIMEDOUT,
+   -ECANCELED, -ENOMEM, -EPERM.  Readiness is a hint: the caller retries its
+   non-blocking call.  May switch. */
+KZ_INTERNAL int kz__wait_fds(struct kz__fdev *fds, int n, double deadline);
 /* fd is being closed (or replaced by dup2): wake its waiters on this hub with
    -EBADF and stop watching it, so the number can be reused safely. */
 KZ_INTERNAL void kz__fd_forget(int fd);

@@ -205,6 +205,58 @@ int kz__wait_fd(int fd, int events, double deadline)
   return r ? r : events;
 }
 
+int kz__wait_fds(struct kz__fdev *fds, int n, double deadline)
+{
+  struct kz__hub *hub = kz__tls_hub;
+  struct kz_green *g = hub ? hub->current : NULL;
+  struct kz__waiter stackw[32], *w = stackw;
+  int r = 0, i;
+
+  if (!g)
+    return -EPERM;
+  if ((g->flags & (KZ__G_CANCEL | KZ__G_NO_CANCEL)) == KZ__G_CANCEL)
+    return -ECANCELED;
+  if (n > 16 && !(w = malloc(sizeof *w * 2 * (size_t)n)))
+    return -ENOMEM;
+  for (i = 0; i < n; i++) {
+    struct fdw *e = fds[i].fd >= 0 ? fdw_get(hub->fds, fds[i].fd) : NULL;
+    fds[i].revents = 0;
+    kz__list_init(&w[2 * i].link);
+    kz__list_init(&w[2 * i + 1].link);
+    w[2 * i].g = w[2 * i + 1].g = g;
+    w[2 * i].data = w[2 * i + 1].data = NULL;
+    if (!e)
+      continue;
+    if (fds[i].events & KZ_READ)
+      kz__list_push(&e->rd.head, &w[2 * i].link);
+    if (fds[i].events & KZ_WRITE)
+      kz__list_push(&e->wr.head, &w[2 * i + 1].link);
+    if (fdw_update(hub, e) < 0) { /* not open: report it like poll's POLLNVAL */
+      kz__list_remove(&w[2 * i].link);
+      kz__list_remove(&w[2 * i + 1].link);
+      fds[i].revents = -EBADF;
+      r = 1;
+    }
+  }
+  if (!r) {
+    g->waiting = (struct kz__wait_info){.kind = KZ__WAIT_FD, .arg = n ? fds[0].fd : -1,
+                                        .arg2 = (uint64_t)(n ? fds[0].events : 0)};
+    r = kz__park(deadline);
+  }
+  for (i = 0; i < n; i++) {
+    struct fdw *e = fds[i].fd >= 0 ? fdw_find(hub->fds, fds[i].fd) : NULL;
+    kz__list_remove(&w[2 * i].link);
+    kz__list_remove(&w[2 * i + 1].link);
+    if (fds[i].revents == 0)
+      fds[i].revents = (int)((intptr_t)w[2 * i].data | (intptr_t)w[2 * i + 1].data) & fds[i].events;
+    if (e && e->used)
+      fdw_update(hub, e);
+  }
+  if (w != stackw)
+    free(w);
+  return r < 0 ? r : 0;
+}
+
 void kz__fd_forget(int fd)
 {
   struct kz__hub *hub = kz__tls_hub;

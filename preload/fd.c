@@ -1,0 +1,116 @@
+/* fd.c: what the shim knows of each descriptor: its kind, the program's own
+ * O_NONBLOCK view, and its SO_RCVTIMEO/SO_SNDTIMEO.
+ *
+ * Notes.
+ * A. kudzu never changes the status flags of an open file (only transiently,
+ *    inside connect()): a socket is driven with MSG_DONTWAIT per call, and
+ *    anything else is polled for readiness before the real call.  So stdio
+ *    on a socket (fdopen, getline), a pipe shared with a child process, or
+ *    an inherited terminal never see EAGAIN because of kudzu, and a child
+ *    that inherits a descriptor gets it exactly as the program left it.
+ * B. Descriptors created through the shim (socket, accept, pipe, ...) are
+ *    recorded with what is known of them; any other one is classified on
+ *    first sight (fstat, F_GETFL, and for sockets the two timeouts).
+ *    Descriptors opened and closed by libc internally are not seen: a cached
+ *    "socket" that turns out not to be one (ENOTSOCK) is classified again.
+ * C. The table is two-level (chunks of 4096 entries that never move) and is
+ *    read without locks: entries are written by the thread that creates or
+ *    closes the descriptor, as the kernel's own table is.
+ */
+#include "shim.h"
+
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#define CHUNK_BITS 12
+#define NCHUNKS 512 /* 2 Mi descriptors */
+
+static struct kz_fd *_Atomic chunks[NCHUNKS];
+
+static struct kz_fd *slot(int fd, bool create)
+{
+  unsigned c = (unsigned)fd >> CHUNK_BITS;
+  struct kz_fd *chunk, *fresh;
+  if (fd < 0 || c >= NCHUNKS)
+    return NULL;
+  chunk = atomic_load_explicit(&chunks[c], memory_order_acquire);
+  if (!chunk && create) {
+    fresh = calloc(1u << CHUNK_BITS, sizeof *fresh);
+    if (!fresh)
+      return NULL;
+    if (atomic_compare_exchange_strong(&chunks[c], &chunk, fresh))
+      chunk = fresh;
+    else
+      free(fresh); /* another thread won; chunk holds its table */
+  }
+  return chunk ? &chunk[fd & ((1 << CHUNK_BITS) - 1)] : NULL;
+}
+
+static double timeout_of(int fd, int opt)
+{
+  struct timeval tv = {0, 0};
+  socklen_t len = sizeof tv;
+  if (REAL(getsockopt)(fd, SOL_SOCKET, opt, &tv, &len) < 0)
+    return 0;
+  return (double)tv.tv_sec + (double)tv.tv_usec * 1e-6;
+}
+
+/* Note B. */
+static bool classify(int fd, struct kz_fd *f)
+{
+  struct stat st;
+  int fl;
+  if (fstat(fd, &st) < 0 || (fl = REAL(fcntl)(fd, F_GETFL)) < 0)
+    return false;
+  f->rt_nb = 0;
+  f->user_nb = (fl & O_NONBLOCK) != 0;
+  f->rcvtimeo = f->sndtimeo = 0;
+  if (S_ISSOCK(st.st_mode)) {
+    f->kind = KZ_FD_SOCKET;
+    f->rcvtimeo = timeout_of(fd, SO_RCVTIMEO);
+    f->sndtimeo = timeout_of(fd, SO_SNDTIMEO);
+  } else if (S_ISFIFO(st.st_mode)) {
+    f->kind = KZ_FD_PIPE;
+  } else if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode)) {
+    f->kind = KZ_FD_FILE;
+  } else {
+    f->kind = KZ_FD_OTHER;
+  }
+  f->known = 1;
+  return true;
+}
+
+struct kz_fd *kz_fd_get(int fd)
+{
+  struct kz_fd *f = slot(fd, true);
+  if (!f)
+    return NULL;
+  if (!f->known && !classify(fd, f))
+    return NULL;
+  return f;
+}
+
+void kz_fd_reclassify(int fd)
+{
+  struct kz_fd *f = slot(fd, false);
+  if (f)
+    f->known = 0;
+}
+
+void kz_fd_created(int fd, int kind, bool user_nb)
+{
+  struct kz_fd *f = slot(fd, true);
+  if (!f)
+    return;
+  *f = (struct kz_fd){.known = 1, .kind = (uint8_t)kind, .user_nb = user_nb};
+}
+
+void kz_fd_forget(int fd)
+{
+  struct kz_fd *f = slot(fd, false);
+  if (f)
+    f->known = 0;
+  kz__fd_forget(fd);
+}

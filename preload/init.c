@@ -1,0 +1,97 @@
+/* init.c: start-up of the shim: configuration from the environment, the
+ * table of real functions, the main thread's hub, statistics at exit.
+ *
+ * Notes.
+ * A. Configuration is read with secure_getenv, and a process started with
+ *    AT_SECURE (set-user-ID, set-group-ID, file capabilities) ignores every
+ *    KUDZU_* variable and stays passive: every call passes straight through.
+ * B. The main thread becomes the hub's main green thread here, before main()
+ *    runs, so its blocking calls park like any other green thread's while
+ *    green threads spawned later (by the API, or by pthread_create under the
+ *    thread family) run.  exit(), atexit handlers and stdio flushing are
+ *    untouched: they run on the main thread as usual.
+ */
+#include "shim.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+
+struct kz_shim_config kz_shim = {.patch = KZ_PATCH_ALL};
+KZ_TLS struct kz_shim_stats kz_shim_stats;
+
+static const struct {
+  const char *name;
+  unsigned bits;
+} families[] = {
+    {"all", KZ_PATCH_ALL},     {"io", KZ_PATCH_IO},         {"socket", KZ_PATCH_IO},
+    {"poll", KZ_PATCH_POLL},   {"select", KZ_PATCH_POLL},   {"sleep", KZ_PATCH_SLEEP},
+    {"time", KZ_PATCH_SLEEP},  {"thread", KZ_PATCH_THREAD},
+};
+
+/* "all", "io,sleep", "-thread", "all,-thread": a list applied left to right
+   to an empty set; a list of only removals starts from "all". */
+static unsigned parse_patch(const char *s)
+{
+  unsigned set = 0;
+  bool added = false;
+  char buf[256], *save = NULL, *tok;
+  snprintf(buf, sizeof buf, "%s", s);
+  for (tok = strtok_r(buf, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+    bool minus = *tok == '-';
+    const char *name = tok + (minus || *tok == '+');
+    size_t i;
+    for (i = 0; i < sizeof families / sizeof *families; i++)
+      if (!strcmp(name, families[i].name))
+        break;
+    if (i == sizeof families / sizeof *families) {
+      kz__say("KUDZU_PATCH: unknown family \"%s\" (all, io, poll, sleep, thread)", name);
+      continue;
+    }
+    if (minus) {
+      if (!added)
+        set = KZ_PATCH_ALL, added = true;
+      set &= ~families[i].bits;
+    } else {
+      set |= families[i].bits;
+      added = true;
+    }
+  }
+  return added ? set : KZ_PATCH_ALL;
+}
+
+static bool flag(const char *name)
+{
+  const char *v = secure_getenv(name);
+  return v && *v && strcmp(v, "0") != 0;
+}
+
+static void print_stats(void)
+{
+  fprintf(stderr, "kudzu: pid %d: %lu interposed calls in green threads, %lu parked\n", (int)getpid(),
+          kz_shim_stats.calls, kz_shim_stats.parks);
+}
+
+__attribute__((constructor(101))) static void kz_shim_init(void)
+{
+  const char *patch;
+  int err = 0;
+  kz_shim_real_init();
+  if (getauxval(AT_SECURE)) /* note A */
+    return;
+  if ((patch = secure_getenv("KUDZU_PATCH")))
+    kz_shim.patch = parse_patch(patch);
+  kz_shim.debug = flag("KUDZU_DEBUG");
+  kz_shim.stats = flag("KUDZU_STATS");
+  kz_shim.torture = flag("KUDZU_TORTURE");
+  if (!kz__hub_get(&err)) { /* note B */
+    kz__say("cannot create the main thread's hub (%s); running unpatched", strerror(-err));
+    return;
+  }
+  if (kz_shim.stats)
+    atexit(print_stats);
+  if (kz_shim.debug)
+    kz__say("shim active in pid %d: families %#x", (int)getpid(), kz_shim.patch);
+  kz_shim.ready = true;
+}
