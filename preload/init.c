@@ -85,10 +85,12 @@ __attribute__((constructor(101))) static void kz_shim_init(void)
   kz_shim.debug = flag("KUDZU_DEBUG");
   kz_shim.stats = flag("KUDZU_STATS");
   kz_shim.torture = flag("KUDZU_TORTURE");
-  if (!kz__hub_get(&err)) { /* note B */
+  struct kz__hub *hub = kz__hub_get(&err);
+  if (!hub) { /* note B */
     kz__say("cannot create the main thread's hub (%s); running unpatched", strerror(-err));
     return;
   }
+  kz_shim_signal_init(hub);
   if (kz_shim.stats)
     atexit(print_stats);
   if (kz_shim.debug)

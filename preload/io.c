@@ -48,6 +48,7 @@ int kz_shim_wait_until(int fd, int events, double deadline)
     return 0;
   if (r == -ETIMEDOUT && !(g->deadline > 0 && (deadline < 0 || g->deadline <= deadline)))
     r = -EAGAIN; /* the descriptor's own timeout, as the kernel reports it */
+  /* -EINTR: a signal handler without SA_RESTART ran (signal.c). */
   errno = -r;
   return -1;
 }

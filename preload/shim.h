@@ -66,7 +66,8 @@
   X(int, usleep, (useconds_t))                                                     \
   X(int, nanosleep, (const struct timespec *, struct timespec *))                  \
   X(int, clock_nanosleep, (clockid_t, int, const struct timespec *, struct timespec *)) \
-  X(int, fclose, (FILE *))
+  X(int, fclose, (FILE *))                                                         \
+  X(int, sigaction, (int, const struct sigaction *, struct sigaction *))
 
 struct kz_shim_real {
 #define X(ret, name, args) ret(*name) args;
@@ -144,6 +145,11 @@ void kz_fd_created(int fd, int kind, bool user_nb);
 void kz_fd_reclassify(int fd);
 /* Forget fd (closed or replaced): wakes waiters, drops the hub's watcher. */
 void kz_fd_forget(int fd);
+
+/* ---- Signals (signal.c) ------------------------------------------------- */
+
+/* Interruptions by signal handlers go to this hub's main green thread. */
+void kz_shim_signal_init(struct kz__hub *hub);
 
 /* ---- The wait helper (io.c) --------------------------------------------------- */
 
