@@ -408,4 +408,109 @@ static inline int kz__fail_errno(int r)
   return -1;
 }
 
+/* ---- The toolbox (future.c, combine.c, deadline.c, sync.c, queue.c, group.c,
+   worker.c, remote.c) ---------------------------------------------------------- */
+
+#include <pthread.h>
+
+/* Request cancellation of g (green.c); 0.  Hub thread only.  Does not switch. */
+int kz__cancel(struct kz_green *g);
+
+/* OS-thread synchronisation that never goes through the preload shim
+   (worker.c).  libkudzu's own locks are taken from green threads, where the
+   shim would turn pthread_mutex_lock into a green wait that a real thread's
+   unlock cannot end; these call libc's functions directly.  Conditions made
+   by kz__os_cond_init measure time on CLOCK_MONOTONIC. */
+KZ_INTERNAL void kz__os_lock(pthread_mutex_t *m);
+KZ_INTERNAL void kz__os_unlock(pthread_mutex_t *m);
+KZ_INTERNAL int kz__os_cond_init(pthread_cond_t *c);
+KZ_INTERNAL void kz__os_signal(pthread_cond_t *c);
+KZ_INTERNAL void kz__os_broadcast(pthread_cond_t *c);
+/* Wait on c (m held) until signalled or the kz__now() deadline (< 0: none)
+   passes: 0 or -ETIMEDOUT.  Blocks the OS thread. */
+KZ_INTERNAL int kz__os_wait(pthread_cond_t *c, pthread_mutex_t *m, double deadline);
+/* Start a real OS thread (every signal blocked in it), join one.  0 or -errno. */
+KZ_INTERNAL int kz__os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
+KZ_INTERNAL int kz__os_thread_join(pthread_t t, void **result);
+
+/* A shield: while it is up, the running green thread's parks ignore its
+   cancellation and scoped deadline (both stay pending and apply to the next
+   park after kz__shield_down).  For waits that must finish to keep memory
+   safe or a promise kept: relocking a mutex after a condition wait, waiting
+   for a completion already under way.  Hub thread only, in a green thread. */
+struct kz__shield {
+  double deadline; /* the green thread's scoped deadline, restored on the way down */
+  uint8_t nocancel; /* KZ__G_NO_CANCEL as it was */
+};
+static inline void kz__shield_up(struct kz_green *g, struct kz__shield *s)
+{
+  s->deadline = g->deadline;
+  s->nocancel = g->flags & KZ__G_NO_CANCEL;
+  g->deadline = 0;
+  g->flags |= KZ__G_NO_CANCEL;
+}
+static inline void kz__shield_down(struct kz_green *g, const struct kz__shield *s)
+{
+  g->deadline = s->deadline;
+  if (!s->nocancel)
+    g->flags &= ~KZ__G_NO_CANCEL;
+}
+
+/* The first waiter of q still parked, left linked; NULL if none.  Waiters
+   that something else already woke are unlinked on the way (their owners
+   unlink again harmlessly).  Hub thread only. */
+static inline struct kz__waiter *kz__waitq_first(struct kz__waitq *q)
+{
+  while (!kz__list_empty(&q->head)) {
+    struct kz__waiter *w = kz__container_of(q->head.next, struct kz__waiter, link);
+    if (w->g->state == KZ_BLOCKED)
+      return w;
+    kz__list_remove(&w->link);
+  }
+  return NULL;
+}
+
+/* Futures (future.c).  A future belongs to one hub: it completes there, its
+   green waiters and callbacks live there.  References are counted
+   atomically, since a future made for another hub (remote.c) is held by
+   OS threads that have none. */
+struct kz__future;
+
+/* Something notified synchronously, on the owner hub, when a future
+   completes (gather, wait, as_completed).  Must not block. */
+struct kz__fwatch {
+  struct kz__link link; /* in the future's watch list; self-linked once run */
+  void (*fn)(struct kz__fwatch *w, struct kz__future *f);
+};
+
+/* A new pending future owned by hub, with one reference (the caller's) and a
+   handle; NULL with -ENOMEM in *err.  Any thread. */
+KZ_INTERNAL struct kz__future *kz__future_new(struct kz__hub *hub, int *err);
+/* The future for handle h, which may be a kz_future_t or a kz_green_t (the
+   green thread's completion future), with a new reference the caller drops
+   with kz__future_unref; NULL with -EINVAL (0, stale) or -EXDEV (a green
+   thread of another hub) or -ENOMEM in *err.  Hub thread. */
+KZ_INTERNAL struct kz__future *kz__future_get(uint64_t h, int *err);
+KZ_INTERNAL void kz__future_ref(struct kz__future *f);
+KZ_INTERNAL void kz__future_unref(struct kz__future *f);
+KZ_INTERNAL uint64_t kz__future_id(struct kz__future *f);
+/* Make f the completion of green thread g (both on the same hub): f
+   completes when g finishes (at once if it has), and cancelling f cancels
+   g.  Hub thread.  Does not switch. */
+KZ_INTERNAL void kz__future_bind(struct kz__future *f, struct kz_green *g);
+/* Complete f (hub thread, its owner's): error 0 with result, error > 0, or
+   ECANCELED for cancelled.  false if it was already complete. */
+KZ_INTERNAL bool kz__future_complete(struct kz__future *f, void *result, int error);
+/* Is f complete?  Its outcome: 0 (and *result), an error, or ECANCELED.
+   -EAGAIN while pending.  Any thread (acquire). */
+KZ_INTERNAL int kz__future_outcome(struct kz__future *f, void **result);
+/* Request f's cancellation: a pending plain future completes cancelled; a
+   green thread's future cancels the green thread (and completes when it
+   finishes).  false if f was already complete.  Hub thread. */
+KZ_INTERNAL bool kz__future_cancel(struct kz__future *f);
+/* Watch f: w->fn runs when f completes (never if it already has: check
+   kz__future_outcome first).  kz__future_unwatch is harmless after it ran. */
+KZ_INTERNAL void kz__future_watch(struct kz__future *f, struct kz__fwatch *w);
+static inline void kz__future_unwatch(struct kz__fwatch *w) { kz__list_remove(&w->link); }
+
 #endif

@@ -204,6 +204,50 @@ KZ_API int kz_dump(int fd);
 /* ---- The toolbox: futures, gather/wait, deadlines, synchronisation,
  * queues, groups, worker threads, hubs on other threads ------------------ */
 
+/* The toolbox is documented with its asyncio/gevent counterparts in
+ * docs/TOOLBOX.md.  Unless said otherwise, its objects belong to the hub of
+ * the OS thread that made them, and using one from another OS thread fails
+ * with EXDEV. */
+
+/* ---- Worker threads (run_in_executor) ------------------------------------ */
+
+/* A pool of worker OS threads for blocking functions.  Threads start lazily
+ * (one per submission that finds none idle, up to the pool's size) and have
+ * no hub: under the preload shim their calls pass straight through. */
+struct kz_executor;
+
+/* A pool of at most nthreads threads.  NULL with errno EINVAL (0 or more
+ * than 1024) or ENOMEM.  Any OS thread; does not switch.  The caller owns it
+ * and frees it with kz_executor_free. */
+KZ_API struct kz_executor *kz_executor_new(size_t nthreads);
+
+/* Let the queued calls finish, then stop and join the pool's threads and
+ * free it.  Blocks the OS thread (not just the green thread) until the
+ * threads have exited: call it when no green thread still waits on the pool.
+ * 0, or -1 with EINVAL (NULL, the default pool, or already being freed). */
+KZ_API int kz_executor_free(struct kz_executor *ex);
+
+/* Size of the default pool (used with ex == NULL, and by the shim for DNS);
+ * it starts as min(32, CPUs + 4).  0, or -1 with EINVAL (0 or > 1024),
+ * EBUSY (more threads than that are already running), ENOMEM.  Any thread. */
+KZ_API int kz_executor_set_default_size(size_t nthreads);
+
+/* Run fn(arg) on a thread of ex (NULL: the default pool) while the calling
+ * green thread waits, like loop.run_in_executor.  Returns 0 with fn's return
+ * value in *result (if not NULL); or -1 with errno ETIMEDOUT (timeout or
+ * scoped deadline), ECANCELED (the caller was cancelled), EPIPE (ex is being
+ * freed), EAGAIN (no worker thread could be started), ENOMEM, EPERM (not in
+ * a green thread), EINVAL (NULL fn).
+ * Ownership: if the wait ends before fn finishes, the call is abandoned
+ * safely: a call still queued never runs; a running one finishes on its
+ * worker, which then calls discard(arg, result) if discard is not NULL.
+ * After every failure except EPERM and EINVAL, discard(arg, result or NULL)
+ * has run or will run exactly once, on some thread; after success it never
+ * runs and arg is the caller's again.  May switch. */
+KZ_API int kz_run_in_executor(struct kz_executor *ex, kz_fn fn, void *arg,
+                              void (*discard)(void *arg, void *result), void **result,
+                              double timeout);
+
 #ifdef __cplusplus
 }
 #endif
