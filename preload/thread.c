@@ -42,6 +42,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,7 +76,13 @@ static struct kz_green *thread_active(void) { return shim_active(KZ_PATCH_THREAD
   X(int, pthread_key_delete, (pthread_key_t))                                             \
   X(void *, pthread_getspecific, (pthread_key_t))                                         \
   X(int, pthread_setspecific, (pthread_key_t, const void *))                              \
-  X(int, sched_yield, (void))
+  X(int, sched_yield, (void))                                                             \
+  X(int, sem_wait, (sem_t *))                                                             \
+  X(int, sem_trywait, (sem_t *))                                                          \
+  X(int, sem_timedwait, (sem_t *, const struct timespec *))                               \
+  X(int, sem_clockwait, (sem_t *, clockid_t, const struct timespec *))                    \
+  X(int, sem_post, (sem_t *))                                                             \
+  X(int, pthread_cond_clockwait, (pthread_cond_t *, pthread_mutex_t *, clockid_t, const struct timespec *))
 
 static struct {
 #define X(ret, name, args) ret(*name) args;
@@ -488,4 +495,80 @@ EXPORT int pthread_cond_broadcast(pthread_cond_t *c)
   if (w)
     kz__waitq_wake_all(&w->q, 0);
   return RT(pthread_cond_broadcast)(c);
+}
+
+EXPORT int pthread_cond_clockwait(pthread_cond_t *c, pthread_mutex_t *m, clockid_t clk,
+                                  const struct timespec *abstime)
+{
+  struct kz_green *self = thread_active();
+  if (!self)
+    return RT(pthread_cond_clockwait)(c, m, clk, abstime);
+  return green_cond_wait(c, m, self, abs_deadline(abstime, clk));
+}
+
+/* ---- Unnamed POSIX semaphores ------------------------------------------------
+   The value stays in the program's sem_t: a green thread takes it with
+   sem_trywait and parks in the side table while it is zero; every sem_post
+   made by a green thread wakes the next green waiter. */
+
+static int green_sem_wait(sem_t *s, struct kz_green *self, double deadline)
+{
+  struct waiters *w = NULL;
+  for (;;) {
+    struct kz__waiter wt;
+    int r;
+    if (RT(sem_trywait)(s) == 0)
+      return 0;
+    if (errno != EAGAIN)
+      return -1;
+    if (!w && !(w = entry(s, true))) {
+      errno = ENOMEM;
+      return -1;
+    }
+    self->waiting = (struct kz__wait_info){.kind = KZ__WAIT_SYNC, .what = "a semaphore"};
+    r = kz__waitq_wait(&w->q, &wt, deadline);
+    if (r < 0 && r != -EINTR) {
+      errno = -r == ETIMEDOUT ? ETIMEDOUT : -r;
+      return -1;
+    }
+  }
+}
+
+EXPORT int sem_wait(sem_t *s)
+{
+  struct kz_green *self = thread_active();
+  return self ? green_sem_wait(s, self, -1) : RT(sem_wait)(s);
+}
+
+EXPORT int sem_timedwait(sem_t *s, const struct timespec *abstime)
+{
+  struct kz_green *self = thread_active();
+  if (!self)
+    return RT(sem_timedwait)(s, abstime);
+  if (abstime->tv_nsec < 0 || abstime->tv_nsec >= 1000000000L) {
+    errno = EINVAL;
+    return -1;
+  }
+  return green_sem_wait(s, self, abs_deadline(abstime, CLOCK_REALTIME));
+}
+
+EXPORT int sem_clockwait(sem_t *s, clockid_t clk, const struct timespec *abstime)
+{
+  struct kz_green *self = thread_active();
+  if (!self)
+    return RT(sem_clockwait)(s, clk, abstime);
+  if (abstime->tv_nsec < 0 || abstime->tv_nsec >= 1000000000L) {
+    errno = EINVAL;
+    return -1;
+  }
+  return green_sem_wait(s, self, abs_deadline(abstime, clk));
+}
+
+EXPORT int sem_post(sem_t *s)
+{
+  int r = RT(sem_post)(s);
+  struct waiters *w = r == 0 && kz__self() ? entry(s, false) : NULL;
+  if (w)
+    kz__waitq_wake_one(&w->q, 0, NULL);
+  return r;
 }
