@@ -498,6 +498,9 @@ KZ_INTERNAL uint64_t kz__future_id(struct kz__future *f);
    completes when g finishes (at once if it has), and cancelling f cancels
    g.  Hub thread.  Does not switch. */
 KZ_INTERNAL void kz__future_bind(struct kz__future *f, struct kz_green *g);
+/* Mark f as the completion of a green thread still to be spawned (remote.c):
+   kz_future_set_* refuse it.  Before f is shared. */
+KZ_INTERNAL void kz__future_mark_bound(struct kz__future *f);
 /* Complete f (hub thread, its owner's): error 0 with result, error > 0, or
    ECANCELED for cancelled.  false if it was already complete. */
 KZ_INTERNAL bool kz__future_complete(struct kz__future *f, void *result, int error);

@@ -311,13 +311,14 @@ static int job_call(struct kz_executor *ex, struct job *j, double deadline, void
   do
     r = kz__park(deadline);
   while (r == 0 && !j->posted); /* a stray wake */
-  if (r < 0 && !j->posted && !job_abandon(ex, j)) {
+  if (r < 0 && !j->posted) {
+    if (job_abandon(ex, j)) {
+      kz__hub_unhold(hub);
+      return r; /* the job is no longer ours */
+    }
     job_await_post(g, j); /* note B: it finished after all */
-    r = 0;
   }
   kz__hub_unhold(hub);
-  if (r < 0 && !j->posted)
-    return r; /* abandoned: the job is no longer ours */
   if (result)
     *result = j->result;
   free(j);

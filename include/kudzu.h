@@ -209,6 +209,82 @@ KZ_API int kz_dump(int fd);
  * the OS thread that made them, and using one from another OS thread fails
  * with EXDEV. */
 
+/* ---- Futures ---------------------------------------------------------- */
+
+/* A future: a result or an error, set exactly once, like asyncio.Future.  Its
+ * owner is the hub of the OS thread that made it: it completes there, and
+ * its done callbacks run there. */
+typedef uint64_t kz_future_t;
+
+/* A done callback: runs on the owner hub soon after f completes (outside any
+ * green thread: it must not block), with f still valid. */
+typedef void (*kz_future_cb)(kz_future_t f, void *arg);
+
+/* A new pending future owned by this OS thread's hub (created if needed).
+ * Returns its handle, or 0 with errno ENOMEM.  The caller owns one
+ * reference, released with kz_future_free.  Does not switch. */
+KZ_API kz_future_t kz_future_new(void);
+
+/* Spawn fn(arg) as a green thread (opts as for kz_spawn_with; it is always
+ * detached) and return the future of its completion, like
+ * asyncio.create_task: the future's result is fn's return value, its error
+ * that of kz_fail, and it is cancelled if the green thread was; cancelling
+ * the future cancels the green thread.  0 with errno as kz_spawn_with.
+ * The caller owns the future (kz_future_free).  Does not switch. */
+KZ_API kz_future_t kz_spawn_future(kz_fn fn, void *arg, const struct kz_spawn_opts *opts);
+
+/* The completion of green thread g (of this hub, finished or not, not yet
+ * released) as a new future, which the caller owns (kz_future_free).  g
+ * still has to be joined or detached as usual.  0 with errno EINVAL (0,
+ * stale), EXDEV (another hub's green thread), ENOMEM. */
+KZ_API kz_future_t kz_green_future(kz_green_t g);
+
+/* Complete f with a result, or with error err (> 0; ECANCELED marks it
+ * cancelled).  Any OS thread: from another thread than the owner's, the
+ * completion is posted to the owner hub (which must still exist) and
+ * happens there shortly.  Returns 0, or -1 with EALREADY (f was already
+ * completed or cancelled: a future is set exactly once), EINVAL (0, stale,
+ * freed, err <= 0, or f is a green thread's future).  Does not switch. */
+KZ_API int kz_future_set_result(kz_future_t f, void *result);
+KZ_API int kz_future_set_error(kz_future_t f, int err);
+
+/* Cancel f: a pending future completes cancelled at once; a green thread's
+ * future cancels the green thread and completes when it finishes.  Returns
+ * 0, or -1 with EALREADY (already complete), EINVAL, EXDEV (not the owner
+ * hub's thread).  Does not switch. */
+KZ_API int kz_future_cancel(kz_future_t f);
+
+/* Wait up to timeout seconds for f to complete.  Returns 0 with the result
+ * in *result (if not NULL); or -1 with errno = f's error, ECANCELED (f was
+ * cancelled, or the caller was), ETIMEDOUT, EINVAL (0, stale, freed), EPERM
+ * (in a hub callback), ENOMEM.  Works from any OS thread: a green thread of
+ * the owner hub parks; a thread with no hub blocks (like
+ * concurrent.futures.Future.result); a green thread of another hub parks
+ * while a worker thread of the default pool blocks for it.  A green thread
+ * waiting on a future keeps its hub's loop alive: a future nobody sets
+ * waits until the timeout.  May switch. */
+KZ_API int kz_future_wait(kz_future_t f, void **result, double timeout);
+
+/* f's outcome without waiting: 0 with *result, or -1 with errno = f's
+ * error, ECANCELED, EAGAIN (still pending), EINVAL.  Any OS thread. */
+KZ_API int kz_future_result(kz_future_t f, void **result);
+
+/* KZ_PENDING, KZ_DONE (a result or an error) or KZ_CANCELLED; -1 with
+ * EINVAL.  Any OS thread. */
+KZ_API int kz_future_state(kz_future_t f);
+
+/* Call cb(f, arg) on the owner hub once f completes, soon after (also when
+ * f already has), in the order callbacks were added.  Returns 0, or -1 with
+ * EINVAL (bad f, NULL cb), EXDEV (not the owner hub's thread), ENOMEM.  Does
+ * not switch. */
+KZ_API int kz_future_add_done_callback(kz_future_t f, kz_future_cb cb, void *arg);
+
+/* Release the caller's reference: the handle stays valid for the waiters
+ * and callbacks still using it and goes stale after them.  A pending future
+ * nobody else references is dropped with its callbacks.  0, or -1 with
+ * EINVAL (0, stale, already freed).  Any OS thread. */
+KZ_API int kz_future_free(kz_future_t f);
+
 /* ---- Worker threads (run_in_executor) ------------------------------------ */
 
 /* A pool of worker OS threads for blocking functions.  Threads start lazily
