@@ -285,6 +285,103 @@ KZ_API int kz_future_add_done_callback(kz_future_t f, kz_future_cb cb, void *arg
  * EINVAL (0, stale, already freed).  Any OS thread. */
 KZ_API int kz_future_free(kz_future_t f);
 
+/* ---- Synchronisation ------------------------------------------------- */
+
+/* Mutex, condition, event and semaphores for the green threads of one hub
+ * (asyncio.Lock, Condition, Event, Semaphore, BoundedSemaphore).  Each is
+ * made on, and belongs to, the calling OS thread's hub: from another OS
+ * thread every call fails with EXDEV.  Waiting calls fail with EPERM in a
+ * hub callback, ECANCELED when the caller is cancelled, ETIMEDOUT when
+ * timeout (or a scoped deadline) expires, and may switch; the others never
+ * switch and also work in hub callbacks.  Waiters are served in FIFO order:
+ * an unlock or release hands the lock or permit to the first waiter.
+ * Constructors return NULL with ENOMEM; the *_free functions fail with
+ * EBUSY while the object is held or waited on, EINVAL for NULL. */
+struct kz_mutex;
+struct kz_cond;
+struct kz_event;
+struct kz_sem;
+
+KZ_API struct kz_mutex *kz_mutex_new(void);
+/* 0, or -1 with EDEADLK (the caller holds it already), ETIMEDOUT,
+ * ECANCELED, EPERM, EXDEV, EINVAL. */
+KZ_API int kz_mutex_lock(struct kz_mutex *m, double timeout);
+/* Like kz_mutex_lock without waiting: EBUSY if it is held. */
+KZ_API int kz_mutex_trylock(struct kz_mutex *m);
+/* 0, or -1 with EPERM (the caller does not hold it), EXDEV, EINVAL. */
+KZ_API int kz_mutex_unlock(struct kz_mutex *m);
+KZ_API int kz_mutex_free(struct kz_mutex *m);
+
+KZ_API struct kz_cond *kz_cond_new(void);
+/* Unlock m, wait for a signal, then lock m again: it always returns with m
+ * held, also on failure.  0, or -1 with ETIMEDOUT, ECANCELED, EPERM (m not
+ * held by the caller, or in a hub callback), EXDEV, EINVAL.  Wake-ups are
+ * not spurious, but the predicate may have changed again: loop on it. */
+KZ_API int kz_cond_wait(struct kz_cond *c, struct kz_mutex *m, double timeout);
+/* Wake the first waiter / every waiter.  0, or -1 with EXDEV, EINVAL. */
+KZ_API int kz_cond_signal(struct kz_cond *c);
+KZ_API int kz_cond_broadcast(struct kz_cond *c);
+KZ_API int kz_cond_free(struct kz_cond *c);
+
+/* An event starts clear.  kz_event_set wakes every waiter and keeps later
+ * waits from waiting until kz_event_clear.  kz_event_is_set returns 1 or 0
+ * (-1 with EXDEV/EINVAL).  kz_event_wait: 0 once set, or -1 with ETIMEDOUT,
+ * ECANCELED, EPERM, EXDEV, EINVAL. */
+KZ_API struct kz_event *kz_event_new(void);
+KZ_API int kz_event_set(struct kz_event *e);
+KZ_API int kz_event_clear(struct kz_event *e);
+KZ_API int kz_event_is_set(struct kz_event *e);
+KZ_API int kz_event_wait(struct kz_event *e, double timeout);
+KZ_API int kz_event_free(struct kz_event *e);
+
+/* A semaphore with value permits.  A bounded one (value > 0, else EINVAL)
+ * refuses a release beyond its initial value with EOVERFLOW, which catches
+ * releasing more than was acquired.  kz_sem_acquire: 0, or -1 with
+ * ETIMEDOUT, ECANCELED, EPERM, EXDEV, EINVAL; kz_sem_try_acquire: EAGAIN when
+ * no permit is free.  kz_sem_release: 0, or -1 with EOVERFLOW, EXDEV, EINVAL.
+ * kz_sem_value: the free permits (-1 with EXDEV, EINVAL). */
+KZ_API struct kz_sem *kz_sem_new(unsigned value);
+KZ_API struct kz_sem *kz_sem_new_bounded(unsigned value);
+KZ_API int kz_sem_acquire(struct kz_sem *s, double timeout);
+KZ_API int kz_sem_try_acquire(struct kz_sem *s);
+KZ_API int kz_sem_release(struct kz_sem *s);
+KZ_API int kz_sem_value(struct kz_sem *s);
+KZ_API int kz_sem_free(struct kz_sem *s);
+
+/* ---- Queues ------------------------------------------------------------ */
+
+/* A queue of void * items between the green threads of one hub
+ * (asyncio.Queue, LifoQueue, PriorityQueue), same rules as above.  A
+ * priority queue returns the lowest priority first, equal priorities in put
+ * order (kz_queue_put uses priority 0).  A bounded queue (capacity > 0)
+ * makes put wait while it is full.  After kz_queue_close, put fails with
+ * EPIPE at once; get returns what is left and then fails with EPIPE; waiting
+ * putters and getters are woken with EPIPE (a waiting putter's item is not
+ * added).  Items are the caller's: the queue never frees them. */
+struct kz_queue;
+enum { KZ_QUEUE_FIFO, KZ_QUEUE_LIFO, KZ_QUEUE_PRIORITY };
+
+/* NULL with EINVAL (unknown kind) or ENOMEM. */
+KZ_API struct kz_queue *kz_queue_new(int kind, size_t capacity);
+/* 0, or -1 with EPIPE (closed), ETIMEDOUT, ECANCELED, ENOMEM (an unbounded
+ * queue could not grow), EPERM, EXDEV, EINVAL.  May switch. */
+KZ_API int kz_queue_put(struct kz_queue *q, void *item, double timeout);
+KZ_API int kz_queue_put_prio(struct kz_queue *q, void *item, long priority, double timeout);
+/* kz_queue_put without waiting: EAGAIN when full.  Does not switch. */
+KZ_API int kz_queue_try_put(struct kz_queue *q, void *item);
+/* 0 with the item in *item (if not NULL), or -1 with EPIPE (closed and
+ * empty), ETIMEDOUT, ECANCELED, EPERM, EXDEV, EINVAL.  May switch. */
+KZ_API int kz_queue_get(struct kz_queue *q, void **item, double timeout);
+/* kz_queue_get without waiting: EAGAIN when empty.  Does not switch. */
+KZ_API int kz_queue_try_get(struct kz_queue *q, void **item);
+/* Close q (see above); closing twice is harmless.  0, or -1 EXDEV, EINVAL. */
+KZ_API int kz_queue_close(struct kz_queue *q);
+/* Items held, or -1 with EXDEV, EINVAL. */
+KZ_API long kz_queue_size(struct kz_queue *q);
+/* Free q (not its items).  0, or -1 with EBUSY (green threads wait on it),
+ * EXDEV, EINVAL. */
+KZ_API int kz_queue_free(struct kz_queue *q);
+
 /* ---- Worker threads (run_in_executor) ------------------------------------ */
 
 /* A pool of worker OS threads for blocking functions.  Threads start lazily
