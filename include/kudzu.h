@@ -285,6 +285,131 @@ KZ_API int kz_future_add_done_callback(kz_future_t f, kz_future_cb cb, void *arg
  * EINVAL (0, stale, already freed).  Any OS thread. */
 KZ_API int kz_future_free(kz_future_t f);
 
+/* ---- gather, wait, as_completed ------------------------------------------ */
+
+/* These take arrays of handles, each a kz_future_t or a kz_green_t of this
+ * hub (a green thread stands for its completion; it still has to be joined
+ * or detached as usual).  They fail with EINVAL (a handle 0 or stale, n >
+ * INT_MAX), EXDEV (another hub's green thread), ENOMEM, EPERM (waiting in a
+ * hub callback), ECANCELED (the caller was cancelled).  They may switch. */
+
+/* Flags of kz_gather. */
+enum { KZ_GATHER_ERRORS = 1 };
+
+/* Wait for all n, like asyncio.gather: results[i] gets the i-th result (NULL
+ * on error) and errors[i] its error (0, the kz_fail error, ECANCELED), in
+ * the order of the array, whatever the completion order (either array may
+ * be NULL).
+ * With KZ_GATHER_ERRORS (return_exceptions=True): every error stays in its
+ * slot, and the call returns how many slots hold one (0: all succeeded).
+ * Without it: the first error (cancellation included) cancels the others
+ * still pending (their slots say ECANCELED) and the call returns -1 with
+ * errno = that error; 0 if all succeeded.
+ * If timeout (or a scoped deadline) expires first, the pending ones are
+ * cancelled and it returns -1 with ETIMEDOUT. */
+KZ_API int kz_gather(const uint64_t *handles, size_t n, void **results, int *errors, int flags,
+                     double timeout);
+
+/* Conditions of kz_wait (asyncio.FIRST_COMPLETED, FIRST_EXCEPTION,
+ * ALL_COMPLETED).  FIRST_ERROR returns on the first completion with an
+ * error (a cancellation is not one), or when all are done. */
+enum { KZ_FIRST_COMPLETED = 1, KZ_FIRST_ERROR = 2, KZ_ALL_COMPLETED = 3 };
+
+/* Wait until `when` holds for handles[0..n) or timeout expires, like
+ * asyncio.wait, then reorder the array in place: the completed ones first,
+ * then the pending ones, each in their original order.  Returns the number
+ * completed (handles[0..r) done, handles[r..n) pending: wait again on
+ * handles + r).  A timeout is not an error: it returns the split as it is,
+ * possibly 0.  Nothing is cancelled.  -1 with errno as above or EINVAL (bad
+ * `when`). */
+KZ_API int kz_wait(uint64_t *handles, size_t n, int when, double timeout);
+
+/* Completion-order iteration (asyncio.as_completed).  kz_as_completed_new
+ * copies what it needs from the array (NULL with errno as above); next
+ * returns the index of the next entry to complete, with its result and
+ * error (0, the error, or ECANCELED) in *result and *error (either may be
+ * NULL); or -1 with ENOENT (every entry returned), ETIMEDOUT, ECANCELED,
+ * EPERM, EXDEV.  Free it once done (EBUSY while a green thread waits in
+ * next). */
+struct kz_as_completed;
+KZ_API struct kz_as_completed *kz_as_completed_new(const uint64_t *handles, size_t n);
+KZ_API int kz_as_completed_next(struct kz_as_completed *it, void **result, int *error,
+                                double timeout);
+KZ_API int kz_as_completed_free(struct kz_as_completed *it);
+
+/* ---- Deadlines and wait_for -------------------------------------------- */
+
+/* A scope token (kz_deadline_enter); 0 is never valid. */
+typedef uint64_t kz_scope_t;
+
+/* Enter a scoped deadline timeout seconds from now (gevent.Timeout,
+ * asyncio.timeout): until the matching kz_deadline_leave, every blocking
+ * call of the calling green thread fails with ETIMEDOUT once it passes:
+ * the calls of this API and the libc calls the preload shim intercepts.
+ * Scopes nest; the tightest deadline wins (KZ_FOREVER adds none).  Returns
+ * the token to leave with, or 0 with EPERM (not in a green thread) or
+ * ENOMEM.  Does not switch. */
+KZ_API kz_scope_t kz_deadline_enter(double timeout);
+
+/* Leave the scope (scopes are left innermost first), restoring the
+ * enclosing deadline.  Returns 1 if this scope's own deadline expired (it
+ * was the tightest and has passed: the ETIMEDOUT errors inside were its
+ * doing), 0 if not (an ETIMEDOUT then belongs to an outer scope or to a
+ * call's own timeout); -1 with EINVAL (token 0) or EPERM. */
+KZ_API int kz_deadline_leave(kz_scope_t token);
+
+/* Seconds left before the calling green thread's scoped deadline (0 if it
+ * passed), or KZ_FOREVER if none applies. */
+KZ_API double kz_deadline_left(void);
+
+/* asyncio.wait_for: wait up to timeout seconds for h (a green thread or a
+ * future).  On success, as kz_join / kz_future_wait (a green thread is
+ * released).  If the wait times out (or the caller is cancelled) while h is
+ * still running, h is cancelled and waited for until it has finished (a
+ * green thread is then released), and the call fails with ETIMEDOUT (or
+ * ECANCELED).  Other errors as kz_join / kz_future_wait.  May switch. */
+KZ_API int kz_wait_for(uint64_t h, void **result, double timeout);
+
+/* ---- Groups and pools -------------------------------------------------- */
+
+/* A group runs green threads as a unit, at most `limit` at once
+ * (gevent.pool.Pool(limit); limit 0 is unbounded).  Members are detached:
+ * their handles go stale when they finish.  Rules as for the
+ * synchronisation objects (EXDEV from other OS threads, EPERM for waits in
+ * hub callbacks). */
+struct kz_group;
+
+/* NULL with ENOMEM. */
+KZ_API struct kz_group *kz_group_new(size_t limit);
+/* Spawn fn(arg) into the group, first waiting up to timeout for a place
+ * when it is full.  Returns the member's handle, or 0 with errno ETIMEDOUT,
+ * ECANCELED, ENOMEM, EPERM, EXDEV, EINVAL.  May switch. */
+KZ_API kz_green_t kz_group_spawn(struct kz_group *grp, kz_fn fn, void *arg, double timeout);
+/* The same without waiting: 0 with EAGAIN when full.  Does not switch. */
+KZ_API kz_green_t kz_group_try_spawn(struct kz_group *grp, kz_fn fn, void *arg);
+/* Wait until no member runs.  0, or -1 with errno = the first error a
+ * member finished with (kz_fail; cancellations do not count; the error is
+ * remembered for later joins), ETIMEDOUT, ECANCELED, EPERM, EXDEV.  May
+ * switch. */
+KZ_API int kz_group_join(struct kz_group *grp, double timeout);
+/* Cancel every member (they finish when they next run).  0 or -1 EXDEV,
+ * EINVAL.  Does not switch. */
+KZ_API int kz_group_cancel(struct kz_group *grp);
+/* Members running, or -1 with EXDEV, EINVAL. */
+KZ_API long kz_group_size(struct kz_group *grp);
+/* 0, or -1 with EBUSY (members run or someone waits on it), EXDEV, EINVAL. */
+KZ_API int kz_group_free(struct kz_group *grp);
+
+/* Run results[i] = fn(args[i]) for i < n in green threads, at most limit at
+ * once (0: all at once), like gevent's Pool.map: returns 0 when all
+ * finished, the results in the order of args.  The first error (kz_fail in
+ * fn), a timeout or the caller's cancellation cancels those still running,
+ * waits for them to finish, and fails with that errno (or ETIMEDOUT,
+ * ECANCELED).  EINVAL (NULL fn, args or results), EPERM, ENOMEM.  May
+ * switch. */
+KZ_API int kz_map(kz_fn fn, void *const *args, void **results, size_t n, size_t limit,
+                  double timeout);
+
 /* ---- Synchronisation ------------------------------------------------- */
 
 /* Mutex, condition, event and semaphores for the green threads of one hub

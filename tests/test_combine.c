@@ -1,0 +1,183 @@
+/* test_combine.c: gather (ordered results; errors collected, or the first
+ * error cancelling the rest; timeout), wait (FIRST_COMPLETED, FIRST_ERROR,
+ * ALL_COMPLETED, timeout, the done/pending split), as_completed (completion
+ * order, timeout, exhaustion), misuse. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <kudzu.h>
+
+#include <stdint.h>
+
+#define P(i) ((void *)(intptr_t)(i))
+
+/* Sleep arg milliseconds, then return arg; a negative arg fails with EIO
+   after -arg milliseconds. */
+static void *nap(void *arg)
+{
+  intptr_t ms = (intptr_t)arg;
+  kz_sleep((double)(ms < 0 ? -ms : ms) / 1000.0);
+  if (ms < 0)
+    kz_fail(EIO);
+  return arg;
+}
+
+static kz_future_t task(intptr_t ms) { return kz_spawn_future(nap, P(ms), NULL); }
+
+/* Let every task finish (cancelled ones included), then free the futures. */
+static void free_all(uint64_t *h, size_t n)
+{
+  for (size_t i = 0; i < n; i++) {
+    kz_future_wait(h[i], NULL, 2);
+    cr_assert_neq(kz_future_state(h[i]), KZ_PENDING);
+    kz_future_free(h[i]);
+  }
+}
+
+Test(combine, gather_results_in_argument_order)
+{
+  uint64_t h[3] = {task(30), task(10), task(20)};
+  void *res[3];
+  int err[3];
+  double t0 = kz_now();
+  cr_assert_eq(kz_gather(h, 3, res, err, 0, KZ_FOREVER), 0);
+  cr_assert_lt(kz_now() - t0, 0.055, "concurrent: about the longest, not the sum");
+  for (int i = 0; i < 3; i++)
+    cr_assert_eq(err[i], 0);
+  cr_assert_eq((intptr_t)res[0], 30);
+  cr_assert_eq((intptr_t)res[1], 10);
+  cr_assert_eq((intptr_t)res[2], 20);
+  free_all(h, 3);
+}
+
+Test(combine, gather_mixes_green_threads_and_futures)
+{
+  kz_green_t g = kz_spawn(nap, P(5));
+  kz_future_t f = kz_future_new();
+  uint64_t h[2] = {g, f};
+  void *res[2];
+  kz_future_set_result(f, P(8));
+  cr_assert_eq(kz_gather(h, 2, res, NULL, 0, KZ_FOREVER), 0);
+  cr_assert_eq((intptr_t)res[0], 5);
+  cr_assert_eq((intptr_t)res[1], 8);
+  cr_assert_eq(kz_join(g, NULL, 0), 0, "the green thread is still joined as usual");
+  kz_future_free(f);
+}
+
+Test(combine, gather_collecting_errors)
+{
+  uint64_t h[3] = {task(10), task(-5), task(20)};
+  void *res[3];
+  int err[3];
+  cr_assert_eq(kz_gather(h, 3, res, err, KZ_GATHER_ERRORS, KZ_FOREVER), 1, "one slot failed");
+  cr_assert_eq(err[0], 0);
+  cr_assert_eq(err[1], EIO);
+  cr_assert_eq(err[2], 0);
+  cr_assert_eq((intptr_t)res[0], 10);
+  cr_assert_null(res[1]);
+  cr_assert_eq((intptr_t)res[2], 20, "the others ran to completion");
+  free_all(h, 3);
+}
+
+Test(combine, gather_first_error_cancels_the_rest)
+{
+  uint64_t h[3] = {task(1), task(-5), task(1000)};
+  void *res[3];
+  int err[3];
+  double t0 = kz_now();
+  cr_assert_eq(kz_gather(h, 3, res, err, 0, KZ_FOREVER), -1);
+  cr_assert_eq(errno, EIO);
+  cr_assert_lt(kz_now() - t0, 0.5, "returned at the error, not after the slow one");
+  cr_assert_eq(err[0], 0);
+  cr_assert_eq((intptr_t)res[0], 1);
+  cr_assert_eq(err[1], EIO);
+  cr_assert_eq(err[2], ECANCELED);
+  cr_assert_eq(kz_future_wait(h[2], NULL, 1), -1);
+  cr_assert_eq(errno, ECANCELED, "the slow one was cancelled");
+  free_all(h, 3);
+}
+
+Test(combine, gather_timeout_cancels_the_pending)
+{
+  uint64_t h[2] = {task(1), task(1000)};
+  int err[2];
+  cr_assert_eq(kz_gather(h, 2, NULL, err, KZ_GATHER_ERRORS, 0.03), -1);
+  cr_assert_eq(errno, ETIMEDOUT);
+  cr_assert_eq(err[0], 0);
+  cr_assert_eq(err[1], ECANCELED);
+  free_all(h, 2);
+}
+
+Test(combine, wait_first_completed_then_timeout_then_the_rest)
+{
+  kz_future_t a = task(10), b = task(60), c = task(120);
+  uint64_t h[3] = {c, b, a};
+  int n = kz_wait(h, 3, KZ_FIRST_COMPLETED, KZ_FOREVER);
+  cr_assert_eq(n, 1);
+  cr_assert_eq(h[0], a, "the done one first");
+  cr_assert_eq(h[1], c, "then the pending ones, in their order");
+  cr_assert_eq(h[2], b);
+  n = kz_wait(h + 1, 2, KZ_ALL_COMPLETED, 0.01);
+  cr_assert_eq(n, 0, "a timeout returns the split, not an error");
+  n = kz_wait(h + 1, 2, KZ_ALL_COMPLETED, KZ_FOREVER);
+  cr_assert_eq(n, 2);
+  cr_assert_eq(kz_future_state(b), KZ_DONE);
+  cr_assert_eq(kz_future_state(c), KZ_DONE);
+  free_all(h, 3);
+}
+
+Test(combine, wait_first_error)
+{
+  uint64_t h[3] = {task(5), task(-20), task(1000)};
+  kz_future_t failing = h[1], slow = h[2];
+  int n = kz_wait(h, 3, KZ_FIRST_ERROR, KZ_FOREVER);
+  cr_assert_eq(n, 2, "returned at the error");
+  cr_assert_eq(h[1], failing);
+  cr_assert_eq(h[2], slow);
+  cr_assert_eq(kz_future_state(slow), KZ_PENDING, "wait cancels nothing");
+  kz_future_cancel(slow);
+  free_all(h, 3);
+}
+
+Test(combine, as_completed_in_completion_order)
+{
+  uint64_t h[4] = {task(40), task(10), task(-25), task(1)};
+  struct kz_as_completed *it = kz_as_completed_new(h, 4);
+  int expect[4] = {3, 1, 2, 0}, err;
+  void *res;
+  cr_assert_not_null(it);
+  for (int i = 0; i < 4; i++) {
+    cr_assert_eq(kz_as_completed_next(it, &res, &err, KZ_FOREVER), expect[i]);
+    cr_assert_eq(err, expect[i] == 2 ? EIO : 0);
+  }
+  cr_assert_eq((intptr_t)res, 40);
+  cr_assert_eq(kz_as_completed_next(it, NULL, NULL, 1), -1);
+  cr_assert_eq(errno, ENOENT);
+  cr_assert_eq(kz_as_completed_free(it), 0);
+  free_all(h, 4);
+}
+
+Test(combine, as_completed_timeout)
+{
+  uint64_t h[1] = {task(1000)};
+  struct kz_as_completed *it = kz_as_completed_new(h, 1);
+  cr_assert_eq(kz_as_completed_next(it, NULL, NULL, 0.01), -1);
+  cr_assert_eq(errno, ETIMEDOUT);
+  kz_as_completed_free(it);
+  kz_future_cancel(h[0]);
+  free_all(h, 1);
+}
+
+Test(combine, misuse)
+{
+  uint64_t bad[2] = {task(1), 12345};
+  cr_assert_eq(kz_gather(bad, 2, NULL, NULL, 0, 1), -1);
+  cr_assert_eq(errno, EINVAL);
+  cr_assert_eq(kz_wait(bad, 1, 99, 1), -1);
+  cr_assert_eq(errno, EINVAL);
+  cr_assert_null(kz_as_completed_new(bad, 2));
+  cr_assert_eq(errno, EINVAL);
+  cr_assert_eq(kz_as_completed_next(NULL, NULL, NULL, 1), -1);
+  cr_assert_eq(errno, EINVAL);
+  cr_assert_eq(kz_gather(NULL, 0, NULL, NULL, 0, 1), 0, "nothing to wait for");
+  free_all(bad, 1);
+}
