@@ -546,6 +546,39 @@ KZ_API int kz_run_in_executor(struct kz_executor *ex, kz_fn fn, void *arg,
                               void (*discard)(void *arg, void *result), void **result,
                               double timeout);
 
+/* ---- Hubs on other threads -------------------------------------------- */
+
+/* A hub running on an OS thread of its own, like an asyncio loop run in a
+ * background thread.  Any OS thread may feed it; what it runs runs there.
+ * The thread blocks every signal. */
+struct kz_remote;
+
+/* Start a remote hub and return once it runs.  NULL with errno ENOMEM or
+ * EAGAIN (no thread).  Any thread; blocks the calling OS thread briefly. */
+KZ_API struct kz_remote *kz_remote_start(void);
+
+/* Run cb(arg) on the remote hub soon, as a hub callback (it must not block;
+ * it may spawn green threads there), like loop.call_soon_threadsafe.
+ * Callbacks from one thread run in the order they were submitted.  Returns
+ * 0 once accepted: an accepted callback runs exactly once, before the hub
+ * stops.  -1 with EPIPE (kz_remote_stop has begun), ENOMEM, EINVAL.  Any
+ * thread; never blocks. */
+KZ_API int kz_remote_call_soon(struct kz_remote *r, kz_callback cb, void *arg);
+
+/* Spawn fn(arg) as a green thread on the remote hub and return the future
+ * of its completion, like asyncio.run_coroutine_threadsafe.  Wait on it
+ * with kz_future_wait from any thread (a plain OS thread blocks, with a
+ * timeout); free it with kz_future_free.  Green threads still running when
+ * the hub stops are cancelled, and their futures complete cancelled.  0
+ * with errno EPIPE, ENOMEM, EINVAL.  Any thread; never blocks. */
+KZ_API kz_future_t kz_remote_spawn(struct kz_remote *r, kz_fn fn, void *arg);
+
+/* Stop r: refuse new submissions, run every accepted one, cancel and reap
+ * the green threads still alive there, join the thread and free r.  Blocks
+ * the calling OS thread until then.  0, or -1 with EDEADLK (called on r's
+ * own thread), EINVAL (NULL, or already being stopped). */
+KZ_API int kz_remote_stop(struct kz_remote *r);
+
 #ifdef __cplusplus
 }
 #endif
