@@ -98,7 +98,7 @@ static __attribute__((noinline)) void ping_pong(void **self, void **other, long 
 
 /* The peer answers every switch and one more, which hands control back for
    good after the main side's last one; its stack is then abandoned. */
-static void peer(void *arg)
+static void *peer(void *arg)
 {
   ping_pong(&peer_sp, &main_sp, peer_n + 1);
   abort(); /* never resumed again */

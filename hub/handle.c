@@ -133,7 +133,9 @@ void kz__handle_free(uint64_t h)
   if (!s)
     return;
   atomic_store_explicit(&s->type, 0, memory_order_release);
-  atomic_fetch_add_explicit(&s->gen, 1, memory_order_relaxed);
+  /* Only the owning thread frees a slot (note B): no locked increment. */
+  atomic_store_explicit(&s->gen, atomic_load_explicit(&s->gen, memory_order_relaxed) + 1,
+                        memory_order_relaxed);
   s->next_free = free_head;
   free_head = idx;
 }

@@ -201,7 +201,7 @@ static void hub_deadlock(struct kz__hub *hub)
   }
 }
 
-void kz__hub_loop(void *arg)
+void *kz__hub_loop(void *arg)
 {
   struct kz__hub *hub = arg;
   kz__switched(hub, NULL);

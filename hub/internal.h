@@ -244,8 +244,9 @@ KZ_INTERNAL void kz__hub_post(struct kz__hub *hub, struct kz__post *p);
 KZ_INTERNAL void kz__hub_hold(struct kz__hub *hub);
 KZ_INTERNAL void kz__hub_unhold(struct kz__hub *hub);
 
-/* The hub context's main loop (hub.c); entered on the hub stack. */
-KZ_INTERNAL void kz__hub_loop(void *hub);
+/* The hub context's main loop (hub.c); entered on the hub stack, never
+   returns. */
+KZ_INTERNAL void *kz__hub_loop(void *hub);
 
 /* Monotonic seconds. */
 KZ_INTERNAL double kz__now(void);
@@ -314,6 +315,10 @@ KZ_INTERNAL struct kz_green *kz__green_get(kz_green_t h);
 KZ_INTERNAL struct kz_green *kz__spawn(struct kz__hub *hub, kz_fn fn, void *arg,
                                      const struct kz_spawn_opts *opts, void *user_stack,
                                      size_t user_size, int *err);
+
+/* The body of every green thread (green.c, note C): runs its function,
+   finishes it, and returns its hub for the trampoline's last switch. */
+KZ_INTERNAL void *kz__green_entry(void *g);
 
 /* Finish the running green thread (result, or error > 0).  Never returns. */
 KZ_INTERNAL _Noreturn void kz__green_finish(void *result, int error);

@@ -9,8 +9,10 @@
  * reloaded only when the target's differs from the current one.
  *
  * kz__switch_init prepares a fresh stack so that the first switch to it calls
- * entry(arg) on that stack; entry must never return.  The frame it builds ends
- * the call chain (the unwinders stop there).  fpctl is the floating-point
+ * entry(arg) on that stack.  If entry returns, what it returns is the hub
+ * (struct kz__hub *) whose kz__schedule then makes the context's last switch
+ * (green.c, note C).  The frame it builds ends the call chain (the unwinders
+ * stop there).  fpctl is the floating-point
  * control state the new context starts with (kz__fpctl_get()).
  */
 #ifndef KZ_SWITCH_H
@@ -19,7 +21,7 @@
 #include <stdint.h>
 
 void kz__switch(void **from_sp, void *to_sp);
-void *kz__switch_init(void *stack_top, void (*entry)(void *), void *arg, uint64_t fpctl);
+void *kz__switch_init(void *stack_top, void *(*entry)(void *), void *arg, uint64_t fpctl);
 uint64_t kz__fpctl_get(void);
 
 /* Layout of a suspended context, from the saved stack pointer upwards (in

@@ -123,7 +123,10 @@ kz__switch:
         .size   kz__switch, .-kz__switch
 
 /* The first code a fresh context runs: entry(arg), with entry in r12 and arg
-   in r13 (kz__switch_init put them there).  entry never returns. */
+   in r13 (kz__switch_init put them there).  entry returns the hub (or never
+   returns); the trampoline then makes the context's last switch by jumping
+   to kz__schedule(hub) with a zero return address, so that every call the
+   context made has returned first (green.c, note C). */
         .globl  kz__trampoline
         .hidden kz__trampoline
         .type   kz__trampoline, @function
@@ -134,7 +137,9 @@ kz__trampoline:
         endbr64
         movq    %r13, %rdi
         callq   *%r12
-        ud2
+        movq    %rax, %rdi
+        pushq   $0              /* kz__schedule never returns here */
+        jmp     kz__schedule
         .cfi_endproc
         .size   kz__trampoline, .-kz__trampoline
 
