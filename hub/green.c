@@ -113,7 +113,7 @@ struct kz_green *kz__spawn(struct kz__hub *hub, kz_fn fn, void *arg,
     return NULL;
   }
   /* Every field, written once (no memset: this is the spawn fast path). */
-  g->sp = kz__switch_init(top, kz__green_entry, g, kz__fpctl_get());
+  g->sp = kz__switch_init(top, kz__green_entry, g, KZ__FPCTL_CURRENT);
   g->err = 0;
   g->state = KZ_PENDING;
   g->flags = user_stack ? KZ__G_OWN_STRUCT : 0;

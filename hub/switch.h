@@ -13,7 +13,8 @@
  * (struct kz__hub *) whose kz__schedule then makes the context's last switch
  * (green.c, note C).  The frame it builds ends the call chain (the unwinders
  * stop there).  fpctl is the floating-point
- * control state the new context starts with (kz__fpctl_get()).
+ * control state the new context starts with: kz__fpctl_get(), or
+ * KZ__FPCTL_CURRENT to capture the caller's.
  */
 #ifndef KZ_SWITCH_H
 #define KZ_SWITCH_H
@@ -23,6 +24,11 @@
 void kz__switch(void **from_sp, void *to_sp);
 void *kz__switch_init(void *stack_top, void *(*entry)(void *), void *arg, uint64_t fpctl);
 uint64_t kz__fpctl_get(void);
+
+/* fpctl for kz__switch_init: the calling thread's current control state,
+   captured straight into the new frame (cheaper than kz__fpctl_get, whose
+   result is a load right after a store that the CPU cannot forward fast). */
+#define KZ__FPCTL_CURRENT UINT64_MAX
 
 /* Layout of a suspended context, from the saved stack pointer upwards (in
  * 8-byte words), as switch_x86_64.S writes it; debug.c reads it to unwind. */

@@ -158,7 +158,14 @@ kz__switch_init:
         movq    %rdi, %rax
         andq    $-16, %rax
         subq    $80, %rax               /* 16 bytes of padding + 8 words */
-        movq    %rcx, 0(%rax)           /* fpctl */
+        cmpq    $-1, %rcx               /* KZ__FPCTL_CURRENT: capture it here, */
+        jne     1f                      /* stored once and never read back */
+        movq    $0, 0(%rax)
+        stmxcsr 0(%rax)
+        fnstcw  4(%rax)
+        jmp     2f
+1:      movq    %rcx, 0(%rax)           /* fpctl */
+2:
         movq    $0, 8(%rax)             /* r15 */
         movq    $0, 16(%rax)            /* r14 */
         movq    %rdx, 24(%rax)          /* r13 = arg */
