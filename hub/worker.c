@@ -280,6 +280,13 @@ static void job_await_post(struct kz_green *g, struct job *j)
   kz__shield_down(g, &s);
 }
 
+/* Has deadline, or g's scoped deadline, already passed? */
+static bool expired(struct kz_green *g, double deadline)
+{
+  double now = kz__now();
+  return (deadline >= 0 && deadline <= now) || (g->deadline > 0 && g->deadline <= now);
+}
+
 /* Submit j to ex and park until it completes, the deadline passes or the
    caller is cancelled.  Returns 0 with *result = fn's result, or -errno.
    Consumes j: after a failure other than -EPERM, j's discard function has
@@ -299,6 +306,8 @@ static int job_call(struct kz_executor *ex, struct job *j, double deadline, void
   atomic_init(&j->state, JOB_QUEUED);
   if ((g->flags & (KZ__G_CANCEL | KZ__G_NO_CANCEL)) == KZ__G_CANCEL)
     r = -ECANCELED;
+  else if (expired(g, deadline))
+    r = -ETIMEDOUT; /* do not start what nobody will wait for */
   else
     r = pool_submit(ex, j);
   if (r < 0) {

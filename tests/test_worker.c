@@ -263,7 +263,7 @@ Test(worker, internal_worker_call)
   cr_assert_eq(kz_self() != 0, 1);
   cr_assert_eq(kz__worker_call(set_flag, &flag, NULL, -1), 0);
   cr_assert_eq(atomic_load(&flag), 1);
-  /* Expired deadline: the call is abandoned and its heap argument discarded. */
+  /* Expired deadline: the call never starts and its heap argument is discarded. */
   int *p = malloc(sizeof *p);
   int r = kz__worker_call(set_flag, p, free_discard, kz_now() - 1);
   cr_assert_eq(r, -ETIMEDOUT);
