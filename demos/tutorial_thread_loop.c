@@ -53,5 +53,7 @@ int main(void)
          kz_now() - start);
   kz_future_free(a);
   kz_future_free(b);
-  return kz_remote_stop(loop) == 0 ? 0 : 1;
+  int rc = kz_remote_stop(loop) == 0 ? 0 : 1;
+  kz_remote_free(loop);
+  return rc;
 }

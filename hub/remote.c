@@ -6,7 +6,10 @@
  *
  *   STARTING --its hub is up--> RUNNING --kz_remote_stop--> CLOSED (no new
  *   submissions) --the stop message ran--> STOPPING (kz_run cancels and reaps
- *   what is left) --the thread exits--> joined and freed
+ *   what is left) --the thread exits--> joined --kz_remote_free--> freed
+ *
+ *   The struct outlives the stop, so submitters racing with it read a valid
+ *   closed flag (EPIPE); the program frees it once none can submit.
  *
  * Notes.
  * A. Submissions travel through the hub's mailbox (kz__hub_post: a
@@ -228,8 +231,18 @@ int kz_remote_stop(struct kz_remote *r)
     sched_yield(); /* note B: a submitter is between its test and its post */
   kz__hub_post(r->hub, &r->stop_post);
   kz__os_thread_join(r->thread, NULL);
+  /* r stays allocated (closed): threads still racing to submit get EPIPE
+     until kz_remote_free. */
+  return 0;
+}
+
+void kz_remote_free(struct kz_remote *r)
+{
+  if (!r)
+    return;
+  if (!atomic_load_explicit(&r->closed, memory_order_acquire))
+    kz_remote_stop(r);
   pthread_cond_destroy(&r->cond);
   pthread_mutex_destroy(&r->lock);
   free(r);
-  return 0;
 }

@@ -574,10 +574,15 @@ KZ_API int kz_remote_call_soon(struct kz_remote *r, kz_callback cb, void *arg);
 KZ_API kz_future_t kz_remote_spawn(struct kz_remote *r, kz_fn fn, void *arg);
 
 /* Stop r: refuse new submissions, run every accepted one, cancel and reap
- * the green threads still alive there, join the thread and free r.  Blocks
- * the calling OS thread until then.  0, or -1 with EDEADLK (called on r's
- * own thread), EINVAL (NULL, or already being stopped). */
+ * the green threads still alive there, and join the thread.  Blocks the
+ * calling OS thread until then.  r stays valid: later submissions fail with
+ * EPIPE, so threads racing with the stop are safe.  0, or -1 with EDEADLK
+ * (called on r's own thread), EINVAL (NULL, or already stopped). */
 KZ_API int kz_remote_stop(struct kz_remote *r);
+
+/* Release r (stopping it first if needed), once no thread can still submit
+ * to it.  NULL is ignored. */
+KZ_API void kz_remote_free(struct kz_remote *r);
 
 #ifdef __cplusplus
 }

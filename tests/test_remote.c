@@ -41,6 +41,7 @@ Test(remote, callbacks_and_green_threads_run_on_the_remote_thread)
   cr_assert_eq((intptr_t)res, 42);
   cr_assert_eq(kz_future_free(f), 0);
   cr_assert_eq(kz_remote_stop(r), 0);
+  kz_remote_free(r);
   kz_future_free(done);
 }
 
@@ -68,6 +69,7 @@ Test(remote, plain_thread_waits_with_timeout_and_stop_cancels)
   cr_assert_eq((intptr_t)err, ETIMEDOUT);
   double t0 = kz_now();
   cr_assert_eq(kz_remote_stop(r), 0);
+  kz_remote_free(r);
   cr_assert_lt(kz_now() - t0, 5, "stop cancels the sleeper instead of waiting 10 s");
   cr_assert_eq(kz_future_state(f), KZ_CANCELLED);
   cr_assert_eq(kz_future_set_result(f, NULL), -1);
@@ -113,6 +115,7 @@ Test(remote, stress_nothing_lost_nothing_twice, .timeout = 120)
   for (int i = 0; i < THREADS; i++)
     pthread_join(t[i], NULL);
   cr_assert_eq(kz_remote_stop(stress_r), 0, "stop runs every accepted callback first");
+  kz_remote_free(stress_r);
   for (int i = 0; i < THREADS * PER_THREAD; i++)
     cr_assert_eq(atomic_load(&hits[i]), 1, "item %d ran %d times", i, atomic_load(&hits[i]));
   cr_assert_eq(atomic_load(&spawned_ok), THREADS * 16);
@@ -144,7 +147,8 @@ Test(remote, stop_racing_submitters_runs_exactly_what_was_accepted, .timeout = 1
     sched_yield();
   cr_assert_eq(kz_remote_stop(stress_r), 0);
   for (int i = 0; i < 4; i++)
-    pthread_join(t[i], NULL);
+    pthread_join(t[i], NULL); /* they saw EPIPE on the stopped, still valid remote */
+  kz_remote_free(stress_r);
   cr_assert_eq(atomic_load(&ran), atomic_load(&accepted));
 }
 
@@ -165,5 +169,10 @@ Test(remote, misuse)
   kz_future_wait(done, NULL, 10);
   cr_assert_eq(err, EDEADLK, "a hub cannot stop and join itself");
   cr_assert_eq(kz_remote_stop(stress_r), 0);
+  cr_assert_eq(kz_remote_stop(stress_r), -1, "stopped already");
+  cr_assert_eq(errno, EINVAL);
+  cr_assert_eq(kz_remote_call_soon(stress_r, hit, NULL), -1, "a stopped remote refuses");
+  cr_assert_eq(errno, EPIPE);
+  kz_remote_free(stress_r);
   kz_future_free(done);
 }
