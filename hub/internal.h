@@ -419,7 +419,7 @@ static inline int kz__fail_errno(int r)
 #include <pthread.h>
 
 /* Request cancellation of g (green.c); 0.  Hub thread only.  Does not switch. */
-int kz__cancel(struct kz_green *g);
+KZ_INTERNAL int kz__cancel(struct kz_green *g);
 
 /* OS-thread synchronisation that never goes through the preload shim
    (worker.c).  libkudzu's own locks are taken from green threads, where the
