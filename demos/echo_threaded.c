@@ -1,11 +1,34 @@
-/* echo_threaded.c: a plain blocking thread-per-connection TCP echo server,
- * using only libc and pthreads: the unmodified program kudzu runs.
+/* echo_threaded.c: a plain blocking TCP echo server, one thread per
+ * connection, written with nothing but libc and pthreads.  It is the
+ * "unmodified program" of the project: run natively it is the thread-per-
+ * connection baseline, and run under the kudzu launcher every one of its
+ * threads becomes a green thread without a line of it changing.
  *
  *   echo_threaded [-p PORT] [-h HOST]
  *
- * Prints "listening on HOST:PORT" once it listens (port 0 picks one).  On
- * SIGINT or SIGTERM (a handler without SA_RESTART sets a flag, and the
- * blocked accept fails with EINTR) it prints "stopped" and exits 0.
+ * HOST is an IPv4 address (default 127.0.0.1); PORT 0 (the default) lets the
+ * kernel pick one.  Once listening it prints exactly one line,
+ * "listening on HOST:PORT", and flushes it, so a script can read the port.
+ * SIGINT or SIGTERM stops it: it prints "stopped" and exits 0.  Exit status
+ * 1 means it could not listen, 2 a bad command line.
+ *
+ * Notes.
+ * A. Stopping.  The handler for SIGINT and SIGTERM is installed without
+ *    SA_RESTART and only sets a flag, so the main thread's blocked accept()
+ *    fails with EINTR and the loop sees the flag.  (Under the kudzu shim the
+ *    same happens to the main green thread: see preload/signal.c.)
+ * B. Which thread takes the signal.  A process-directed signal goes to any
+ *    thread that does not block it, and only the main thread is in accept(),
+ *    so connection threads are started with SIGINT and SIGTERM blocked: main
+ *    blocks them around pthread_create() and the new thread inherits the mask.
+ * C. The one race of this pattern: a signal that lands after the flag test
+ *    and before accept() blocks is seen only at the next connection.  Closing
+ *    it would take a self-pipe and poll(), which this program exists not to
+ *    need; a second Ctrl-C, or any connection, completes the stop.
+ * D. SIGPIPE is ignored, so a write to a peer that has gone fails with EPIPE
+ *    and ends that connection instead of the process.
+ * E. TCP_NODELAY on each connection: an echo answers at once and must not sit
+ *    in Nagle's algorithm behind a delayed ACK when a reply goes out in parts.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -21,95 +44,182 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t stopping;
+#define STACK_SIZE (64 * 1024) /* per connection thread */
+#define BUF_SIZE (16 * 1024)   /* echo buffer, on that stack */
+#define BACKLOG 4096           /* the kernel caps it at net.core.somaxconn */
 
-static void on_signal(int sig) { stopping = sig; }
+/* Set by the signal handler; the accept loop ends when it is nonzero. */
+static volatile sig_atomic_t stop_requested;
 
-/* One connection: echo until the peer closes. */
-static void *serve(void *arg)
+static void on_stop_signal(int sig) { stop_requested = sig; }
+
+/* Writes all n bytes of buf to fd, retrying partial writes and EINTR.
+ * Returns 0, or -1 with errno set by write(). */
+static int write_all(int fd, const char *buf, size_t n)
+{
+  while (n > 0) {
+    ssize_t w = write(fd, buf, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0)
+      return -1;
+    buf += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+/* Thread body for one connection (arg is the descriptor): echoes until the
+ * peer closes or an error, then closes the descriptor, which it owns. */
+static void *serve_connection(void *arg)
 {
   int fd = (int)(intptr_t)arg;
-  char buf[16384];
+  char buf[BUF_SIZE];
+
   for (;;) {
-    ssize_t n = read(fd, buf, sizeof buf), off = 0;
+    ssize_t n = read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR)
       continue;
-    if (n <= 0)
+    if (n <= 0 || write_all(fd, buf, (size_t)n) < 0)
       break;
-    while (off < n) {
-      ssize_t w = write(fd, buf + off, (size_t)(n - off));
-      if (w < 0 && errno == EINTR)
-        continue;
-      if (w <= 0)
-        goto done;
-      off += w;
-    }
   }
-done:
   close(fd);
   return NULL;
+}
+
+/* Parses the command line into *host and *port.  Returns 0, or -1 after
+ * printing the usage. */
+static int parse_args(int argc, char **argv, const char **host, int *port)
+{
+  for (int i = 1; i < argc; i++) {
+    char *end;
+    if (!strcmp(argv[i], "-h") && i + 1 < argc) {
+      *host = argv[++i];
+    } else if (!strcmp(argv[i], "-p") && i + 1 < argc) {
+      long p = strtol(argv[++i], &end, 10);
+      if (*end || p < 0 || p > 65535)
+        goto usage;
+      *port = (int)p;
+    } else {
+      goto usage;
+    }
+  }
+  return 0;
+usage:
+  fprintf(stderr, "usage: echo_threaded [-p PORT] [-h IPV4-ADDRESS]\n");
+  return -1;
+}
+
+/* Opens a blocking listening socket on host:port.  Returns it and stores the
+ * port actually bound in *bound, or returns -1 after printing why. */
+static int listen_on(const char *host, int port, int *bound)
+{
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  socklen_t len = sizeof sa;
+  int one = 1, fd;
+
+  if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+    fprintf(stderr, "echo_threaded: %s is not an IPv4 address\n", host);
+    return -1;
+  }
+  if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+    goto error1;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+      bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, BACKLOG) < 0 ||
+      getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+    goto error2;
+  *bound = ntohs(sa.sin_port);
+  return fd;
+
+error2:
+  close(fd);
+error1:
+  fprintf(stderr, "echo_threaded: listening on %s:%d: %s\n", host, port, strerror(errno));
+  return -1;
+}
+
+/* Installs the stop handler for SIGINT and SIGTERM (notes A, D). */
+static void install_signals(void)
+{
+  struct sigaction act;
+
+  memset(&act, 0, sizeof act);
+  act.sa_handler = on_stop_signal;
+  sigemptyset(&act.sa_mask);
+  act.sa_flags = 0; /* no SA_RESTART: the blocked accept() fails with EINTR */
+  sigaction(SIGINT, &act, NULL);
+  sigaction(SIGTERM, &act, NULL);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+/* Starts a detached thread serving fd, with the stop signals blocked in it
+ * (note B).  On failure it closes fd and says why; the server goes on. */
+static void spawn_connection(const pthread_attr_t *attr, int fd)
+{
+  sigset_t stop, old;
+  pthread_t t;
+  int err;
+
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop, &old);
+  err = pthread_create(&t, attr, serve_connection, (void *)(intptr_t)fd);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (err != 0) {
+    fprintf(stderr, "echo_threaded: pthread_create: %s\n", strerror(err));
+    close(fd);
+  }
+}
+
+/* Accepts connections until a stop signal, one thread each.  Returns 0 when
+ * stopped by a signal, -1 on an accept() error it cannot wait out. */
+static int accept_loop(int lfd)
+{
+  pthread_attr_t attr;
+  int one = 1, ret = 0;
+
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, STACK_SIZE);
+  while (!stop_requested) {
+    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED)
+        continue;
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        usleep(10 * 1000); /* out of descriptors or memory: let some connections end */
+        continue;
+      }
+      perror("echo_threaded: accept");
+      ret = -1;
+      break;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* note E */
+    spawn_connection(&attr, fd);
+  }
+  pthread_attr_destroy(&attr);
+  return ret;
 }
 
 int main(int argc, char **argv)
 {
   const char *host = "127.0.0.1";
-  int port = 0, one = 1, lfd;
-  struct sockaddr_in sa = {.sin_family = AF_INET};
-  socklen_t len = sizeof sa;
-  struct sigaction act;
-  pthread_attr_t attr;
+  int port = 0, bound, lfd, ret;
 
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "-p") && i + 1 < argc)
-      port = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "-h") && i + 1 < argc)
-      host = argv[++i];
-    else {
-      fprintf(stderr, "usage: echo_threaded [-p PORT] [-h HOST]\n");
-      return 2;
-    }
-  }
-  memset(&act, 0, sizeof act);
-  act.sa_handler = on_signal; /* no SA_RESTART: accept fails with EINTR */
-  sigaction(SIGINT, &act, NULL);
-  sigaction(SIGTERM, &act, NULL);
-  signal(SIGPIPE, SIG_IGN);
-
-  sa.sin_port = htons((uint16_t)port);
-  if ((lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-      inet_pton(AF_INET, host, &sa.sin_addr) != 1 ||
-      setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-      bind(lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(lfd, 4096) < 0 ||
-      getsockname(lfd, (struct sockaddr *)&sa, &len) < 0) {
-    perror("echo_threaded");
+  if (parse_args(argc, argv, &host, &port) < 0)
+    return 2;
+  install_signals();
+  if ((lfd = listen_on(host, port, &bound)) < 0)
     return 1;
-  }
-  printf("listening on %s:%d\n", host, ntohs(sa.sin_port));
+  printf("listening on %s:%d\n", host, bound);
   fflush(stdout);
 
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  pthread_attr_setstacksize(&attr, 64 * 1024);
-  while (!stopping) {
-    pthread_t t;
-    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC), err;
-    if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED)
-        continue;
-      if (errno == EMFILE || errno == ENFILE) {
-        usleep(10000);
-        continue;
-      }
-      perror("accept");
-      break;
-    }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if ((err = pthread_create(&t, &attr, serve, (void *)(intptr_t)fd)) != 0) {
-      fprintf(stderr, "pthread_create: %s\n", strerror(err));
-      close(fd);
-    }
-  }
+  ret = accept_loop(lfd);
   close(lfd);
+  if (ret < 0)
+    return 1;
   puts("stopped");
+  fflush(stdout);
   return 0;
 }
