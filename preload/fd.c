@@ -1,5 +1,6 @@
 /* fd.c: what the shim knows of each descriptor: its kind, the program's own
- * O_NONBLOCK view, and its SO_RCVTIMEO/SO_SNDTIMEO.
+ * O_NONBLOCK view, its SO_RCVTIMEO/SO_SNDTIMEO, and whether the program
+ * created it or found it open (inherited).
  *
  * Notes.
  * A. kudzu never changes the status flags of an open file (only transiently,
@@ -16,6 +17,12 @@
  * C. The table is two-level (chunks of 4096 entries that never move) and is
  *    read without locks: entries are written by the thread that creates or
  *    closes the descriptor, as the kernel's own table is.
+ * D. The cached view belongs to a descriptor number, while O_NONBLOCK and
+ *    the socket timeouts belong to the open file, which dup() shares.  dup,
+ *    dup2, dup3 and F_DUPFD classify the new number afresh, so the copy
+ *    starts right; a flag changed later through one number is seen through
+ *    the other once that one is classified again.  Reading the kernel's
+ *    flags on every call would close this gap at one system call per call.
  */
 #include "shim.h"
 
@@ -64,7 +71,7 @@ static bool classify(int fd, struct kz_fd *f)
   int fl;
   if (fstat(fd, &st) < 0 || (fl = REAL(fcntl)(fd, F_GETFL)) < 0)
     return false;
-  f->rt_nb = 0;
+  f->owned = 0;
   f->user_nb = (fl & O_NONBLOCK) != 0;
   f->rcvtimeo = f->sndtimeo = 0;
   if (S_ISSOCK(st.st_mode)) {
@@ -104,7 +111,7 @@ void kz_fd_created(int fd, int kind, bool user_nb)
   struct kz_fd *f = slot(fd, true);
   if (!f)
     return;
-  *f = (struct kz_fd){.known = 1, .kind = (uint8_t)kind, .user_nb = user_nb};
+  *f = (struct kz_fd){.known = 1, .kind = (uint8_t)kind, .user_nb = user_nb, .owned = 1};
 }
 
 void kz_fd_forget(int fd)
@@ -113,4 +120,15 @@ void kz_fd_forget(int fd)
   if (f)
     f->known = 0;
   kz__fd_forget(fd);
+}
+
+void kz_fd_forget_range(unsigned first, unsigned last)
+{
+  for (unsigned c = first >> CHUNK_BITS; c < NCHUNKS && c <= last >> CHUNK_BITS; c++) {
+    unsigned lo = c << CHUNK_BITS, hi = lo + (1u << CHUNK_BITS) - 1;
+    if (!atomic_load_explicit(&chunks[c], memory_order_acquire))
+      continue; /* no descriptor of this chunk was ever seen */
+    for (unsigned fd = lo > first ? lo : first; fd <= hi && fd <= last; fd++)
+      kz_fd_forget((int)fd);
+  }
 }

@@ -27,7 +27,8 @@ static const struct {
 } families[] = {
     {"all", KZ_PATCH_ALL},     {"io", KZ_PATCH_IO},         {"socket", KZ_PATCH_IO},
     {"poll", KZ_PATCH_POLL},   {"select", KZ_PATCH_POLL},   {"sleep", KZ_PATCH_SLEEP},
-    {"time", KZ_PATCH_SLEEP},  {"thread", KZ_PATCH_THREAD},
+    {"time", KZ_PATCH_SLEEP},  {"thread", KZ_PATCH_THREAD}, {"dns", KZ_PATCH_DNS},
+    {"proc", KZ_PATCH_PROC},   {"subprocess", KZ_PATCH_PROC},
 };
 
 /* "all", "io,sleep", "-thread", "all,-thread": a list applied left to right
@@ -46,7 +47,7 @@ static unsigned parse_patch(const char *s)
       if (!strcmp(name, families[i].name))
         break;
     if (i == sizeof families / sizeof *families) {
-      kz__say("KUDZU_PATCH: unknown family \"%s\" (all, io, poll, sleep, thread)", name);
+      kz__say("KUDZU_PATCH: unknown family \"%s\" (all, io, poll, sleep, thread, dns, proc)", name);
       continue;
     }
     if (minus) {
@@ -67,10 +68,18 @@ static bool flag(const char *name)
   return v && *v && strcmp(v, "0") != 0;
 }
 
+static struct kz__hub *main_hub;
+
+/* Counts of the main thread, where the main green thread and every green
+   thread spawned on its hub run. */
 static void print_stats(void)
 {
-  fprintf(stderr, "kudzu: pid %d: %lu interposed calls in green threads, %lu parked\n", (int)getpid(),
-          kz_shim_stats.calls, kz_shim_stats.parks);
+  struct kz_shim_stats *c = &kz_shim_stats;
+  fprintf(stderr,
+          "kudzu: pid %d, main thread: %lu interposed calls in green threads, %lu parks, "
+          "%lu interrupted by signals, %lu on worker threads; %llu green threads spawned\n",
+          (int)getpid(), c->calls, c->parks, c->eintr, c->worker,
+          (unsigned long long)(main_hub ? main_hub->nspawned : 0));
 }
 
 __attribute__((constructor(101))) static void kz_shim_init(void)
@@ -85,7 +94,7 @@ __attribute__((constructor(101))) static void kz_shim_init(void)
   kz_shim.debug = flag("KUDZU_DEBUG");
   kz_shim.stats = flag("KUDZU_STATS");
   kz_shim.torture = flag("KUDZU_TORTURE");
-  struct kz__hub *hub = kz__hub_get(&err);
+  struct kz__hub *hub = main_hub = kz__hub_get(&err);
   if (!hub) { /* note B */
     kz__say("cannot create the main thread's hub (%s); running unpatched", strerror(-err));
     return;

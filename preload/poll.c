@@ -1,5 +1,5 @@
-/* poll.c: poll, ppoll, select, pselect, epoll_wait, epoll_pwait in green
- * threads.
+/* poll.c: poll, ppoll, select, pselect, epoll_wait, epoll_pwait,
+ * epoll_pwait2 in green threads.
  *
  * Each first asks the kernel with a zero timeout; if nothing is ready and
  * the caller is willing to wait, the green thread parks on the hub until one
@@ -9,21 +9,30 @@
  *
  * Notes.
  * A. There is no 1024-descriptor ceiling: poll hands any number of
- *    descriptors to the hub (kz__wait_fds).  select keeps its own API limit
- *    (FD_SETSIZE), as in libc.
+ *    descriptors to the hub (kz__wait_fds).  select reads as many bits as
+ *    nfds says, like the kernel (a program may allocate sets larger than
+ *    fd_set); FD_SETSIZE is the limit of glibc's FD_SET macros, not of the
+ *    call.
  * B. An epoll instance is itself a descriptor that becomes readable when one
  *    of its members is ready, so epoll_wait waits on it like on a socket.
  * C. ppoll/pselect/epoll_pwait take a signal mask for the duration of the
  *    wait; on one OS thread shared by many green threads that mask cannot be
  *    installed while parked, so it is applied only to the kernel's own
  *    zero-timeout queries.  Documented in docs/SHIM.md.
+ * D. A pollfd asking for no events still reports errors and hang-ups; the
+ *    hub can only watch for readability to learn of them, so such entries
+ *    wait for readability (a spurious wake-up just asks the kernel again).
+ *    Output-only entries wait for writability only: waiting for input too
+ *    would wake, and spin, on data the program is not reading yet.
+ * E. Waits here are never restarted after a signal handler, as natively
+ *    (signal(7)): the main green thread's wait fails with EINTR.
  */
 #include "shim.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define EXPORT __attribute__((visibility("default")))
+#define EXPORT KZ_SHIM_EXPORT
 
 /* Deadline (kz__now seconds, -1 none) of a timeout in milliseconds. */
 static double ms_deadline(int ms) { return ms < 0 ? -1 : kz__now() + ms / 1000.0; }
@@ -33,9 +42,24 @@ static double ts_deadline(const struct timespec *ts)
   return ts ? kz__now() + (double)ts->tv_sec + (double)ts->tv_nsec * 1e-9 : -1;
 }
 
+/* Note D. */
 static int to_events(short ev)
 {
-  return (ev & (POLLIN | POLLPRI | POLLRDHUP) ? KZ_READ : 0) | (ev & POLLOUT ? KZ_WRITE : 0);
+  int e = (ev & (POLLIN | POLLPRI | POLLRDHUP | POLLRDNORM | POLLRDBAND) ? KZ_READ : 0) |
+          (ev & (POLLOUT | POLLWRNORM | POLLWRBAND) ? KZ_WRITE : 0);
+  return e ? e : KZ_READ;
+}
+
+/* Park on the hub for a poll-like call (note E); kz__wait_fds's result. */
+static int park_fds(struct kz__fdev *v, int n, double deadline)
+{
+  struct kz_green *g = kz__self();
+  int r;
+  kz_shim_stats.parks++;
+  kz_shim_intr_begin(g, KZ_INTR_ALWAYS);
+  r = kz__wait_fds(v, n, deadline);
+  kz_shim_intr_end(g);
+  return r;
 }
 
 /* Park until one of fds may be ready; 0, or -1 with errno. */
@@ -48,9 +72,8 @@ static int wait_pollfds(struct pollfd *fds, nfds_t n, double deadline)
     return -1;
   }
   for (nfds_t i = 0; i < n; i++)
-    v[i] = (struct kz__fdev){.fd = fds[i].fd, .events = to_events(fds[i].events) | KZ_READ};
-  kz_shim_stats.parks++;
-  r = kz__wait_fds(v, (int)n, deadline);
+    v[i] = (struct kz__fdev){.fd = fds[i].fd, .events = to_events(fds[i].events)};
+  r = park_fds(v, (int)n, deadline);
   if (v != stackv)
     free(v);
   if (r < 0 && r != -ETIMEDOUT) {
@@ -72,7 +95,7 @@ static int poll_common(struct pollfd *fds, nfds_t n, double deadline, const sigs
   }
 }
 
-EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
+KZ_INTERPOSE(int, poll, (struct pollfd *fds, nfds_t n, int timeout), (fds, n, timeout))
 {
   if (!shim_active(KZ_PATCH_POLL) || timeout == 0)
     return REAL(poll)(fds, n, timeout);
@@ -86,7 +109,7 @@ EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen)
   return poll(fds, n, timeout);
 }
 
-EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask)
+KZ_INTERPOSE(int, ppoll, (struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask), (fds, n, ts, mask))
 {
   if (!shim_active(KZ_PATCH_POLL) || (ts && !ts->tv_sec && !ts->tv_nsec))
     return REAL(ppoll)(fds, n, ts, mask);
@@ -101,53 +124,82 @@ EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *ts,
   return ppoll(fds, n, ts, mask);
 }
 
+/* fd_set bits, for sets of any size (note A). */
+#define LBITS (8 * (int)sizeof(unsigned long))
+static bool bit_get(const fd_set *s, int fd)
+{
+  return s && (((const unsigned long *)s)[fd / LBITS] >> (fd % LBITS) & 1);
+}
+static void bit_set(fd_set *s, int fd) { ((unsigned long *)s)[fd / LBITS] |= 1ul << (fd % LBITS); }
+static void bits_clear(fd_set *s, int nfds)
+{
+  if (s)
+    memset(s, 0, (size_t)(nfds + LBITS - 1) / LBITS * sizeof(unsigned long));
+}
+
+/* The kernel ignores bits beyond the descriptors a process can have. */
+static int select_limit(int nfds)
+{
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && (rlim_t)nfds > rl.rlim_cur)
+    return (int)rl.rlim_cur;
+  return nfds;
+}
+
+/* Write poll's answer back into the sets; the count, or -1 EBADF. */
+static int select_answer(struct pollfd *p, int n, int nfds, fd_set *rd, fd_set *wr, fd_set *ex)
+{
+  int ready = 0;
+  for (int i = 0; i < n; i++)
+    if (p[i].revents & POLLNVAL) {
+      errno = EBADF;
+      return -1;
+    }
+  bits_clear(rd, nfds);
+  bits_clear(wr, nfds);
+  bits_clear(ex, nfds);
+  for (int i = 0; i < n; i++) {
+    short re = p[i].revents, ev = p[i].events;
+    if ((ev & POLLIN) && (re & (POLLIN | POLLHUP | POLLERR)))
+      bit_set(rd, p[i].fd), ready++;
+    if ((ev & POLLOUT) && (re & (POLLOUT | POLLERR)))
+      bit_set(wr, p[i].fd), ready++;
+    if ((ev & POLLPRI) && (re & POLLPRI))
+      bit_set(ex, p[i].fd), ready++;
+  }
+  return ready;
+}
+
 /* select in terms of poll: the sets become pollfds and back. */
 static int select_common(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, double deadline,
                          const sigset_t *mask)
 {
   struct pollfd stackp[64], *p = stackp;
-  int n = 0, r, ready = 0;
-  if (nfds < 0 || nfds > FD_SETSIZE) {
+  int n = 0, r;
+  if (nfds < 0) {
     errno = EINVAL;
     return -1;
   }
+  nfds = select_limit(nfds);
   if (nfds > 64 && !(p = malloc(sizeof *p * (size_t)nfds))) {
     errno = ENOMEM;
     return -1;
   }
   for (int fd = 0; fd < nfds; fd++) {
-    short ev = (short)((rd && FD_ISSET(fd, rd) ? POLLIN : 0) | (wr && FD_ISSET(fd, wr) ? POLLOUT : 0) |
-                       (ex && FD_ISSET(fd, ex) ? POLLPRI : 0));
+    short ev = (short)((bit_get(rd, fd) ? POLLIN : 0) | (bit_get(wr, fd) ? POLLOUT : 0) |
+                       (bit_get(ex, fd) ? POLLPRI : 0));
     if (ev)
       p[n++] = (struct pollfd){fd, ev, 0};
   }
   r = poll_common(p, (nfds_t)n, deadline, mask);
-  if (r >= 0) {
-    for (int i = 0; i < n; i++) {
-      if (p[i].revents & POLLNVAL) {
-        errno = EBADF;
-        r = -1;
-        goto out;
-      }
-    }
-    if (rd) FD_ZERO(rd);
-    if (wr) FD_ZERO(wr);
-    if (ex) FD_ZERO(ex);
-    for (int i = 0; i < n; i++) {
-      short re = p[i].revents;
-      if (rd && (re & (POLLIN | POLLHUP | POLLERR)) && (p[i].events & POLLIN)) FD_SET(p[i].fd, rd), ready++;
-      if (wr && (re & (POLLOUT | POLLERR)) && (p[i].events & POLLOUT)) FD_SET(p[i].fd, wr), ready++;
-      if (ex && (re & POLLPRI) && (p[i].events & POLLPRI)) FD_SET(p[i].fd, ex), ready++;
-    }
-    r = ready;
-  }
-out:
+  if (r >= 0)
+    r = select_answer(p, n, nfds, rd, wr, ex);
   if (p != stackp)
     free(p);
   return r;
 }
 
-EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv)
+KZ_INTERPOSE(int, select, (int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv), (nfds, rd, wr, ex, tv))
 {
   double deadline;
   int r;
@@ -165,23 +217,23 @@ EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *
   return r;
 }
 
-EXPORT int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *ts,
-                   const sigset_t *mask)
+KZ_INTERPOSE(int, pselect, (int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *ts, const sigset_t *mask), (nfds, rd, wr, ex, ts, mask))
 {
   if (!shim_active(KZ_PATCH_POLL) || (ts && !ts->tv_sec && !ts->tv_nsec))
     return REAL(pselect)(nfds, rd, wr, ex, ts, mask);
   return select_common(nfds, rd, wr, ex, ts_deadline(ts), mask);
 }
 
-static int epoll_common(int epfd, struct epoll_event *ev, int max, int timeout, const sigset_t *mask)
+static int epoll_common(int epfd, struct epoll_event *ev, int max, double deadline, const sigset_t *mask)
 {
-  double deadline = ms_deadline(timeout);
   for (;;) {
     int r = mask ? REAL(epoll_pwait)(epfd, ev, max, 0, mask) : REAL(epoll_wait)(epfd, ev, max, 0);
     if (r != 0 || (deadline >= 0 && kz__now() >= deadline))
       return r;
-    kz_shim_stats.parks++;
-    r = kz__wait_fd(epfd, KZ_READ, deadline); /* note B */
+    struct kz__fdev v = {.fd = epfd, .events = KZ_READ};
+    r = park_fds(&v, 1, deadline); /* note B */
+    if (r == 0 && v.revents < 0)
+      r = v.revents;
     if (r < 0 && r != -ETIMEDOUT) {
       errno = -r;
       return -1;
@@ -189,16 +241,27 @@ static int epoll_common(int epfd, struct epoll_event *ev, int max, int timeout, 
   }
 }
 
-EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
+KZ_INTERPOSE(int, epoll_wait, (int epfd, struct epoll_event *ev, int max, int timeout), (epfd, ev, max, timeout))
 {
   if (!shim_active(KZ_PATCH_POLL) || timeout == 0)
     return REAL(epoll_wait)(epfd, ev, max, timeout);
-  return epoll_common(epfd, ev, max, timeout, NULL);
+  return epoll_common(epfd, ev, max, ms_deadline(timeout), NULL);
 }
 
-EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout, const sigset_t *mask)
+KZ_INTERPOSE(int, epoll_pwait, (int epfd, struct epoll_event *ev, int max, int timeout, const sigset_t *mask), (epfd, ev, max, timeout, mask))
 {
   if (!shim_active(KZ_PATCH_POLL) || timeout == 0)
     return REAL(epoll_pwait)(epfd, ev, max, timeout, mask);
-  return epoll_common(epfd, ev, max, timeout, mask);
+  return epoll_common(epfd, ev, max, ms_deadline(timeout), mask);
+}
+
+KZ_INTERPOSE(int, epoll_pwait2, (int epfd, struct epoll_event *ev, int max, const struct timespec *ts, const sigset_t *mask), (epfd, ev, max, ts, mask))
+{
+  if (!kz_real.epoll_pwait2 && !REAL(epoll_pwait2)) { /* a libc without it */
+    errno = ENOSYS;
+    return -1;
+  }
+  if (!shim_active(KZ_PATCH_POLL) || (ts && !ts->tv_sec && !ts->tv_nsec))
+    return REAL(epoll_pwait2)(epfd, ev, max, ts, mask);
+  return epoll_common(epfd, ev, max, ts_deadline(ts), mask);
 }

@@ -13,6 +13,7 @@
 
 #include "internal.h"
 
+#include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
 #include <signal.h>
@@ -21,7 +22,10 @@
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <setjmp.h>
+#include <sys/resource.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <time.h>
 
 /* ---- The real functions (real.c) ---------------------------------------- */
@@ -31,6 +35,12 @@
   X(ssize_t, write, (int, const void *, size_t))                                   \
   X(ssize_t, readv, (int, const struct iovec *, int))                              \
   X(ssize_t, writev, (int, const struct iovec *, int))                             \
+  X(ssize_t, pread, (int, void *, size_t, off_t))                                  \
+  X(ssize_t, pwrite, (int, const void *, size_t, off_t))                           \
+  X(ssize_t, preadv, (int, const struct iovec *, int, off_t))                      \
+  X(ssize_t, pwritev, (int, const struct iovec *, int, off_t))                     \
+  X(ssize_t, preadv2, (int, const struct iovec *, int, off_t, int))                \
+  X(ssize_t, pwritev2, (int, const struct iovec *, int, off_t, int))               \
   X(ssize_t, recv, (int, void *, size_t, int))                                     \
   X(ssize_t, send, (int, const void *, size_t, int))                               \
   X(ssize_t, recvfrom, (int, void *, size_t, int, struct sockaddr *, socklen_t *)) \
@@ -39,6 +49,8 @@
   X(ssize_t, sendmsg, (int, const struct msghdr *, int))                           \
   X(int, recvmmsg, (int, struct mmsghdr *, unsigned, int, struct timespec *))      \
   X(int, sendmmsg, (int, struct mmsghdr *, unsigned, int))                         \
+  X(ssize_t, sendfile, (int, int, off_t *, size_t))                                \
+  X(ssize_t, splice, (int, loff_t *, int, loff_t *, size_t, unsigned))             \
   X(int, accept, (int, struct sockaddr *, socklen_t *))                            \
   X(int, accept4, (int, struct sockaddr *, socklen_t *, int))                      \
   X(int, connect, (int, const struct sockaddr *, socklen_t))                       \
@@ -46,6 +58,8 @@
   X(int, socket, (int, int, int))                                                  \
   X(int, socketpair, (int, int, int, int *))                                       \
   X(int, close, (int))                                                             \
+  X(int, close_range, (unsigned, unsigned, int))                                   \
+  X(void, closefrom, (int))                                                        \
   X(int, dup, (int))                                                               \
   X(int, dup2, (int, int))                                                         \
   X(int, dup3, (int, int, int))                                                    \
@@ -62,12 +76,31 @@
   X(int, pselect, (int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *)) \
   X(int, epoll_wait, (int, struct epoll_event *, int, int))                        \
   X(int, epoll_pwait, (int, struct epoll_event *, int, int, const sigset_t *))     \
+  X(int, epoll_pwait2, (int, struct epoll_event *, int, const struct timespec *, const sigset_t *)) \
   X(unsigned, sleep, (unsigned))                                                   \
   X(int, usleep, (useconds_t))                                                     \
   X(int, nanosleep, (const struct timespec *, struct timespec *))                  \
   X(int, clock_nanosleep, (clockid_t, int, const struct timespec *, struct timespec *)) \
   X(int, fclose, (FILE *))                                                         \
-  X(int, sigaction, (int, const struct sigaction *, struct sigaction *))
+  X(int, sigaction, (int, const struct sigaction *, struct sigaction *))           \
+  X(pid_t, fork, (void))                                                           \
+  X(pid_t, waitpid, (pid_t, int *, int))                                           \
+  X(pid_t, wait4, (pid_t, int *, int, struct rusage *))                            \
+  X(int, waitid, (idtype_t, id_t, siginfo_t *, int))                               \
+  X(int, system, (const char *))                                                   \
+  X(int, pclose, (FILE *))                                                         \
+  X(int, getaddrinfo, (const char *, const char *, const struct addrinfo *, struct addrinfo **)) \
+  X(int, getnameinfo, (const struct sockaddr *, socklen_t, char *, socklen_t, char *, socklen_t, int)) \
+  X(struct hostent *, gethostbyname, (const char *))                               \
+  X(struct hostent *, gethostbyname2, (const char *, int))                         \
+  X(struct hostent *, gethostbyaddr, (const void *, socklen_t, int))               \
+  X(int, gethostbyname_r, (const char *, struct hostent *, char *, size_t, struct hostent **, int *)) \
+  X(int, gethostbyname2_r, (const char *, int, struct hostent *, char *, size_t, struct hostent **, int *)) \
+  X(int, gethostbyaddr_r, (const void *, socklen_t, int, struct hostent *, char *, size_t, struct hostent **, int *)) \
+  X(void, siglongjmp, (sigjmp_buf, int))                                           \
+  X(void, longjmp, (jmp_buf, int))                                                 \
+  X(void, _longjmp, (jmp_buf, int))                                                \
+  X(void, __longjmp_chk, (jmp_buf, int))
 
 struct kz_shim_real {
 #define X(ret, name, args) ret(*name) args;
@@ -75,12 +108,33 @@ struct kz_shim_real {
 #undef X
 };
 
-/* Filled once at start-up (or on first use, whichever comes first). */
+/* Filled once at start-up (or on first use, whichever comes first; real.c,
+   note B). */
 extern struct kz_shim_real kz_real;
 void kz_shim_real_init(void);
 
 /* The real function name, filling the table if this is the first call. */
 #define REAL(name) (KZ_LIKELY(kz_real.name != NULL) ? kz_real.name : (kz_shim_real_init(), kz_real.name))
+
+/* Exported names: the version script (kudzu-preload.map) lists each. */
+#define KZ_SHIM_EXPORT __attribute__((visibility("default")))
+
+/* Define the interposer of libc's name whose body follows:
+     KZ_INTERPOSE(ssize_t, read, (int fd, void *buf, size_t len), (fd, buf, len))
+     { ...the body: its own checks (shim_active), the real call via REAL... }
+   The exported function only asks "in a green thread?" and, when not (the
+   hub, worker threads, threads without a hub, before start-up), jumps to
+   libc's function: a tail call, no stack frame, a few instructions.  The
+   body is a separate function, name##_in_green, entered otherwise. */
+#define KZ_INTERPOSE(ret, name, params, args)                                  \
+  static __attribute__((noinline)) ret name##_in_green params;                 \
+  KZ_SHIM_EXPORT ret name params                                               \
+  {                                                                            \
+    if (KZ_LIKELY(kz__self() == NULL) && KZ_LIKELY(kz_real.name != NULL))      \
+      return kz_real.name args;                                                \
+    return name##_in_green args;                                               \
+  }                                                                            \
+  static __attribute__((noinline)) ret name##_in_green params
 
 /* ---- Configuration (init.c) -------------------------------------------------- */
 
@@ -89,7 +143,9 @@ enum {
   KZ_PATCH_POLL = 1 << 1,   /* poll, ppoll, select, pselect, epoll_wait */
   KZ_PATCH_SLEEP = 1 << 2,  /* sleep, usleep, nanosleep, clock_nanosleep */
   KZ_PATCH_THREAD = 1 << 3, /* pthreads (see docs/SHIM.md) */
-  KZ_PATCH_ALL = 0xf,
+  KZ_PATCH_DNS = 1 << 4,    /* getaddrinfo and friends, on the worker pool */
+  KZ_PATCH_PROC = 1 << 5,   /* waitpid and friends, system */
+  KZ_PATCH_ALL = 0x3f,
 };
 
 struct kz_shim_config {
@@ -101,20 +157,28 @@ struct kz_shim_config {
 };
 extern struct kz_shim_config kz_shim;
 
-/* Per-thread counters for KUDZU_STATS. */
+/* Per-OS-thread counters for KUDZU_STATS: plain increments, no atomics.
+   Each thread adds its own to the process's totals when it exits (init.c). */
 struct kz_shim_stats {
   unsigned long calls;  /* interposed calls made in green threads */
-  unsigned long parks;  /* of which parked at least once */
+  unsigned long parks;  /* parks on the hub for them */
+  unsigned long eintr;  /* parks ended by a signal handler (EINTR) */
+  unsigned long worker; /* calls run on the worker pool (DNS, system) */
 };
 extern KZ_TLS struct kz_shim_stats kz_shim_stats;
 
+/* Signal handlers running on this OS thread (signal.c): calls made from a
+   handler pass straight through. */
+extern KZ_TLS int kz_shim_in_handler;
+
 /* Should an interposer of family f act?  Only inside a green thread, once
-   initialised.  Everything else (the hub itself and libev, worker threads,
-   threads without a hub, signal handlers run on the hub) passes through. */
+   initialised, and not in a signal handler.  Everything else (the hub
+   itself and libev, worker threads, threads without a hub, handlers) passes
+   through.  In torture mode every call that acts yields first. */
 static inline struct kz_green *shim_active(unsigned family)
 {
-  struct kz_green *g;
-  if (KZ_UNLIKELY(!kz_shim.ready) || !(kz_shim.patch & family) || !(g = kz__self()))
+  struct kz_green *g = kz__self(); /* first: the whole test in a thread without a hub */
+  if (!g || KZ_UNLIKELY(kz_shim_in_handler) || KZ_UNLIKELY(!kz_shim.ready) || !(kz_shim.patch & family))
     return NULL;
   if (KZ_UNLIKELY(kz_shim.torture))
     kz__yield();
@@ -131,7 +195,7 @@ struct kz_fd {
   uint8_t known;     /* the fields below are valid */
   uint8_t kind;      /* enum kz_fd_kind */
   uint8_t user_nb;   /* the program's own view: O_NONBLOCK set */
-  uint8_t rt_nb;     /* kudzu set O_NONBLOCK on the open file (hidden) */
+  uint8_t owned;     /* created by the program through the shim, not inherited */
   double rcvtimeo;   /* SO_RCVTIMEO in seconds, 0: none */
   double sndtimeo;   /* SO_SNDTIMEO in seconds, 0: none */
 };
@@ -145,18 +209,48 @@ void kz_fd_created(int fd, int kind, bool user_nb);
 void kz_fd_reclassify(int fd);
 /* Forget fd (closed or replaced): wakes waiters, drops the hub's watcher. */
 void kz_fd_forget(int fd);
+/* kz_fd_forget for every descriptor in [first, last] the shim has seen. */
+void kz_fd_forget_range(unsigned first, unsigned last);
 
 /* ---- Signals (signal.c) ------------------------------------------------- */
 
 /* Interruptions by signal handlers go to this hub's main green thread. */
 void kz_shim_signal_init(struct kz__hub *hub);
 
-/* ---- The wait helper (io.c) --------------------------------------------------- */
+/* How a parked call reacts to a signal handler, natively (signal(7)). */
+enum kz_shim_intr {
+  KZ_INTR_RESTART = 1, /* restarted after an SA_RESTART handler: read, accept... */
+  KZ_INTR_ALWAYS = 2,  /* EINTR after any handler: sleeps, poll, timeouts */
+};
+
+/* Bracket every park of an interposed call: a signal handler that runs in
+   between may end the park with -EINTR (signal.c).  g is the caller. */
+void kz_shim_intr_begin(struct kz_green *g, int intr);
+void kz_shim_intr_end(struct kz_green *g);
+
+/* ---- The wait helpers (io.c) -------------------------------------------------- */
 
 /* Park the calling green thread until fd is ready for events, or the
-   timeout (seconds, 0: none) passes.  Returns 0, or -1 with errno:
-   EAGAIN for the timeout (what SO_RCVTIMEO gives natively), ETIMEDOUT for
-   a scoped deadline, ECANCELED, EBADF. */
+   deadline (kz__now() seconds, < 0: none) passes, or a signal handler
+   interrupts it (intr: enum kz_shim_intr).  Returns 0, or -1 with errno:
+   EAGAIN for the deadline (what SO_RCVTIMEO gives natively), ETIMEDOUT for
+   a scoped deadline, ECANCELED, EBADF (closed meanwhile), EINTR. */
+int kz_shim_wait_until(int fd, int events, double deadline, int intr);
+/* The same with a timeout in seconds (0: none). */
 int kz_shim_wait(int fd, int events, double timeout);
+
+/* Park for a timed wait that is not on a descriptor (sleeps, child
+   processes): returns kz__park's result (0 never; -ETIMEDOUT at the
+   deadline, -EINTR, -ECANCELED).  May switch. */
+int kz_shim_park(double deadline, int intr);
+
+/* ---- Offloading (dns.c) ------------------------------------------------------ */
+
+/* Run fn(job) on the worker pool while the calling green thread parks (in
+   place if it turns out not to be in one).  Returns 0 once fn has run: the
+   caller reads and frees job.  -1 with errno (ECANCELED, ETIMEDOUT,
+   ENOMEM) if the wait ended first: the worker owns job and calls
+   discard(job) when fn returns. */
+int kz_shim_offload(void (*fn)(void *), void *job, void (*discard)(void *));
 
 #endif

@@ -1,26 +1,39 @@
 /* sleep.c: sleep, usleep, nanosleep, clock_nanosleep in green threads park
  * only the calling green thread.
  *
- * The remaining time is reported as natively when the sleep is cut short
- * (ECANCELED for a cancelled green thread; ETIMEDOUT never: a scoped
- * deadline that ends a sleep ends it early, like an interruption, and the
- * call fails with EINTR and the time left, which every caller of
- * nanosleep already handles).
+ * The remaining time is reported as natively when the sleep is cut short: by
+ * a signal handler (any handler: signal(7) says sleeps are never restarted),
+ * by a cancellation (ECANCELED), or by a scoped deadline, which ends the
+ * sleep early like an interruption (EINTR and the time left, which every
+ * caller of nanosleep already handles; ETIMEDOUT would be new to them).
+ *
+ * Notes.
+ * A. The hub's clock is CLOCK_MONOTONIC.  An absolute CLOCK_REALTIME
+ *    deadline is converted once, when the call starts: a change of the wall
+ *    clock during the sleep does not move it (natively it would).
  */
 #include "shim.h"
 
 #include <math.h>
 
-#define EXPORT __attribute__((visibility("default")))
+#define EXPORT KZ_SHIM_EXPORT
 
-/* Sleep until deadline; 0, or -1 with errno (EINTR or ECANCELED). */
-static int park_until(double deadline)
+int kz_shim_park(double deadline, int intr)
 {
   struct kz_green *g = kz__self();
   int r;
   g->waiting = (struct kz__wait_info){.kind = KZ__WAIT_SLEEP};
   kz_shim_stats.parks++;
+  kz_shim_intr_begin(g, intr);
   r = kz__park(deadline);
+  kz_shim_intr_end(g);
+  return r;
+}
+
+/* Sleep until deadline; 0, or -1 with errno (EINTR or ECANCELED). */
+static int park_until(double deadline)
+{
+  int r = kz_shim_park(deadline, KZ_INTR_ALWAYS);
   if (r == -ETIMEDOUT && kz__now() >= deadline)
     return 0;
   errno = r == -ECANCELED ? ECANCELED : EINTR;
@@ -38,7 +51,7 @@ static void left(struct timespec *rem, double deadline)
   rem->tv_nsec = (long)((l - (double)rem->tv_sec) * 1e9);
 }
 
-EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
+KZ_INTERPOSE(int, nanosleep, (const struct timespec *req, struct timespec *rem), (req, rem))
 {
   double deadline;
   if (!shim_active(KZ_PATCH_SLEEP) || !req || req->tv_nsec < 0 || req->tv_nsec >= 1000000000L ||
@@ -51,17 +64,22 @@ EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
   return -1;
 }
 
-EXPORT int clock_nanosleep(clockid_t clk, int flags, const struct timespec *req,
-                           struct timespec *rem)
+/* The clocks a sleep can be parked on; CPU-time clocks pass through. */
+static bool wall_clock(clockid_t clk)
+{
+  return clk == CLOCK_REALTIME || clk == CLOCK_MONOTONIC || clk == CLOCK_BOOTTIME || clk == CLOCK_TAI;
+}
+
+KZ_INTERPOSE(int, clock_nanosleep, (clockid_t clk, int flags, const struct timespec *req, struct timespec *rem), (clk, flags, req, rem))
 {
   struct timespec now;
   double deadline;
   int err;
   if (!shim_active(KZ_PATCH_SLEEP) || !req || req->tv_nsec < 0 || req->tv_nsec >= 1000000000L ||
-      clock_gettime(clk, &now) < 0)
+      req->tv_sec < 0 || !wall_clock(clk) || clock_gettime(clk, &now) < 0)
     return REAL(clock_nanosleep)(clk, flags, req, rem);
   deadline = (double)req->tv_sec + (double)req->tv_nsec * 1e-9;
-  if (flags & TIMER_ABSTIME) /* to the monotonic clock the hub uses */
+  if (flags & TIMER_ABSTIME) /* note A */
     deadline = kz__now() + (deadline - ((double)now.tv_sec + (double)now.tv_nsec * 1e-9));
   else
     deadline += kz__now();
@@ -73,7 +91,7 @@ EXPORT int clock_nanosleep(clockid_t clk, int flags, const struct timespec *req,
   return err; /* clock_nanosleep returns the error number */
 }
 
-EXPORT int usleep(useconds_t us)
+KZ_INTERPOSE(int, usleep, (useconds_t us), (us))
 {
   struct timespec ts = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000};
   if (!shim_active(KZ_PATCH_SLEEP))
@@ -81,7 +99,7 @@ EXPORT int usleep(useconds_t us)
   return nanosleep(&ts, NULL);
 }
 
-EXPORT unsigned sleep(unsigned s)
+KZ_INTERPOSE(unsigned, sleep, (unsigned s), (s))
 {
   struct timespec ts = {(time_t)s, 0}, rem = {0, 0};
   if (!shim_active(KZ_PATCH_SLEEP))
