@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # redis-server under the launcher serves redis-benchmark, saves in the
-# background (a fork) and shuts down cleanly.
+# background (a fork) and shuts down cleanly.  Launcher options (for
+# instance --no-threads) come in KZ_OPTS.
 . "$(dirname "$0")/lib.sh"
 port=$(free_port)
-"$KZ" redis-server --port "$port" --bind 127.0.0.1 --dir "$tmp" --save "" --appendonly no \
+"$KZ" ${KZ_OPTS:-} redis-server --port "$port" --bind 127.0.0.1 --dir "$tmp" --save "" --appendonly no \
   --daemonize no > "$tmp/log" 2>&1 & pid=$!; pids+=($pid)
 wait_port "$port"
 out=$(redis-benchmark -p "$port" -n 20000 -c 50 -q -t set,get,lpush,incr 2>&1 | tr '\r' '\n' | grep 'requests per second') \
