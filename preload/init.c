@@ -10,12 +10,18 @@
  *    green threads spawned later (by the API, or by pthread_create under the
  *    thread family) run.  exit(), atexit handlers and stdio flushing are
  *    untouched: they run on the main thread as usual.
+ * C. Statistics are printed by an atexit handler registered before main,
+ *    so it runs after the program's own, which may have closed stderr
+ *    (coreutils' close_stdout does): they go to a copy of stderr made at
+ *    start-up, at descriptor 512 or above so the low numbers a program may
+ *    expect to be free stay free.
  */
 #include "shim.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/auxv.h>
 
 struct kz_shim_config kz_shim = {.patch = KZ_PATCH_ALL};
@@ -69,13 +75,14 @@ static bool flag(const char *name)
 }
 
 static struct kz__hub *main_hub;
+static int stats_fd = 2; /* note C */
 
 /* Counts of the main thread, where the main green thread and every green
    thread spawned on its hub run. */
 static void print_stats(void)
 {
   struct kz_shim_stats *c = &kz_shim_stats;
-  fprintf(stderr,
+  dprintf(stats_fd,
           "kudzu: pid %d, main thread: %lu interposed calls in green threads, %lu parks, "
           "%lu interrupted by signals, %lu on worker threads; %llu green threads spawned\n",
           (int)getpid(), c->calls, c->parks, c->eintr, c->worker,
@@ -100,8 +107,11 @@ __attribute__((constructor(101))) static void kz_shim_init(void)
     return;
   }
   kz_shim_signal_init(hub);
-  if (kz_shim.stats)
+  if (kz_shim.stats) { /* note C */
+    int fd = REAL(fcntl)(2, F_DUPFD_CLOEXEC, 512);
+    stats_fd = fd >= 0 ? fd : 2;
     atexit(print_stats);
+  }
   if (kz_shim.debug)
     kz__say("shim active in pid %d: families %#x", (int)getpid(), kz_shim.patch);
   kz_shim.ready = true;
