@@ -7,7 +7,8 @@
  * B. The table is filled from the constructor, before main and before the
  *    shim acts (kz_shim.ready).  An interposed function called earlier, by
  *    another library's constructor, fills it first (REAL() in shim.h), and
- *    other threads wait until it is full (pthread_once).
+ *    other threads wait until it is full.  The wait is a three-state atomic,
+ *    not pthread_once, which the thread family interposes.
  * C. dlsym may allocate (glibc's dlerror state), and a malloc replacement
  *    preloaded next to the shim may, while initialising, call functions the
  *    shim interposes (read, write, close...).  Those calls come back here on
@@ -21,15 +22,15 @@
 #include "shim.h"
 
 #include <dlfcn.h>
-#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 struct kz_shim_real kz_real;
-static pthread_once_t real_once = PTHREAD_ONCE_INIT;
-static KZ_TLS bool filling; /* this thread is inside fill() (note C) */
+static _Atomic int real_state; /* 0 empty, 1 being filled, 2 full (note B) */
+static KZ_TLS bool filling;     /* this thread is inside fill() (note C) */
 
 /* ---- Raw system calls for nested bootstrap calls (note C) ---------------- */
 
@@ -94,8 +95,16 @@ static void fill(void)
 
 void kz_shim_real_init(void)
 {
-  if (KZ_UNLIKELY(filling))
+  int empty = 0;
+  if (atomic_load_explicit(&real_state, memory_order_acquire) == 2)
+    return;
+  if (KZ_UNLIKELY(filling)) {
     fill_nested();
-  else
-    pthread_once(&real_once, fill);
+  } else if (atomic_compare_exchange_strong(&real_state, &empty, 1)) {
+    fill();
+    atomic_store_explicit(&real_state, 2, memory_order_release);
+  } else {
+    while (atomic_load_explicit(&real_state, memory_order_acquire) != 2)
+      syscall(SYS_sched_yield); /* another thread is filling: microseconds */
+  }
 }
