@@ -50,7 +50,10 @@ static int to_events(short ev)
   return e ? e : KZ_READ;
 }
 
-/* Park on the hub for a poll-like call (note E); kz__wait_fds's result. */
+/* Park on the hub for a poll-like call (note E).  0 when something may be
+   ready or the call's own deadline passed (the caller asks the kernel
+   again); otherwise -errno: -EINTR, -ECANCELED, -ETIMEDOUT (a scoped
+   deadline), -ENOMEM. */
 static int park_fds(struct kz__fdev *v, int n, double deadline)
 {
   struct kz_green *g = kz__self();
@@ -59,6 +62,8 @@ static int park_fds(struct kz__fdev *v, int n, double deadline)
   kz_shim_intr_begin(g, KZ_INTR_ALWAYS);
   r = kz__wait_fds(v, n, deadline);
   kz_shim_intr_end(g);
+  if (r == -ETIMEDOUT && !(g->deadline > 0 && kz__now() >= g->deadline))
+    return 0;
   return r;
 }
 
@@ -76,7 +81,7 @@ static int wait_pollfds(struct pollfd *fds, nfds_t n, double deadline)
   r = park_fds(v, (int)n, deadline);
   if (v != stackv)
     free(v);
-  if (r < 0 && r != -ETIMEDOUT) {
+  if (r < 0) {
     errno = -r;
     return -1;
   }
@@ -234,7 +239,7 @@ static int epoll_common(int epfd, struct epoll_event *ev, int max, double deadli
     r = park_fds(&v, 1, deadline); /* note B */
     if (r == 0 && v.revents < 0)
       r = v.revents;
-    if (r < 0 && r != -ETIMEDOUT) {
+    if (r < 0) {
       errno = -r;
       return -1;
     }
