@@ -1,8 +1,9 @@
 /* eintr_read.c: a handler installed without SA_RESTART makes a blocked read
- * fail with EINTR (a server's stop flag works); with SA_RESTART the read
- * resumes and returns the data. */
+ * or accept fail with EINTR (a server's stop flag works); with SA_RESTART
+ * the read resumes and returns the data. */
 #include "check.h"
 #include <signal.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,6 +24,15 @@ int main(void)
   alarm(1);
   CHECK(read(p[0], &c, 1) == -1 && errno == EINTR);
   CHECK(stop == SIGALRM);
+  /* An accept loop stops too. */
+  struct sockaddr_in sin = {.sin_family = AF_INET};
+  int l = socket(AF_INET, SOCK_STREAM, 0);
+  CHECK(l >= 0 && bind(l, (struct sockaddr *)&sin, sizeof sin) == 0 && listen(l, 4) == 0);
+  stop = 0;
+  ualarm(200000, 0);
+  while (!stop)
+    CHECK(accept(l, NULL, NULL) == -1 && errno == EINTR);
+  close(l);
   /* SA_RESTART: the read goes on and gets the byte a child writes later. */
   sa.sa_flags = SA_RESTART;
   CHECK(sigaction(SIGALRM, &sa, NULL) == 0);
