@@ -1,11 +1,45 @@
 /* connect_refused.c: a blocking connect reports the socket's error as errno
- * (ECONNREFUSED), and a non-blocking one returns EINPROGRESS or succeeds. */
+ * (ECONNREFUSED), and a non-blocking one returns EINPROGRESS or succeeds; a
+ * blocking connect to a Unix listener whose backlog is full waits until the
+ * listener accepts, instead of failing with EAGAIN. */
 #include "check.h"
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+static void unix_backlog(void)
+{
+  struct sockaddr_un un = {.sun_family = AF_UNIX};
+  int l = socket(AF_UNIX, SOCK_STREAM, 0), s, st, n = 0;
+  snprintf(un.sun_path, sizeof un.sun_path, "/tmp/kudzu-connect-%d", (int)getpid());
+  unlink(un.sun_path);
+  CHECK(l >= 0 && bind(l, (struct sockaddr *)&un, sizeof un) == 0 && listen(l, 1) == 0);
+  for (;;) { /* fill the backlog */
+    s = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (connect(s, (struct sockaddr *)&un, sizeof un) < 0) {
+      CHECK(errno == EAGAIN);
+      close(s);
+      break;
+    }
+    n++;
+  }
+  pid_t pid = fork();
+  if (pid == 0) { /* accepts everything, after a while */
+    usleep(200000);
+    for (int i = 0; i <= n; i++)
+      if (accept(l, NULL, NULL) < 0)
+        _exit(1);
+    _exit(0);
+  }
+  s = socket(AF_UNIX, SOCK_STREAM, 0);
+  CHECK(connect(s, (struct sockaddr *)&un, sizeof un) == 0);
+  CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  unlink(un.sun_path);
+}
 
 int main(void)
 {
@@ -35,6 +69,7 @@ int main(void)
   int n = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
   int r = connect(n, (struct sockaddr *)&sa, sizeof sa);
   CHECK(r == 0 || errno == EINPROGRESS);
+  unix_backlog();
   puts("ok");
   return 0;
 }
