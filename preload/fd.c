@@ -64,6 +64,8 @@ static double timeout_of(int fd, int opt)
   return (double)tv.tv_sec + (double)tv.tv_usec * 1e-6;
 }
 
+static const char *const kind_name[] = {"unknown", "socket", "pipe", "file", "other"};
+
 /* Note B. */
 static bool classify(int fd, struct kz_fd *f)
 {
@@ -86,6 +88,8 @@ static bool classify(int fd, struct kz_fd *f)
     f->kind = KZ_FD_OTHER;
   }
   f->known = 1;
+  if (KZ_UNLIKELY(kz_shim.debug))
+    kz__say("fd %d found open: %s, %s", fd, kind_name[f->kind], f->user_nb ? "non-blocking" : "blocking");
   return true;
 }
 

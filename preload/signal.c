@@ -91,8 +91,11 @@ static void interrupt_main(struct kz__post *p)
     return;
   if (atomic_load(&handled_norestart) != mark.norestart ||
       (mark.intr == KZ_INTR_ALWAYS && atomic_load(&handled) != mark.handled)) {
-    if (kz__wake(main_green, -EINTR))
+    if (kz__wake(main_green, -EINTR)) {
       kz_shim_stats.eintr++;
+      if (KZ_UNLIKELY(kz_shim.debug))
+        kz__say("a signal handler ran: the main green thread's blocked call fails with EINTR");
+    }
   }
 }
 
