@@ -1,6 +1,8 @@
 /* close_wakes_api.c: close() of a descriptor another green thread is blocked
  * reading makes that read fail with EBADF, and the number, reused at once,
- * works for a new file.  Green threads on the API, plain libc calls. */
+ * works for a new file; dup2() over it and close_range() do the same.  Green
+ * threads on the API, plain libc calls. */
+#define _GNU_SOURCE
 #include <kudzu.h>
 
 #include "check.h"
@@ -35,6 +37,19 @@ static void *run(void *arg)
   CHECK(write(again[1], "n", 1) == 1);
   CHECK(kz_join(g, &r, 5.0) == 0); /* it read the byte: not EBADF, not hung */
   CHECK(r == NULL);
+  /* dup2 over the descriptor, then close_range of it. */
+  int other[2];
+  CHECK(pipe(other) == 0);
+  g = kz_spawn(reader, NULL);
+  kz_sleep(0.05);
+  CHECK(kz_state(g) == KZ_BLOCKED);
+  CHECK(dup2(other[0], fds[0]) == fds[0]);
+  CHECK(kz_join(g, &r, 5.0) == 0 && r == (void *)1);
+  g = kz_spawn(reader, NULL);
+  kz_sleep(0.05); /* the reader blocks, and the hub really watches the pipe */
+  CHECK(kz_state(g) == KZ_BLOCKED);
+  CHECK(close_range((unsigned)fds[0], (unsigned)fds[0], 0) == 0);
+  CHECK(kz_join(g, &r, 5.0) == 0 && r == (void *)1);
   (void)c;
   puts("ok");
   return NULL;
