@@ -40,6 +40,7 @@ int kz_shim_offload(void (*fn)(void *), void *job, void (*discard)(void *))
     return 0;
   }
   if (r < 0) {
+    kz_shim_cancel_point(r); /* the job is the worker's: nothing to release */
     errno = -r;
     return -1;
   }

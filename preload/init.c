@@ -26,6 +26,7 @@
 
 struct kz_shim_config kz_shim = {.patch = KZ_PATCH_ALL};
 KZ_TLS struct kz_shim_stats kz_shim_stats;
+void (*kz_shim_on_cancel)(void);
 
 static const struct {
   const char *name;

@@ -71,6 +71,7 @@ int kz_shim_wait_until(int fd, int events, double deadline, int intr)
   kz_shim_intr_end(g);
   if (r >= 0)
     return 0;
+  kz_shim_cancel_point(r);
   if (r == -ETIMEDOUT && !(g->deadline > 0 && (deadline < 0 || g->deadline <= deadline)))
     r = -EAGAIN; /* the descriptor's own timeout, as the kernel reports it */
   errno = -r;

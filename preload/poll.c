@@ -81,6 +81,7 @@ static int wait_pollfds(struct pollfd *fds, nfds_t n, double deadline)
   r = park_fds(v, (int)n, deadline);
   if (v != stackv)
     free(v);
+  kz_shim_cancel_point(r);
   if (r < 0) {
     errno = -r;
     return -1;
@@ -239,6 +240,7 @@ static int epoll_common(int epfd, struct epoll_event *ev, int max, double deadli
     r = park_fds(&v, 1, deadline); /* note B */
     if (r == 0 && v.revents < 0)
       r = v.revents;
+    kz_shim_cancel_point(r);
     if (r < 0) {
       errno = -r;
       return -1;

@@ -26,6 +26,7 @@
  */
 #include "shim.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -93,7 +94,19 @@ static int park_child(int pidfd, double *backoff)
   return -1;
 }
 
-static long wait_loop(struct child_wait *w)
+/* Close a pidfd the wait opened, also when a cancellation unwinds. */
+static void pidfd_release(void *arg)
+{
+  int fd = *(int *)arg, err = errno;
+  if (fd >= 0) {
+    kz_fd_forget(fd);
+    REAL(close)(fd);
+  }
+  errno = err;
+}
+
+/* Try, park, try again; *owned receives a pidfd opened here. */
+static long wait_until_done(struct child_wait *w, int *owned)
 {
   double backoff = 0.001;
   int pidfd = -1;
@@ -102,19 +115,22 @@ static long wait_loop(struct child_wait *w)
   while ((r = attempt(w)) == 0) {
     if (!tried) {
       pidfd = child_pidfd(w, &own);
+      *owned = own ? pidfd : -1;
       tried = true;
     }
-    if (park_child(pidfd, &backoff) < 0) {
-      r = -1;
-      break;
-    }
+    if (park_child(pidfd, &backoff) < 0)
+      return -1;
   }
-  if (pidfd >= 0 && own) {
-    int err = errno;
-    kz_fd_forget(pidfd);
-    REAL(close)(pidfd);
-    errno = err;
-  }
+  return r;
+}
+
+static long wait_loop(struct child_wait *w)
+{
+  int owned = -1; /* the pidfd to close, or -1 */
+  long r;
+  pthread_cleanup_push(pidfd_release, &owned);
+  r = wait_until_done(w, &owned);
+  pthread_cleanup_pop(1);
   return r;
 }
 

@@ -228,20 +228,35 @@ enum kz_shim_intr {
 void kz_shim_intr_begin(struct kz_green *g, int intr);
 void kz_shim_intr_end(struct kz_green *g);
 
+/* ---- Cancellation (init.c) -------------------------------------------------- */
+
+/* Called where an interposed blocking call fails with ECANCELED, once the
+   call holds nothing: the thread family sets it, so that a green thread
+   cancelled by pthread_cancel unwinds from there.  NULL: the call just
+   fails with ECANCELED (kz_cancel from the API). */
+extern void (*kz_shim_on_cancel)(void);
+
+static inline void kz_shim_cancel_point(int r)
+{
+  if (KZ_UNLIKELY(r == -ECANCELED) && kz_shim_on_cancel)
+    kz_shim_on_cancel();
+}
+
 /* ---- The wait helpers (io.c) -------------------------------------------------- */
 
 /* Park the calling green thread until fd is ready for events, or the
    deadline (kz__now() seconds, < 0: none) passes, or a signal handler
    interrupts it (intr: enum kz_shim_intr).  Returns 0, or -1 with errno:
    EAGAIN for the deadline (what SO_RCVTIMEO gives natively), ETIMEDOUT for
-   a scoped deadline, ECANCELED, EBADF (closed meanwhile), EINTR. */
+   a scoped deadline, ECANCELED, EBADF (closed meanwhile), EINTR.  A
+   cancellation point (kz_shim_on_cancel). */
 int kz_shim_wait_until(int fd, int events, double deadline, int intr);
 /* The same with a timeout in seconds (0: none). */
 int kz_shim_wait(int fd, int events, double timeout);
 
 /* Park for a timed wait that is not on a descriptor (sleeps, child
    processes): returns kz__park's result (0 never; -ETIMEDOUT at the
-   deadline, -EINTR, -ECANCELED).  May switch. */
+   deadline, -EINTR, -ECANCELED).  A cancellation point.  May switch. */
 int kz_shim_park(double deadline, int intr);
 
 /* ---- Offloading (dns.c) ------------------------------------------------------ */

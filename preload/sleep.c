@@ -27,6 +27,7 @@ int kz_shim_park(double deadline, int intr)
   kz_shim_intr_begin(g, intr);
   r = kz__park(deadline);
   kz_shim_intr_end(g);
+  kz_shim_cancel_point(r);
   return r;
 }
 
