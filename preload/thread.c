@@ -1,302 +1,959 @@
-/* thread.c: pthreads become green threads (family "thread").
+/* thread.c: pthreads become green threads (family "thread"): creation,
+ * joining, detaching, exit, identity, names, keys, once, cancellation with
+ * cleanup handlers, and the calls that take a pthread_t.  Synchronisation
+ * objects are in pthread_sync.c.
  *
- * In a green thread, pthread_create spawns a green thread on the same hub,
- * and the calls that take a pthread_t, wait for a thread, or block on a
- * mutex or condition variable work on green threads without blocking the OS
- * thread.  Everywhere else (a thread with no hub, --no-threads) every call
- * passes straight through.
+ * In a green thread, pthread_create spawns a green thread on the caller's
+ * hub and returns its handle as the pthread_t.  Outside green threads (a
+ * thread with no hub, the hub's callbacks, --no-threads) every call passes
+ * straight through, except that any thread may join, detach, cancel or
+ * signal a green thread, and pthread_once is the shim's for everyone.
  *
  * Notes.
- * A. A green pthread_t is the green thread's handle, which has bit 63 set:
- *    no real pthread_t (an address) does, so each function tells green
- *    identities from real ones and passes real ones through.
- * B. Mutexes and condition variables stay the program's real glibc objects,
- *    so real threads keep using them with the real functions.  A green
- *    thread never blocks its OS thread on one: it uses trylock, and when the
- *    mutex is held it parks in a side table keyed by the object's address;
- *    every unlock made by a green thread wakes the next green waiter.
- *    glibc's owner of a mutex is the OS thread, which all green threads of a
- *    hub share, so the green owner of recursive and error-checking mutexes
- *    (and its count) is kept in the side table too.
- * C. A condition variable wait by a green thread unlocks the mutex, parks in
- *    the side table until signalled, broadcast or timed out, and locks the
- *    mutex again; signal and broadcast wake green waiters and also call the
- *    real function for real threads (a spurious wake-up is allowed).
- * D. Keys: each green thread has its own values (in its struct kz_green's
- *    ext slot); key numbers come from the real pthread_key_create so they
- *    stay unique, and destructors run when the green thread finishes.
- * E. Thread-local variables (__thread, thread_local) are the OS thread's:
+ * A. A green pthread_t is the green thread's handle, with bit 63 set: no
+ *    real pthread_t (an address) has it, so every function that takes a
+ *    pthread_t tells green identities from real ones and passes real ones
+ *    through; glibc never sees a green one (it would dereference it).  The
+ *    main green thread keeps its real identity: it is the OS thread.
+ * B. Each green pthread has a record (struct thr, in struct kz_green's ext
+ *    slot, which belongs to this file): its start routine, key values,
+ *    cancellation state and cleanup buffers.  A registry maps handles to
+ *    records for other OS threads, which must not touch a green thread
+ *    directly: they post what they want done (join, detach, cancel) to its
+ *    hub.  A record lives until its green thread is released (joined, or
+ *    finished detached).
+ * C. Stacks: an explicit stack size becomes max(size, the hub's default);
+ *    glibc's default (RLIMIT_STACK, 8 MiB) becomes the hub's default (128
+ *    KiB unless KUDZU_STACK_SIZE or --stack-size say otherwise), like
+ *    musl's default thread stack: default-size stacks come from the hub's
+ *    pooled slabs, so a thread per connection costs no mmap.  A stack the
+ *    program supplies (pthread_attr_setstack) is used as it is.  Every
+ *    kudzu stack has one guard page whatever the guard size asked.
+ * D. Keys: numbers come from the real pthread_key_create, so they stay
+ *    unique and keep working in real threads; a green thread's values live
+ *    in its record, tagged with the key's sequence number (bumped by
+ *    create and delete), so a deleted and re-created key reads NULL.
+ *    Destructors run when the green thread returns or exits, up to
+ *    PTHREAD_DESTRUCTOR_ITERATIONS rounds, in the green thread itself.
+ * E. Thread-local variables (__thread, thread_local, and C11 tss_*, whose
+ *    glibc calls bypass the interposed key functions) are the OS thread's:
  *    the green threads of one hub share them.  Only errno is switched.
- * F. Stacks: a pthread_attr with an explicit stack size gets that size; the
- *    glibc default (8 MiB, from RLIMIT_STACK) becomes KZ_PTHREAD_STACK, since
- *    thousands of threads are the point.  A stack the program supplies is
- *    used as is.
- * G. Limits (docs/THREADS.md): waking a green thread parked on a mutex or
- *    condition variable from a real OS thread, or joining a green thread
- *    from one, is not supported yet; green threads of one hub work with each
- *    other, and real threads with each other.
+ * F. Cancellation (deferred; an asynchronous type is treated as deferred):
+ *    pthread_cancel marks the record and cancels the green thread, so its
+ *    current and later blocking calls end with ECANCELED; at a cancellation
+ *    point (kz_thr_cancel_point) it unwinds.  glibc 2.36's C
+ *    pthread_cleanup_push registers a __pthread_unwind_buf_t with
+ *    __pthread_register_cancel after a setjmp; the shim keeps a green
+ *    thread's buffers in a list of its own (linked through __pad[0]),
+ *    longjmps to the innermost, whose code runs the handler and calls
+ *    __pthread_unwind_next, which continues with the next one; after the
+ *    last, key destructors run and the green thread finishes with
+ *    PTHREAD_CANCELED.  pthread_exit unwinds the same way.  C++ and
+ *    -fexceptions code registers no such buffers: their handlers do not run.
+ * G. pthread_once keeps glibc's encoding of the int: 0 never run, 2 done,
+ *    an in-progress value has bit 0 set and the fork generation above bit
+ *    1 (an init routine interrupted by fork() is run again in the child).
+ *    Green threads wait for another's init routine in the wait table,
+ *    real threads on a futex.
+ * H. pthread_kill on a green thread: signal 0 checks that it exists; other
+ *    signals go to its hub's OS thread, where the handler runs in whichever
+ *    green thread is running.  pthread_sigmask is left alone: masks are per
+ *    OS thread, shared by the green threads of a hub.
  */
-#include "shim.h"
+#include "thread.h"
 
 #include <dlfcn.h>
 #include <limits.h>
-#include <pthread.h>
+#include <linux/futex.h>
 #include <sched.h>
-#include <semaphore.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
-#define EXPORT __attribute__((visibility("default")))
-#define KZ_PTHREAD_STACK (256 * 1024)
+#define EXPORT KZ_THR_EXPORT
 
-static bool is_green(pthread_t t) { return ((uint64_t)t >> 63) != 0; }
+/* ---- The real functions ----------------------------------------------------- */
 
-static struct kz_green *thread_active(void) { return shim_active(KZ_PATCH_THREAD); }
-
-/* ---- The real functions this file needs ---------------------------------- */
-
-#define THREAD_REAL(X)                                                                    \
-  X(int, pthread_create, (pthread_t *, const pthread_attr_t *, void *(*)(void *), void *)) \
-  X(int, pthread_join, (pthread_t, void **))                                              \
-  X(int, pthread_detach, (pthread_t))                                                     \
-  X(void, pthread_exit, (void *))                                                         \
-  X(pthread_t, pthread_self, (void))                                                      \
-  X(int, pthread_setname_np, (pthread_t, const char *))                                   \
-  X(int, pthread_getname_np, (pthread_t, char *, size_t))                                 \
-  X(int, pthread_mutex_lock, (pthread_mutex_t *))                                         \
-  X(int, pthread_mutex_trylock, (pthread_mutex_t *))                                      \
-  X(int, pthread_mutex_timedlock, (pthread_mutex_t *, const struct timespec *))           \
-  X(int, pthread_mutex_unlock, (pthread_mutex_t *))                                       \
-  X(int, pthread_cond_wait, (pthread_cond_t *, pthread_mutex_t *))                        \
-  X(int, pthread_cond_timedwait, (pthread_cond_t *, pthread_mutex_t *, const struct timespec *)) \
-  X(int, pthread_cond_signal, (pthread_cond_t *))                                         \
-  X(int, pthread_cond_broadcast, (pthread_cond_t *))                                      \
-  X(int, pthread_key_create, (pthread_key_t *, void (*)(void *)))                         \
-  X(int, pthread_key_delete, (pthread_key_t))                                             \
-  X(void *, pthread_getspecific, (pthread_key_t))                                         \
-  X(int, pthread_setspecific, (pthread_key_t, const void *))                              \
-  X(int, sched_yield, (void))                                                             \
-  X(int, sem_wait, (sem_t *))                                                             \
-  X(int, sem_trywait, (sem_t *))                                                          \
-  X(int, sem_timedwait, (sem_t *, const struct timespec *))                               \
-  X(int, sem_clockwait, (sem_t *, clockid_t, const struct timespec *))                    \
-  X(int, sem_post, (sem_t *))                                                             \
-  X(int, pthread_cond_clockwait, (pthread_cond_t *, pthread_mutex_t *, clockid_t, const struct timespec *))
+#define THR_REAL(X)                                                                           \
+  X(int, pthread_create, (pthread_t *, const pthread_attr_t *, void *(*)(void *), void *))    \
+  X(int, pthread_join, (pthread_t, void **))                                                  \
+  X(int, pthread_tryjoin_np, (pthread_t, void **))                                            \
+  X(int, pthread_timedjoin_np, (pthread_t, void **, const struct timespec *))                 \
+  X(int, pthread_clockjoin_np, (pthread_t, void **, clockid_t, const struct timespec *))      \
+  X(int, pthread_detach, (pthread_t))                                                         \
+  X(void, pthread_exit, (void *))                                                             \
+  X(pthread_t, pthread_self, (void))                                                          \
+  X(int, pthread_setname_np, (pthread_t, const char *))                                       \
+  X(int, pthread_getname_np, (pthread_t, char *, size_t))                                     \
+  X(int, pthread_getattr_np, (pthread_t, pthread_attr_t *))                                   \
+  X(int, pthread_kill, (pthread_t, int))                                                      \
+  X(int, pthread_sigqueue, (pthread_t, int, const union sigval))                              \
+  X(int, pthread_cancel, (pthread_t))                                                         \
+  X(int, pthread_setcancelstate, (int, int *))                                                \
+  X(int, pthread_setcanceltype, (int, int *))                                                 \
+  X(void, pthread_testcancel, (void))                                                         \
+  X(void, __pthread_register_cancel, (__pthread_unwind_buf_t *))                              \
+  X(void, __pthread_unregister_cancel, (__pthread_unwind_buf_t *))                            \
+  X(void, __pthread_register_cancel_defer, (__pthread_unwind_buf_t *))                        \
+  X(void, __pthread_unregister_cancel_restore, (__pthread_unwind_buf_t *))                    \
+  X(void, __pthread_unwind_next, (__pthread_unwind_buf_t *))                                  \
+  X(int, pthread_key_create, (pthread_key_t *, void (*)(void *)))                             \
+  X(int, pthread_key_delete, (pthread_key_t))                                                 \
+  X(void *, pthread_getspecific, (pthread_key_t))                                             \
+  X(int, pthread_setspecific, (pthread_key_t, const void *))                                  \
+  X(int, pthread_once, (pthread_once_t *, void (*)(void)))                                    \
+  X(int, pthread_getschedparam, (pthread_t, int *, struct sched_param *))                     \
+  X(int, pthread_setschedparam, (pthread_t, int, const struct sched_param *))                 \
+  X(int, pthread_setschedprio, (pthread_t, int))                                              \
+  X(int, pthread_getcpuclockid, (pthread_t, clockid_t *))                                     \
+  X(int, pthread_setaffinity_np, (pthread_t, size_t, const cpu_set_t *))                      \
+  X(int, pthread_getaffinity_np, (pthread_t, size_t, cpu_set_t *))                            \
+  X(int, sched_yield, (void))
 
 static struct {
 #define X(ret, name, args) ret(*name) args;
-  THREAD_REAL(X)
+  THR_REAL(X)
 #undef X
+  _Atomic bool filled;
 } rt;
 
-#define RT(name) (KZ_LIKELY(rt.name != NULL) ? rt.name : (thread_real_init(), rt.name))
-
-static void thread_real_fill(void)
+/* dlsym is thread-safe and every filler stores the same values. */
+static void thr_real_fill(void)
 {
 #define X(ret, name, args) rt.name = (ret(*) args)dlsym(RTLD_NEXT, #name);
-  THREAD_REAL(X)
+  THR_REAL(X)
 #undef X
+  atomic_store_explicit(&rt.filled, true, memory_order_release);
 }
 
-static pthread_once_t rt_once = PTHREAD_ONCE_INIT;
-static void thread_real_init(void) { pthread_once(&rt_once, thread_real_fill); }
+#define RT(name)                                                                        \
+  (KZ_LIKELY(atomic_load_explicit(&rt.filled, memory_order_acquire)) ? rt.name          \
+                                                                     : (thr_real_fill(), rt.name))
 
-/* ---- Per-green data (ext) ------------------------------------------------- */
+/* ---- Records and the registry (note B) ------------------------------------------- */
 
-/* What a green pthread carries: its key values (note D). */
-struct green_ext {
-  struct kz__done_hook hook;    /* runs the key destructors */
-  void *values[PTHREAD_KEYS_MAX];
-  bool any;                     /* some value was set */
+/* A key value of a green thread (note D). */
+struct keyval {
+  void *value;
+  unsigned seq; /* the key's sequence number when it was set */
 };
 
-static void (*key_destructor[PTHREAD_KEYS_MAX])(void *);
-static _Atomic bool key_live[PTHREAD_KEYS_MAX];
+/* What the shim keeps for a green pthread. */
+struct thr {
+  struct kz__done_hook hook;      /* frees the record of a detached thread */
+  kz_green_t id;                  /* its handle */
+  struct kz__hub *hub;            /* its hub */
+  pthread_t os_thread;            /* the hub's OS thread (pthread_kill) */
+  void *(*fn)(void *);            /* start routine */
+  void *arg;
+  struct keyval *values;          /* indexed by key, grown on demand */
+  unsigned nvalues;
+  bool cancel_pending;            /* pthread_cancel was called */
+  bool exiting;                   /* unwinding (cancelled or pthread_exit) */
+  int cancel_state;               /* PTHREAD_CANCEL_ENABLE / _DISABLE */
+  int cancel_type;                /* as the program set it (note F) */
+  __pthread_unwind_buf_t *cleanup; /* innermost cleanup buffer */
+  void *exit_value;               /* what it finishes with once unwound */
+  struct thr *reg_next;           /* registry chain */
+};
 
-static void run_destructors(struct kz__done_hook *h, struct kz_green *g)
+#define NREG 256
+static struct {
+  atomic_flag lock;
+  struct thr *head;
+} registry[NREG];
+
+static unsigned reg_index(kz_green_t id) { return (unsigned)(id ^ id >> 17) % NREG; }
+
+static void reg_lock(unsigned i)
 {
-  struct green_ext *e = kz__container_of(h, struct green_ext, hook);
-  for (int round = 0; round < PTHREAD_DESTRUCTOR_ITERATIONS && e->any; round++) {
-    e->any = false;
-    for (int k = 0; k < PTHREAD_KEYS_MAX; k++) {
-      void *v = e->values[k];
-      if (v && key_destructor[k] && atomic_load(&key_live[k])) {
-        e->values[k] = NULL;
-        key_destructor[k](v);
-      }
-    }
-  }
-  g->ext = NULL;
-  free(e);
+  while (atomic_flag_test_and_set_explicit(&registry[i].lock, memory_order_acquire))
+    RT(sched_yield)();
 }
 
-static struct green_ext *ext_of(struct kz_green *g, bool create)
+static void reg_unlock(unsigned i) { atomic_flag_clear_explicit(&registry[i].lock, memory_order_release); }
+
+static void reg_add(struct thr *t)
 {
-  struct green_ext *e = g->ext;
-  if (!e && create && (e = calloc(1, sizeof *e))) {
-    e->hook.fn = run_destructors;
-    kz__list_push(&g->done_hooks, &e->hook.link);
-    g->ext = e;
-  }
-  return e;
+  unsigned i = reg_index(t->id);
+  reg_lock(i);
+  t->reg_next = registry[i].head;
+  registry[i].head = t;
+  reg_unlock(i);
 }
+
+static void reg_remove(struct thr *t)
+{
+  unsigned i = reg_index(t->id);
+  struct thr **p;
+  reg_lock(i);
+  for (p = &registry[i].head; *p && *p != t; p = &(*p)->reg_next)
+    ;
+  if (*p)
+    *p = t->reg_next;
+  reg_unlock(i);
+}
+
+/* The hub and OS thread of green pthread id, from any thread; false if it
+   is unknown (never a pthread, or released). */
+static bool reg_find(kz_green_t id, struct kz__hub **hub, pthread_t *os)
+{
+  unsigned i = reg_index(id);
+  struct thr *t;
+  reg_lock(i);
+  for (t = registry[i].head; t && t->id != id; t = t->reg_next)
+    ;
+  if (t) {
+    *hub = t->hub;
+    *os = t->os_thread;
+  }
+  reg_unlock(i);
+  return t != NULL;
+}
+
+static void thr_free(struct thr *t)
+{
+  reg_remove(t);
+  free(t->values);
+  free(t);
+}
+
+/* Done hook: a detached green thread's record goes with it. */
+static void thr_done(struct kz__done_hook *h, struct kz_green *g)
+{
+  struct thr *t = kz__container_of(h, struct thr, hook);
+  if (g->flags & KZ__G_DETACHED) {
+    g->ext = NULL;
+    thr_free(t);
+  }
+}
+
+/* Bind t to g (hub thread). */
+static void thr_attach(struct kz_green *g, struct thr *t)
+{
+  t->id = g->id;
+  g->ext = t;
+  kz__list_push(&g->done_hooks, &t->hook.link);
+  reg_add(t);
+}
+
+/* A new record, for green thread g if not NULL (on the calling hub). */
+static struct thr *thr_new(struct kz_green *g)
+{
+  struct thr *t = calloc(1, sizeof *t);
+  if (!t)
+    return NULL;
+  t->cancel_state = PTHREAD_CANCEL_ENABLE;
+  t->cancel_type = PTHREAD_CANCEL_DEFERRED;
+  t->hub = kz__hub();
+  t->os_thread = RT(pthread_self)();
+  t->hook.fn = thr_done;
+  if (g)
+    thr_attach(g, t);
+  return t;
+}
+
+/* The record of green thread g, created for one spawned through the API
+   if asked; NULL for the main green thread (it is the OS thread). */
+static struct thr *thr_of(struct kz_green *g, bool create)
+{
+  if (g->flags & KZ__G_MAIN)
+    return NULL;
+  if (!g->ext && create)
+    thr_new(g);
+  return g->ext;
+}
+
+/* The calling green thread's record if it has one (or can get one). */
+static struct thr *self_thr(bool create)
+{
+  struct kz_green *g = kz_thr_active();
+  return g ? thr_of(g, create) : NULL;
+}
+
+/* ---- Keys (note D) -------------------------------------------------------------- */
+
+/* Per key: sequence number (odd while the key exists) and destructor. */
+static struct {
+  _Atomic unsigned seq;
+  void (*_Atomic destructor)(void *);
+} keys[PTHREAD_KEYS_MAX];
+
+static unsigned key_seq(pthread_key_t k) { return atomic_load_explicit(&keys[k].seq, memory_order_acquire); }
 
 EXPORT int pthread_key_create(pthread_key_t *key, void (*destructor)(void *))
 {
   int r = RT(pthread_key_create)(key, destructor);
   if (r == 0 && *key < PTHREAD_KEYS_MAX) {
-    key_destructor[*key] = destructor;
-    atomic_store(&key_live[*key], true);
+    atomic_store(&keys[*key].destructor, destructor);
+    if (!(key_seq(*key) & 1))
+      atomic_fetch_add(&keys[*key].seq, 1);
   }
   return r;
 }
 
 EXPORT int pthread_key_delete(pthread_key_t key)
 {
-  if (key < PTHREAD_KEYS_MAX)
-    atomic_store(&key_live[key], false);
-  return RT(pthread_key_delete)(key);
+  int r = RT(pthread_key_delete)(key);
+  if (r == 0 && key < PTHREAD_KEYS_MAX && (key_seq(key) & 1))
+    atomic_fetch_add(&keys[key].seq, 1);
+  return r;
 }
 
 EXPORT void *pthread_getspecific(pthread_key_t key)
 {
-  struct kz_green *g = kz_shim.ready && (kz_shim.patch & KZ_PATCH_THREAD) ? kz__self() : NULL;
-  struct green_ext *e;
-  if (!g || (g->flags & KZ__G_MAIN) || key >= PTHREAD_KEYS_MAX)
+  struct thr *t = key < PTHREAD_KEYS_MAX ? self_thr(false) : NULL;
+  struct kz_green *g;
+  if (!t) {
+    if (key < PTHREAD_KEYS_MAX && (g = kz_thr_active()) && !(g->flags & KZ__G_MAIN))
+      return NULL; /* a green thread that never set anything */
     return RT(pthread_getspecific)(key);
-  e = ext_of(g, false);
-  return e ? e->values[key] : NULL;
+  }
+  if (key >= t->nvalues || t->values[key].seq != key_seq(key))
+    return NULL;
+  return t->values[key].value;
+}
+
+/* Make room for key in t's values. */
+static int values_grow(struct thr *t, pthread_key_t key)
+{
+  unsigned n = t->nvalues ? t->nvalues : 16;
+  struct keyval *v;
+  while (n <= key)
+    n *= 2;
+  if (n > PTHREAD_KEYS_MAX)
+    n = PTHREAD_KEYS_MAX;
+  if (!(v = realloc(t->values, n * sizeof *v)))
+    return ENOMEM;
+  memset(v + t->nvalues, 0, (n - t->nvalues) * sizeof *v);
+  t->values = v;
+  t->nvalues = n;
+  return 0;
 }
 
 EXPORT int pthread_setspecific(pthread_key_t key, const void *value)
 {
-  struct kz_green *g = kz_shim.ready && (kz_shim.patch & KZ_PATCH_THREAD) ? kz__self() : NULL;
-  struct green_ext *e;
+  struct kz_green *g = kz_thr_active();
+  struct thr *t;
   if (!g || (g->flags & KZ__G_MAIN) || key >= PTHREAD_KEYS_MAX)
     return RT(pthread_setspecific)(key, value);
-  if (!atomic_load(&key_live[key]))
+  if (!(key_seq(key) & 1))
     return EINVAL;
-  if (!(e = ext_of(g, true)))
+  if (!(t = thr_of(g, true)) || (key >= t->nvalues && values_grow(t, key) != 0))
     return ENOMEM;
-  e->values[key] = (void *)value;
-  e->any |= value != NULL;
+  t->values[key] = (struct keyval){(void *)value, key_seq(key)};
   return 0;
 }
 
-/* ---- Creating, joining, leaving ---------------------------------------------- */
-
-EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+/* Run the destructors of t's values, in rounds while they set new ones. */
+static void run_key_destructors(struct thr *t)
 {
-  struct kz_green *self = thread_active(), *g;
-  struct kz_spawn_opts opts = {0};
-  void *stack = NULL;
-  size_t size = 0, def_size = 0;
-  int detach = PTHREAD_CREATE_JOINABLE, err = 0;
-  if (!self)
-    return RT(pthread_create)(t, attr, fn, arg);
-  if (attr) {
-    pthread_attr_t def;
-    pthread_attr_getdetachstate(attr, &detach);
-    pthread_attr_getstack(attr, &stack, &size);
-    if ((uintptr_t)stack + size == 0) /* glibc: no stack set gives NULL - size */
-      stack = NULL;
-    if (!stack) {
-      pthread_attr_getstacksize(attr, &size);
-      if (pthread_attr_init(&def) == 0) { /* note F */
-        pthread_attr_getstacksize(&def, &def_size);
-        pthread_attr_destroy(&def);
-      }
-      if (size == def_size)
-        size = 0;
+  for (int round = 0; round < PTHREAD_DESTRUCTOR_ITERATIONS; round++) {
+    bool any = false;
+    for (unsigned k = 0; k < t->nvalues; k++) {
+      void (*d)(void *) = atomic_load(&keys[k].destructor);
+      void *v = t->values[k].value;
+      if (!v || t->values[k].seq != key_seq(k) || !d)
+        continue;
+      t->values[k].value = NULL;
+      d(v);
+      any = true;
     }
+    if (!any)
+      break;
   }
-  opts.stack_size = stack ? 0 : size ? (size < KZ_STACK_MIN ? KZ_STACK_MIN : size) : KZ_PTHREAD_STACK;
-  opts.detached = detach == PTHREAD_CREATE_DETACHED;
-  g = kz__spawn(self->hub, fn, arg, &opts, stack, stack ? size : 0, &err);
+}
+
+/* ---- Leaving: return, pthread_exit, cancellation (note F) ------------------------ */
+
+/* The buffer registered before buf (kept in its padding). */
+static __pthread_unwind_buf_t *buf_prev(__pthread_unwind_buf_t *buf) { return buf->__pad[0]; }
+
+/* Finish the calling green thread with t->exit_value: destructors, then
+   the hub's finish (joiners see the value). */
+static _Noreturn void thr_finish(struct thr *t)
+{
+  run_key_destructors(t);
+  kz__green_finish(t->exit_value, 0);
+}
+
+/* Run the innermost cleanup handler left, or finish. */
+static _Noreturn void unwind_next(struct thr *t)
+{
+  __pthread_unwind_buf_t *buf = t->cleanup;
+  if (!buf)
+    thr_finish(t);
+  t->cleanup = buf_prev(buf);
+  /* The buffer holds the leading fields of a jmp_buf (__jmpbuf and
+     __mask_was_saved, which is 0: longjmp reads no saved mask). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wstringop-overflow"
+  longjmp((struct __jmp_buf_tag *)(void *)buf->__cancel_jmp_buf, 1);
+#pragma GCC diagnostic pop
+}
+
+/* Leave the calling green thread with value, running its cleanup handlers
+   and destructors.  Cancellation stays off meanwhile: a handler's blocking
+   calls work. */
+static _Noreturn void thr_unwind(struct kz_green *g, struct thr *t, void *value)
+{
+  g->flags |= KZ__G_NO_CANCEL;
+  t->exiting = true;
+  t->exit_value = value;
+  unwind_next(t);
+}
+
+void kz_thr_cancel_point(void)
+{
+  struct kz_green *g = kz__self();
+  struct thr *t = g && kz_thr_patching() ? thr_of(g, false) : NULL;
+  if (t && t->cancel_pending && !t->exiting && t->cancel_state == PTHREAD_CANCEL_ENABLE)
+    thr_unwind(g, t, PTHREAD_CANCELED);
+}
+
+EXPORT void __pthread_register_cancel(__pthread_unwind_buf_t *buf)
+{
+  struct thr *t = self_thr(true);
+  if (!t) {
+    RT(__pthread_register_cancel)(buf);
+    return;
+  }
+  buf->__pad[0] = t->cleanup;
+  t->cleanup = buf;
+}
+
+EXPORT void __pthread_unregister_cancel(__pthread_unwind_buf_t *buf)
+{
+  struct thr *t = self_thr(false);
+  if (!t) {
+    RT(__pthread_unregister_cancel)(buf);
+    return;
+  }
+  if (t->cleanup == buf)
+    t->cleanup = buf_prev(buf);
+}
+
+/* The _defer forms switch to deferred cancellation for the block; green
+   cancellation is always deferred (note F). */
+EXPORT void __pthread_register_cancel_defer(__pthread_unwind_buf_t *buf)
+{
+  if (!self_thr(false) && !kz_thr_active()) {
+    RT(__pthread_register_cancel_defer)(buf);
+    return;
+  }
+  __pthread_register_cancel(buf);
+}
+
+EXPORT void __pthread_unregister_cancel_restore(__pthread_unwind_buf_t *buf)
+{
+  if (!self_thr(false)) {
+    RT(__pthread_unregister_cancel_restore)(buf);
+    return;
+  }
+  __pthread_unregister_cancel(buf);
+}
+
+EXPORT void __pthread_unwind_next(__pthread_unwind_buf_t *buf)
+{
+  struct thr *t = self_thr(false);
+  if (!t || !t->exiting)
+    RT(__pthread_unwind_next)(buf);
+  unwind_next(t);
+}
+
+/* Where a green pthread starts: the program's routine, then destructors. */
+static void *thr_start(void *arg)
+{
+  struct thr *t = arg;
+  t->exit_value = t->fn(t->arg);
+  run_key_destructors(t);
+  return t->exit_value;
+}
+
+/* The main green thread leaves: like natively, the process lives on until
+   the other threads have finished, then the OS thread exits. */
+static _Noreturn void main_exit(struct kz_green *g, void *value)
+{
+  struct kz__hub *hub = g->hub;
+  struct kz__waiter w;
+  g->flags |= KZ__G_NO_CANCEL;
+  while (hub->nlive > 1)
+    kz__waitq_wait(&hub->quiesce, &w, -1);
+  RT(pthread_exit)(value);
+  __builtin_unreachable();
+}
+
+EXPORT void pthread_exit(void *value)
+{
+  struct kz_green *g = kz_thr_active();
+  struct thr *t;
   if (!g)
+    RT(pthread_exit)(value);
+  else if (g->flags & KZ__G_MAIN)
+    main_exit(g, value);
+  else if ((t = thr_of(g, true)))
+    thr_unwind(g, t, value);
+  else
+    kz__green_finish(value, 0);
+  __builtin_unreachable();
+}
+
+/* ---- Creating (note C) ------------------------------------------------------------ */
+
+/* The stack of a new green pthread from attr: *size for kudzu to allocate
+   (0: the hub's default), or a stack the program supplies in *stack. */
+static void attr_stack(const pthread_attr_t *attr, void **stack, size_t *size)
+{
+  static _Atomic size_t glibc_default;
+  size_t def = atomic_load_explicit(&glibc_default, memory_order_relaxed), hub_def;
+  pthread_attr_t a;
+  *stack = NULL;
+  *size = 0;
+  if (!attr)
+    return;
+  /* glibc reports top - size: the top (its stackaddr) is 0 when unset */
+  if (pthread_attr_getstack(attr, stack, size) == 0 && (uintptr_t)*stack + *size != 0)
+    return;
+  *stack = NULL;
+  if (!def && pthread_attr_init(&a) == 0) {
+    pthread_attr_getstacksize(&a, &def);
+    pthread_attr_destroy(&a);
+    atomic_store_explicit(&glibc_default, def, memory_order_relaxed);
+  }
+  pthread_attr_getstacksize(attr, size);
+  hub_def = kz__stack_default_size();
+  if (*size == def || *size <= hub_def)
+    *size = 0; /* the pooled default */
+}
+
+/* A new thread inherits its creator's name, as natively. */
+static void creator_name(struct kz_green *self, char name[16])
+{
+  if (self->flags & KZ__G_MAIN) {
+    if (prctl(PR_GET_NAME, name) != 0)
+      name[0] = 0;
+    name[15] = 0;
+  } else {
+    memcpy(name, self->name, 16);
+  }
+}
+
+EXPORT int pthread_create(pthread_t *out, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+  struct kz_green *self = kz_thr_active(), *g;
+  struct kz_spawn_opts opts = {0};
+  struct thr *t;
+  char name[16];
+  void *stack;
+  size_t size;
+  int detach = PTHREAD_CREATE_JOINABLE, err = 0;
+
+  if (!self)
+    return RT(pthread_create)(out, attr, fn, arg);
+  attr_stack(attr, &stack, &size);
+  if (attr)
+    pthread_attr_getdetachstate(attr, &detach);
+  creator_name(self, name);
+  opts.name = name[0] ? name : NULL;
+  opts.stack_size = size;
+  opts.detached = detach == PTHREAD_CREATE_DETACHED;
+  if (!(t = thr_new(NULL)))
+    return EAGAIN;
+  t->fn = fn;
+  t->arg = arg;
+  if (!(g = kz__spawn(self->hub, thr_start, t, &opts, stack, stack ? size : 0, &err))) {
+    free(t);
     return err == -EINVAL ? EINVAL : EAGAIN;
-  *t = (pthread_t)g->id;
+  }
+  thr_attach(g, t);
+  *out = (pthread_t)g->id;
   return 0;
 }
 
-/* Join green thread t from a green thread: kz_join's semantics with
-   pthread's error numbers; deadline < 0 waits without limit. */
-static int green_join(pthread_t t, void **ret, double timeout)
+/* ---- Joining ----------------------------------------------------------------------- */
+
+/* kz_join's timeout for a deadline in kz__now() seconds (< 0: none). */
+static double join_timeout(double deadline)
 {
-  struct kz_green *g = kz__green_get((kz_green_t)t);
-  void *r = NULL;
-  if (!g)
-    return ESRCH;
-  if (!kz__self() || g->hub != kz__hub())
-    return EINVAL; /* note G */
-  if (kz_join((kz_green_t)t, &r, timeout) == 0 || errno == ECANCELED) {
-    if (ret)
-      *ret = errno == ECANCELED && r == NULL ? PTHREAD_CANCELED : r;
-    return 0;
+  double left = deadline - kz__now();
+  return deadline < 0 ? KZ_FOREVER : left > 0 ? left : 0;
+}
+
+/* Join green g of the calling hub from green thread self; deadline in
+   kz__now() seconds (< 0: none, 0: just try).  pthread error numbers. */
+static int join_local(struct kz_green *self, struct kz_green *g, void **ret, double deadline)
+{
+  kz_green_t id = g->id;
+  struct thr *t = g->ext;
+  void *res = NULL;
+  int r, e;
+  if (g == self)
+    return EDEADLK;
+  if (g->flags & (KZ__G_DETACHED | KZ__G_JOINING))
+    return EINVAL;
+  r = kz_join(id, &res, join_timeout(deadline));
+  e = errno;
+  if (r != 0 && kz__green_get(id)) { /* still there: the wait ended first */
+    if (e == ECANCELED)
+      kz_thr_cancel_point();
+    return e == ETIMEDOUT ? (deadline == 0 ? EBUSY : ETIMEDOUT) : e;
   }
-  return errno == ETIMEDOUT ? (timeout == 0 ? EBUSY : ETIMEDOUT) : errno;
+  if (ret) /* cancelled: ECANCELED; kz_fail'ed (API): its error */
+    *ret = r == 0 ? res : e == ECANCELED ? PTHREAD_CANCELED : NULL;
+  if (t && t->id == id)
+    thr_free(t);
+  return 0;
+}
+
+/* A join from another OS thread (a real thread, or a green thread of
+ * another hub), carried out on the target's hub.  States:
+ *   RJ_POSTED     sent to the target's hub
+ *   RJ_HOOKED     the target still runs; a done hook will finish the join
+ *   RJ_DONE       err and result are set; the joiner takes them
+ *   RJ_ABANDONED  the joiner timed out; the hub side lets go of the target
+ * Two references (joiner, hub side); the last one frees it. */
+enum { RJ_POSTED, RJ_HOOKED, RJ_DONE, RJ_ABANDONED };
+
+struct rjoin {
+  struct kz__post post;
+  struct kz__done_hook hook;
+  kz_green_t id;
+  _Atomic int state;
+  _Atomic int refs;
+  int err;
+  void *result;
+};
+
+static void rjoin_unref(struct rjoin *j)
+{
+  if (atomic_fetch_sub(&j->refs, 1) == 1)
+    free(j);
+}
+
+/* Hub side: the join is settled (err, result); wake the joiner. */
+static void rjoin_settle(struct rjoin *j, int err, void *result)
+{
+  int s = atomic_load(&j->state);
+  j->err = err;
+  j->result = result;
+  if ((s == RJ_POSTED || s == RJ_HOOKED) && atomic_compare_exchange_strong(&j->state, &s, RJ_DONE))
+    kz_sync_wake(j, SIZE_MAX);
+  rjoin_unref(j);
+}
+
+/* The target's result as pthread_join reports it. */
+static void *pthread_result(struct kz_green *g)
+{
+  return g->state == KZ_CANCELLED ? PTHREAD_CANCELED : (g->flags & KZ__G_FAILED) ? NULL : g->result;
+}
+
+/* Done hook (the target finishing, on its hub): hand the result over and
+   let the target be freed as if detached. */
+static void rjoin_done(struct kz__done_hook *h, struct kz_green *g)
+{
+  struct rjoin *j = kz__container_of(h, struct rjoin, hook);
+  g->flags &= ~KZ__G_JOINING;
+  if (atomic_load(&j->state) == RJ_ABANDONED) {
+    rjoin_unref(j);
+    return;
+  }
+  g->flags |= KZ__G_DETACHED; /* freed by the hub; the record by thr_done */
+  rjoin_settle(j, 0, pthread_result(g));
+}
+
+/* Runs on the target's hub. */
+static void rjoin_post(struct kz__post *p)
+{
+  struct rjoin *j = kz__container_of(p, struct rjoin, post);
+  struct kz_green *g = kz__green_get(j->id);
+  int s = RJ_POSTED;
+  if (atomic_load(&j->state) == RJ_ABANDONED) {
+    rjoin_unref(j);
+  } else if (!g) {
+    rjoin_settle(j, ESRCH, NULL);
+  } else if (g->flags & (KZ__G_DETACHED | KZ__G_JOINING)) {
+    rjoin_settle(j, EINVAL, NULL);
+  } else if (g->state == KZ_DONE || g->state == KZ_CANCELLED) {
+    struct thr *t = g->ext;
+    void *res = pthread_result(g);
+    kz__green_release(g);
+    if (t)
+      thr_free(t);
+    rjoin_settle(j, 0, res);
+  } else if (!atomic_compare_exchange_strong(&j->state, &s, RJ_HOOKED)) {
+    rjoin_unref(j); /* abandoned meanwhile */
+  } else {
+    g->flags |= KZ__G_JOINING;
+    j->hook.fn = rjoin_done;
+    kz__list_push(g->done_hooks.next, &j->hook.link); /* first: before thr_done */
+    kz_sync_wake(j, SIZE_MAX); /* a tryjoin waits for this much */
+  }
+}
+
+static int rjoin_check(void *c)
+{
+  struct rjoin *j = c;
+  return atomic_load(&j->state) == RJ_DONE;
+}
+
+/* Has the target's hub seen the request (tryjoin waits for that much)? */
+static int rjoin_seen(void *c)
+{
+  struct rjoin *j = c;
+  return atomic_load(&j->state) != RJ_POSTED;
+}
+
+/* Join green thread id living on hub from this (other) OS thread. */
+static int join_remote(struct kz__hub *hub, kz_green_t id, void **ret, double deadline)
+{
+  struct rjoin *j = calloc(1, sizeof *j);
+  int r = 0, s;
+  if (!j)
+    return EAGAIN;
+  j->id = id;
+  atomic_init(&j->refs, 2);
+  j->post.fn = rjoin_post;
+  kz__hub_post(hub, &j->post);
+  while (deadline == 0 && !rjoin_seen(j))
+    kz_sync_wait(j, rjoin_seen, j, -1, 0, false, "a join from another thread");
+  while (!rjoin_check(j)) {
+    r = kz_sync_wait(j, rjoin_check, j, deadline, 0, false, "a join from another thread");
+    if (r < 0)
+      break;
+  }
+  s = atomic_load(&j->state);
+  if (s != RJ_DONE && atomic_compare_exchange_strong(&j->state, &s, RJ_ABANDONED)) {
+    rjoin_unref(j);
+    return deadline == 0 ? EBUSY : ETIMEDOUT;
+  }
+  r = j->err;
+  if (r == 0 && ret)
+    *ret = j->result;
+  rjoin_unref(j);
+  return r;
+}
+
+/* Join green pthread t from anywhere. */
+static int join_green(pthread_t t, void **ret, double deadline)
+{
+  struct kz_green *self = kz__self(), *g;
+  struct kz__hub *hub;
+  pthread_t os;
+  if (self && (g = kz__green_get((kz_green_t)t)) && g->hub == self->hub)
+    return join_local(self, g, ret, deadline);
+  if (!reg_find((kz_green_t)t, &hub, &os))
+    return ESRCH;
+  if (hub == kz__hub() && !self)
+    return EDEADLK; /* the hub's own callbacks cannot wait */
+  return join_remote(hub, (kz_green_t)t, ret, deadline);
 }
 
 EXPORT int pthread_join(pthread_t t, void **ret)
 {
-  if (!is_green(t))
-    return RT(pthread_join)(t, ret);
-  return green_join(t, ret, KZ_FOREVER);
+  return kz_thr_is_green(t) ? join_green(t, ret, -1) : RT(pthread_join)(t, ret);
 }
 
 EXPORT int pthread_tryjoin_np(pthread_t t, void **ret)
 {
-  if (!is_green(t)) {
-    int (*real)(pthread_t, void **) = (int (*)(pthread_t, void **))dlsym(RTLD_NEXT, "pthread_tryjoin_np");
-    return real(t, ret);
-  }
-  return green_join(t, ret, 0);
+  return kz_thr_is_green(t) ? join_green(t, ret, 0) : RT(pthread_tryjoin_np)(t, ret);
+}
+
+/* A join deadline: now counts as "just try" only for tryjoin, so an expired
+   absolute time becomes a deadline a hair in the past. */
+static double join_deadline(clockid_t clk, const struct timespec *abstime)
+{
+  double d = kz_thr_deadline(clk, abstime);
+  return d == 0 ? 1e-9 : d;
 }
 
 EXPORT int pthread_timedjoin_np(pthread_t t, void **ret, const struct timespec *abstime)
 {
-  struct timespec now;
-  if (!is_green(t)) {
-    int (*real)(pthread_t, void **, const struct timespec *) =
-        (int (*)(pthread_t, void **, const struct timespec *))dlsym(RTLD_NEXT, "pthread_timedjoin_np");
-    return real(t, ret, abstime);
+  if (!kz_thr_is_green(t))
+    return RT(pthread_timedjoin_np)(t, ret, abstime);
+  if (abstime && (abstime->tv_nsec < 0 || abstime->tv_nsec >= 1000000000L))
+    return EINVAL;
+  return join_green(t, ret, join_deadline(CLOCK_REALTIME, abstime));
+}
+
+EXPORT int pthread_clockjoin_np(pthread_t t, void **ret, clockid_t clk, const struct timespec *abstime)
+{
+  if (!kz_thr_is_green(t))
+    return RT(pthread_clockjoin_np)(t, ret, clk, abstime);
+  if ((clk != CLOCK_REALTIME && clk != CLOCK_MONOTONIC) ||
+      (abstime && (abstime->tv_nsec < 0 || abstime->tv_nsec >= 1000000000L)))
+    return EINVAL;
+  return join_green(t, ret, join_deadline(clk, abstime));
+}
+
+/* ---- Detaching, cancelling, signalling ------------------------------------------------ */
+
+/* Something another OS thread wants done to a green thread, on its hub. */
+struct remote_op {
+  struct kz__post post;
+  kz_green_t id;
+  int (*op)(struct kz_green *g); /* pthread error number, ignored */
+};
+
+static void remote_op_run(struct kz__post *p)
+{
+  struct remote_op *o = kz__container_of(p, struct remote_op, post);
+  struct kz_green *g = kz__green_get(o->id);
+  if (g)
+    o->op(g);
+  free(o);
+}
+
+/* Apply op to green pthread t: at once on its own hub, else posted there
+   (then only existence errors are reported, like for a thread that has not
+   acted on the request yet). */
+static int on_green(pthread_t t, int (*op)(struct kz_green *g))
+{
+  struct kz_green *g = kz__green_get((kz_green_t)t);
+  struct kz__hub *hub;
+  struct remote_op *o;
+  pthread_t os;
+  if (g && g->hub == kz__hub())
+    return op(g);
+  if (!reg_find((kz_green_t)t, &hub, &os))
+    return ESRCH;
+  if (!(o = malloc(sizeof *o)))
+    return EAGAIN;
+  *o = (struct remote_op){.post.fn = remote_op_run, .id = (kz_green_t)t, .op = op};
+  kz__hub_post(hub, &o->post);
+  return 0;
+}
+
+static int detach_op(struct kz_green *g)
+{
+  struct thr *t = g->ext;
+  if (g->flags & (KZ__G_DETACHED | KZ__G_JOINING))
+    return EINVAL;
+  if (g->state == KZ_DONE || g->state == KZ_CANCELLED) {
+    kz__green_release(g);
+    if (t)
+      thr_free(t);
+    return 0;
   }
-  if (!abstime)
-    return green_join(t, ret, KZ_FOREVER);
-  clock_gettime(CLOCK_REALTIME, &now);
-  double left = (double)(abstime->tv_sec - now.tv_sec) + (double)(abstime->tv_nsec - now.tv_nsec) * 1e-9;
-  return green_join(t, ret, left > 0 ? left : 0);
+  g->flags |= KZ__G_DETACHED; /* thr_done frees the record */
+  return 0;
 }
 
 EXPORT int pthread_detach(pthread_t t)
 {
-  if (!is_green(t))
-    return RT(pthread_detach)(t);
-  if (!kz__green_get((kz_green_t)t))
-    return ESRCH;
-  return kz_detach((kz_green_t)t) == 0 ? 0 : EINVAL;
+  return kz_thr_is_green(t) ? on_green(t, detach_op) : RT(pthread_detach)(t);
 }
 
-EXPORT void pthread_exit(void *ret)
+static int cancel_op(struct kz_green *g)
 {
-  if (thread_active())
-    kz_exit(ret); /* the main green thread waits for the others, then exits */
-  RT(pthread_exit)(ret);
-  __builtin_unreachable();
+  struct thr *t = thr_of(g, true);
+  if (!t)
+    return g->flags & KZ__G_MAIN ? ENOTSUP : ENOMEM;
+  t->cancel_pending = true;
+  if (t->cancel_state == PTHREAD_CANCEL_ENABLE && !t->exiting)
+    kz_cancel(g->id);
+  return 0;
 }
+
+EXPORT int pthread_cancel(pthread_t t)
+{
+  return kz_thr_is_green(t) ? on_green(t, cancel_op) : RT(pthread_cancel)(t);
+}
+
+EXPORT int pthread_setcancelstate(int state, int *old)
+{
+  struct kz_green *g = kz_thr_active();
+  struct thr *t = g ? thr_of(g, true) : NULL;
+  if (!t)
+    return RT(pthread_setcancelstate)(state, old);
+  if (state != PTHREAD_CANCEL_ENABLE && state != PTHREAD_CANCEL_DISABLE)
+    return EINVAL;
+  if (old)
+    *old = t->cancel_state;
+  t->cancel_state = state;
+  if (t->exiting)
+    return 0;
+  if (state == PTHREAD_CANCEL_DISABLE) {
+    g->flags |= KZ__G_NO_CANCEL;
+  } else {
+    g->flags &= ~KZ__G_NO_CANCEL;
+    if (t->cancel_pending)
+      kz_cancel(g->id);
+  }
+  return 0;
+}
+
+EXPORT int pthread_setcanceltype(int type, int *old)
+{
+  struct thr *t = self_thr(true);
+  if (!t)
+    return RT(pthread_setcanceltype)(type, old);
+  if (type != PTHREAD_CANCEL_DEFERRED && type != PTHREAD_CANCEL_ASYNCHRONOUS)
+    return EINVAL;
+  if (old)
+    *old = t->cancel_type;
+  t->cancel_type = type; /* acted on as deferred (note F) */
+  return 0;
+}
+
+EXPORT void pthread_testcancel(void)
+{
+  struct kz_green *g = kz_thr_active();
+  if (!g || (g->flags & KZ__G_MAIN))
+    RT(pthread_testcancel)();
+  else
+    kz_thr_cancel_point();
+}
+
+/* The OS thread that runs green pthread t, or 0 (ESRCH). */
+static pthread_t os_thread_of(pthread_t t)
+{
+  struct kz__hub *hub;
+  pthread_t os;
+  return reg_find((kz_green_t)t, &hub, &os) ? os : 0;
+}
+
+EXPORT int pthread_kill(pthread_t t, int sig)
+{
+  pthread_t os;
+  if (!kz_thr_is_green(t))
+    return RT(pthread_kill)(t, sig);
+  if (!(os = os_thread_of(t)) && !kz__green_get((kz_green_t)t))
+    return ESRCH;
+  if (sig == 0)
+    return 0;
+  return RT(pthread_kill)(os ? os : RT(pthread_self)(), sig); /* note H */
+}
+
+EXPORT int pthread_sigqueue(pthread_t t, int sig, const union sigval value)
+{
+  pthread_t os;
+  if (!kz_thr_is_green(t))
+    return RT(pthread_sigqueue)(t, sig, value);
+  if (!(os = os_thread_of(t)))
+    return ESRCH;
+  return RT(pthread_sigqueue)(os, sig, value);
+}
+
+/* ---- Identity, names, attributes ----------------------------------------------------- */
 
 EXPORT pthread_t pthread_self(void)
 {
-  struct kz_green *g = kz_shim.ready && (kz_shim.patch & KZ_PATCH_THREAD) ? kz__self() : NULL;
+  struct kz_green *g = kz_thr_active();
   if (!g || (g->flags & KZ__G_MAIN))
     return RT(pthread_self)();
   return (pthread_t)g->id;
 }
 
+EXPORT int pthread_equal(pthread_t a, pthread_t b) { return a == b; }
+
 EXPORT int pthread_setname_np(pthread_t t, const char *name)
 {
-  if (!is_green(t))
+  if (!kz_thr_is_green(t))
     return RT(pthread_setname_np)(t, name);
   if (strlen(name) > 15)
     return ERANGE;
@@ -305,270 +962,156 @@ EXPORT int pthread_setname_np(pthread_t t, const char *name)
 
 EXPORT int pthread_getname_np(pthread_t t, char *buf, size_t len)
 {
-  if (!is_green(t))
+  if (!kz_thr_is_green(t))
     return RT(pthread_getname_np)(t, buf, len);
-  return kz_get_name((kz_green_t)t, buf, len) == 0 ? 0 : errno == ERANGE ? ERANGE : ESRCH;
+  if (len < 16)
+    return ERANGE; /* like glibc: room for any thread name */
+  return kz_get_name((kz_green_t)t, buf, len) == 0 ? 0 : ESRCH;
+}
+
+EXPORT int pthread_getattr_np(pthread_t t, pthread_attr_t *attr)
+{
+  struct kz_green *g;
+  if (!kz_thr_is_green(t))
+    return RT(pthread_getattr_np)(t, attr);
+  if (!(g = kz__green_get((kz_green_t)t)) || (g->flags & KZ__G_MAIN))
+    return g ? RT(pthread_getattr_np)(RT(pthread_self)(), attr) : ESRCH;
+  pthread_attr_init(attr);
+  pthread_attr_setstack(attr, g->stack.base, g->stack.size);
+  pthread_attr_setguardsize(attr, g->stack.user ? 0 : (size_t)sysconf(_SC_PAGESIZE));
+  pthread_attr_setdetachstate(attr, (g->flags & KZ__G_DETACHED) ? PTHREAD_CREATE_DETACHED
+                                                                 : PTHREAD_CREATE_JOINABLE);
+  return 0;
+}
+
+/* The scheduling calls act on a green thread's OS thread, which its hub's
+   other green threads share. */
+EXPORT int pthread_getschedparam(pthread_t t, int *policy, struct sched_param *p)
+{
+  if (kz_thr_is_green(t) && !(t = os_thread_of(t)))
+    return ESRCH;
+  return RT(pthread_getschedparam)(t, policy, p);
+}
+
+EXPORT int pthread_setschedparam(pthread_t t, int policy, const struct sched_param *p)
+{
+  if (kz_thr_is_green(t) && !(t = os_thread_of(t)))
+    return ESRCH;
+  return RT(pthread_setschedparam)(t, policy, p);
+}
+
+EXPORT int pthread_setschedprio(pthread_t t, int prio)
+{
+  if (kz_thr_is_green(t) && !(t = os_thread_of(t)))
+    return ESRCH;
+  return RT(pthread_setschedprio)(t, prio);
+}
+
+EXPORT int pthread_getcpuclockid(pthread_t t, clockid_t *clk)
+{
+  if (kz_thr_is_green(t) && !(t = os_thread_of(t)))
+    return ESRCH;
+  return RT(pthread_getcpuclockid)(t, clk);
+}
+
+EXPORT int pthread_setaffinity_np(pthread_t t, size_t n, const cpu_set_t *set)
+{
+  if (kz_thr_is_green(t) && !(t = os_thread_of(t)))
+    return ESRCH;
+  return RT(pthread_setaffinity_np)(t, n, set);
+}
+
+EXPORT int pthread_getaffinity_np(pthread_t t, size_t n, cpu_set_t *set)
+{
+  if (kz_thr_is_green(t) && !(t = os_thread_of(t)))
+    return ESRCH;
+  return RT(pthread_getaffinity_np)(t, n, set);
 }
 
 EXPORT int sched_yield(void)
 {
-  if (thread_active()) {
+  if (kz_thr_active()) {
     kz__yield();
     return 0;
   }
   return RT(sched_yield)();
 }
 
-/* ---- The side table of green waiters (note B) -------------------------------- */
+/* ---- pthread_once (note G) ----------------------------------------------------------- */
 
-/* Green threads parked on one mutex or condition variable. */
-struct waiters {
-  struct waiters *next;    /* hash chain */
-  const void *addr;        /* the object */
-  struct kz__waitq q;      /* parked green threads, FIFO */
-  kz_green_t owner;        /* green owner of a recursive/error-checking mutex */
-  unsigned count;          /* its recursion count */
+enum { ONCE_RUNNING = 1, ONCE_DONE = 2 };
+
+static _Atomic int fork_generation; /* multiple of 4, bumped in each child */
+
+static void once_atfork_child(void) { atomic_fetch_add(&fork_generation, 4); }
+
+/* The family's start-up: the once generation follows forks, and the other
+   families' blocking calls become cancellation points (shim.h). */
+__attribute__((constructor)) static void thread_family_init(void)
+{
+  pthread_atfork(NULL, NULL, once_atfork_child);
+  kz_shim_on_cancel = kz_thr_cancel_point;
+}
+
+static void futex_wake_all(_Atomic int *word)
+{
+  syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+/* The routine was cancelled: let another thread run it. */
+static void once_cancelled(void *o)
+{
+  atomic_store_explicit((_Atomic int *)o, 0, memory_order_release);
+  kz_sync_wake(o, SIZE_MAX);
+  futex_wake_all(o);
+}
+
+struct once_ctx {
+  _Atomic int *word;
+  int seen;
 };
 
-#define NBUCKET 1024
-static struct waiters *table[NBUCKET];
-static atomic_flag table_lock = ATOMIC_FLAG_INIT;
-
-static void lock_table(void)
+static int once_changed(void *c)
 {
-  while (atomic_flag_test_and_set_explicit(&table_lock, memory_order_acquire))
-    ;
-}
-static void unlock_table(void) { atomic_flag_clear_explicit(&table_lock, memory_order_release); }
-
-/* The entry of addr, created if asked. */
-static struct waiters *entry(const void *addr, bool create)
-{
-  size_t b = ((uintptr_t)addr >> 4) % NBUCKET;
-  struct waiters *w;
-  lock_table();
-  for (w = table[b]; w && w->addr != addr; w = w->next)
-    ;
-  if (!w && create && (w = calloc(1, sizeof *w))) {
-    w->addr = addr;
-    kz__waitq_init(&w->q);
-    w->next = table[b];
-    table[b] = w;
-  }
-  unlock_table();
-  return w;
+  struct once_ctx *x = c;
+  return atomic_load_explicit(x->word, memory_order_acquire) != x->seen;
 }
 
-/* glibc's mutex kind (PTHREAD_MUTEX_NORMAL, _RECURSIVE, _ERRORCHECK). */
-static int mutex_kind(const pthread_mutex_t *m) { return m->__data.__kind & 3; }
-
-static int green_lock(pthread_mutex_t *m, struct kz_green *self, double deadline, bool try_only)
+/* Wait until *word is no longer v (another thread runs the routine). */
+static void once_wait(_Atomic int *word, int v)
 {
-  int kind = mutex_kind(m);
-  struct waiters *w = kind ? entry(m, true) : NULL;
-  if (kind && w && w->owner == self->id && w->count) {
-    if (kind == PTHREAD_MUTEX_ERRORCHECK)
-      return EDEADLK;
-    w->count++;
+  struct once_ctx ctx = {word, v};
+  if (kz__self())
+    kz_sync_wait(word, once_changed, &ctx, -1, 0, false, "pthread_once");
+  else
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, v, NULL, NULL, 0);
+}
+
+EXPORT int pthread_once(pthread_once_t *once, void (*init)(void))
+{
+  _Atomic int *word = (_Atomic int *)once;
+  int v = atomic_load_explicit(word, memory_order_acquire);
+  if (v == ONCE_DONE)
     return 0;
-  }
+  if (!kz_thr_patching())
+    return RT(pthread_once)(once, init);
   for (;;) {
-    int r = RT(pthread_mutex_trylock)(m);
-    if (r == 0 && kind && w && w->count) /* glibc let the OS thread in again */
-      r = EBUSY, RT(pthread_mutex_unlock)(m);
-    if (r == 0) {
-      if (kind && w) {
-        w->owner = self->id;
-        w->count = 1;
-      }
+    int mine = atomic_load(&fork_generation) | ONCE_RUNNING;
+    v = atomic_load_explicit(word, memory_order_acquire);
+    if (v & ONCE_DONE)
       return 0;
+    if (v == mine) {
+      once_wait(word, v);
+      continue;
     }
-    if (r != EBUSY || try_only)
-      return r;
-    if (!w && !(w = entry(m, true)))
-      return ENOMEM;
-    struct kz__waiter wt;
-    self->waiting = (struct kz__wait_info){.kind = KZ__WAIT_SYNC, .what = "a pthread mutex"};
-    r = kz__waitq_wait(&w->q, &wt, deadline);
-    if (r == -ETIMEDOUT)
-      return ETIMEDOUT;
+    if (atomic_compare_exchange_strong(word, &v, mine))
+      break; /* ours to run (v was 0, or a generation before a fork) */
   }
-}
-
-EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
-{
-  struct kz_green *self = thread_active();
-  return self ? green_lock(m, self, -1, false) : RT(pthread_mutex_lock)(m);
-}
-
-EXPORT int pthread_mutex_trylock(pthread_mutex_t *m)
-{
-  struct kz_green *self = thread_active();
-  return self ? green_lock(m, self, -1, true) : RT(pthread_mutex_trylock)(m);
-}
-
-static double abs_deadline(const struct timespec *abstime, clockid_t clk)
-{
-  struct timespec now;
-  clock_gettime(clk, &now);
-  return kz__now() + (double)(abstime->tv_sec - now.tv_sec) + (double)(abstime->tv_nsec - now.tv_nsec) * 1e-9;
-}
-
-EXPORT int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec *abstime)
-{
-  struct kz_green *self = thread_active();
-  if (!self)
-    return RT(pthread_mutex_timedlock)(m, abstime);
-  return green_lock(m, self, abs_deadline(abstime, CLOCK_REALTIME), false);
-}
-
-EXPORT int pthread_mutex_unlock(pthread_mutex_t *m)
-{
-  struct kz_green *self = kz_shim.ready && (kz_shim.patch & KZ_PATCH_THREAD) ? kz__self() : NULL;
-  int kind = mutex_kind(m), r;
-  struct waiters *w = self ? entry(m, false) : NULL;
-  if (self && kind && w && w->count) {
-    if (w->owner != self->id)
-      return EPERM;
-    if (--w->count)
-      return 0;
-    w->owner = 0;
-  } else if (self && kind == PTHREAD_MUTEX_ERRORCHECK) {
-    return EPERM; /* not locked by this green thread */
-  }
-  r = RT(pthread_mutex_unlock)(m);
-  if (r == 0 && w)
-    kz__waitq_wake_one(&w->q, 0, NULL);
-  return r;
-}
-
-/* ---- Condition variables (note C) --------------------------------------------- */
-
-static int green_cond_wait(pthread_cond_t *c, pthread_mutex_t *m, struct kz_green *self,
-                           double deadline)
-{
-  struct waiters *w = entry(c, true);
-  struct kz__waiter wt;
-  int r, lr;
-  if (!w)
-    return ENOMEM;
-  if ((r = pthread_mutex_unlock(m)) != 0)
-    return r;
-  self->waiting = (struct kz__wait_info){.kind = KZ__WAIT_SYNC, .what = "a pthread condition"};
-  r = kz__waitq_wait(&w->q, &wt, deadline);
-  while ((lr = green_lock(m, self, -1, false)) == ETIMEDOUT)
-    ;
-  if (lr)
-    return lr;
-  return r == -ETIMEDOUT ? ETIMEDOUT : 0;
-}
-
-EXPORT int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
-{
-  struct kz_green *self = thread_active();
-  return self ? green_cond_wait(c, m, self, -1) : RT(pthread_cond_wait)(c, m);
-}
-
-EXPORT int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *abstime)
-{
-  struct kz_green *self = thread_active();
-  clockid_t clk = CLOCK_REALTIME;
-  if (!self)
-    return RT(pthread_cond_timedwait)(c, m, abstime);
-  /* glibc keeps the condition's clock in bit 0 of __wrefs. */
-  if (c->__data.__wrefs & 1)
-    clk = CLOCK_MONOTONIC;
-  return green_cond_wait(c, m, self, abs_deadline(abstime, clk));
-}
-
-EXPORT int pthread_cond_signal(pthread_cond_t *c)
-{
-  struct waiters *w = kz__self() ? entry(c, false) : NULL;
-  if (w)
-    kz__waitq_wake_one(&w->q, 0, NULL);
-  return RT(pthread_cond_signal)(c);
-}
-
-EXPORT int pthread_cond_broadcast(pthread_cond_t *c)
-{
-  struct waiters *w = kz__self() ? entry(c, false) : NULL;
-  if (w)
-    kz__waitq_wake_all(&w->q, 0);
-  return RT(pthread_cond_broadcast)(c);
-}
-
-EXPORT int pthread_cond_clockwait(pthread_cond_t *c, pthread_mutex_t *m, clockid_t clk,
-                                  const struct timespec *abstime)
-{
-  struct kz_green *self = thread_active();
-  if (!self)
-    return RT(pthread_cond_clockwait)(c, m, clk, abstime);
-  return green_cond_wait(c, m, self, abs_deadline(abstime, clk));
-}
-
-/* ---- Unnamed POSIX semaphores ------------------------------------------------
-   The value stays in the program's sem_t: a green thread takes it with
-   sem_trywait and parks in the side table while it is zero; every sem_post
-   made by a green thread wakes the next green waiter. */
-
-static int green_sem_wait(sem_t *s, struct kz_green *self, double deadline)
-{
-  struct waiters *w = NULL;
-  for (;;) {
-    struct kz__waiter wt;
-    int r;
-    if (RT(sem_trywait)(s) == 0)
-      return 0;
-    if (errno != EAGAIN)
-      return -1;
-    if (!w && !(w = entry(s, true))) {
-      errno = ENOMEM;
-      return -1;
-    }
-    self->waiting = (struct kz__wait_info){.kind = KZ__WAIT_SYNC, .what = "a semaphore"};
-    r = kz__waitq_wait(&w->q, &wt, deadline);
-    if (r < 0 && r != -EINTR) {
-      errno = -r == ETIMEDOUT ? ETIMEDOUT : -r;
-      return -1;
-    }
-  }
-}
-
-EXPORT int sem_wait(sem_t *s)
-{
-  struct kz_green *self = thread_active();
-  return self ? green_sem_wait(s, self, -1) : RT(sem_wait)(s);
-}
-
-EXPORT int sem_timedwait(sem_t *s, const struct timespec *abstime)
-{
-  struct kz_green *self = thread_active();
-  if (!self)
-    return RT(sem_timedwait)(s, abstime);
-  if (abstime->tv_nsec < 0 || abstime->tv_nsec >= 1000000000L) {
-    errno = EINVAL;
-    return -1;
-  }
-  return green_sem_wait(s, self, abs_deadline(abstime, CLOCK_REALTIME));
-}
-
-EXPORT int sem_clockwait(sem_t *s, clockid_t clk, const struct timespec *abstime)
-{
-  struct kz_green *self = thread_active();
-  if (!self)
-    return RT(sem_clockwait)(s, clk, abstime);
-  if (abstime->tv_nsec < 0 || abstime->tv_nsec >= 1000000000L) {
-    errno = EINVAL;
-    return -1;
-  }
-  return green_sem_wait(s, self, abs_deadline(abstime, clk));
-}
-
-EXPORT int sem_post(sem_t *s)
-{
-  int r = RT(sem_post)(s);
-  struct waiters *w = r == 0 && kz__self() ? entry(s, false) : NULL;
-  if (w)
-    kz__waitq_wake_one(&w->q, 0, NULL);
-  return r;
+  pthread_cleanup_push(once_cancelled, once);
+  init();
+  pthread_cleanup_pop(0);
+  atomic_store_explicit(word, ONCE_DONE, memory_order_release);
+  kz_sync_wake(once, SIZE_MAX);
+  futex_wake_all(word);
+  return 0;
 }

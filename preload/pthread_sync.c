@@ -1,0 +1,909 @@
+/* pthread_sync.c: mutexes, condition variables, read-write locks, barriers,
+ * spinlocks and unnamed semaphores for green threads, shared with real OS
+ * threads (family "thread").
+ *
+ * The program's glibc objects stay the one source of truth: real threads
+ * (the runtime's workers, threads of an unpatched family, hub callbacks) use
+ * them with the real functions.  A green thread never blocks its OS thread
+ * on one: it makes the non-blocking attempt (trylock, trywait, tryrdlock),
+ * and when the object is taken it queues itself in the wait table under the
+ * object's address, tries once more, and parks.  Every interposed release
+ * (unlock, post, signal, broadcast), from whatever thread, makes the real
+ * call and then wakes the green waiters of that address: directly on the
+ * waker's own hub, through kz__hub_post on any other.
+ *
+ * Notes.
+ * A. glibc records a mutex's owner as the OS thread (its TID), which the
+ *    green threads of a hub share: glibc would let green B into a recursive
+ *    mutex green A holds, and would let B unlock A's error-checking mutex.
+ *    So the green owner of recursive and error-checking mutexes (and the
+ *    recursion count, glibc's staying at 1) is kept in an owner table;
+ *    normal mutexes need none (a second trylock from the same OS thread is
+ *    EBUSY).  Kinds: __data.__kind & 3 (normal 0, recursive 1, errorcheck 2,
+ *    adaptive 3), bit 7 process-shared.
+ * B. Lost wake-ups: a waiter queues itself (a seq_cst increment of nqueued)
+ *    before its last attempt; a releaser makes the real release (an atomic
+ *    read-modify-write) and then, after a full fence, reads nqueued.  One of
+ *    the two sees the other.  When nobody waits anywhere, a release costs
+ *    one fence and one load more than glibc's.
+ * C. Condition variables wait in the table, also for real threads (on a
+ *    futex of their own), because glibc's pthread_cond_wait releases the
+ *    mutex internally, where the shim cannot wake the green threads queued
+ *    on that mutex.  signal/broadcast wake table waiters and also call the
+ *    real function; spurious wake-ups are allowed by POSIX.  The clock
+ *    attribute is bit 1 of __data.__wrefs (bit 0: process-shared), checked
+ *    against glibc 2.36.  Realtime deadlines are converted once, at the
+ *    call, to the hub's monotonic clock.
+ * D. Process-shared objects (another process may release them, where the
+ *    table cannot see it): green waits on mutexes, read-write locks and
+ *    semaphores re-try every PSHARED_SLICE seconds; a process-shared
+ *    condition variable passes through to glibc and blocks the OS thread.
+ *    sem_t: the int at offset 8 is 0 for a private semaphore (glibc 2.36).
+ * E. Barriers are the shim's own, in the program's pthread_barrier_t (32
+ *    bytes): an arrival count and a generation.  Real threads wait in the
+ *    table too, so green and real threads may share one barrier.
+ * F. A contended spinlock yields to the hub's other green threads between
+ *    attempts: the holder may be a green thread parked on this OS thread.
+ */
+#include "thread.h"
+
+#include <dlfcn.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define EXPORT KZ_THR_EXPORT
+#define PSHARED_SLICE 0.01
+
+/* ---- The real functions ----------------------------------------------------- */
+
+#define SYNC_REAL(X)                                                                            \
+  X(int, pthread_mutex_lock, (pthread_mutex_t *))                                               \
+  X(int, pthread_mutex_trylock, (pthread_mutex_t *))                                            \
+  X(int, pthread_mutex_timedlock, (pthread_mutex_t *, const struct timespec *))                 \
+  X(int, pthread_mutex_clocklock, (pthread_mutex_t *, clockid_t, const struct timespec *))      \
+  X(int, pthread_mutex_unlock, (pthread_mutex_t *))                                             \
+  X(int, pthread_cond_wait, (pthread_cond_t *, pthread_mutex_t *))                              \
+  X(int, pthread_cond_timedwait, (pthread_cond_t *, pthread_mutex_t *, const struct timespec *)) \
+  X(int, pthread_cond_clockwait,                                                                \
+    (pthread_cond_t *, pthread_mutex_t *, clockid_t, const struct timespec *))                  \
+  X(int, pthread_cond_signal, (pthread_cond_t *))                                               \
+  X(int, pthread_cond_broadcast, (pthread_cond_t *))                                            \
+  X(int, pthread_rwlock_rdlock, (pthread_rwlock_t *))                                           \
+  X(int, pthread_rwlock_tryrdlock, (pthread_rwlock_t *))                                        \
+  X(int, pthread_rwlock_timedrdlock, (pthread_rwlock_t *, const struct timespec *))             \
+  X(int, pthread_rwlock_clockrdlock, (pthread_rwlock_t *, clockid_t, const struct timespec *))  \
+  X(int, pthread_rwlock_wrlock, (pthread_rwlock_t *))                                           \
+  X(int, pthread_rwlock_trywrlock, (pthread_rwlock_t *))                                        \
+  X(int, pthread_rwlock_timedwrlock, (pthread_rwlock_t *, const struct timespec *))             \
+  X(int, pthread_rwlock_clockwrlock, (pthread_rwlock_t *, clockid_t, const struct timespec *))  \
+  X(int, pthread_rwlock_unlock, (pthread_rwlock_t *))                                           \
+  X(int, pthread_spin_lock, (pthread_spinlock_t *))                                             \
+  X(int, pthread_spin_trylock, (pthread_spinlock_t *))                                          \
+  X(int, pthread_barrier_init, (pthread_barrier_t *, const pthread_barrierattr_t *, unsigned))  \
+  X(int, pthread_barrier_destroy, (pthread_barrier_t *))                                        \
+  X(int, pthread_barrier_wait, (pthread_barrier_t *))                                           \
+  X(int, sem_wait, (sem_t *))                                                                   \
+  X(int, sem_trywait, (sem_t *))                                                                \
+  X(int, sem_timedwait, (sem_t *, const struct timespec *))                                     \
+  X(int, sem_clockwait, (sem_t *, clockid_t, const struct timespec *))                          \
+  X(int, sem_post, (sem_t *))                                                                   \
+  X(int, sched_yield, (void))
+
+static struct {
+#define X(ret, name, args) ret(*name) args;
+  SYNC_REAL(X)
+#undef X
+  _Atomic bool filled;
+} rs;
+
+/* dlsym is thread-safe and every filler stores the same values. */
+static void sync_real_fill(void)
+{
+#define X(ret, name, args) rs.name = (ret(*) args)dlsym(RTLD_NEXT, #name);
+  SYNC_REAL(X)
+#undef X
+  atomic_store_explicit(&rs.filled, true, memory_order_release);
+}
+
+#define RS(name)                                                                        \
+  (KZ_LIKELY(atomic_load_explicit(&rs.filled, memory_order_acquire)) ? rs.name          \
+                                                                     : (sync_real_fill(), rs.name))
+
+/* ---- Futexes (real threads waiting in the table) ------------------------------- */
+
+static void futex_wait(_Atomic uint32_t *word, uint32_t val, const struct timespec *rel)
+{
+  syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, rel, NULL, 0);
+}
+
+static void futex_wake(_Atomic uint32_t *word, int n)
+{
+  syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+}
+
+/* ---- The wait table (note B) ------------------------------------------------------ */
+
+/* A thread waiting in the table.  state is also a real waiter's futex word:
+ *   W_QUEUED   in its bucket's list, nobody has chosen it
+ *   W_CLAIMED  taken off the list by a waker; the wake-up is on its way
+ *              (a post to its hub), so the waiter's memory must stay put
+ *   W_WOKEN    the wake-up arrived
+ *   W_LEFT     it left the list itself (timed out, cancelled, acquired) */
+enum { W_QUEUED, W_CLAIMED, W_WOKEN, W_LEFT };
+
+struct waiter {
+  struct kz__link link;       /* in its bucket's list, while W_QUEUED */
+  const void *addr;           /* the object waited on */
+  struct kz_green *g;         /* the green thread, or NULL: a real thread */
+  struct kz__hub *hub;        /* g's hub */
+  _Atomic uint32_t state;     /* W_* */
+  struct waiter *next_claimed; /* a waker's private list */
+  struct kz__post post;       /* the wake-up sent to another hub */
+};
+
+/* The green owner of a recursive or error-checking mutex (note A). */
+struct owner {
+  struct owner *next;   /* in its bucket */
+  const void *addr;     /* the mutex */
+  kz_green_t g;         /* the green thread holding it */
+  unsigned count;       /* its recursion depth */
+};
+
+#define NBUCKET 256
+
+struct bucket {
+  atomic_flag lock;       /* short critical sections only */
+  struct kz__link waiters; /* struct waiter, FIFO; lazily initialised */
+  struct owner *owners;   /* struct owner */
+};
+
+static struct bucket buckets[NBUCKET];
+static _Atomic size_t nqueued; /* waiters in every list: 0 makes releases cheap */
+
+static struct bucket *bucket_of(const void *addr)
+{
+  uintptr_t a = (uintptr_t)addr;
+  return &buckets[(a >> 3 ^ a >> 12) % NBUCKET];
+}
+
+static void bucket_lock(struct bucket *b)
+{
+  unsigned spins = 0;
+  while (atomic_flag_test_and_set_explicit(&b->lock, memory_order_acquire))
+    if (++spins % 64 == 0)
+      RS(sched_yield)(); /* the holder's OS thread was preempted */
+  if (KZ_UNLIKELY(!b->waiters.next))
+    kz__list_init(&b->waiters);
+}
+
+static void bucket_unlock(struct bucket *b)
+{
+  atomic_flag_clear_explicit(&b->lock, memory_order_release);
+}
+
+/* Runs on the waiter's hub: the wake-up arrives. */
+static void post_wake(struct kz__post *p)
+{
+  struct waiter *w = kz__container_of(p, struct waiter, post);
+  struct kz_green *g = w->g;
+  atomic_store_explicit(&w->state, W_WOKEN, memory_order_release);
+  kz__wake(g, 0);
+}
+
+/* Hand a claimed waiter its wake-up.  After this, w may be gone. */
+static void deliver(struct waiter *w)
+{
+  if (!w->g) {
+    atomic_store_explicit(&w->state, W_WOKEN, memory_order_release);
+    futex_wake(&w->state, 1); /* a stale address at worst: a spurious wake */
+  } else if (kz__hub() == w->hub) {
+    atomic_store_explicit(&w->state, W_WOKEN, memory_order_release);
+    kz__wake(w->g, 0);
+  } else {
+    w->post.fn = post_wake;
+    kz__hub_post(w->hub, &w->post);
+  }
+}
+
+size_t kz_sync_wake(const void *addr, size_t n)
+{
+  struct waiter *claimed = NULL, **tail = &claimed;
+  struct bucket *b;
+  struct kz__link *l, *next;
+  size_t k = 0;
+  atomic_thread_fence(memory_order_seq_cst); /* note B */
+  if (atomic_load_explicit(&nqueued, memory_order_relaxed) == 0)
+    return 0;
+  b = bucket_of(addr);
+  bucket_lock(b);
+  for (l = b->waiters.next; l != &b->waiters && k < n; l = next) {
+    struct waiter *w = kz__container_of(l, struct waiter, link);
+    next = l->next;
+    if (w->addr != addr)
+      continue;
+    kz__list_remove(l);
+    atomic_fetch_sub(&nqueued, 1);
+    atomic_store_explicit(&w->state, W_CLAIMED, memory_order_relaxed);
+    w->next_claimed = NULL;
+    *tail = w;
+    tail = &w->next_claimed;
+    k++;
+  }
+  bucket_unlock(b);
+  while (claimed) {
+    struct waiter *w = claimed;
+    claimed = w->next_claimed; /* before w can go away */
+    deliver(w);
+  }
+  return k;
+}
+
+static void enqueue(struct waiter *w)
+{
+  struct bucket *b = bucket_of(w->addr);
+  bucket_lock(b);
+  kz__list_push(&b->waiters, &w->link);
+  atomic_fetch_add(&nqueued, 1); /* seq_cst: note B */
+  bucket_unlock(b);
+}
+
+/* Park green g until woken or deadline; cancellable only with
+   KZ_SYNC_CANCEL (otherwise a scoped deadline does not apply either: a
+   plain lock has no timeout).  The hub is held: the waker may be another
+   OS thread. */
+static int park_green(struct kz_green *g, double deadline, int opts, const char *what)
+{
+  struct kz__hub *hub = g->hub;
+  uint8_t saved_flags = g->flags;
+  double saved_deadline = g->deadline;
+  int r;
+  if (!(opts & KZ_SYNC_CANCEL)) {
+    g->flags |= KZ__G_NO_CANCEL;
+    g->deadline = 0;
+  }
+  g->waiting = (struct kz__wait_info){.kind = KZ__WAIT_SYNC, .what = what};
+  kz__hub_hold(hub);
+  r = kz__park(deadline);
+  kz__hub_unhold(hub);
+  if (!(opts & KZ_SYNC_CANCEL)) {
+    g->flags = (uint8_t)((g->flags & ~KZ__G_NO_CANCEL) | (saved_flags & KZ__G_NO_CANCEL));
+    g->deadline = saved_deadline;
+  }
+  return r;
+}
+
+/* Sleep a real thread until its waiter leaves W_QUEUED or deadline. */
+static int park_real(struct waiter *w, double deadline)
+{
+  while (atomic_load_explicit(&w->state, memory_order_acquire) == W_QUEUED) {
+    struct timespec rel, *rp = NULL;
+    if (deadline >= 0) {
+      double left = deadline - kz__now();
+      if (left <= 0)
+        return -ETIMEDOUT;
+      rel.tv_sec = (time_t)left;
+      rel.tv_nsec = (long)((left - (double)rel.tv_sec) * 1e9);
+      rp = &rel;
+    }
+    futex_wait(&w->state, W_QUEUED, rp);
+  }
+  return 0;
+}
+
+/* Leave the table.  Returns true if a wake-up was meant for w (then waits
+   for it to arrive, so that nothing refers to w any more). */
+static bool leave(struct waiter *w)
+{
+  struct bucket *b = bucket_of(w->addr);
+  uint32_t s;
+  bucket_lock(b);
+  s = atomic_load_explicit(&w->state, memory_order_relaxed);
+  if (s == W_QUEUED) {
+    kz__list_remove(&w->link);
+    atomic_fetch_sub(&nqueued, 1);
+    atomic_store_explicit(&w->state, W_LEFT, memory_order_relaxed);
+  }
+  bucket_unlock(b);
+  if (s == W_QUEUED)
+    return false;
+  while ((s = atomic_load_explicit(&w->state, memory_order_acquire)) != W_WOKEN) {
+    if (w->g)
+      park_green(w->g, -1, 0, "a wake-up on its way");
+    else
+      futex_wait(&w->state, s, NULL);
+  }
+  return true;
+}
+
+int kz_sync_wait(const void *addr, kz_sync_check check, void *ctx, double deadline, int opts,
+                 bool pass_on, const char *what)
+{
+  struct kz_green *g = kz__self();
+  struct waiter w = {.addr = addr, .g = g, .hub = g ? g->hub : NULL, .state = W_QUEUED};
+  int r, c = 0;
+  bool woken;
+  enqueue(&w);
+  if (check)
+    c = check(ctx);
+  if (c != 0)
+    r = 0;
+  else if (g)
+    r = atomic_load_explicit(&w.state, memory_order_acquire) == W_QUEUED
+            ? park_green(g, deadline, opts, what)
+            : 0;
+  else
+    r = park_real(&w, deadline);
+  woken = leave(&w);
+  if (c != 0) {
+    if (woken && pass_on)
+      kz_sync_wake(addr, 1); /* the wake-up belongs to someone else */
+    return c > 0 ? 0 : c;
+  }
+  return woken || r == 0 ? 1 : r;
+}
+
+/* ---- Time ----------------------------------------------------------------------- */
+
+double kz_thr_deadline(clockid_t clk, const struct timespec *abstime)
+{
+  struct timespec now;
+  if (!abstime)
+    return -1;
+  clock_gettime(clk, &now);
+  return kz__now() + (double)(abstime->tv_sec - now.tv_sec) +
+         (double)(abstime->tv_nsec - now.tv_nsec) * 1e-9;
+}
+
+static bool bad_time(const struct timespec *t)
+{
+  return t && (t->tv_nsec < 0 || t->tv_nsec >= 1000000000L);
+}
+
+static bool bad_clock(clockid_t clk) { return clk != CLOCK_REALTIME && clk != CLOCK_MONOTONIC; }
+
+/* The park deadline of one slice of a wait on a process-shared object
+   (note D): the object is tried again after it. */
+static double slice(double deadline, bool pshared)
+{
+  double s;
+  if (!pshared)
+    return deadline;
+  s = kz__now() + PSHARED_SLICE;
+  return deadline >= 0 && deadline < s ? deadline : s;
+}
+
+/* One wait of a green thread on a retry-able object: 0 acquired by check,
+   1 woken or slice over (try again), -ETIMEDOUT, -ECANCELED, check's error. */
+static int wait_retry(const void *addr, kz_sync_check check, void *ctx, double deadline,
+                      int opts, bool pshared, const char *what)
+{
+  int r = kz_sync_wait(addr, check, ctx, slice(deadline, pshared), opts, true, what);
+  if (r == -ETIMEDOUT && pshared && !(deadline >= 0 && kz__now() >= deadline))
+    return 1;
+  return r;
+}
+
+/* ---- Mutexes (note A) --------------------------------------------------------------- */
+
+static int mutex_kind(const pthread_mutex_t *m) { return m->__data.__kind & 3; }
+static bool mutex_tracked(const pthread_mutex_t *m)
+{
+  int k = mutex_kind(m);
+  return k == PTHREAD_MUTEX_RECURSIVE || k == PTHREAD_MUTEX_ERRORCHECK;
+}
+static bool mutex_pshared(const pthread_mutex_t *m) { return (m->__data.__kind & 128) != 0; }
+
+/* The owner record of addr in b (locked), or NULL. */
+static struct owner **owner_slot(struct bucket *b, const void *addr)
+{
+  struct owner **o;
+  for (o = &b->owners; *o && (*o)->addr != addr; o = &(*o)->next)
+    ;
+  return o;
+}
+
+/* The green owner of addr (0: none) and its count. */
+static kz_green_t owner_get(const void *addr, unsigned *count)
+{
+  struct bucket *b = bucket_of(addr);
+  struct owner *o;
+  kz_green_t g = 0;
+  bucket_lock(b);
+  if ((o = *owner_slot(b, addr))) {
+    g = o->g;
+    *count = o->count;
+  }
+  bucket_unlock(b);
+  return g;
+}
+
+/* Record (count > 0) or forget (count 0) the green owner of addr.  Returns
+   ENOMEM if it cannot be recorded. */
+static int owner_set(const void *addr, kz_green_t g, unsigned count)
+{
+  struct bucket *b = bucket_of(addr);
+  struct owner **slot, *o, *fresh = count ? malloc(sizeof *fresh) : NULL;
+  bucket_lock(b);
+  slot = owner_slot(b, addr);
+  if ((o = *slot) && !count) {
+    *slot = o->next;
+  } else if (!o && count && fresh) {
+    *fresh = (struct owner){.next = b->owners, .addr = addr};
+    b->owners = o = fresh;
+    fresh = NULL;
+  } else if (!count) {
+    o = NULL;
+  }
+  if (o && count) {
+    o->g = g;
+    o->count = count;
+  }
+  bucket_unlock(b);
+  free(fresh);
+  if (!count)
+    free(o);
+  return count && !o ? ENOMEM : 0;
+}
+
+/* One attempt by green g to take m: 0, EBUSY, or trylock's error. */
+static int mutex_try(pthread_mutex_t *m, struct kz_green *g)
+{
+  unsigned count;
+  int r;
+  if (!mutex_tracked(m))
+    return RS(pthread_mutex_trylock)(m);
+  if (owner_get(m, &count)) /* another green thread of some hub holds it */
+    return EBUSY;
+  if ((r = RS(pthread_mutex_trylock)(m)) != 0)
+    return r;
+  if (owner_set(m, g->id, 1) != 0) {
+    RS(pthread_mutex_unlock)(m);
+    return EAGAIN;
+  }
+  return 0;
+}
+
+struct mutex_ctx {
+  pthread_mutex_t *m;
+  struct kz_green *g;
+};
+
+static int mutex_check(void *c)
+{
+  struct mutex_ctx *x = c;
+  int r = mutex_try(x->m, x->g);
+  return r == 0 ? 1 : r == EBUSY ? 0 : -r;
+}
+
+/* pthread_mutex_lock/trylock/timedlock for green g (deadline < 0: none). */
+static int green_mutex_lock(pthread_mutex_t *m, struct kz_green *g, double deadline, bool try_only)
+{
+  struct mutex_ctx ctx = {m, g};
+  unsigned count = 0;
+  int r;
+  if (mutex_tracked(m) && owner_get(m, &count) == g->id) {
+    if (mutex_kind(m) == PTHREAD_MUTEX_ERRORCHECK)
+      return try_only ? EBUSY : EDEADLK;
+    if (count == UINT_MAX)
+      return EAGAIN;
+    return owner_set(m, g->id, count + 1);
+  }
+  for (;;) {
+    if ((r = mutex_try(m, g)) != EBUSY || try_only)
+      return r;
+    r = wait_retry(m, mutex_check, &ctx, deadline, 0, mutex_pshared(m), "a pthread mutex");
+    if (r <= 0)
+      return -r; /* acquired (0), or ETIMEDOUT, or trylock's error */
+  }
+}
+
+EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
+{
+  struct kz_green *g = kz_thr_active();
+  return g ? green_mutex_lock(m, g, -1, false) : RS(pthread_mutex_lock)(m);
+}
+
+EXPORT int pthread_mutex_trylock(pthread_mutex_t *m)
+{
+  struct kz_green *g = kz_thr_active();
+  return g ? green_mutex_lock(m, g, -1, true) : RS(pthread_mutex_trylock)(m);
+}
+
+EXPORT int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec *abstime)
+{
+  struct kz_green *g = kz_thr_active();
+  if (!g)
+    return RS(pthread_mutex_timedlock)(m, abstime);
+  if (bad_time(abstime))
+    return EINVAL;
+  return green_mutex_lock(m, g, kz_thr_deadline(CLOCK_REALTIME, abstime), false);
+}
+
+EXPORT int pthread_mutex_clocklock(pthread_mutex_t *m, clockid_t clk, const struct timespec *abstime)
+{
+  struct kz_green *g = kz_thr_active();
+  if (!g)
+    return RS(pthread_mutex_clocklock)(m, clk, abstime);
+  if (bad_time(abstime) || bad_clock(clk))
+    return EINVAL;
+  return green_mutex_lock(m, g, kz_thr_deadline(clk, abstime), false);
+}
+
+EXPORT int pthread_mutex_unlock(pthread_mutex_t *m)
+{
+  struct kz_green *g = kz_thr_active();
+  int r;
+  if (g && mutex_tracked(m)) {
+    unsigned count = 0;
+    kz_green_t o = owner_get(m, &count);
+    if (o && o != g->id)
+      return EPERM; /* another green thread's (glibc cannot tell) */
+    if (o && count > 1)
+      return owner_set(m, o, count - 1);
+    if (o)
+      owner_set(m, 0, 0); /* before the release: the next owner records itself */
+  }
+  r = RS(pthread_mutex_unlock)(m);
+  if (r == 0)
+    kz_sync_wake(m, 1);
+  return r;
+}
+
+/* Lock m again after a condition wait, ignoring cancellation. */
+static void mutex_relock(pthread_mutex_t *m)
+{
+  struct kz_green *g = kz__self();
+  if (g)
+    green_mutex_lock(m, g, -1, false);
+  else
+    RS(pthread_mutex_lock)(m);
+}
+
+/* ---- Condition variables (note C) ----------------------------------------------------- */
+
+static bool cond_monotonic(const pthread_cond_t *c) { return (c->__data.__wrefs & 2) != 0; }
+static bool cond_pshared(const pthread_cond_t *c) { return (c->__data.__wrefs & 1) != 0; }
+
+static int cond_release(void *m)
+{
+  int r = pthread_mutex_unlock(m);
+  return r ? -r : 0;
+}
+
+/* Wait on c, m held, until signalled or deadline.  0, ETIMEDOUT, EPERM
+   (m not held); a cancelled green thread unwinds with m held again. */
+static int cond_wait(pthread_cond_t *c, pthread_mutex_t *m, double deadline)
+{
+  int r = kz_sync_wait(c, cond_release, m, deadline, KZ_SYNC_CANCEL, false,
+                       "a condition variable");
+  if (r < 0 && r != -ETIMEDOUT && r != -ECANCELED)
+    return -r; /* the mutex could not be released: still as it was */
+  mutex_relock(m);
+  if (r == -ECANCELED) {
+    kz_thr_cancel_point();
+    return ECANCELED; /* cancelled through the API, not pthread_cancel */
+  }
+  return r == -ETIMEDOUT ? ETIMEDOUT : 0;
+}
+
+/* Should a condition wait go through the table?  Whenever threads are
+   patched, for real threads too (note C), except process-shared ones. */
+static bool cond_ours(const pthread_cond_t *c)
+{
+  return kz_shim.ready && kz_thr_patching() && !cond_pshared(c);
+}
+
+EXPORT int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
+{
+  if (!cond_ours(c))
+    return RS(pthread_cond_wait)(c, m);
+  return cond_wait(c, m, -1);
+}
+
+EXPORT int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *abstime)
+{
+  if (!cond_ours(c))
+    return RS(pthread_cond_timedwait)(c, m, abstime);
+  if (bad_time(abstime))
+    return EINVAL;
+  return cond_wait(c, m, kz_thr_deadline(cond_monotonic(c) ? CLOCK_MONOTONIC : CLOCK_REALTIME, abstime));
+}
+
+EXPORT int pthread_cond_clockwait(pthread_cond_t *c, pthread_mutex_t *m, clockid_t clk,
+                                  const struct timespec *abstime)
+{
+  if (!cond_ours(c))
+    return RS(pthread_cond_clockwait)(c, m, clk, abstime);
+  if (bad_time(abstime) || bad_clock(clk))
+    return EINVAL;
+  return cond_wait(c, m, kz_thr_deadline(clk, abstime));
+}
+
+EXPORT int pthread_cond_signal(pthread_cond_t *c)
+{
+  kz_sync_wake(c, 1);
+  return RS(pthread_cond_signal)(c);
+}
+
+EXPORT int pthread_cond_broadcast(pthread_cond_t *c)
+{
+  kz_sync_wake(c, SIZE_MAX);
+  return RS(pthread_cond_broadcast)(c);
+}
+
+/* ---- Read-write locks --------------------------------------------------------------- */
+
+/* The green writer of a read-write lock is recorded in the owner table, so
+   that it relocking gets EDEADLK (glibc's owner is the OS thread). */
+
+struct rw_ctx {
+  pthread_rwlock_t *rw;
+  bool write;
+};
+
+static int rw_try(pthread_rwlock_t *rw, bool write)
+{
+  return write ? RS(pthread_rwlock_trywrlock)(rw) : RS(pthread_rwlock_tryrdlock)(rw);
+}
+
+static int rw_check(void *c)
+{
+  struct rw_ctx *x = c;
+  int r = rw_try(x->rw, x->write);
+  return r == 0 ? 1 : r == EBUSY ? 0 : -r;
+}
+
+static int green_rw_lock(pthread_rwlock_t *rw, struct kz_green *g, bool write, double deadline,
+                         bool try_only)
+{
+  struct rw_ctx ctx = {rw, write};
+  unsigned count;
+  int r;
+  if (owner_get(rw, &count) == g->id)
+    return try_only ? EBUSY : EDEADLK;
+  for (;;) {
+    r = rw_try(rw, write);
+    if (r == EBUSY && !try_only) {
+      r = wait_retry(rw, rw_check, &ctx, deadline, 0, rw->__data.__shared != 0,
+                     write ? "a pthread rwlock (write)" : "a pthread rwlock (read)");
+      if (r > 0)
+        continue;
+      r = -r;
+    }
+    if (r == 0 && write)
+      owner_set(rw, g->id, 1);
+    return r;
+  }
+}
+
+EXPORT int pthread_rwlock_rdlock(pthread_rwlock_t *rw)
+{
+  struct kz_green *g = kz_thr_active();
+  return g ? green_rw_lock(rw, g, false, -1, false) : RS(pthread_rwlock_rdlock)(rw);
+}
+
+EXPORT int pthread_rwlock_tryrdlock(pthread_rwlock_t *rw)
+{
+  struct kz_green *g = kz_thr_active();
+  return g ? green_rw_lock(rw, g, false, -1, true) : RS(pthread_rwlock_tryrdlock)(rw);
+}
+
+EXPORT int pthread_rwlock_wrlock(pthread_rwlock_t *rw)
+{
+  struct kz_green *g = kz_thr_active();
+  return g ? green_rw_lock(rw, g, true, -1, false) : RS(pthread_rwlock_wrlock)(rw);
+}
+
+EXPORT int pthread_rwlock_trywrlock(pthread_rwlock_t *rw)
+{
+  struct kz_green *g = kz_thr_active();
+  return g ? green_rw_lock(rw, g, true, -1, true) : RS(pthread_rwlock_trywrlock)(rw);
+}
+
+EXPORT int pthread_rwlock_timedrdlock(pthread_rwlock_t *rw, const struct timespec *abstime)
+{
+  struct kz_green *g = kz_thr_active();
+  if (!g)
+    return RS(pthread_rwlock_timedrdlock)(rw, abstime);
+  if (bad_time(abstime))
+    return EINVAL;
+  return green_rw_lock(rw, g, false, kz_thr_deadline(CLOCK_REALTIME, abstime), false);
+}
+
+EXPORT int pthread_rwlock_timedwrlock(pthread_rwlock_t *rw, const struct timespec *abstime)
+{
+  struct kz_green *g = kz_thr_active();
+  if (!g)
+    return RS(pthread_rwlock_timedwrlock)(rw, abstime);
+  if (bad_time(abstime))
+    return EINVAL;
+  return green_rw_lock(rw, g, true, kz_thr_deadline(CLOCK_REALTIME, abstime), false);
+}
+
+EXPORT int pthread_rwlock_clockrdlock(pthread_rwlock_t *rw, clockid_t clk, const struct timespec *abstime)
+{
+  struct kz_green *g = kz_thr_active();
+  if (!g)
+    return RS(pthread_rwlock_clockrdlock)(rw, clk, abstime);
+  if (bad_time(abstime) || bad_clock(clk))
+    return EINVAL;
+  return green_rw_lock(rw, g, false, kz_thr_deadline(clk, abstime), false);
+}
+
+EXPORT int pthread_rwlock_clockwrlock(pthread_rwlock_t *rw, clockid_t clk, const struct timespec *abstime)
+{
+  struct kz_green *g = kz_thr_active();
+  if (!g)
+    return RS(pthread_rwlock_clockwrlock)(rw, clk, abstime);
+  if (bad_time(abstime) || bad_clock(clk))
+    return EINVAL;
+  return green_rw_lock(rw, g, true, kz_thr_deadline(clk, abstime), false);
+}
+
+EXPORT int pthread_rwlock_unlock(pthread_rwlock_t *rw)
+{
+  struct kz_green *g = kz_thr_active();
+  unsigned count;
+  int r;
+  if (g && owner_get(rw, &count) == g->id)
+    owner_set(rw, 0, 0);
+  r = RS(pthread_rwlock_unlock)(rw);
+  if (r == 0)
+    kz_sync_wake(rw, SIZE_MAX); /* readers and writers try again */
+  return r;
+}
+
+/* ---- Spinlocks (note F) --------------------------------------------------------------- */
+
+EXPORT int pthread_spin_lock(pthread_spinlock_t *s)
+{
+  struct kz_green *g = kz_thr_active();
+  int r;
+  if (!g)
+    return RS(pthread_spin_lock)(s);
+  while ((r = RS(pthread_spin_trylock)(s)) == EBUSY)
+    kz__yield();
+  return r;
+}
+
+/* ---- Barriers (note E) ------------------------------------------------------------------ */
+
+/* The shim's barrier, inside the program's pthread_barrier_t. */
+struct barrier {
+  _Atomic uint32_t arrived; /* threads waiting in this round */
+  _Atomic uint32_t round;   /* bumped when a round completes */
+  uint32_t count;           /* threads per round */
+  uint32_t magic;           /* BARRIER_MAGIC once initialised */
+};
+_Static_assert(sizeof(struct barrier) <= sizeof(pthread_barrier_t), "barrier fits");
+#define BARRIER_MAGIC 0x6b7a6272u
+
+EXPORT int pthread_barrier_init(pthread_barrier_t *pb, const pthread_barrierattr_t *attr, unsigned count)
+{
+  struct barrier *b = (struct barrier *)pb;
+  if (!kz_thr_patching())
+    return RS(pthread_barrier_init)(pb, attr, count);
+  if (count == 0)
+    return EINVAL;
+  atomic_init(&b->arrived, 0);
+  atomic_init(&b->round, 0);
+  b->count = count;
+  b->magic = BARRIER_MAGIC;
+  return 0;
+}
+
+EXPORT int pthread_barrier_destroy(pthread_barrier_t *pb)
+{
+  struct barrier *b = (struct barrier *)pb;
+  if (!kz_thr_patching() || b->magic != BARRIER_MAGIC)
+    return RS(pthread_barrier_destroy)(pb);
+  if (atomic_load(&b->arrived))
+    return EBUSY;
+  b->magic = 0;
+  return 0;
+}
+
+struct barrier_ctx {
+  struct barrier *b;
+  uint32_t round;
+};
+
+static int barrier_check(void *c)
+{
+  struct barrier_ctx *x = c;
+  return atomic_load_explicit(&x->b->round, memory_order_acquire) != x->round;
+}
+
+EXPORT int pthread_barrier_wait(pthread_barrier_t *pb)
+{
+  struct barrier *b = (struct barrier *)pb;
+  struct barrier_ctx ctx = {b, 0};
+  if (!kz_thr_patching() || b->magic != BARRIER_MAGIC)
+    return RS(pthread_barrier_wait)(pb);
+  ctx.round = atomic_load_explicit(&b->round, memory_order_acquire);
+  if (atomic_fetch_add(&b->arrived, 1) + 1 == b->count) {
+    atomic_store(&b->arrived, 0);
+    atomic_store_explicit(&b->round, ctx.round + 1, memory_order_release);
+    kz_sync_wake(b, SIZE_MAX);
+    return PTHREAD_BARRIER_SERIAL_THREAD;
+  }
+  while (!barrier_check(&ctx))
+    kz_sync_wait(b, barrier_check, &ctx, -1, 0, false, "a pthread barrier");
+  return 0;
+}
+
+/* ---- Semaphores ------------------------------------------------------------------------ */
+
+static bool sem_pshared(const sem_t *s) { return ((const int *)s)[2] != 0; }
+
+static int sem_check(void *s)
+{
+  if (RS(sem_trywait)(s) == 0)
+    return 1;
+  return errno == EAGAIN ? 0 : -errno;
+}
+
+/* sem_wait/timedwait for a green thread: 0, or -1 with errno. */
+static int green_sem_wait(sem_t *s, double deadline)
+{
+  int r;
+  for (;;) {
+    if (RS(sem_trywait)(s) == 0)
+      return 0;
+    if (errno != EAGAIN)
+      return -1;
+    r = wait_retry(s, sem_check, s, deadline, KZ_SYNC_CANCEL, sem_pshared(s), "a semaphore");
+    if (r == 0)
+      return 0;
+    if (r == -ECANCELED)
+      kz_thr_cancel_point();
+    if (r < 0) {
+      errno = -r;
+      return -1;
+    }
+  }
+}
+
+EXPORT int sem_wait(sem_t *s)
+{
+  return kz_thr_active() ? green_sem_wait(s, -1) : RS(sem_wait)(s);
+}
+
+EXPORT int sem_timedwait(sem_t *s, const struct timespec *abstime)
+{
+  if (!kz_thr_active())
+    return RS(sem_timedwait)(s, abstime);
+  if (RS(sem_trywait)(s) == 0)
+    return 0;
+  if (bad_time(abstime)) {
+    errno = EINVAL;
+    return -1;
+  }
+  return green_sem_wait(s, kz_thr_deadline(CLOCK_REALTIME, abstime));
+}
+
+EXPORT int sem_clockwait(sem_t *s, clockid_t clk, const struct timespec *abstime)
+{
+  if (!kz_thr_active())
+    return RS(sem_clockwait)(s, clk, abstime);
+  if (RS(sem_trywait)(s) == 0)
+    return 0;
+  if (bad_time(abstime) || bad_clock(clk)) {
+    errno = EINVAL;
+    return -1;
+  }
+  return green_sem_wait(s, kz_thr_deadline(clk, abstime));
+}
+
+EXPORT int sem_post(sem_t *s)
+{
+  int r = RS(sem_post)(s);
+  if (r == 0)
+    kz_sync_wake(s, 1);
+  return r;
+}
