@@ -1,0 +1,26 @@
+# Thread family tests (label "shim"): plain pthread programs from
+# tests/helpers, built without kudzu, run natively and under the launcher
+# (both must pass and print the same), plus the threaded server's OS-thread
+# bound under the launcher.
+set(KUDZU_THREAD_HELPERS thread_basic thread_exit_main thread_mutex thread_cond thread_sync
+    thread_cancel thread_server thread_real)
+set(_kz_helpers_dir ${PROJECT_SOURCE_DIR}/tests/helpers)
+foreach(h ${KUDZU_THREAD_HELPERS})
+  if(NOT TARGET ${h})
+    add_executable(${h} ${_kz_helpers_dir}/${h}.c)
+    target_link_libraries(${h} PRIVATE Threads::Threads)
+    set_target_properties(${h} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests/helpers)
+    target_compile_options(${h} PRIVATE -D_FORTIFY_SOURCE=2 -O2)
+  endif()
+  add_test(NAME shim_${h} COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/both.sh $<TARGET_FILE:kudzu-launcher>
+           $<TARGET_FILE:${h}>)
+  set_tests_properties(shim_${h} PROPERTIES LABELS "shim;thread" TIMEOUT 120)
+endforeach()
+# At most 3 OS threads with 200 connections and 400 threads open.
+add_test(NAME shim_thread_server_os_threads
+         COMMAND $<TARGET_FILE:kudzu-launcher> $<TARGET_FILE:thread_server> 3)
+# Torture mode: every interposed call yields first.
+add_test(NAME shim_torture_thread_cond
+         COMMAND $<TARGET_FILE:kudzu-launcher> --torture $<TARGET_FILE:thread_cond>)
+set_tests_properties(shim_thread_server_os_threads shim_torture_thread_cond
+  PROPERTIES LABELS "shim;thread" TIMEOUT 120)
