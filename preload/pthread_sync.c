@@ -44,6 +44,8 @@
  *    table too, so green and real threads may share one barrier.
  * F. A contended spinlock yields to the hub's other green threads between
  *    attempts: the holder may be a green thread parked on this OS thread.
+ * G. fork(): the child keeps the waiters of the forking thread's hub only
+ *    (sync_atfork_child); bucket locks another thread held are released.
  */
 #include "thread.h"
 
@@ -345,6 +347,33 @@ int kz_sync_wait(const void *addr, kz_sync_check check, void *ctx, double deadli
     return c > 0 ? 0 : c;
   }
   return woken || r == 0 ? 1 : r;
+}
+
+/* In a forked child only the forking thread exists: locks other threads
+   held are free, and their waiters (real threads, green threads of other
+   hubs) are gone. */
+static void sync_atfork_child(void)
+{
+  struct kz__hub *hub = kz__hub();
+  for (struct bucket *b = buckets; b < buckets + NBUCKET; b++) {
+    struct kz__link *l, *next;
+    atomic_flag_clear(&b->lock);
+    if (!b->waiters.next)
+      continue;
+    for (l = b->waiters.next; l != &b->waiters; l = next) {
+      struct waiter *w = kz__container_of(l, struct waiter, link);
+      next = l->next;
+      if (!w->g || w->hub != hub) {
+        kz__list_remove(l);
+        atomic_fetch_sub(&nqueued, 1);
+      }
+    }
+  }
+}
+
+__attribute__((constructor)) static void sync_init(void)
+{
+  pthread_atfork(NULL, NULL, sync_atfork_child);
 }
 
 /* ---- Time ----------------------------------------------------------------------- */

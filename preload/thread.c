@@ -1043,7 +1043,14 @@ enum { ONCE_RUNNING = 1, ONCE_DONE = 2 };
 
 static _Atomic int fork_generation; /* multiple of 4, bumped in each child */
 
-static void once_atfork_child(void) { atomic_fetch_add(&fork_generation, 4); }
+/* In a forked child: the once generation moves on, and registry locks other
+   threads held are free. */
+static void once_atfork_child(void)
+{
+  atomic_fetch_add(&fork_generation, 4);
+  for (unsigned i = 0; i < NREG; i++)
+    atomic_flag_clear(&registry[i].lock);
+}
 
 /* The family's start-up: the once generation follows forks, and the other
    families' blocking calls become cancellation points (shim.h). */

@@ -113,6 +113,15 @@ int main(void)
   CHECK(pthread_join(t[0], NULL) == EINVAL);
   CHECK(write(p[1], "x", 1) == 1);
 
+  /* a stack the program supplies */
+  static char stack[64 * 1024] __attribute__((aligned(16)));
+  pthread_attr_t sa;
+  CHECK(pthread_attr_init(&sa) == 0);
+  CHECK(pthread_attr_setstack(&sa, stack, sizeof stack) == 0);
+  CHECK(pthread_create(&t[0], &sa, twice, (void *)21) == 0);
+  CHECK(pthread_join(t[0], &r) == 0 && r == (void *)42);
+  pthread_attr_destroy(&sa);
+
   /* names and attributes */
   char name[16];
   CHECK(pthread_create(&t[0], NULL, wait_byte, &p[0]) == 0);
