@@ -75,6 +75,7 @@ static void hub_global_init(void)
 {
   pthread_key_create(&hub_key, hub_key_destructor);
   pthread_atfork(NULL, NULL, hub_atfork_child);
+  kz__monitor_init();
 }
 
 /* Run the messages other threads posted, in the order each posted them. */
@@ -153,6 +154,7 @@ struct kz__hub *kz__hub_create(int *err)
                             kz__fpctl_get());
   hub->current = hub->main;
   kz__debug_thread_init(hub);
+  kz__monitor_add(hub);
   kz__tls_hub = hub;
   pthread_setspecific(hub_key, hub);
   return hub;
@@ -177,6 +179,7 @@ void kz__hub_destroy(struct kz__hub *hub)
   struct kz_green *main = hub->main;
   while (!kz__list_empty(&hub->zombies))
     kz__green_release(kz__container_of(hub->zombies.next, struct kz_green, all));
+  kz__monitor_remove(hub);
   kz__tls_hub = NULL;
   pthread_setspecific(hub_key, NULL);
   kz__debug_thread_term(hub);
@@ -208,12 +211,12 @@ void *kz__hub_loop(void *arg)
   for (;;) {
     bool busy, alive;
     kz__verify(hub);
-    hub->pass++;
+    __atomic_store_n(&hub->pass, hub->pass + 1, __ATOMIC_RELAXED); /* monitor.c reads */
     kz__run_soon(hub);
     busy = hub->run_head || !kz__list_empty(&hub->soon);
-    hub->in_loop = true;
+    __atomic_store_n(&hub->in_loop, true, __ATOMIC_RELAXED);
     alive = ev_run(hub->loop, busy ? EVRUN_NOWAIT : EVRUN_ONCE);
-    hub->in_loop = false;
+    __atomic_store_n(&hub->in_loop, false, __ATOMIC_RELAXED);
     if (!hub->run_head) {
       if (!busy && !alive && !ev_pending_count(hub->loop) && kz__list_empty(&hub->soon) &&
           !atomic_load_explicit(&hub->inbox, memory_order_relaxed))

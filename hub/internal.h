@@ -164,6 +164,19 @@ struct kz__post {
   void (*fn)(struct kz__post *p);   /* runs on the hub thread, outside green threads */
 };
 
+/* What the diagnostics thread knows of a hub (monitor.c).  The monitor's
+   fields are the monitor thread's, under its lock; dump and dump_queued are
+   the dump message and whether it is in the hub's mailbox. */
+struct kz__hub_watch {
+  struct kz__link link;         /* on the monitor's list of live hubs */
+  int tid;                      /* the hub's OS thread, for tgkill */
+  uint64_t seen_pass;           /* hub->pass when last seen to move */
+  double seen_at;               /* kz__now() then */
+  bool reported;                /* this stall has been reported */
+  struct kz__post dump;         /* the dump message (runs kz_dump on the hub) */
+  _Atomic bool dump_queued;     /* dump is posted and has not run yet */
+};
+
 struct kz__fdtab; /* io.c */
 struct kz__stack_cache; /* stack.c */
 
@@ -194,8 +207,9 @@ struct kz__hub {
   struct kz__post *_Atomic inbox; /* posted messages, LIFO until drained */
   int holds;                    /* remote completions expected (keeps the loop alive) */
   bool stopping;                /* kz__hub_destroy in progress */
-  bool in_loop;                 /* the hub context is inside ev_run */
-  uint64_t pass;                /* hub loop passes so far (io.c, note D) */
+  bool in_loop;                 /* the hub context is inside ev_run (read by monitor.c) */
+  uint64_t pass;                /* hub loop passes so far (io.c, note D; monitor.c) */
+  struct kz__hub_watch watch;   /* the monitor's view of this hub (monitor.c) */
   void *dying;                  /* a finished green thread's struct to release */
   uint64_t nspawned;            /* for default names */
   void *altstack;               /* sigaltstack installed for this thread, or NULL */
@@ -395,6 +409,13 @@ KZ_INTERNAL int kz__worker_call(void (*fn)(void *), void *arg, void (*discard)(v
                                 double deadline);
 
 /* ---- Diagnostics (debug.c) -------------------------------------------------- */
+
+/* The diagnostics thread (monitor.c).  kz__monitor_init reads KUDZU_MONITOR
+   and KUDZU_DUMP_SIGNAL; called once, before the first hub.  Every hub is
+   added when created and removed before it is freed.  Do not switch. */
+KZ_INTERNAL void kz__monitor_init(void);
+KZ_INTERNAL void kz__monitor_add(struct kz__hub *hub);
+KZ_INTERNAL void kz__monitor_remove(struct kz__hub *hub);
 
 KZ_INTERNAL void kz__debug_thread_init(struct kz__hub *hub);
 KZ_INTERNAL void kz__debug_thread_term(struct kz__hub *hub);

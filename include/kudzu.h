@@ -201,6 +201,19 @@ KZ_API size_t kz_get_default_stack_size(void);
  * Returns 0, or -1 with errno from write. */
 KZ_API int kz_dump(int fd);
 
+/* Start, change or stop the diagnostics thread (gevent's monitor thread).
+ * max_blocking > 0: any hub whose loop has not run for that many seconds
+ * while it is not idle (a green thread computing without yielding, or a call
+ * that blocks the OS thread) is reported on stderr once per stall, with the
+ * running green thread's name and a backtrace; <= 0 stops watching.
+ * dump_signal > 0: that signal makes every hub write kz_dump() to stderr the
+ * next time it runs; 0 removes the handler.  The environment does the same
+ * at the first hub's creation: KUDZU_MONITOR=SECONDS, KUDZU_DUMP_SIGNAL=USR2
+ * (a name, RTMIN+N or a number).  Backtraces use signal SIGRTMAX-2.  Returns
+ * 0, or -1 with EINVAL (a signal that cannot be caught or is the runtime's
+ * own) or the error of starting the thread.  Any thread.  Does not switch. */
+KZ_API int kz_monitor(double max_blocking, int dump_signal);
+
 /* ---- The toolbox: futures, gather/wait, deadlines, synchronisation,
  * queues, groups, worker threads, hubs on other threads ------------------ */
 

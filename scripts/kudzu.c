@@ -37,6 +37,10 @@ static void usage(FILE *out)
           "  -d, --debug           KUDZU_DEBUG=1     log the shim's decisions on stderr\n"
           "      --stats           KUDZU_STATS=1     print call statistics at exit\n"
           "      --torture         KUDZU_TORTURE=1   yield in every interposed call (testing)\n"
+          "  -m, --monitor SECONDS KUDZU_MONITOR     report a hub that has not run for that\n"
+          "                                          long, with a backtrace (e.g. 0.1)\n"
+          "      --dump-signal SIG KUDZU_DUMP_SIGNAL on SIG (e.g. USR2), every hub dumps its\n"
+          "                                          green threads with backtraces to stderr\n"
           "  -h, --help            this text\n"
           "\n"
           "A set-user-ID program ignores every KUDZU_* variable and runs unpatched.\n");
@@ -68,13 +72,14 @@ int main(int argc, char **argv)
       {"patch", required_argument, NULL, 'p'}, {"no-threads", no_argument, NULL, 'T'},
       {"stack-size", required_argument, NULL, 's'}, {"debug", no_argument, NULL, 'd'},
       {"stats", no_argument, NULL, 'S'},      {"torture", no_argument, NULL, 'X'},
+      {"monitor", required_argument, NULL, 'm'}, {"dump-signal", required_argument, NULL, 'D'},
       {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
   };
   char lib[PATH_MAX], *preload;
   const char *old;
   int c;
 
-  while ((c = getopt_long(argc, argv, "+p:s:dh", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "+p:s:dm:h", opts, NULL)) != -1) {
     switch (c) {
     case 'p': setenv("KUDZU_PATCH", optarg, 1); break;
     case 'T': setenv("KUDZU_PATCH", "all,-thread", 1); break;
@@ -82,6 +87,8 @@ int main(int argc, char **argv)
     case 'd': setenv("KUDZU_DEBUG", "1", 1); break;
     case 'S': setenv("KUDZU_STATS", "1", 1); break;
     case 'X': setenv("KUDZU_TORTURE", "1", 1); break;
+    case 'm': setenv("KUDZU_MONITOR", optarg, 1); break;
+    case 'D': setenv("KUDZU_DUMP_SIGNAL", optarg, 1); break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }

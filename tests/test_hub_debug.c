@@ -117,3 +117,103 @@ Test(debug, dump_from_a_hub_callback)
   cr_assert(strstr(buf, want), "%s", buf);
   fclose(f);
 }
+
+/* ---- The diagnostics thread (kz_monitor) --------------------------------- */
+
+#include <math.h>
+#include <signal.h>
+#include <time.h>
+
+Test(monitor, rejects_bad_arguments)
+{
+  errno = 0;
+  cr_expect_eq(kz_monitor(NAN, 0), -1);
+  cr_expect_eq(errno, EINVAL);
+  errno = 0;
+  cr_expect_eq(kz_monitor(0, SIGKILL), -1);
+  cr_expect_eq(errno, EINVAL);
+  errno = 0;
+  cr_expect_eq(kz_monitor(0, SIGRTMAX - 2), -1, "the backtrace signal is the runtime's own");
+  cr_expect_eq(errno, EINVAL);
+  errno = 0;
+  cr_expect_eq(kz_monitor(0, NSIG), -1);
+  cr_expect_eq(errno, EINVAL);
+  cr_expect_eq(kz_monitor(0, 0), 0, "everything off is always valid");
+}
+
+static double mono_now(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static volatile unsigned long spin_sink;
+
+__attribute__((noinline)) static void *monitored_spinner(void *arg)
+{
+  double end = mono_now() + 0.5;
+  (void)arg;
+  while (mono_now() < end)
+    spin_sink++;
+  return NULL;
+}
+
+/* Redirects stderr to a temporary file around fn; returns what was written. */
+static char *stderr_of(void *(*fn)(void *))
+{
+  static char buf[16384];
+  FILE *f = tmpfile();
+  int saved = dup(2);
+  cr_assert_not_null(f);
+  dup2(fileno(f), 2);
+  cr_assert_eq(kz_run(fn, NULL, NULL), 0);
+  cr_assert_eq(kz_monitor(0, 0), 0);
+  dup2(saved, 2);
+  close(saved);
+  rewind(f);
+  buf[fread(buf, 1, sizeof buf - 1, f)] = 0;
+  fclose(f);
+  return buf;
+}
+
+static void *spin_among_sleepers(void *arg)
+{
+  kz_green_t s, t;
+  (void)arg;
+  cr_assert_eq(kz_monitor(0.1, 0), 0);
+  s = kz_spawn(sleeper_body, NULL);
+  t = kz_spawn_with(monitored_spinner, NULL, &(struct kz_spawn_opts){.name = "cruncher"});
+  cr_assert_neq(t, 0);
+  cr_assert_eq(kz_join(t, NULL, KZ_FOREVER), 0);
+  cr_assert_eq(kz_cancel(s), 0);
+  kz_join(s, NULL, KZ_FOREVER);
+  return NULL;
+}
+
+Test(monitor, reports_a_green_thread_that_never_yields)
+{
+  const char *err = stderr_of(spin_among_sleepers);
+  cr_expect(strstr(err, "has not run for") != NULL, "no report in: %s", err);
+  cr_expect(strstr(err, "blocked in green thread") && strstr(err, "\"cruncher\""),
+            "the report does not name the green thread: %s", err);
+  cr_expect(strstr(err, "monitored_spinner") != NULL, "no backtrace through the spinner: %s", err);
+}
+
+/* A generous threshold: only a hub that really stops running may be
+   reported, not one whose OS thread a loaded machine paused for a moment. */
+static void *yield_often(void *arg)
+{
+  double end = mono_now() + 1.0;
+  (void)arg;
+  cr_assert_eq(kz_monitor(0.5, 0), 0);
+  while (mono_now() < end)
+    kz_sleep(0.01);
+  return NULL;
+}
+
+Test(monitor, quiet_while_the_hub_keeps_running)
+{
+  const char *err = stderr_of(yield_often);
+  cr_expect_eq(strlen(err), 0, "unexpected report: %s", err);
+}

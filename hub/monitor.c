@@ -1,0 +1,384 @@
+/* monitor.c: the diagnostics thread: the blocked-hub monitor (gevent's
+ * monitor thread and max_blocking_time) and the dump signal.
+ *
+ * Every hub is on one process-wide list from creation to teardown.  When a
+ * blocking threshold or a dump signal is configured (kz_monitor, or
+ * KUDZU_MONITOR and KUDZU_DUMP_SIGNAL at the first hub's creation), one real
+ * OS thread, with no hub, watches them:
+ *
+ *   - a hub whose loop has not made a pass for longer than the threshold,
+ *     while it is not waiting in libev, is blocked: a green thread computes
+ *     without yielding, or makes a call that blocks the OS thread.  The
+ *     monitor says so once per stall, and signals the hub's thread, whose
+ *     handler prints the running green thread's name and a backtrace of what
+ *     it is doing;
+ *   - the dump signal makes every hub write kz_dump() to stderr the next time
+ *     it runs (a blocked hub is reported as such at once).
+ *
+ * Notes.
+ * A. Watching costs the hub nothing it did not do anyway: the monitor reads
+ *    the loop-pass counter and the in-libev flag that the hub loop keeps
+ *    (hub.c), with relaxed atomic loads.  A healthy hub makes a pass at least
+ *    every KZ__BUDGET direct switches (hub.c, note C), so an unchanged count
+ *    outside libev means nothing has switched back to the hub.
+ * B. Only the blocked thread can unwind its own stack, so the backtrace is
+ *    taken there, in a handler for BT_SIGNAL, run on the hub's alternate
+ *    signal stack (debug.c) with SA_RESTART so that a call blocking the OS
+ *    thread is resumed, not failed with EINTR.  libunwind's unw_init_local,
+ *    unw_step and unw_get_proc_name are signal-safe for the local address
+ *    space; the lines are formatted into a stack buffer and written with
+ *    write(2).  If the program installs its own handler for BT_SIGNAL, the
+ *    monitor notices and reports without a backtrace.
+ * C. The dump signal's handler only increments a futex word and wakes the
+ *    monitor (both async-signal-safe, no descriptor the program could close
+ *    or reuse).  The monitor posts a dump message to each hub's mailbox; the
+ *    hub runs it between passes, outside green threads, so kz_dump() sees
+ *    every green thread suspended.  A global lock keeps two hubs' dumps from
+ *    interleaving.
+ * D. Teardown: a hub leaves the list (under its lock) before it is freed,
+ *    and the monitor posts only under that lock, so no post reaches a freed
+ *    hub.  A dump message already in the mailbox dies with the mailbox.
+ * E. fork(): the child has only the forking thread.  Its list is reset to
+ *    that thread's hub, if any, and the monitor thread is started again in
+ *    the child when it ran in the parent.
+ * F. The monitor thread is a real OS thread with every signal blocked
+ *    (kz__os_thread_start): handlers run on the program's own threads, and
+ *    the shim passes its calls through since it has no hub.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef UNW_LOCAL_ONLY
+#define UNW_LOCAL_ONLY
+#endif
+#include <libunwind.h>
+
+#define BT_SIGNAL (SIGRTMAX - 2) /* note B */
+#define BT_FRAMES 32
+#define DUMP_TICK 1.0 /* seconds between checks when only the dump signal is set */
+
+KZ_INTERNAL const char *kz__green_name(struct kz_green *g, char buf[24]);
+
+static struct {
+  pthread_mutex_t lock;          /* guards everything below but the atomics */
+  struct kz__link hubs;          /* every live hub, by hub->watch.link */
+  bool started;                  /* the monitor thread runs */
+  double threshold;              /* seconds a hub may not run; <= 0: not watched */
+  int dump_signal;               /* 0: none */
+  struct sigaction old_dump;     /* the disposition the dump handler replaced */
+  _Atomic unsigned dumps;        /* futex word: dump requests so far (note C) */
+  _Atomic unsigned changes;      /* bumped when the configuration changes */
+} mon = {.lock = PTHREAD_MUTEX_INITIALIZER, .hubs = {&mon.hubs, &mon.hubs}};
+
+static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER; /* note C */
+
+/* ---- The blocked thread's side (note B) ------------------------------------ */
+
+static void bt_write(const char *s, size_t n) { (void)!write(2, s, n); }
+
+static void bt_handler(int sig, siginfo_t *si, void *ucv)
+{
+  struct kz__hub *hub = kz__tls_hub;
+  struct kz_green *g = hub ? hub->current : NULL;
+  int saved = errno;
+  unw_cursor_t cur;
+  char line[320], nbuf[24];
+  int n;
+  (void)sig;
+  (void)si;
+  if (g)
+    n = snprintf(line, sizeof line, "kudzu: monitor: blocked in green thread %u \"%s\":\n",
+                 (unsigned)g->id, kz__green_name(g, nbuf));
+  else
+    n = snprintf(line, sizeof line, "kudzu: monitor: blocked on the hub's own context (a callback):\n");
+  bt_write(line, (size_t)n);
+  if (unw_init_local2(&cur, (unw_context_t *)ucv, UNW_INIT_SIGNAL_FRAME) == 0) {
+    for (int i = 0; i < BT_FRAMES; i++) {
+      unw_word_t ip = 0, off = 0;
+      char name[200];
+      unw_get_reg(&cur, UNW_REG_IP, &ip);
+      if (!ip)
+        break;
+      if (unw_get_proc_name(&cur, name, sizeof name, &off) == 0)
+        n = snprintf(line, sizeof line, "    #%-2d 0x%016lx %s+0x%lx\n", i, (unsigned long)ip, name,
+                     (unsigned long)off);
+      else
+        n = snprintf(line, sizeof line, "    #%-2d 0x%016lx ?\n", i, (unsigned long)ip);
+      bt_write(line, (size_t)n);
+      if (unw_step(&cur) <= 0)
+        break;
+    }
+  }
+  errno = saved;
+}
+
+/* Whether BT_SIGNAL still reaches bt_handler (the program may have taken it). */
+static bool bt_ours(void)
+{
+  struct sigaction cur;
+  return sigaction(BT_SIGNAL, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) &&
+         cur.sa_sigaction == bt_handler;
+}
+
+/* ---- Dumps (note C) ---------------------------------------------------------- */
+
+static void dump_handler(int sig)
+{
+  int saved = errno;
+  (void)sig;
+  atomic_fetch_add_explicit(&mon.dumps, 1, memory_order_release);
+  syscall(SYS_futex, &mon.dumps, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+  errno = saved;
+}
+
+/* Runs on the hub, between passes. */
+static void dump_run(struct kz__post *p)
+{
+  struct kz__hub *hub = kz__container_of(p, struct kz__hub, watch.dump);
+  kz__os_lock(&dump_lock);
+  dprintf(2, "kudzu: dump of the hub of OS thread %d:\n", (int)hub->watch.tid);
+  kz_dump(2);
+  kz__os_unlock(&dump_lock);
+  atomic_store_explicit(&hub->watch.dump_queued, false, memory_order_release);
+}
+
+/* Post a dump to every hub; mon.lock held. */
+static void dump_all(double now)
+{
+  for (struct kz__link *l = mon.hubs.next; l != &mon.hubs; l = l->next) {
+    struct kz__hub *hub = kz__container_of(l, struct kz__hub, watch.link);
+    struct kz__hub_watch *w = &hub->watch;
+    if (w->reported)
+      kz__say("monitor: the hub of OS thread %d is blocked (%.3f s); its dump follows when it runs",
+              (int)w->tid, now - w->seen_at);
+    if (!atomic_exchange_explicit(&w->dump_queued, true, memory_order_acq_rel))
+      kz__hub_post(hub, &w->dump);
+  }
+}
+
+/* ---- Watching (note A) --------------------------------------------------------- */
+
+static void watch_one(struct kz__hub *hub, double now)
+{
+  struct kz__hub_watch *w = &hub->watch;
+  uint64_t pass = __atomic_load_n(&hub->pass, __ATOMIC_RELAXED);
+  if (__atomic_load_n(&hub->in_loop, __ATOMIC_RELAXED) || pass != w->seen_pass) {
+    w->seen_pass = pass;
+    w->seen_at = now;
+    w->reported = false;
+    return;
+  }
+  if (w->reported || now - w->seen_at < mon.threshold)
+    return;
+  w->reported = true;
+  kz__say("monitor: the hub of OS thread %d has not run for %.3f s (threshold %.3f s)",
+          (int)w->tid, now - w->seen_at, mon.threshold);
+  if (bt_ours())
+    syscall(SYS_tgkill, getpid(), w->tid, BT_SIGNAL);
+  else
+    kz__say("monitor: no backtrace: the program handles signal %d itself", BT_SIGNAL);
+}
+
+/* Sleep until a dump request (the word moves from seen) or timeout seconds
+   (< 0: no limit). */
+static void monitor_sleep(unsigned seen, double timeout)
+{
+  struct timespec ts, *tp = NULL;
+  if (timeout >= 0) {
+    ts.tv_sec = (time_t)timeout;
+    ts.tv_nsec = (long)((timeout - (double)ts.tv_sec) * 1e9);
+    tp = &ts;
+  }
+  syscall(SYS_futex, &mon.dumps, FUTEX_WAIT_PRIVATE, seen, tp, NULL, 0);
+}
+
+static void *monitor_main(void *arg)
+{
+  unsigned dumps = atomic_load_explicit(&mon.dumps, memory_order_acquire);
+  (void)arg;
+  for (;;) {
+    double now, tick;
+    unsigned d;
+    kz__os_lock(&mon.lock);
+    tick = mon.threshold > 0 ? mon.threshold / 4 : DUMP_TICK;
+    now = kz__now();
+    d = atomic_load_explicit(&mon.dumps, memory_order_acquire);
+    if (mon.threshold > 0)
+      for (struct kz__link *l = mon.hubs.next; l != &mon.hubs; l = l->next)
+        watch_one(kz__container_of(l, struct kz__hub, watch.link), now);
+    if (d != dumps) {
+      dumps = d;
+      dump_all(now);
+    }
+    kz__os_unlock(&mon.lock);
+    monitor_sleep(dumps, tick);
+  }
+  return NULL;
+}
+
+/* ---- Configuration ---------------------------------------------------------- */
+
+/* mon.lock held.  0 or -errno. */
+static int start_locked(void)
+{
+  pthread_t t;
+  int r;
+  if (mon.started)
+    return 0;
+  if ((r = kz__os_thread_start(&t, monitor_main, NULL)) < 0)
+    return r; /* never joined: it lives as long as the process */
+  mon.started = true;
+  return 0;
+}
+
+/* Install or remove the dump handler; mon.lock held.  0 or -errno. */
+static int set_dump_signal(int sig)
+{
+  struct sigaction sa = {.sa_handler = dump_handler, .sa_flags = SA_RESTART};
+  if (sig == mon.dump_signal)
+    return 0;
+  if (mon.dump_signal)
+    sigaction(mon.dump_signal, &mon.old_dump, NULL);
+  mon.dump_signal = 0;
+  if (!sig)
+    return 0;
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(sig, &sa, &mon.old_dump) < 0)
+    return -errno;
+  mon.dump_signal = sig;
+  return 0;
+}
+
+static void install_bt_handler(void)
+{
+  struct sigaction sa = {.sa_sigaction = bt_handler,
+                         .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART};
+  sigemptyset(&sa.sa_mask);
+  sigaction(BT_SIGNAL, &sa, NULL);
+}
+
+int kz_monitor(double max_blocking, int dump_signal)
+{
+  int r = 0;
+  if (max_blocking != max_blocking || dump_signal < 0 || dump_signal >= NSIG ||
+      dump_signal == SIGKILL || dump_signal == SIGSTOP || dump_signal == BT_SIGNAL ||
+      (dump_signal >= SIGRTMIN - 2 && dump_signal < SIGRTMIN)) {
+    errno = EINVAL;
+    return -1;
+  }
+  kz__os_lock(&mon.lock);
+  if ((r = set_dump_signal(dump_signal)) < 0)
+    goto out;
+  if (max_blocking > 0 && mon.threshold <= 0)
+    install_bt_handler();
+  mon.threshold = max_blocking > 0 ? max_blocking : 0;
+  if (mon.threshold > 0 || mon.dump_signal)
+    r = start_locked();
+  atomic_fetch_add_explicit(&mon.changes, 1, memory_order_relaxed);
+out:
+  kz__os_unlock(&mon.lock);
+  if (r < 0) {
+    errno = -r;
+    return -1;
+  }
+  /* Wake the monitor so a new threshold takes effect now. */
+  syscall(SYS_futex, &mon.dumps, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+  return 0;
+}
+
+/* "USR2", "SIGUSR2", "RTMIN+3", "12": a signal number, or 0 if unknown. */
+static int parse_signal(const char *s)
+{
+  static const struct { const char *name; int sig; } names[] = {
+      {"HUP", SIGHUP}, {"INT", SIGINT}, {"QUIT", SIGQUIT}, {"USR1", SIGUSR1},
+      {"USR2", SIGUSR2}, {"TERM", SIGTERM}, {"WINCH", SIGWINCH}, {"URG", SIGURG},
+      {"PWR", SIGPWR}, {"INFO", SIGPWR}};
+  char *end;
+  long n;
+  if (!strncmp(s, "SIG", 3))
+    s += 3;
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (!strcmp(s, names[i].name))
+      return names[i].sig;
+  if (!strncmp(s, "RTMIN", 5)) {
+    n = s[5] == '+' ? strtol(s + 6, &end, 10) : 0;
+    if ((s[5] == '\0' || (s[5] == '+' && !*end)) && SIGRTMIN + n < SIGRTMAX - 2)
+      return SIGRTMIN + (int)n;
+    return 0;
+  }
+  n = strtol(s, &end, 10);
+  return *s && !*end && n > 0 && n < NSIG ? (int)n : 0;
+}
+
+/* The environment, read once at the first hub's creation. */
+static void configure_from_env(void)
+{
+  const char *t = secure_getenv("KUDZU_MONITOR"), *d = secure_getenv("KUDZU_DUMP_SIGNAL");
+  double threshold = 0;
+  int sig = 0;
+  if (t && *t) {
+    char *end;
+    threshold = strtod(t, &end);
+    if (*end || !(threshold > 0)) {
+      kz__say("ignoring KUDZU_MONITOR=%s: not a number of seconds above 0", t);
+      threshold = 0;
+    }
+  }
+  if (d && *d && !(sig = parse_signal(d)))
+    kz__say("ignoring KUDZU_DUMP_SIGNAL=%s: not a signal (USR1, USR2, RTMIN+N, a number)", d);
+  if ((threshold > 0 || sig) && kz_monitor(threshold, sig) < 0)
+    kz__say("cannot start the monitor: %s", strerror(errno));
+}
+
+/* Note E. */
+static void monitor_atfork_child(void)
+{
+  struct kz__hub *hub = kz__tls_hub;
+  pthread_mutex_init(&mon.lock, NULL);
+  pthread_mutex_init(&dump_lock, NULL);
+  kz__list_init(&mon.hubs);
+  if (hub) {
+    hub->watch.tid = (pid_t)syscall(SYS_gettid);
+    atomic_store(&hub->watch.dump_queued, false);
+    kz__list_push(&mon.hubs, &hub->watch.link);
+  }
+  if (mon.started) {
+    mon.started = false;
+    start_locked();
+  }
+}
+
+void kz__monitor_init(void)
+{
+  pthread_atfork(NULL, NULL, monitor_atfork_child);
+  configure_from_env();
+}
+
+void kz__monitor_add(struct kz__hub *hub)
+{
+  struct kz__hub_watch *w = &hub->watch;
+  w->tid = (pid_t)syscall(SYS_gettid);
+  w->dump.fn = dump_run;
+  w->seen_at = kz__now();
+  kz__os_lock(&mon.lock);
+  kz__list_push(&mon.hubs, &w->link);
+  kz__os_unlock(&mon.lock);
+}
+
+void kz__monitor_remove(struct kz__hub *hub)
+{
+  kz__os_lock(&mon.lock);
+  kz__list_remove(&hub->watch.link);
+  kz__os_unlock(&mon.lock);
+}

@@ -1,0 +1,82 @@
+/* stall.c: a plain pthread program (built without kudzu) for the monitor
+ * and dump-signal tests (tests/shim/monitor.sh).
+ *
+ *   stall spin   a thread named "spinner" computes for 0.6 s without making
+ *                a single blocking call, while a thread named "ticker"
+ *                sleeps in 10 ms steps; both are joined, exit 0.  Under the
+ *                launcher with --monitor, the hub is blocked for 0.6 s.
+ *   stall wait   three threads named "waiter-1".."waiter-3" block reading a
+ *                pipe; "ready" is printed; when stdin reaches end of file the
+ *                pipe is closed, they finish, exit 0.  Under the launcher with
+ *                --dump-signal, a signal dumps them while they wait.
+ */
+#include "check.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <unistd.h>
+
+static volatile uint64_t sink;
+
+/* Kept out of line, under its own name, so that a backtrace shows it. */
+__attribute__((noinline)) static void spin_without_yielding(double seconds)
+{
+  double end = mono() + seconds;
+  while (mono() < end)
+    for (int i = 0; i < 1000; i++)
+      sink += (uint64_t)i * 2654435761u;
+}
+
+static void *spinner(void *arg)
+{
+  (void)arg;
+  pthread_setname_np(pthread_self(), "spinner");
+  spin_without_yielding(0.6);
+  return NULL;
+}
+
+static void *ticker(void *arg)
+{
+  (void)arg;
+  pthread_setname_np(pthread_self(), "ticker");
+  for (int i = 0; i < 80; i++)
+    usleep(10 * 1000);
+  return NULL;
+}
+
+static int pipefd[2];
+
+static void *waiter(void *arg)
+{
+  char name[16], c;
+  snprintf(name, sizeof name, "waiter-%d", (int)(intptr_t)arg);
+  pthread_setname_np(pthread_self(), name);
+  CHECK(read(pipefd[0], &c, 1) == 0); /* end of file when main closes */
+  return NULL;
+}
+
+int main(int argc, char **argv)
+{
+  pthread_t t[3];
+  char buf[64];
+  CHECK(argc == 2);
+  if (!strcmp(argv[1], "spin")) {
+    CHECK(pthread_create(&t[0], NULL, ticker, NULL) == 0);
+    CHECK(pthread_create(&t[1], NULL, spinner, NULL) == 0);
+    for (int i = 0; i < 2; i++)
+      CHECK(pthread_join(t[i], NULL) == 0);
+    return 0;
+  }
+  CHECK(!strcmp(argv[1], "wait"));
+  CHECK(pipe(pipefd) == 0);
+  for (int i = 0; i < 3; i++)
+    CHECK(pthread_create(&t[i], NULL, waiter, (void *)(intptr_t)(i + 1)) == 0);
+  printf("ready\n");
+  fflush(stdout);
+  while (read(0, buf, sizeof buf) > 0)
+    ;
+  close(pipefd[1]);
+  for (int i = 0; i < 3; i++)
+    CHECK(pthread_join(t[i], NULL) == 0);
+  return 0;
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The diagnostics thread under the launcher, on a plain pthread program
+# (tests/helpers/stall.c): --monitor reports a hub blocked by a thread that
+# computes without yielding, naming the thread and showing the function in a
+# backtrace; without it nothing is reported; --dump-signal makes the hub dump
+# every green thread, with what it waits on, while the program goes on.
+. "$(dirname "$0")/lib.sh"
+STALL=${STALL:?path to tests/helpers/stall}
+
+# 1. A 0.6 s computation with a 0.1 s threshold: one report, with a backtrace.
+"$KZ" --monitor 0.1 "$STALL" spin 2> "$tmp/err" || fail "stall spin under --monitor: exit $?"
+grep -q 'monitor: the hub of OS thread [0-9]* has not run for 0\.[0-9]* s (threshold 0\.100 s)' "$tmp/err" ||
+  fail "no blocked-hub report: $(cat "$tmp/err")"
+grep -q 'monitor: blocked in green thread [0-9]* "spinner":' "$tmp/err" ||
+  fail "the report does not name the spinning thread: $(cat "$tmp/err")"
+grep -q 'spin_without_yielding' "$tmp/err" || fail "the backtrace misses the spinning function: $(cat "$tmp/err")"
+[ "$(grep -c 'has not run for' "$tmp/err")" -eq 1 ] || fail "one stall reported more than once: $(cat "$tmp/err")"
+
+# 2. Without the option, the same program says nothing.
+"$KZ" "$STALL" spin 2> "$tmp/err" || fail "stall spin: exit $?"
+[ ! -s "$tmp/err" ] || fail "unexpected output without --monitor: $(cat "$tmp/err")"
+
+# 3. A bad threshold is said and ignored; the program runs.
+KUDZU_MONITOR=soon "$KZ" "$STALL" spin 2> "$tmp/err" || fail "stall spin with a bad KUDZU_MONITOR: exit $?"
+grep -q 'ignoring KUDZU_MONITOR=soon' "$tmp/err" || fail "a bad KUDZU_MONITOR was not reported: $(cat "$tmp/err")"
+
+# 4. The dump signal, while three threads wait on a pipe.
+mkfifo "$tmp/in"
+"$KZ" --dump-signal USR2 "$STALL" wait < "$tmp/in" > "$tmp/out" 2> "$tmp/err" & pid=$!; pids+=($pid)
+exec 7> "$tmp/in"
+for _ in $(seq 1 100); do grep -q '^ready' "$tmp/out" && break; sleep 0.05; done
+grep -q '^ready' "$tmp/out" || fail "stall wait did not start"
+kill -USR2 "$pid"
+for _ in $(seq 1 100); do grep -q 'waiter-3' "$tmp/err" && break; sleep 0.05; done
+kill -0 "$pid" 2>/dev/null || fail "the dump signal ended the program"
+exec 7>&-
+wait "$pid" || fail "stall wait: exit $?"
+grep -q '^kudzu: dump of the hub of OS thread [0-9]*:' "$tmp/err" || fail "no dump: $(cat "$tmp/err")"
+for i in 1 2 3; do
+  grep -q "^green [0-9]* \"waiter-$i\" blocked waiting on fd [0-9]* for read" "$tmp/err" ||
+    fail "the dump misses waiter-$i: $(cat "$tmp/err")"
+done
+grep -q ' waiter+0x' "$tmp/err" || fail "the dump has no backtrace through waiter(): $(cat "$tmp/err")"
+echo PASS
