@@ -2,7 +2,7 @@
  * measured in one run.  Prints rows "name<TAB>value<TAB>unit" on stdout:
  *
  *   queue_handoff_ns       ping-pong between two green threads through two
- *                          queues, per hand-off
+ *                          queues, per hand-off (best of 20 timings)
  *   pthread_queue_handoff_ns  the same between two OS threads (mutex +
  *                          condition queues of one slot)
  *   mutex_uncontended_ns   kz_mutex_lock + unlock
@@ -42,13 +42,22 @@ static void row(const char *name, double ns) { printf("%s\t%.1f\tns\n", name, ns
 
 /* ---- Queue hand-off ------------------------------------------------------------- */
 
+/* The hand-off is timed as the best of REPS blocks of rounds, as bench_core
+   takes the best of several timings.  One 0.2 s timing on this shared
+   2-core machine took in whatever its neighbours did (the same binary
+   printed 44 to 70 ns from one run to the next), and blocks as long as
+   that are rarely left alone by the scheduler; a block of ~8 ms often is,
+   and still spans over a thousand of the hub's polls (every 128 switches),
+   so their cost stays in the number. */
+enum { REPS = 20 };
+
 static struct kz_queue *qa, *qb;
 static long rounds;
 
 static void *pong(void *arg)
 {
   void *it;
-  for (long i = 0; i < rounds; i++) {
+  for (long i = 0; i < REPS * rounds; i++) {
     kz_queue_get(qa, &it, KZ_FOREVER);
     kz_queue_put(qb, it, KZ_FOREVER);
   }
@@ -58,17 +67,21 @@ static void *pong(void *arg)
 static void *bench_queue(void *arg)
 {
   void *it;
-  double t0;
-  rounds = 2000000 * scale;
+  double best = 0;
+  rounds = 100000 * scale;
   qa = kz_queue_new(KZ_QUEUE_FIFO, 1);
   qb = kz_queue_new(KZ_QUEUE_FIFO, 1);
   kz_green_t g = kz_spawn(pong, NULL);
-  t0 = now();
-  for (long i = 0; i < rounds; i++) {
-    kz_queue_put(qa, (void *)1, KZ_FOREVER);
-    kz_queue_get(qb, &it, KZ_FOREVER);
+  for (int r = 0; r < REPS; r++) {
+    double t0 = now(), ns;
+    for (long i = 0; i < rounds; i++) {
+      kz_queue_put(qa, (void *)1, KZ_FOREVER);
+      kz_queue_get(qb, &it, KZ_FOREVER);
+    }
+    ns = (now() - t0) * 1e9 / (double)(2 * rounds);
+    best = r == 0 || ns < best ? ns : best;
   }
-  row("queue_handoff_ns", (now() - t0) * 1e9 / (double)(2 * rounds));
+  row("queue_handoff_ns", best);
   kz_join(g, NULL, KZ_FOREVER);
   kz_queue_free(qa);
   kz_queue_free(qb);
