@@ -274,6 +274,7 @@ void kz__verify(struct kz__hub *hub)
     CHECK(g->run_next || g == hub->run_tail);
     CHECK(++ready <= hub->nlive);
   }
+  CHECK(ready == hub->nready);
   for (l = hub->all.next; l != &hub->all; l = l->next, n++) {
     struct kz_green *g = kz__container_of(l, struct kz_green, all);
     CHECK(l->next->prev == l);

@@ -189,7 +189,8 @@ struct kz__hub {
   int *errnop;                  /* this OS thread's errno (cached __errno_location) */
   struct kz_green *run_head;    /* run queue (FIFO, singly linked) */
   struct kz_green *run_tail;
-  unsigned budget;              /* direct switches left before the loop polls */
+  size_t nready;                /* how many are on it */
+  size_t budget;                /* direct switches left before the loop polls */
   struct ev_loop *loop;         /* its own loop, never libev's default one */
   struct kz_green *main;        /* the OS thread's own green thread */
   struct kz_green *prev;        /* the context that switched to the current one */
@@ -299,7 +300,8 @@ KZ_INTERNAL void kz__switched(struct kz__hub *hub, void *fake);
    delayed start). */
 KZ_INTERNAL void kz__park_timer_init(struct kz_green *g);
 
-/* Direct switches between green threads before the hub polls libev. */
+/* Direct switches between green threads before the hub polls libev, beyond
+   the green threads that were ready when it last polled (hub.c, note C). */
 #define KZ__BUDGET 128
 
 /* Timeout (seconds, negative = none) to an absolute deadline. */
@@ -387,6 +389,9 @@ KZ_INTERNAL int kz__wait_fds(struct kz__fdev *fds, int n, double deadline);
 /* fd is being closed (or replaced by dup2): wake its waiters on this hub with
    -EBADF and stop watching it, so the number can be reused safely. */
 KZ_INTERNAL void kz__fd_forget(int fd);
+/* Watchers outlive their waiters (io.c, note E): set by the shim, which sees
+   every descriptor the program creates, before any green thread waits. */
+extern KZ_INTERNAL bool kz__fd_sticky;
 KZ_INTERNAL int kz__fdtab_init(struct kz__hub *hub);
 KZ_INTERNAL void kz__fdtab_term(struct kz__hub *hub);
 
@@ -416,6 +421,10 @@ KZ_INTERNAL int kz__worker_call(void (*fn)(void *), void *arg, void (*discard)(v
 KZ_INTERNAL void kz__monitor_init(void);
 KZ_INTERNAL void kz__monitor_add(struct kz__hub *hub);
 KZ_INTERNAL void kz__monitor_remove(struct kz__hub *hub);
+/* The hubs that exist now, and posting to every one but self a message
+   make(arg) builds (NULL: none for that hub).  Any thread; do not switch. */
+KZ_INTERNAL size_t kz__hubs_count(void);
+KZ_INTERNAL void kz__hubs_post_others(struct kz__hub *self, struct kz__post *(*make)(void *arg), void *arg);
 
 KZ_INTERNAL void kz__debug_thread_init(struct kz__hub *hub);
 KZ_INTERNAL void kz__debug_thread_term(struct kz__hub *hub);

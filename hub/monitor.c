@@ -1,7 +1,9 @@
-/* monitor.c: the diagnostics thread: the blocked-hub monitor (gevent's
- * monitor thread and max_blocking_time) and the dump signal.
+/* monitor.c: the process-wide list of hubs, and the diagnostics thread on
+ * it: the blocked-hub monitor (gevent's monitor thread and
+ * max_blocking_time) and the dump signal.
  *
- * Every hub is on one process-wide list from creation to teardown.  When a
+ * Every hub is on one process-wide list from creation to teardown (also
+ * used to tell the other hubs of a close: io.c, note F).  When a
  * blocking threshold or a dump signal is configured (kz_monitor, or
  * KUDZU_MONITOR and KUDZU_DUMP_SIGNAL at the first hub's creation), one real
  * OS thread, with no hub, watches them:
@@ -19,8 +21,8 @@
  * A. Watching costs the hub nothing it did not do anyway: the monitor reads
  *    the loop-pass counter and the in-libev flag that the hub loop keeps
  *    (hub.c), with relaxed atomic loads.  A healthy hub makes a pass at least
- *    every KZ__BUDGET direct switches (hub.c, note C), so an unchanged count
- *    outside libev means nothing has switched back to the hub.
+ *    once per batch of ready green threads (hub.c, note C), so an unchanged
+ *    count outside libev means nothing has switched back to the hub.
  * B. Only the blocked thread can unwind its own stack, so the backtrace is
  *    taken there, in a handler for BT_SIGNAL, run on the hub's alternate
  *    signal stack (debug.c) with SA_RESTART so that a call blocking the OS
@@ -82,6 +84,7 @@ static struct {
 } mon = {.lock = PTHREAD_MUTEX_INITIALIZER, .hubs = {&mon.hubs, &mon.hubs}};
 
 static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER; /* note C */
+static _Atomic size_t nhubs; /* on mon.hubs; read without the lock */
 
 /* ---- The blocked thread's side (note B) ------------------------------------ */
 
@@ -348,6 +351,7 @@ static void monitor_atfork_child(void)
   pthread_mutex_init(&mon.lock, NULL);
   pthread_mutex_init(&dump_lock, NULL);
   kz__list_init(&mon.hubs);
+  atomic_store(&nhubs, hub ? 1 : 0);
   if (hub) {
     hub->watch.tid = (pid_t)syscall(SYS_gettid);
     atomic_store(&hub->watch.dump_queued, false);
@@ -373,6 +377,7 @@ void kz__monitor_add(struct kz__hub *hub)
   w->seen_at = kz__now();
   kz__os_lock(&mon.lock);
   kz__list_push(&mon.hubs, &w->link);
+  atomic_fetch_add_explicit(&nhubs, 1, memory_order_relaxed);
   kz__os_unlock(&mon.lock);
 }
 
@@ -380,5 +385,21 @@ void kz__monitor_remove(struct kz__hub *hub)
 {
   kz__os_lock(&mon.lock);
   kz__list_remove(&hub->watch.link);
+  atomic_fetch_sub_explicit(&nhubs, 1, memory_order_relaxed);
+  kz__os_unlock(&mon.lock);
+}
+
+size_t kz__hubs_count(void) { return atomic_load_explicit(&nhubs, memory_order_relaxed); }
+
+/* Note D: posting under mon.lock, no hub can be freed meanwhile. */
+void kz__hubs_post_others(struct kz__hub *self, struct kz__post *(*make)(void *arg), void *arg)
+{
+  kz__os_lock(&mon.lock);
+  for (struct kz__link *l = mon.hubs.next; l != &mon.hubs; l = l->next) {
+    struct kz__hub *hub = kz__container_of(l, struct kz__hub, watch.link);
+    struct kz__post *p;
+    if (hub != self && (p = make(arg)))
+      kz__hub_post(hub, p);
+  }
   kz__os_unlock(&mon.lock);
 }

@@ -31,6 +31,7 @@
 static inline void runq_push(struct kz__hub *hub, struct kz_green *g)
 {
   g->run_next = NULL;
+  hub->nready++;
   if (hub->run_tail)
     hub->run_tail->run_next = g;
   else
@@ -41,7 +42,10 @@ static inline void runq_push(struct kz__hub *hub, struct kz_green *g)
 static inline struct kz_green *runq_pop(struct kz__hub *hub)
 {
   struct kz_green *g = hub->run_head;
-  if (g && !(hub->run_head = g->run_next))
+  if (!g)
+    return NULL;
+  hub->nready--;
+  if (!(hub->run_head = g->run_next))
     hub->run_tail = NULL;
   return g;
 }

@@ -23,6 +23,10 @@
  *    starts right; a flag changed later through one number is seen through
  *    the other once that one is classified again.  Reading the kernel's
  *    flags on every call would close this gap at one system call per call.
+ * E. A number the shim sees created, or classifies, is new to the hub too:
+ *    if the hub still watches it, the old file was closed where the shim
+ *    could not see (a raw system call, inside libc), and its registration is
+ *    stale (hub/io.c, notes A and E).  Both paths forget it on the hub.
  */
 #include "shim.h"
 
@@ -74,6 +78,7 @@ static bool classify(int fd, struct kz_fd *f)
   if (fstat(fd, &st) < 0 || (fl = REAL(fcntl)(fd, F_GETFL)) < 0)
     return false;
   f->owned = 0;
+  f->drained = 0;
   f->user_nb = (fl & O_NONBLOCK) != 0;
   f->rcvtimeo = f->sndtimeo = 0;
   if (S_ISSOCK(st.st_mode)) {
@@ -88,6 +93,7 @@ static bool classify(int fd, struct kz_fd *f)
     f->kind = KZ_FD_OTHER;
   }
   f->known = 1;
+  kz__fd_forget(fd); /* note E */
   if (KZ_UNLIKELY(kz_shim.debug))
     kz__say("fd %d found open: %s, %s", fd, kind_name[f->kind], f->user_nb ? "non-blocking" : "blocking");
   return true;
@@ -116,6 +122,7 @@ void kz_fd_created(int fd, int kind, bool user_nb)
   if (!f)
     return;
   *f = (struct kz_fd){.known = 1, .kind = (uint8_t)kind, .user_nb = user_nb, .owned = 1};
+  kz__fd_forget(fd); /* note E */
 }
 
 void kz_fd_forget(int fd)

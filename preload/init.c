@@ -115,5 +115,9 @@ __attribute__((constructor(101))) static void kz_shim_init(void)
   }
   if (kz_shim.debug)
     kz__say("shim active in pid %d: families %#x", (int)getpid(), kz_shim.patch);
+  /* The io family sees the descriptors the program creates and forgets
+     their numbers on the hub (fd.c, note E): watchers may stay armed
+     between waits (hub/io.c, note E). */
+  kz__fd_sticky = (kz_shim.patch & KZ_PATCH_IO) != 0;
   kz_shim.ready = true;
 }

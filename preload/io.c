@@ -45,6 +45,17 @@
  *    bytes stay atomic.
  * E. The glibc fortified entry points (__read_chk ...) check the buffer
  *    size like glibc does, failing through glibc's own __chk_fail.
+ * F. A read on a socket whose previous read came back short (fewer bytes
+ *    than asked: the receive queue was emptied) waits for readiness before
+ *    trying, instead of making a call that would fail with EAGAIN: in a
+ *    request-response exchange the next request has not arrived yet, and
+ *    the failed call would be a third of the request's system calls.
+ *    Readiness is level-triggered, so bytes that did arrive meanwhile are
+ *    reported by the hub's next poll: a wrong guess costs a loop pass, not
+ *    a lost wake-up.  Not when a timeout or a scoped deadline is running,
+ *    where a read must still succeed on data already there.
+ * G. errno is the program's: a call that succeeds leaves it as it was,
+ *    even after an attempt inside failed with EAGAIN.
  */
 #include "shim.h"
 
@@ -243,21 +254,30 @@ static ssize_t xfer_run(int fd, struct kz_fd *f, struct xfer *x, int events)
   double deadline = timeout > 0 ? kz__now() + timeout : -1;
   int intr = timeout > 0 ? KZ_INTR_ALWAYS : KZ_INTR_RESTART;
   size_t cap = !rd && f->kind == KZ_FD_PIPE && x->total > PIPE_BUF ? PIPE_BUF : SIZE_MAX;
+  int saved = errno; /* note G */
   ssize_t r;
 
   if (cap != SIZE_MAX)
     xfer_window(x, cap);
+  if (rd && f->drained && deadline < 0 && !(kz__self()->deadline > 0) &&
+      kz_shim_wait_until(fd, events, -1, intr) < 0) /* note F */
+    return -1;
   for (;;) {
-    if (f->kind == KZ_FD_SOCKET)
+    if (f->kind == KZ_FD_SOCKET) {
       r = sock_once(fd, x, rd);
-    else if (ready_now(fd, events))
+      if (rd)
+        f->drained = r > 0 && (size_t)r < x->total - x->done && !(x->flags & MSG_PEEK);
+    } else if (ready_now(fd, events)) {
       r = plain_once(fd, x, rd);
-    else
+    } else {
       r = -1, errno = EAGAIN;
+    }
     if (r >= 0) {
       x->done += (size_t)r;
-      if (!x->all || r == 0 || x->done >= x->total)
+      if (!x->all || r == 0 || x->done >= x->total) {
+        errno = saved;
         return (ssize_t)x->done;
+      }
       xfer_window(x, cap);
       continue;
     }
@@ -269,8 +289,12 @@ static ssize_t xfer_run(int fd, struct kz_fd *f, struct xfer *x, int events)
         return plain_once(fd, x, rd);
       continue;
     }
-    if ((errno != EAGAIN && errno != EWOULDBLOCK) || kz_shim_wait_until(fd, events, deadline, intr) < 0)
-      return x->done ? (ssize_t)x->done : -1;
+    if ((errno != EAGAIN && errno != EWOULDBLOCK) || kz_shim_wait_until(fd, events, deadline, intr) < 0) {
+      if (!x->done)
+        return -1;
+      errno = saved;
+      return (ssize_t)x->done;
+    }
   }
 }
 

@@ -205,6 +205,7 @@ struct kz_fd {
   uint8_t kind;      /* enum kz_fd_kind */
   uint8_t user_nb;   /* the program's own view: O_NONBLOCK set */
   uint8_t owned;     /* created by the program through the shim, not inherited */
+  uint8_t drained;   /* a socket whose last read came back short (io.c, note F) */
   double rcvtimeo;   /* SO_RCVTIMEO in seconds, 0: none */
   double sndtimeo;   /* SO_SNDTIMEO in seconds, 0: none */
 };

@@ -275,3 +275,114 @@ Test(io, forked_child_has_its_own_loop)
   cr_assert_eq(kz_join(g, NULL, KZ_FOREVER), 0);
   cr_assert_eq(a.r, KZ_READ);
 }
+
+/* ---- Closes on other OS threads ------------------------------------------ */
+
+#include <pthread.h>
+#include "internal.h" /* kz__fd_sticky: the shim's mode, for the tests below */
+
+static void *forget_from_plain_thread(void *arg)
+{
+  kz_forget_fd((int)(intptr_t)arg); /* a thread with no hub of its own */
+  return NULL;
+}
+
+Test(io, close_on_a_thread_without_hub_wakes_the_waiter, .timeout = 10)
+{
+  int p[2];
+  pthread_t t;
+  cr_assert_eq(pipe(p), 0);
+  struct wait_args a = {p[0], KZ_READ, KZ_FOREVER, 0, 0};
+  kz_green_t g = kz_spawn(waiter, &a);
+  kz_yield();
+  cr_assert_eq(kz_state(g), KZ_BLOCKED);
+  cr_assert_eq(pthread_create(&t, NULL, forget_from_plain_thread, (void *)(intptr_t)p[0]), 0);
+  cr_assert_eq(pthread_join(t, NULL), 0);
+  cr_assert_eq(kz_join(g, NULL, KZ_FOREVER), 0);
+  cr_assert_eq(a.r, -1);
+  cr_assert_eq(a.err, EBADF, "the waiter learns of the close on the other thread");
+}
+
+static void forget_on_remote(void *arg) { kz_forget_fd((int)(intptr_t)arg); }
+
+Test(io, close_on_another_hub_wakes_the_waiter, .timeout = 10)
+{
+  int p[2];
+  struct kz_remote *r = kz_remote_start();
+  cr_assert_not_null(r);
+  cr_assert_eq(pipe(p), 0);
+  struct wait_args a = {p[0], KZ_READ, KZ_FOREVER, 0, 0};
+  kz_green_t g = kz_spawn(waiter, &a);
+  kz_yield();
+  cr_assert_eq(kz_remote_call_soon(r, forget_on_remote, (void *)(intptr_t)p[0]), 0);
+  cr_assert_eq(kz_join(g, NULL, KZ_FOREVER), 0);
+  cr_assert_eq(a.err, EBADF);
+  cr_assert_eq(kz_remote_stop(r), 0);
+  kz_remote_free(r);
+}
+
+Test(io, a_close_elsewhere_spares_waits_that_began_after_it, .timeout = 10)
+{
+  /* The other thread's forget is posted to this hub, which runs it only
+     when the main green thread parks: by then a new wait on the number
+     has begun.  It must be served, not failed with the old close's EBADF. */
+  int p[2];
+  pthread_t t;
+  cr_assert_eq(pipe(p), 0);
+  cr_assert_eq(pthread_create(&t, NULL, forget_from_plain_thread, (void *)(intptr_t)p[0]), 0);
+  cr_assert_eq(pthread_join(t, NULL), 0);
+  struct wait_args a = {p[0], KZ_READ, 5.0, 0, 0};
+  kz_green_t g = kz_spawn(waiter, &a);
+  kz_yield(); /* the waiter parks; the hub runs the forget message */
+  cr_assert_eq(write(p[1], "x", 1), 1);
+  cr_assert_eq(kz_join(g, NULL, KZ_FOREVER), 0);
+  cr_assert_eq(a.r, KZ_READ, "r=%d err=%d", a.r, a.err);
+}
+
+/* ---- Sticky watchers (the shim's mode) --------------------------------------- */
+
+Test(io, sticky_watchers_serve_repeated_waits_and_forgets, .timeout = 10)
+{
+  int p[2], q[2];
+  char c;
+  kz__fd_sticky = true;
+  cr_assert_eq(pipe(p), 0);
+  for (int i = 0; i < 3; i++) { /* the watcher stays armed between these */
+    struct wait_args a = {p[0], KZ_READ, 5.0, 0, 0};
+    kz_green_t g = kz_spawn(waiter, &a);
+    kz_yield();
+    cr_assert_eq(write(p[1], "x", 1), 1);
+    cr_assert_eq(kz_join(g, NULL, KZ_FOREVER), 0);
+    cr_assert_eq(a.r, KZ_READ);
+    cr_assert_eq(read(p[0], &c, 1), 1);
+  }
+  cr_assert_eq(kz_close(p[0]), 0);
+  cr_assert_eq(close(p[1]), 0);
+  cr_assert_eq(pipe(q), 0);
+  cr_assert_eq(q[0], p[0]);
+  struct wait_args a = {q[0], KZ_READ, 5.0, 0, 0};
+  kz_green_t g = kz_spawn(waiter, &a);
+  kz_yield();
+  cr_assert_eq(write(q[1], "y", 1), 1);
+  cr_assert_eq(kz_join(g, NULL, KZ_FOREVER), 0);
+  cr_assert_eq(a.r, KZ_READ, "the new pipe under the forgotten number is watched");
+}
+
+Test(io, sticky_watchers_do_not_hide_a_deadlock, .timeout = 10)
+{
+  /* An armed watcher nobody waits on must not count as something that
+     could still wake someone.  (The byte is read, so the watcher has no
+     stray event that would make it disarm itself.) */
+  int p[2];
+  char c;
+  kz__fd_sticky = true;
+  cr_assert_eq(pipe(p), 0);
+  struct wait_args a = {p[0], KZ_READ, 5.0, 0, 0};
+  kz_green_t g = kz_spawn(waiter, &a);
+  kz_yield();
+  cr_assert_eq(write(p[1], "x", 1), 1);
+  cr_assert_eq(kz_join(g, NULL, KZ_FOREVER), 0);
+  cr_assert_eq(a.r, KZ_READ);
+  cr_assert_eq(read(p[0], &c, 1), 1);
+  cr_assert_eq(kz__park(-1), -EDEADLK, "nothing can wake the main green thread");
+}
