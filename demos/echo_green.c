@@ -37,11 +37,18 @@
 static bool use_libc;    /* --libc: blocking libc calls, for the shim */
 static kz_green_t acceptor;
 
-/* Read up to len bytes; 0 at end of stream, -1 with errno on error. */
-static ssize_t conn_read(int fd, char *buf, size_t len)
+/* Read up to len bytes; 0 at end of stream, -1 with errno on error.
+   *drained says the previous read came back short, so the socket's queue
+   was empty then: in a request-response exchange the next request is not
+   there yet, and waiting first saves a read that would fail with EAGAIN
+   (readiness is level-triggered: if it did arrive, the wait ends at once). */
+static ssize_t conn_read(int fd, char *buf, size_t len, bool *drained)
 {
+  if (*drained && !use_libc && kz_wait_fd(fd, KZ_READ, KZ_FOREVER) < 0)
+    return -1;
   for (;;) {
     ssize_t n = read(fd, buf, len);
+    *drained = n > 0 && (size_t)n < len;
     if (n >= 0 || use_libc || errno != EAGAIN)
       return n;
     if (kz_wait_fd(fd, KZ_READ, KZ_FOREVER) < 0)
@@ -71,8 +78,9 @@ static void *serve(void *arg)
 {
   int fd = (int)(intptr_t)arg;
   char buf[16384];
+  bool drained = false;
   ssize_t n;
-  while ((n = conn_read(fd, buf, sizeof buf)) > 0)
+  while ((n = conn_read(fd, buf, sizeof buf, &drained)) > 0)
     if (conn_write_all(fd, buf, (size_t)n) < 0)
       break;
   kz_close(fd);
