@@ -230,7 +230,7 @@ static void segv_install(void)
 void kz__debug_thread_init(struct kz__hub *hub)
 {
   stack_t ss, old;
-  pthread_once(&segv_once, segv_install);
+  kz__os_once(&segv_once, segv_install); /* libc's, not the shim's (internal.h) */
   if (sigaltstack(NULL, &old) == 0 && !(old.ss_flags & SS_DISABLE))
     return; /* the thread has one already */
   if (!(hub->altstack = malloc(ALTSTACK_SIZE)))

@@ -39,6 +39,8 @@ struct slot {
 
 static struct slot *_Atomic dir[DIR_SLOTS];
 static _Atomic uint32_t next_fresh;
+/* Taken with kz__os_lock, never the shim's interposer (internal.h): a spawn
+   from a green thread must not become a green wait on the runtime's lock. */
 static pthread_mutex_t chunk_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static KZ_TLS uint32_t free_head = NONE;  /* this thread's free slots */
@@ -62,7 +64,7 @@ static bool chunk_ensure(uint32_t idx)
     return false;
   if (atomic_load_explicit(&dir[idx >> CHUNK_BITS], memory_order_acquire))
     return true;
-  pthread_mutex_lock(&chunk_lock);
+  kz__os_lock(&chunk_lock);
   if (!atomic_load_explicit(&dir[idx >> CHUNK_BITS], memory_order_relaxed)) {
     chunk = mmap(NULL, CHUNK_SLOTS * sizeof(struct slot), PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -72,7 +74,7 @@ static bool chunk_ensure(uint32_t idx)
       atomic_store_explicit(&dir[idx >> CHUNK_BITS], chunk, memory_order_release);
     }
   }
-  pthread_mutex_unlock(&chunk_lock);
+  kz__os_unlock(&chunk_lock);
   return atomic_load_explicit(&dir[idx >> CHUNK_BITS], memory_order_acquire) != NULL;
 }
 

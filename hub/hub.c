@@ -43,6 +43,8 @@
 
 KZ_TLS struct kz__hub *kz__tls_hub;
 
+/* The runtime's own key and once: libc's, through kz__os_ (internal.h), not
+   the shim's, which would keep the value in a green thread's record. */
 static pthread_key_t hub_key;
 static pthread_once_t hub_once = PTHREAD_ONCE_INIT;
 
@@ -79,7 +81,7 @@ static void hub_atfork_child(void)
 
 static void hub_global_init(void)
 {
-  pthread_key_create(&hub_key, hub_key_destructor);
+  kz__os_key_create(&hub_key, hub_key_destructor);
   pthread_atfork(NULL, NULL, hub_atfork_child);
   kz__monitor_init();
 }
@@ -128,7 +130,7 @@ struct kz__hub *kz__hub_create(int *err)
   struct kz__hub *hub;
   int r;
 
-  pthread_once(&hub_once, hub_global_init);
+  kz__os_once(&hub_once, hub_global_init);
   hub = calloc(1, sizeof *hub);
   if (!hub)
     goto error1;
@@ -162,7 +164,7 @@ struct kz__hub *kz__hub_create(int *err)
   kz__debug_thread_init(hub);
   kz__monitor_add(hub);
   kz__tls_hub = hub;
-  pthread_setspecific(hub_key, hub);
+  kz__os_setspecific(hub_key, hub);
   return hub;
 
 error6:
@@ -187,7 +189,7 @@ void kz__hub_destroy(struct kz__hub *hub)
     kz__green_release(kz__container_of(hub->zombies.next, struct kz_green, all));
   kz__monitor_remove(hub);
   kz__tls_hub = NULL;
-  pthread_setspecific(hub_key, NULL);
+  kz__os_setspecific(hub_key, NULL);
   kz__debug_thread_term(hub);
   ev_ref(hub->loop);
   ev_async_stop(hub->loop, &hub->wakeup);

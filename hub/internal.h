@@ -455,9 +455,33 @@ KZ_INTERNAL int kz__cancel(struct kz_green *g);
    (worker.c).  libkudzu's own locks are taken from green threads, where the
    shim would turn pthread_mutex_lock into a green wait that a real thread's
    unlock cannot end; these call libc's functions directly.  Conditions made
-   by kz__os_cond_init measure time on CLOCK_MONOTONIC. */
+   by kz__os_cond_init measure time on CLOCK_MONOTONIC.
+
+   Reaching libc, not the shim.  A call from libkudzu.so to pthread_mutex_lock
+   by name goes through libkudzu's PLT/GOT, which the dynamic linker fills
+   with the first definition in the global search order: the executable,
+   then LD_PRELOAD objects (libkudzu-preload.so), then the program's
+   dependencies (libc), then theirs (libkudzu.so, loaded as the preload's
+   dependency, comes after libc).  So under the shim every such call, and
+   every address taken of such a name, reaches the shim's interposer: the
+   runtime would run its own critical sections as green waits, and recurse
+   into itself.  dlsym(RTLD_NEXT) from libkudzu does not help either: it
+   searches only the objects after libkudzu, where no pthread function is.
+   Rule: a libc function that libkudzu-preload exports (kudzu-preload.map)
+   is called from hub/ only through these kz__os_ functions, which call
+   pointers looked up once in libc's own handle (dlopen(LIBC_SO,
+   RTLD_NOLOAD) + dlsym: a handle's lookup searches that object and its
+   dependencies, never the preloads).  Functions the shim does not interpose
+   (pthread_mutex_init, pthread_cond_destroy, pthread_sigmask...) may be
+   called by name.  tests/test_os_calls.c checks the rule. */
 KZ_INTERNAL void kz__os_lock(pthread_mutex_t *m);
 KZ_INTERNAL void kz__os_unlock(pthread_mutex_t *m);
+/* pthread_once, pthread_key_create and pthread_setspecific of libc: 0 or
+   -errno.  For the runtime's own once-controls and keys only (the shim's
+   versions of these keep a green thread's values in its record). */
+KZ_INTERNAL int kz__os_once(pthread_once_t *once, void (*init)(void));
+KZ_INTERNAL int kz__os_key_create(pthread_key_t *key, void (*destructor)(void *));
+KZ_INTERNAL int kz__os_setspecific(pthread_key_t key, const void *value);
 KZ_INTERNAL int kz__os_cond_init(pthread_cond_t *c);
 KZ_INTERNAL void kz__os_signal(pthread_cond_t *c);
 KZ_INTERNAL void kz__os_broadcast(pthread_cond_t *c);

@@ -135,7 +135,8 @@ static void stack_global_init(void)
   }
 }
 
-static void stack_init_once(void) { pthread_once(&stack_once, stack_global_init); }
+/* libc's once, not the shim's (internal.h). */
+static void stack_init_once(void) { kz__os_once(&stack_once, stack_global_init); }
 
 size_t kz__stack_default_size(void)
 {

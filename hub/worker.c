@@ -29,19 +29,34 @@
  * D. Under the preload shim, pthread_create and the mutex and condition calls
  *    made from a green thread are green operations.  The pool's threads must
  *    be real and its lock must be a real one (a worker's unlock cannot wake a
- *    green waiter of the shim), so libkudzu calls libc's functions directly,
- *    found once with dlsym(RTLD_NEXT): the next object after libkudzu is libc,
- *    whoever was preloaded before it.
+ *    green waiter of the shim), so libkudzu calls libc's own functions
+ *    (internal.h, "Reaching libc, not the shim").  They are looked up in
+ *    libc's handle, not with dlsym(RTLD_NEXT): the shim loads libkudzu as
+ *    its own dependency, after the program's libc, so the objects "next"
+ *    after libkudzu hold no pthread functions at all, and the old fallback,
+ *    libkudzu's own reference, resolved to the shim's interposer (the pool's
+ *    threads were green threads under the launcher).
  * E. Worker threads block every signal: handlers run on the program's own
  *    threads, and a worker's blocking call is never interrupted with EINTR.
  *    Worker threads have no hub, so the shim passes their calls through.
  * F. Threads start lazily, one per submission that finds no idle worker,
  *    up to the pool's size; they live until the pool is freed (the default
  *    pool, for the life of the process).
+ * H. fork(): the child has only the forking thread, none of the pools'
+ *    workers.  atfork handlers take every pool's lock around the fork (so
+ *    the child's copy of each pool is consistent and no lock is left held
+ *    by a thread that does not exist there), then the child forgets the
+ *    workers and starts one for a pool that has queued jobs.  A job that
+ *    was running in the parent does not run in the child: its waiter there
+ *    waits for its timeout (a lookup in flight on another green thread of
+ *    the forking thread's hub; rare).  (While the workers were, wrongly,
+ *    green threads, the child kept them: socat's forked children resolve
+ *    names.)
  */
 #include "internal.h"
 
 #include <dlfcn.h>
+#include <gnu/lib-names.h>
 #include <math.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -51,40 +66,87 @@
 
 /* ---- libc's own pthread functions (note D) -------------------------------- */
 
+/* Every function of this table has an interposer in libkudzu-preload (its
+   map lists them); the others libkudzu may call by name. */
+#define OS_REAL(X)                                                                            \
+  X(int, pthread_mutex_lock, (pthread_mutex_t *))                                             \
+  X(int, pthread_mutex_unlock, (pthread_mutex_t *))                                           \
+  X(int, pthread_cond_wait, (pthread_cond_t *, pthread_mutex_t *))                            \
+  X(int, pthread_cond_timedwait, (pthread_cond_t *, pthread_mutex_t *, const struct timespec *)) \
+  X(int, pthread_cond_signal, (pthread_cond_t *))                                             \
+  X(int, pthread_cond_broadcast, (pthread_cond_t *))                                          \
+  X(int, pthread_create, (pthread_t *, const pthread_attr_t *, void *(*)(void *), void *))    \
+  X(int, pthread_join, (pthread_t, void **))                                                  \
+  X(int, pthread_once, (pthread_once_t *, void (*)(void)))                                    \
+  X(int, pthread_key_create, (pthread_key_t *, void (*)(void *)))                             \
+  X(int, pthread_setspecific, (pthread_key_t, const void *))
+
 static struct {
-  int (*mutex_lock)(pthread_mutex_t *);
-  int (*mutex_unlock)(pthread_mutex_t *);
-  int (*cond_wait)(pthread_cond_t *, pthread_mutex_t *);
-  int (*cond_timedwait)(pthread_cond_t *, pthread_mutex_t *, const struct timespec *);
-  int (*cond_signal)(pthread_cond_t *);
-  int (*cond_broadcast)(pthread_cond_t *);
-  int (*create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
-  int (*join)(pthread_t, void **);
+#define X(ret, name, args) ret(*name) args;
+  OS_REAL(X)
+#undef X
+  _Atomic bool filled;
 } real;
 
-/* Resolve name past libkudzu, or fall back to the symbol we link against. */
-static void *real_sym(const char *name, void *fallback)
+/* name as libc defines it.  dlsym on libc's handle searches libc (and its
+   own dependencies), never the global scope where the shim comes first;
+   before glibc 2.34 the thread functions are in libpthread.  Without them
+   the runtime cannot work at all. */
+static void *real_sym(void *libc, void *libpthread, const char *name)
 {
-  void *p = dlsym(RTLD_NEXT, name);
-  return p ? p : fallback;
+  void *p = libc ? dlsym(libc, name) : NULL;
+  if (!p && libpthread)
+    p = dlsym(libpthread, name);
+  if (!p) {
+    kz__say("libc's %s not found", name);
+    abort();
+  }
+  return p;
 }
+
+/* Fill the table.  Idempotent (every filler stores the same values), so
+   whoever needs it first fills it: a constructor of another object may
+   reach libkudzu before libkudzu's own constructors ran. */
+static void real_fill(void)
+{
+  void *libc = dlopen(LIBC_SO, RTLD_LAZY | RTLD_NOLOAD);
+  void *libpthread = dlopen(LIBPTHREAD_SO, RTLD_LAZY | RTLD_NOLOAD);
+#define X(ret, name, args) real.name = (ret(*) args)real_sym(libc, libpthread, #name);
+  OS_REAL(X)
+#undef X
+  atomic_store_explicit(&real.filled, true, memory_order_release);
+  /* the handles stay open: libc is never unloaded anyway */
+}
+
+#define OS(name)                                                                        \
+  (KZ_LIKELY(atomic_load_explicit(&real.filled, memory_order_acquire)) ? real.name      \
+                                                                       : (real_fill(), real.name))
+
+static void pools_prepare(void);
+static void pools_parent(void);
+static void pools_child(void);
 
 __attribute__((constructor)) static void real_init(void)
 {
-  real.mutex_lock = real_sym("pthread_mutex_lock", (void *)pthread_mutex_lock);
-  real.mutex_unlock = real_sym("pthread_mutex_unlock", (void *)pthread_mutex_unlock);
-  real.cond_wait = real_sym("pthread_cond_wait", (void *)pthread_cond_wait);
-  real.cond_timedwait = real_sym("pthread_cond_timedwait", (void *)pthread_cond_timedwait);
-  real.cond_signal = real_sym("pthread_cond_signal", (void *)pthread_cond_signal);
-  real.cond_broadcast = real_sym("pthread_cond_broadcast", (void *)pthread_cond_broadcast);
-  real.create = real_sym("pthread_create", (void *)pthread_create);
-  real.join = real_sym("pthread_join", (void *)pthread_join);
+  real_fill();
+  pthread_atfork(pools_prepare, pools_parent, pools_child); /* note H */
 }
 
-void kz__os_lock(pthread_mutex_t *m) { real.mutex_lock(m); }
-void kz__os_unlock(pthread_mutex_t *m) { real.mutex_unlock(m); }
-void kz__os_signal(pthread_cond_t *c) { real.cond_signal(c); }
-void kz__os_broadcast(pthread_cond_t *c) { real.cond_broadcast(c); }
+void kz__os_lock(pthread_mutex_t *m) { OS(pthread_mutex_lock)(m); }
+void kz__os_unlock(pthread_mutex_t *m) { OS(pthread_mutex_unlock)(m); }
+void kz__os_signal(pthread_cond_t *c) { OS(pthread_cond_signal)(c); }
+void kz__os_broadcast(pthread_cond_t *c) { OS(pthread_cond_broadcast)(c); }
+int kz__os_once(pthread_once_t *once, void (*init)(void)) { return -OS(pthread_once)(once, init); }
+
+int kz__os_key_create(pthread_key_t *key, void (*destructor)(void *))
+{
+  return -OS(pthread_key_create)(key, destructor);
+}
+
+int kz__os_setspecific(pthread_key_t key, const void *value)
+{
+  return -OS(pthread_setspecific)(key, value);
+}
 
 int kz__os_cond_init(pthread_cond_t *c)
 {
@@ -102,10 +164,10 @@ int kz__os_wait(pthread_cond_t *c, pthread_mutex_t *m, double deadline)
   struct timespec ts;
   double whole;
   if (deadline < 0)
-    return -real.cond_wait(c, m);
+    return -OS(pthread_cond_wait)(c, m);
   ts.tv_nsec = (long)(modf(deadline, &whole) * 1e9);
   ts.tv_sec = (time_t)whole;
-  return real.cond_timedwait(c, m, &ts) == ETIMEDOUT ? -ETIMEDOUT : 0;
+  return OS(pthread_cond_timedwait)(c, m, &ts) == ETIMEDOUT ? -ETIMEDOUT : 0;
 }
 
 int kz__os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
@@ -114,12 +176,12 @@ int kz__os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
   int r;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old); /* note E: the new thread inherits it */
-  r = real.create(t, NULL, fn, arg);
+  r = OS(pthread_create)(t, NULL, fn, arg);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   return -r;
 }
 
-int kz__os_thread_join(pthread_t t, void **result) { return -real.join(t, result); }
+int kz__os_thread_join(pthread_t t, void **result) { return -OS(pthread_join)(t, result); }
 
 /* ---- Pools ------------------------------------------------------------------ */
 
@@ -151,13 +213,51 @@ struct kz_executor {
   size_t nidle;           /* threads waiting on cond */
   bool stopping;          /* kz_executor_free: finish the queue, then exit */
   pthread_t *threads;     /* the started ones (max entries) */
+  struct kz__link pools;  /* on the list of every pool (note H), under pools_lock */
 };
+
+/* Every pool, for note H; taken before any pool's own lock. */
+static pthread_mutex_t pools_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct kz__link pools;
 
 static struct kz_executor default_pool = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .cond = PTHREAD_COND_INITIALIZER,
     .queue = {&default_pool.queue, &default_pool.queue},
+    .pools = {&pools, &pools},
 };
+static struct kz__link pools = {&default_pool.pools, &default_pool.pools};
+
+/* ---- fork() (note H) ------------------------------------------------------------ */
+
+static void *worker_main(void *arg);
+
+static void pools_prepare(void)
+{
+  kz__os_lock(&pools_lock);
+  for (struct kz__link *l = pools.next; l != &pools; l = l->next)
+    kz__os_lock(&kz__container_of(l, struct kz_executor, pools)->lock);
+}
+
+static void pools_parent(void)
+{
+  for (struct kz__link *l = pools.next; l != &pools; l = l->next)
+    kz__os_unlock(&kz__container_of(l, struct kz_executor, pools)->lock);
+  kz__os_unlock(&pools_lock);
+}
+
+static void pools_child(void)
+{
+  for (struct kz__link *l = pools.next; l != &pools; l = l->next) {
+    struct kz_executor *ex = kz__container_of(l, struct kz_executor, pools);
+    ex->nthreads = ex->nidle = 0;
+    if (!kz__list_empty(&ex->queue) && !ex->stopping && ex->threads &&
+        kz__os_thread_start(&ex->threads[0], worker_main, ex) == 0)
+      ex->nthreads = 1;
+    kz__os_unlock(&ex->lock);
+  }
+  kz__os_unlock(&pools_lock);
+}
 
 /* The default pool's size: min(32, CPUs + 4), like Python's executor. */
 static size_t default_size(void)
@@ -367,6 +467,9 @@ struct kz_executor *kz_executor_new(size_t nthreads)
     goto error2;
   kz__list_init(&ex->queue);
   ex->max = nthreads;
+  kz__os_lock(&pools_lock);
+  kz__list_push(&pools, &ex->pools);
+  kz__os_unlock(&pools_lock);
   return ex;
 
 error2:
@@ -391,6 +494,9 @@ int kz_executor_free(struct kz_executor *ex)
   ex->stopping = true;
   kz__os_broadcast(&ex->cond);
   kz__os_unlock(&ex->lock);
+  kz__os_lock(&pools_lock);
+  kz__list_remove(&ex->pools);
+  kz__os_unlock(&pools_lock);
   for (size_t i = 0; i < ex->nthreads; i++)
     kz__os_thread_join(ex->threads[i], NULL);
   pthread_cond_destroy(&ex->cond);

@@ -24,3 +24,31 @@ add_test(NAME shim_torture_thread_cond
          COMMAND $<TARGET_FILE:kudzu-launcher> --torture $<TARGET_FILE:thread_cond>)
 set_tests_properties(shim_thread_server_os_threads shim_torture_thread_cond
   PROPERTIES LABELS "shim;thread" TIMEOUT 120)
+
+
+# The runtime's own threads: plain helpers built without kudzu.  Some fail
+# by hanging, in a process whose remaining threads block every signal:
+# timeout kills the whole process group.
+find_program(KZ_TIMEOUT timeout REQUIRED)
+foreach(h dns_worker_real fork_resolve)
+  if(NOT TARGET ${h})
+    add_executable(${h} ${_kz_helpers_dir}/${h}.c)
+    target_link_libraries(${h} PRIVATE Threads::Threads)
+    set_target_properties(${h} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests/helpers)
+  endif()
+endforeach()
+# libkudzu starts the worker pool's threads with libc's pthread_create, not
+# the shim's: a lookup under the launcher leaves a second OS thread.
+add_test(NAME shim_dns_worker_real COMMAND $<TARGET_FILE:kudzu-launcher>
+         $<TARGET_FILE:dns_worker_real> kudzu)
+# A forked child has none of its parent's workers and starts its own
+# (hub/worker.c, note H).  A failure is a hang.
+add_test(NAME shim_fork_resolve COMMAND ${KZ_TIMEOUT} -s KILL 60
+         ${CMAKE_CURRENT_SOURCE_DIR}/both.sh $<TARGET_FILE:kudzu-launcher>
+         $<TARGET_FILE:fork_resolve>)
+add_test(NAME shim_fork_resolve_no_threads COMMAND ${KZ_TIMEOUT} -s KILL 60
+         ${CMAKE_CURRENT_SOURCE_DIR}/both.sh $<TARGET_FILE:kudzu-launcher>
+         $<TARGET_FILE:fork_resolve>)
+set_tests_properties(shim_fork_resolve_no_threads PROPERTIES ENVIRONMENT "KUDZU_PATCH=all,-thread")
+set_tests_properties(shim_dns_worker_real shim_fork_resolve shim_fork_resolve_no_threads
+  PROPERTIES LABELS "shim;thread" TIMEOUT 120)
