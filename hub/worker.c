@@ -41,7 +41,15 @@
  *    Worker threads have no hub, so the shim passes their calls through.
  * F. Threads start lazily, one per submission that finds no idle worker,
  *    up to the pool's size; they live until the pool is freed (the default
- *    pool, for the life of the process).
+ *    pool, for the life of the process), or note G.
+ * G. A process whose main thread calls pthread_exit (or kz_exit) ends when
+ *    its last thread ends; the runtime's own threads must not keep it alive.
+ *    A key whose value is set on the main thread (at load time) has a
+ *    destructor, which glibc runs when the main thread leaves that way (not
+ *    on exit()).  From then on a worker with nothing to do leaves instead of
+ *    waiting, detached and struck from its pool's list, so the last program
+ *    thread's end (or the last job's) ends the process, with status 0.  A
+ *    job submitted later still starts a worker, which leaves when idle.
  * H. fork(): the child has only the forking thread, none of the pools'
  *    workers.  atfork handlers take every pool's lock around the fork (so
  *    the child's copy of each pool is consistent and no lock is left held
@@ -49,9 +57,9 @@
  *    workers and starts one for a pool that has queued jobs.  A job that
  *    was running in the parent does not run in the child: its waiter there
  *    waits for its timeout (a lookup in flight on another green thread of
- *    the forking thread's hub; rare).  (While the workers were, wrongly,
- *    green threads, the child kept them: socat's forked children resolve
- *    names.)
+ *    the forking thread's hub; rare).  The forking thread is the child's
+ *    main thread for note G.  (While the workers were, wrongly, green
+ *    threads, the child kept them: socat's forked children resolve names.)
  */
 #include "internal.h"
 
@@ -77,6 +85,8 @@
   X(int, pthread_cond_broadcast, (pthread_cond_t *))                                          \
   X(int, pthread_create, (pthread_t *, const pthread_attr_t *, void *(*)(void *), void *))    \
   X(int, pthread_join, (pthread_t, void **))                                                  \
+  X(int, pthread_detach, (pthread_t))                                                         \
+  X(pthread_t, pthread_self, (void))                                                          \
   X(int, pthread_once, (pthread_once_t *, void (*)(void)))                                    \
   X(int, pthread_key_create, (pthread_key_t *, void (*)(void *)))                             \
   X(int, pthread_setspecific, (pthread_key_t, const void *))
@@ -122,6 +132,7 @@ static void real_fill(void)
   (KZ_LIKELY(atomic_load_explicit(&real.filled, memory_order_acquire)) ? real.name      \
                                                                        : (real_fill(), real.name))
 
+static void main_mark(void);
 static void pools_prepare(void);
 static void pools_parent(void);
 static void pools_child(void);
@@ -129,6 +140,7 @@ static void pools_child(void);
 __attribute__((constructor)) static void real_init(void)
 {
   real_fill();
+  main_mark();                                           /* note G */
   pthread_atfork(pools_prepare, pools_parent, pools_child); /* note H */
 }
 
@@ -212,11 +224,11 @@ struct kz_executor {
   size_t nthreads;        /* threads started */
   size_t nidle;           /* threads waiting on cond */
   bool stopping;          /* kz_executor_free: finish the queue, then exit */
-  pthread_t *threads;     /* the started ones (max entries) */
-  struct kz__link pools;  /* on the list of every pool (note H), under pools_lock */
+  pthread_t *threads;     /* the started ones still there (max entries) */
+  struct kz__link pools;  /* on the list of every pool (notes G, H), under pools_lock */
 };
 
-/* Every pool, for note H; taken before any pool's own lock. */
+/* Every pool, for notes G and H; taken before any pool's own lock. */
 static pthread_mutex_t pools_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct kz__link pools;
 
@@ -227,6 +239,42 @@ static struct kz_executor default_pool = {
     .pools = {&pools, &pools},
 };
 static struct kz__link pools = {&default_pool.pools, &default_pool.pools};
+
+/* ---- The main thread leaves (note G) ------------------------------------------ */
+
+static pthread_key_t main_key;
+static _Atomic bool main_marked; /* main_key exists */
+static _Atomic bool main_gone;   /* the main thread has called pthread_exit */
+
+/* main_key's destructor: the main thread leaves with pthread_exit.  Wake
+   every pool's idle workers, which now leave. */
+static void main_left(void *unused)
+{
+  struct kz__link *l;
+  (void)unused;
+  atomic_store(&main_gone, true);
+  kz__os_lock(&pools_lock);
+  for (l = pools.next; l != &pools; l = l->next) {
+    struct kz_executor *ex = kz__container_of(l, struct kz_executor, pools);
+    kz__os_lock(&ex->lock); /* a worker tests main_gone under it: no lost wake-up */
+    kz__os_broadcast(&ex->cond);
+    kz__os_unlock(&ex->lock);
+  }
+  kz__os_unlock(&pools_lock);
+}
+
+/* At load time, on the main thread (the one whose thread id is the process
+   id): give it a value of main_key, so main_left runs when it leaves.  Only
+   pthread_exit runs key destructors; exit() ends every thread anyway. */
+static void main_mark(void)
+{
+  if (getpid() != gettid())
+    return; /* loaded by dlopen on another thread: workers stay until exit */
+  if (kz__os_key_create(&main_key, main_left) == 0) {
+    kz__os_setspecific(main_key, &main_key);
+    atomic_store(&main_marked, true);
+  }
+}
 
 /* ---- fork() (note H) ------------------------------------------------------------ */
 
@@ -257,6 +305,23 @@ static void pools_child(void)
     kz__os_unlock(&ex->lock);
   }
   kz__os_unlock(&pools_lock);
+  if (atomic_load(&main_marked))
+    kz__os_setspecific(main_key, &main_key);
+}
+
+/* A worker of ex with nothing to do after the main thread left: strike it
+   from ex's list, which kz_executor_free joins, and detach it, so nothing
+   waits for it.  ex->lock held. */
+static void worker_retire(struct kz_executor *ex)
+{
+  pthread_t self = OS(pthread_self)();
+  for (size_t i = 0; i < ex->nthreads; i++) {
+    if (ex->threads[i] == self) {
+      ex->threads[i] = ex->threads[--ex->nthreads];
+      break;
+    }
+  }
+  OS(pthread_detach)(self);
 }
 
 /* The default pool's size: min(32, CPUs + 4), like Python's executor. */
@@ -306,6 +371,11 @@ static void *worker_main(void *arg)
   for (;;) {
     struct job *j;
     while (kz__list_empty(&ex->queue) && !ex->stopping) {
+      if (atomic_load(&main_gone)) { /* note G */
+        worker_retire(ex);
+        kz__os_unlock(&ex->lock);
+        return NULL;
+      }
       ex->nidle++;
       kz__os_wait(&ex->cond, &ex->lock, -1);
       ex->nidle--;

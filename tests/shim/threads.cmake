@@ -25,18 +25,20 @@ add_test(NAME shim_torture_thread_cond
 set_tests_properties(shim_thread_server_os_threads shim_torture_thread_cond
   PROPERTIES LABELS "shim;thread" TIMEOUT 120)
 
-
-# The runtime's own threads: plain helpers built without kudzu.  Some fail
-# by hanging, in a process whose remaining threads block every signal:
-# timeout kills the whole process group.
+# The runtime's own threads and records: plain helpers built without kudzu
+# (dns_worker_real, fork_resolve, thread_exit_worker) and helpers on the API
+# (exit_api_worker).  Several fail by hanging, in a
+# process whose remaining threads block every signal: timeout kills the
+# whole process group.
 find_program(KZ_TIMEOUT timeout REQUIRED)
-foreach(h dns_worker_real fork_resolve)
+foreach(h dns_worker_real fork_resolve thread_exit_worker exit_api_worker)
   if(NOT TARGET ${h})
     add_executable(${h} ${_kz_helpers_dir}/${h}.c)
     target_link_libraries(${h} PRIVATE Threads::Threads)
     set_target_properties(${h} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests/helpers)
   endif()
 endforeach()
+target_link_libraries(exit_api_worker PRIVATE kudzu)
 # libkudzu starts the worker pool's threads with libc's pthread_create, not
 # the shim's: a lookup under the launcher leaves a second OS thread.
 add_test(NAME shim_dns_worker_real COMMAND $<TARGET_FILE:kudzu-launcher>
@@ -49,6 +51,20 @@ add_test(NAME shim_fork_resolve COMMAND ${KZ_TIMEOUT} -s KILL 60
 add_test(NAME shim_fork_resolve_no_threads COMMAND ${KZ_TIMEOUT} -s KILL 60
          ${CMAKE_CURRENT_SOURCE_DIR}/both.sh $<TARGET_FILE:kudzu-launcher>
          $<TARGET_FILE:fork_resolve>)
-set_tests_properties(shim_fork_resolve_no_threads PROPERTIES ENVIRONMENT "KUDZU_PATCH=all,-thread")
+# pthread_exit / kz_exit from main while the worker pool has idle threads:
+# the process still ends when its last own thread does (hub/worker.c, note
+# G), with the thread family patched or not.
+add_test(NAME shim_thread_exit_worker COMMAND ${KZ_TIMEOUT} -s KILL 60
+         ${CMAKE_CURRENT_SOURCE_DIR}/both.sh $<TARGET_FILE:kudzu-launcher>
+         $<TARGET_FILE:thread_exit_worker>)
+add_test(NAME shim_thread_exit_worker_no_threads COMMAND ${KZ_TIMEOUT} -s KILL 60
+         ${CMAKE_CURRENT_SOURCE_DIR}/both.sh $<TARGET_FILE:kudzu-launcher>
+         $<TARGET_FILE:thread_exit_worker>)
+set_tests_properties(shim_thread_exit_worker_no_threads shim_fork_resolve_no_threads PROPERTIES ENVIRONMENT
+                     "KUDZU_PATCH=all,-thread")
+add_test(NAME shim_exit_api_worker COMMAND ${KZ_TIMEOUT} -s KILL 60
+         ${CMAKE_CURRENT_SOURCE_DIR}/both.sh $<TARGET_FILE:kudzu-launcher>
+         $<TARGET_FILE:exit_api_worker>)
 set_tests_properties(shim_dns_worker_real shim_fork_resolve shim_fork_resolve_no_threads
+  shim_thread_exit_worker shim_thread_exit_worker_no_threads shim_exit_api_worker
   PROPERTIES LABELS "shim;thread" TIMEOUT 120)
