@@ -195,10 +195,17 @@ void kz__green_finish(void *result, int error)
   __builtin_unreachable();
 }
 
+void (*kz__ext_release)(struct kz_green *g);
+
 void kz__green_release(struct kz_green *g)
 {
   struct kz__hub *hub = g->hub;
   struct kz__stack st = g->stack;
+  /* Every way a green thread ends comes here exactly once (kz_join,
+     kz_detach, a detached finish, kz_run's and the hub's reaping, the
+     shim's joins): the one place where the shim's record can go with it. */
+  if (g->ext && kz__ext_release)
+    kz__ext_release(g);
   kz__handle_free(g->id);
   kz__list_remove(&g->all); /* from the zombies, if there */
   if (g->flags & KZ__G_OWN_STRUCT)

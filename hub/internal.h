@@ -341,6 +341,9 @@ KZ_INTERNAL _Noreturn void kz__green_finish(void *result, int error);
 
 /* Release a finished green thread (its handle becomes stale). */
 KZ_INTERNAL void kz__green_release(struct kz_green *g);
+/* Set by the preload shim: frees g->ext when g is released, whoever
+   releases it (API or shim).  Hub thread; must not switch. */
+extern KZ_INTERNAL void (*kz__ext_release)(struct kz_green *g);
 
 /* Create the main green thread for a new hub. */
 KZ_INTERNAL struct kz_green *kz__green_main(struct kz__hub *hub);

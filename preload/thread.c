@@ -20,8 +20,13 @@
  *    cancellation state and cleanup buffers.  A registry maps handles to
  *    records for other OS threads, which must not touch a green thread
  *    directly: they post what they want done (join, detach, cancel) to its
- *    hub.  A record lives until its green thread is released (joined, or
- *    finished detached).
+ *    hub.  A record lives until its green thread is released, and is freed
+ *    then by the hub's release hook (kz__ext_release), exactly once whoever
+ *    releases it: pthread_join here, kz_join or kz_detach of the API, a
+ *    detached finish, kz_run's reaping or the hub's teardown.  (Freeing it
+ *    in each of this file's own paths missed every release made through the
+ *    API: a pthread joined with kz_join leaked its record, which stayed in
+ *    the registry, so the stale pthread_t still answered pthread_kill.)
  * C. Stacks: an explicit stack size becomes max(size, the hub's default);
  *    glibc's default (RLIMIT_STACK, 8 MiB) becomes the hub's default (128
  *    KiB unless KUDZU_STACK_SIZE or --stack-size say otherwise), like
@@ -145,7 +150,6 @@ struct keyval {
 
 /* What the shim keeps for a green pthread. */
 struct thr {
-  struct kz__done_hook hook;      /* frees the record of a detached thread */
   kz_green_t id;                  /* its handle */
   struct kz__hub *hub;            /* its hub */
   pthread_t os_thread;            /* the hub's OS thread (pthread_kill) */
@@ -223,14 +227,12 @@ static void thr_free(struct thr *t)
   free(t);
 }
 
-/* Done hook: a detached green thread's record goes with it. */
-static void thr_done(struct kz__done_hook *h, struct kz_green *g)
+/* kz__ext_release: g is being released, by whatever path (note B). */
+static void thr_release(struct kz_green *g)
 {
-  struct thr *t = kz__container_of(h, struct thr, hook);
-  if (g->flags & KZ__G_DETACHED) {
-    g->ext = NULL;
-    thr_free(t);
-  }
+  struct thr *t = g->ext;
+  g->ext = NULL;
+  thr_free(t);
 }
 
 /* Bind t to g (hub thread). */
@@ -238,7 +240,6 @@ static void thr_attach(struct kz_green *g, struct thr *t)
 {
   t->id = g->id;
   g->ext = t;
-  kz__list_push(&g->done_hooks, &t->hook.link);
   reg_add(t);
 }
 
@@ -252,7 +253,6 @@ static struct thr *thr_new(struct kz_green *g)
   t->cancel_type = PTHREAD_CANCEL_DEFERRED;
   t->hub = kz__hub();
   t->os_thread = RT(pthread_self)();
-  t->hook.fn = thr_done;
   if (g)
     thr_attach(g, t);
   return t;
@@ -589,7 +589,6 @@ static double join_timeout(double deadline)
 static int join_local(struct kz_green *self, struct kz_green *g, void **ret, double deadline)
 {
   kz_green_t id = g->id;
-  struct thr *t = g->ext;
   void *res = NULL;
   int r, e;
   if (g == self)
@@ -605,9 +604,7 @@ static int join_local(struct kz_green *self, struct kz_green *g, void **ret, dou
   }
   if (ret) /* cancelled: ECANCELED; kz_fail'ed (API): its error */
     *ret = r == 0 ? res : e == ECANCELED ? PTHREAD_CANCELED : NULL;
-  if (t && t->id == id)
-    thr_free(t);
-  return 0;
+  return 0; /* kz_join released it, and the record with it (note B) */
 }
 
 /* A join from another OS thread (a real thread, or a green thread of
@@ -662,7 +659,7 @@ static void rjoin_done(struct kz__done_hook *h, struct kz_green *g)
     rjoin_unref(j);
     return;
   }
-  g->flags |= KZ__G_DETACHED; /* freed by the hub; the record by thr_done */
+  g->flags |= KZ__G_DETACHED; /* released by the hub, the record with it */
   rjoin_settle(j, 0, pthread_result(g));
 }
 
@@ -679,18 +676,15 @@ static void rjoin_post(struct kz__post *p)
   } else if (g->flags & (KZ__G_DETACHED | KZ__G_JOINING)) {
     rjoin_settle(j, EINVAL, NULL);
   } else if (g->state == KZ_DONE || g->state == KZ_CANCELLED) {
-    struct thr *t = g->ext;
     void *res = pthread_result(g);
-    kz__green_release(g);
-    if (t)
-      thr_free(t);
+    kz__green_release(g); /* the record with it (note B) */
     rjoin_settle(j, 0, res);
   } else if (!atomic_compare_exchange_strong(&j->state, &s, RJ_HOOKED)) {
     rjoin_unref(j); /* abandoned meanwhile */
   } else {
     g->flags |= KZ__G_JOINING;
     j->hook.fn = rjoin_done;
-    kz__list_push(g->done_hooks.next, &j->hook.link); /* first: before thr_done */
+    kz__list_push(g->done_hooks.next, &j->hook.link); /* first: before other hooks */
     kz_sync_wake(j, SIZE_MAX); /* a tryjoin waits for this much */
   }
 }
@@ -830,16 +824,13 @@ static int on_green(pthread_t t, int (*op)(struct kz_green *g))
 
 static int detach_op(struct kz_green *g)
 {
-  struct thr *t = g->ext;
   if (g->flags & (KZ__G_DETACHED | KZ__G_JOINING))
     return EINVAL;
   if (g->state == KZ_DONE || g->state == KZ_CANCELLED) {
-    kz__green_release(g);
-    if (t)
-      thr_free(t);
+    kz__green_release(g); /* the record with it (note B) */
     return 0;
   }
-  g->flags |= KZ__G_DETACHED; /* thr_done frees the record */
+  g->flags |= KZ__G_DETACHED; /* released when it finishes, the record with it */
   return 0;
 }
 
@@ -1058,6 +1049,7 @@ __attribute__((constructor)) static void thread_family_init(void)
 {
   pthread_atfork(NULL, NULL, once_atfork_child);
   kz_shim_on_cancel = kz_thr_cancel_point;
+  kz__ext_release = thr_release; /* note B */
 }
 
 static void futex_wake_all(_Atomic int *word)

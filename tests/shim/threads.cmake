@@ -27,11 +27,11 @@ set_tests_properties(shim_thread_server_os_threads shim_torture_thread_cond
 
 # The runtime's own threads and records: plain helpers built without kudzu
 # (dns_worker_real, fork_resolve, thread_exit_worker) and helpers on the API
-# (exit_api_worker).  Several fail by hanging, in a
+# (exit_api_worker, thread_api_release).  Several fail by hanging, in a
 # process whose remaining threads block every signal: timeout kills the
 # whole process group.
 find_program(KZ_TIMEOUT timeout REQUIRED)
-foreach(h dns_worker_real fork_resolve thread_exit_worker exit_api_worker)
+foreach(h dns_worker_real fork_resolve thread_exit_worker exit_api_worker thread_api_release)
   if(NOT TARGET ${h})
     add_executable(${h} ${_kz_helpers_dir}/${h}.c)
     target_link_libraries(${h} PRIVATE Threads::Threads)
@@ -39,6 +39,7 @@ foreach(h dns_worker_real fork_resolve thread_exit_worker exit_api_worker)
   endif()
 endforeach()
 target_link_libraries(exit_api_worker PRIVATE kudzu)
+target_link_libraries(thread_api_release PRIVATE kudzu)
 # libkudzu starts the worker pool's threads with libc's pthread_create, not
 # the shim's: a lookup under the launcher leaves a second OS thread.
 add_test(NAME shim_dns_worker_real COMMAND $<TARGET_FILE:kudzu-launcher>
@@ -51,6 +52,9 @@ add_test(NAME shim_fork_resolve COMMAND ${KZ_TIMEOUT} -s KILL 60
 add_test(NAME shim_fork_resolve_no_threads COMMAND ${KZ_TIMEOUT} -s KILL 60
          ${CMAKE_CURRENT_SOURCE_DIR}/both.sh $<TARGET_FILE:kudzu-launcher>
          $<TARGET_FILE:fork_resolve>)
+# Every way a green pthread is released frees its shim record once.
+add_test(NAME shim_thread_api_release COMMAND $<TARGET_FILE:kudzu-launcher>
+         $<TARGET_FILE:thread_api_release>)
 # pthread_exit / kz_exit from main while the worker pool has idle threads:
 # the process still ends when its last own thread does (hub/worker.c, note
 # G), with the thread family patched or not.
@@ -66,5 +70,6 @@ add_test(NAME shim_exit_api_worker COMMAND ${KZ_TIMEOUT} -s KILL 60
          ${CMAKE_CURRENT_SOURCE_DIR}/both.sh $<TARGET_FILE:kudzu-launcher>
          $<TARGET_FILE:exit_api_worker>)
 set_tests_properties(shim_dns_worker_real shim_fork_resolve shim_fork_resolve_no_threads
+  shim_thread_api_release
   shim_thread_exit_worker shim_thread_exit_worker_no_threads shim_exit_api_worker
   PROPERTIES LABELS "shim;thread" TIMEOUT 120)
