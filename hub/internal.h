@@ -424,6 +424,9 @@ KZ_INTERNAL int kz__worker_call(void (*fn)(void *), void *arg, void (*discard)(v
 KZ_INTERNAL void kz__monitor_init(void);
 KZ_INTERNAL void kz__monitor_add(struct kz__hub *hub);
 KZ_INTERNAL void kz__monitor_remove(struct kz__hub *hub);
+/* The main thread leaves with pthread_exit: the monitor thread ends, so it
+   does not keep the process alive (monitor.c, note G).  Any thread. */
+KZ_INTERNAL void kz__monitor_main_left(void);
 /* The hubs that exist now, and posting to every one but self a message
    make(arg) builds (NULL: none for that hub).  Any thread; do not switch. */
 KZ_INTERNAL size_t kz__hubs_count(void);

@@ -46,6 +46,11 @@
  * F. The monitor thread is a real OS thread with every signal blocked
  *    (kz__os_thread_start): handlers run on the program's own threads, and
  *    the shim passes its calls through since it has no hub.
+ * G. It must not keep the process alive.  When the main thread leaves with
+ *    pthread_exit, the process natively ends with its last own thread; the
+ *    monitor, which nothing joins and no signal reaches, would keep it
+ *    running (as a zombie main thread) forever.  So it ends then
+ *    (kz__monitor_main_left, from worker.c's note G), and is not restarted.
  */
 #include "internal.h"
 
@@ -81,6 +86,7 @@ static struct {
   struct sigaction old_dump;     /* the disposition the dump handler replaced */
   _Atomic unsigned dumps;        /* futex word: dump requests so far (note C) */
   _Atomic unsigned changes;      /* bumped when the configuration changes */
+  _Atomic bool quit;             /* the main thread has left (note G) */
 } mon = {.lock = PTHREAD_MUTEX_INITIALIZER, .hubs = {&mon.hubs, &mon.hubs}};
 
 static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER; /* note C */
@@ -214,6 +220,11 @@ static void *monitor_main(void *arg)
     double now, tick;
     unsigned d;
     kz__os_lock(&mon.lock);
+    if (atomic_load_explicit(&mon.quit, memory_order_acquire)) { /* note G */
+      mon.started = false;
+      kz__os_unlock(&mon.lock);
+      return NULL;
+    }
     tick = mon.threshold > 0 ? mon.threshold / 4 : DUMP_TICK;
     now = kz__now();
     d = atomic_load_explicit(&mon.dumps, memory_order_acquire);
@@ -237,7 +248,7 @@ static int start_locked(void)
 {
   pthread_t t;
   int r;
-  if (mon.started)
+  if (mon.started || atomic_load_explicit(&mon.quit, memory_order_acquire)) /* note G */
     return 0;
   if ((r = kz__os_thread_start(&t, monitor_main, NULL)) < 0)
     return r; /* never joined: it lives as long as the process */
@@ -361,6 +372,13 @@ static void monitor_atfork_child(void)
     mon.started = false;
     start_locked();
   }
+}
+
+void kz__monitor_main_left(void)
+{
+  atomic_store_explicit(&mon.quit, true, memory_order_release);
+  atomic_fetch_add_explicit(&mon.dumps, 1, memory_order_release); /* the futex word moves */
+  syscall(SYS_futex, &mon.dumps, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
 void kz__monitor_init(void)

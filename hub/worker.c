@@ -253,6 +253,7 @@ static void main_left(void *unused)
   struct kz__link *l;
   (void)unused;
   atomic_store(&main_gone, true);
+  kz__monitor_main_left(); /* the other runtime thread (monitor.c, note G) */
   kz__os_lock(&pools_lock);
   for (l = pools.next; l != &pools; l = l->next) {
     struct kz_executor *ex = kz__container_of(l, struct kz_executor, pools);

@@ -6,6 +6,7 @@
 # every green thread, with what it waits on, while the program goes on.
 . "$(dirname "$0")/lib.sh"
 STALL=${STALL:?path to tests/helpers/stall}
+EXIT_WORKER=${EXIT_WORKER:?path to tests/helpers/thread_exit_worker}
 
 # 1. A 0.6 s computation with a 0.1 s threshold: one report, with a backtrace.
 "$KZ" --monitor 0.1 "$STALL" spin 2> "$tmp/err" || fail "stall spin under --monitor: exit $?"
@@ -41,4 +42,12 @@ for i in 1 2 3; do
     fail "the dump misses waiter-$i: $(cat "$tmp/err")"
 done
 grep -q ' waiter+0x' "$tmp/err" || fail "the dump has no backtrace through waiter(): $(cat "$tmp/err")"
+
+# 5. The monitor thread does not keep a process alive after main's
+#    pthread_exit: it ends with its last own thread, as natively (a hang is
+#    killed, and fails the test).
+for opts in "" "--no-threads"; do
+  timeout -s KILL 30 "$KZ" $opts --monitor 1 "$EXIT_WORKER" > "$tmp/out" 2>&1 ||
+    fail "pthread_exit from main under --monitor $opts: exit $? (137: hung): $(cat "$tmp/out")"
+done
 echo PASS
