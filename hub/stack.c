@@ -24,6 +24,14 @@
  *    make the next spawn cheap).  Stacks returned beyond that are given back
  *    to the kernel with MADV_DONTNEED (guard pages survive it) and kept, cold,
  *    for reuse: slab memory is unmapped only when the hub ends.
+ * E. A stack's top page is written at once (the green thread's struct and
+ *    first frames live there), so a stack that has no pages yet (fresh from
+ *    a slab, or cold) gets that one page with MADV_POPULATE_WRITE instead of
+ *    a page fault.  On a virtual machine with a paravirtualized MMU a fault
+ *    is the expensive way in: 15 us a page against 3 us for the system call
+ *    here (Linux 6.18, a 2-core VM), which made a cold spawn cost 20 us.  On
+ *    bare metal the two cost about the same.  Kernels before 5.14 refuse the
+ *    advice (EINVAL): then the fault it always was.
  * D. Under Valgrind every stack is registered (VALGRIND_STACK_REGISTER), so
  *    a switch is not mistaken for a huge stack-pointer change, and mprotect
  *    guards are used (Valgrind does not know MADV_GUARD_INSTALL).
@@ -45,6 +53,9 @@
 
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
 #endif
 
 #define KZ__DEFAULT_STACK (128 * 1024)
@@ -247,6 +258,16 @@ void kz__stack_cache_term(struct kz__hub *hub)
   hub->stacks = NULL;
 }
 
+static bool no_populate; /* the kernel refused MADV_POPULATE_WRITE (note E) */
+
+/* Commit the top page of a stack that has no pages (note E). */
+static void populate_top(const struct kz__stack *s)
+{
+  if (!no_populate && madvise(s->base + s->size - page_size, page_size, MADV_POPULATE_WRITE) < 0 &&
+      errno == EINVAL)
+    no_populate = true;
+}
+
 /* A never-used slot of a slab, mapping a new slab if needed. */
 static int slab_take(struct kz__stack_cache *c, struct kz__stack *out)
 {
@@ -273,6 +294,7 @@ static int slab_take(struct kz__stack_cache *c, struct kz__stack *out)
   c->nfresh--;
   guard_install(out);
   stack_register(out);
+  populate_top(out);
   return 0;
 }
 
@@ -287,6 +309,7 @@ int kz__stack_get(struct kz__hub *hub, size_t size, struct kz__stack *out)
     }
     if (c->ncold) {
       *out = c->cold[--c->ncold];
+      populate_top(out);
       if (out->guard == KZ__GUARD_CANARY)
         *(uint64_t *)out->base = KZ__CANARY;
       return 0;
@@ -299,6 +322,7 @@ int kz__stack_get(struct kz__hub *hub, size_t size, struct kz__stack *out)
   *out = (struct kz__stack){.base = p + page_size, .size = size};
   guard_install(out);
   stack_register(out);
+  populate_top(out);
   return 0;
 }
 
