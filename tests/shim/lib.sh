@@ -19,3 +19,19 @@ wait_port() {
   echo "FAIL: nothing listens on port $1"; exit 1
 }
 fail() { echo "FAIL: $*"; exit 1; }
+
+# most_threads PID OUT CMD...: run the client CMD (output to OUT) while
+# counting the OS threads of process PID every 20 ms; sets most to the
+# highest count seen; returns CMD's status.
+most_threads() {
+  local server=$1 out=$2 client n
+  shift 2
+  "$@" > "$out" 2>&1 & client=$!
+  most=0
+  while kill -0 "$client" 2>/dev/null; do
+    n=$(ls "/proc/$server/task" 2>/dev/null | wc -l)
+    [ "$n" -gt "$most" ] && most=$n
+    sleep 0.02
+  done
+  wait "$client"
+}

@@ -48,25 +48,10 @@ start() {
   grep -qx $'\tthreads: 4' "$tmp/$name.stat" || fail "$name: memcached does not report 4 worker threads"
 }
 
-# count_threads OUT CMD...: run the client CMD (output to OUT) while
-# counting the OS threads of the server (pid) every 20 ms; sets most;
-# returns CMD's status.
-count_threads() {
-  local out=$1; shift
-  "$@" > "$out" 2>&1 & local client=$!
-  most=0
-  while kill -0 "$client" 2>/dev/null; do
-    n=$(ls "/proc/$pid/task" 2>/dev/null | wc -l)
-    [ "$n" -gt "$most" ] && most=$n
-    sleep 0.02
-  done
-  wait "$client"
-}
-
 # suite NAME: run memccapable against the server; every case must pass.
 # Leaves "case [verdict]" lines in $tmp/NAME.results.
 suite() {
-  count_threads "$tmp/$1.capable" "$capable" -h 127.0.0.1 -p "$port" -t 10; local rc=$?
+  most_threads "$pid" "$tmp/$1.capable" "$capable" -h 127.0.0.1 -p "$port" -t 10; local rc=$?
   grep -E '\[[a-z]+\]$' "$tmp/$1.capable" | sed 's/  */ /g' > "$tmp/$1.results"
   echo "$1: memccapable: $(grep -c '\[pass\]' "$tmp/$1.results") of $(wc -l < "$tmp/$1.results") cases pass;" \
     "most OS threads seen: $most"
@@ -79,7 +64,7 @@ suite() {
 
 # clients NAME CONNS: CONNS verifying clients at once.
 clients() {
-  count_threads "$tmp/$1.clients" "$py" "$here/memcached_clients.py" "$port" "$2" \
+  most_threads "$pid" "$tmp/$1.clients" "$py" "$here/memcached_clients.py" "$port" "$2" \
     || fail "$1: $(cat "$tmp/$1.clients")"
   echo "$1: $(cat "$tmp/$1.clients"); most OS threads seen: $most"
 }

@@ -34,14 +34,7 @@ run() {
 
   # A fixed number of requests, so the run ends when the work is done; -d
   # is only the load generator's own bound.
-  "$load" -p "$port" -c $conns -n $((conns * 50)) -s 512 -d 30 > "$out.load" 2>&1 & local client=$!
-  most=0
-  while kill -0 "$client" 2>/dev/null; do
-    n=$(ls "/proc/$pid/task" 2>/dev/null | wc -l)
-    [ "$n" -gt "$most" ] && most=$n
-    sleep 0.02
-  done
-  wait "$client" || fail "$name: the load generator failed: $(cat "$out.load"); server: $(cat "$out")"
+  most_threads "$pid" "$out.load" "$load" -p "$port" -c $conns -n $((conns * 50)) -s 512 -d 30 || fail "$name: the load generator failed: $(cat "$out.load"); server: $(cat "$out")"
   grep -q "^conns=$conns .* errors=0 " "$out.load" || fail "$name: unexpected load result: $(cat "$out.load")"
   echo "$name: $(cat "$out.load"); most OS threads seen: $most"
 
