@@ -244,6 +244,15 @@ static int fdw_start(struct kz__hub *hub, struct fdw *w, int events)
   return 0;
 }
 
+/* Make the watcher ask for exactly what its waiters want (note E, the API's
+   mode); no change when it already does. */
+static void fdw_exact(struct kz__hub *hub, struct fdw *w)
+{
+  int want = want_of(w);
+  if (ev_is_active(&w->io) ? (w->io.events & (EV_READ | EV_WRITE)) != want : want != 0)
+    fdw_start(hub, w, want);
+}
+
 /* Waiters were queued: make sure the watcher covers them (note E). */
 static int fdw_arm(struct kz__hub *hub, struct fdw *w)
 {
@@ -262,7 +271,7 @@ static void fdw_release(struct kz__hub *hub, struct fdw *w, int events)
 {
   w->woken &= (uint8_t)~events;
   if (!kz__fd_sticky)
-    fdw_start(hub, w, want_of(w)); /* exactly what is left (note E) */
+    fdw_exact(hub, w);
   else if (ev_is_active(&w->io))
     fdw_ref(hub, w);
 }
@@ -305,7 +314,7 @@ static void io_cb(struct ev_loop *loop, ev_io *io, int revents)
   trim = stray & w->stray;
   w->stray |= (uint8_t)stray;
   if (!kz__fd_sticky)
-    fdw_start(hub, w, want_of(w));
+    fdw_exact(hub, w);
   else if (trim)
     fdw_start(hub, w, (w->io.events & (EV_READ | EV_WRITE) & ~trim) | want_of(w));
   else
