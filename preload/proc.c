@@ -97,7 +97,7 @@ static int park_child(int pidfd, double *backoff)
 /* Close a pidfd the wait opened, also when a cancellation unwinds. */
 static void pidfd_release(void *arg)
 {
-  int fd = *(int *)arg, err = errno;
+  int fd = *(volatile int *)arg, err = errno;
   if (fd >= 0) {
     kz_fd_forget(fd);
     REAL(close)(fd);
@@ -106,7 +106,7 @@ static void pidfd_release(void *arg)
 }
 
 /* Try, park, try again; *owned receives a pidfd opened here. */
-static long wait_until_done(struct child_wait *w, int *owned)
+static long wait_until_done(struct child_wait *w, volatile int *owned)
 {
   double backoff = 0.001;
   int pidfd = -1;
@@ -126,9 +126,11 @@ static long wait_until_done(struct child_wait *w, int *owned)
 
 static long wait_loop(struct child_wait *w)
 {
-  int owned = -1; /* the pidfd to close, or -1 */
+  /* volatile: pthread_cleanup_push is a setjmp, and the cleanup must see
+     the value stored after it */
+  volatile int owned = -1; /* the pidfd to close, or -1 */
   long r;
-  pthread_cleanup_push(pidfd_release, &owned);
+  pthread_cleanup_push(pidfd_release, (void *)&owned);
   r = wait_until_done(w, &owned);
   pthread_cleanup_pop(1);
   return r;
