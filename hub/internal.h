@@ -118,7 +118,8 @@ enum { KZ__S_READY = 16 }; /* started and in the run queue */
 
 /* A green thread.  For stacks kudzu allocates, this struct lives at the top
    of the stack itself: an idle green thread then costs one page of stack plus
-   its handle slot.  Fields touched on every switch come first. */
+   its handle slot.  The fields a park, a wake and a resume touch fill the
+   first two cache lines, which the scheduler prefetches (sched.c note E). */
 struct kz_green {
   void *sp;                   /* saved stack pointer while not running */
   int err;                    /* saved errno while not running */
@@ -126,20 +127,23 @@ struct kz_green {
   uint8_t flags;              /* KZ__G_* */
   int16_t wake;               /* why the last park ended: 0 or -errno */
   struct kz_green *run_next;  /* next in the hub's run queue */
+  void *run_next_sp;          /* run_next's sp when it was queued (sched.c note E) */
   struct kz__hub *hub;        /* the hub it belongs to */
+  struct kz__wait_info waiting; /* what it is parked on, for kz_dump */
+  /* second cache line */
+  ev_timer timer;             /* park deadline, or delayed start */
+  double deadline;            /* scoped deadline (kz__now seconds), or 0: none */
+  double until;               /* deadline of the current park (kz__now seconds) */
+  /* touched when it starts or finishes, or rarely */
   kz_green_t id;              /* its handle */
   kz_fn fn;                   /* body */
   void *arg;                  /* body's argument */
   void *result;               /* return value once finished */
   int error;                  /* kz_fail's error once finished */
-  double deadline;            /* scoped deadline (kz__now seconds), or 0: none */
-  double until;               /* deadline of the current park (kz__now seconds) */
-  ev_timer timer;             /* park deadline, or delayed start */
   struct kz__link all;        /* in hub->all */
   struct kz__waitq joiners;   /* kz_join waiting for it to finish */
   struct kz__link done_hooks; /* struct kz__done_hook, run when it finishes */
   struct kz__stack stack;     /* its stack (none for the main green thread) */
-  struct kz__wait_info waiting; /* what it is parked on, for kz_dump */
   void *ext;                  /* per-green data of the shim (pthread emulation) */
 #ifdef KZ_ASAN
   void *asan_fake;            /* ASan fake stack while switched out */
@@ -370,6 +374,7 @@ KZ_INTERNAL void kz__stack_cache_term(struct kz__hub *hub);
 KZ_INTERNAL bool kz__stack_in_guard(const struct kz__stack *s, const void *addr);
 /* False if a canary-protected stack's canary was overwritten. */
 KZ_INTERNAL bool kz__stack_canary_ok(const struct kz__stack *s);
+extern _Atomic bool kz__stack_canaries; /* some stack has a canary (stack.c) */
 KZ_INTERNAL size_t kz__stack_default_size(void);
 
 /* ---- Descriptors (io.c) ----------------------------------------------------- */
@@ -397,6 +402,7 @@ KZ_INTERNAL void kz__fd_forget(int fd);
 extern KZ_INTERNAL bool kz__fd_sticky;
 KZ_INTERNAL int kz__fdtab_init(struct kz__hub *hub);
 KZ_INTERNAL void kz__fdtab_term(struct kz__hub *hub);
+KZ_INTERNAL void kz__fd_flush(struct kz__hub *hub); /* wakes of the last loop pass */
 
 /* ---- Timers and callbacks (timer.c) ----------------------------------------- */
 

@@ -190,12 +190,17 @@ static void guard_install(struct kz__stack *s)
     mode = KZ__GUARD_CANARY;
   }
   if (mode == KZ__GUARD_CANARY) {
+    atomic_store_explicit(&kz__stack_canaries, true, memory_order_relaxed);
     *(uint64_t *)s->base = KZ__CANARY;
     s->guard = KZ__GUARD_CANARY;
     return;
   }
   s->guard = KZ__GUARD_NONE;
 }
+
+/* Whether any stack has a canary: the switch checks a stack's canary only
+   then, without touching the struct's cold line where the guard kind is. */
+_Atomic bool kz__stack_canaries;
 
 static void stack_register(struct kz__stack *s)
 {
