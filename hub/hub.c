@@ -224,6 +224,7 @@ void *kz__hub_loop(void *arg)
     busy = hub->run_head || !kz__list_empty(&hub->soon);
     __atomic_store_n(&hub->in_loop, true, __ATOMIC_RELAXED);
     alive = ev_run(hub->loop, busy ? EVRUN_NOWAIT : EVRUN_ONCE);
+    kz__fd_flush(hub);
     __atomic_store_n(&hub->in_loop, false, __ATOMIC_RELAXED);
     if (!hub->run_head) {
       if (!busy && !alive && !ev_pending_count(hub->loop) && kz__list_empty(&hub->soon) &&
