@@ -55,7 +55,9 @@
  *    a lost wake-up.  Not when a timeout or a scoped deadline is running,
  *    where a read must still succeed on data already there.
  * G. errno is the program's: a call that succeeds leaves it as it was,
- *    even after an attempt inside failed with EAGAIN.
+ *    even after an attempt inside failed with EAGAIN, or when recvmmsg,
+ *    sendmmsg or sendfile return what they moved before an error (as the
+ *    kernel does: the error comes back on the next call).
  */
 #include "shim.h"
 
@@ -528,7 +530,7 @@ KZ_INTERPOSE(int, recvmmsg, (int fd, struct mmsghdr *v, unsigned n, int flags, s
   struct kz_fd *f = flags & MSG_DONTWAIT || !n ? NULL : blocking_fd(KZ_PATCH_IO, fd, true);
   double deadline, until = -1;
   unsigned got = 0;
-  int r;
+  int r, saved = errno; /* note G */
   if (!f)
     return REAL(recvmmsg)(fd, v, n, flags, tmo);
   deadline = f->rcvtimeo > 0 ? kz__now() + f->rcvtimeo : -1;
@@ -539,15 +541,19 @@ KZ_INTERPOSE(int, recvmmsg, (int fd, struct mmsghdr *v, unsigned n, int flags, s
     if (r > 0) {
       got += (unsigned)r;
       if (got == n || (flags & MSG_WAITFORONE) || (tmo && kz__now() >= until))
-        return (int)got;
+        break;
       continue;
     }
     if (r < 0 && errno != EAGAIN)
-      return got ? (int)got : -1;
+      break;
     if (kz_shim_wait_until(fd, KZ_READ, got && tmo ? until : deadline,
                            got || deadline >= 0 ? KZ_INTR_ALWAYS : KZ_INTR_RESTART) < 0)
-      return got ? (int)got : -1;
+      break;
   }
+  if (!got)
+    return -1;
+  errno = saved;
+  return (int)got;
 }
 
 KZ_INTERPOSE(int, sendmmsg, (int fd, struct mmsghdr *v, unsigned n, int flags), (fd, v, n, flags))
@@ -555,20 +561,24 @@ KZ_INTERPOSE(int, sendmmsg, (int fd, struct mmsghdr *v, unsigned n, int flags), 
   struct kz_fd *f = flags & MSG_DONTWAIT || !n ? NULL : blocking_fd(KZ_PATCH_IO, fd, true);
   double deadline;
   unsigned sent = 0;
-  int r;
+  int r, saved = errno; /* note G */
   if (!f)
     return REAL(sendmmsg)(fd, v, n, flags);
   deadline = f->sndtimeo > 0 ? kz__now() + f->sndtimeo : -1;
   for (;;) {
     r = REAL(sendmmsg)(fd, v + sent, n - sent, flags | MSG_DONTWAIT);
     if (r > 0 && (sent += (unsigned)r) == n)
-      return (int)sent;
+      break;
     if (r < 0 && errno != EAGAIN)
-      return sent ? (int)sent : -1;
+      break;
     if (r <= 0 && kz_shim_wait_until(fd, KZ_WRITE, deadline,
                                      deadline >= 0 ? KZ_INTR_ALWAYS : KZ_INTR_RESTART) < 0)
-      return sent ? (int)sent : -1;
+      break;
   }
+  if (!sent)
+    return -1;
+  errno = saved;
+  return (int)sent;
 }
 
 /* ---- sendfile and splice (note B) --------------------------------------------- */
@@ -579,15 +589,17 @@ KZ_INTERPOSE(ssize_t, sendfile, (int out, int in, off_t *off, size_t count), (ou
   struct kz_fd *f = blocking_fd(KZ_PATCH_IO, out, false);
   double deadline;
   size_t done = 0;
-  int saved;
+  ssize_t r = 0;
+  int saved, err = errno; /* note G */
   if (!f || !count)
     return REAL(sendfile)(out, in, off, count);
   deadline = f->sndtimeo > 0 ? kz__now() + f->sndtimeo : -1;
   while (done < count) {
     size_t n = count - done;
-    ssize_t r;
-    if (wait_ready(out, KZ_WRITE, deadline, f->sndtimeo > 0 ? KZ_INTR_ALWAYS : KZ_INTR_RESTART) < 0)
+    if (wait_ready(out, KZ_WRITE, deadline, f->sndtimeo > 0 ? KZ_INTR_ALWAYS : KZ_INTR_RESTART) < 0) {
+      r = -1;
       break;
+    }
     if (f->kind == KZ_FD_PIPE && n > PIPE_BUF)
       n = PIPE_BUF;
     if (f->kind == KZ_FD_SOCKET && f->owned && nb_begin(out, &saved)) {
@@ -596,14 +608,15 @@ KZ_INTERPOSE(ssize_t, sendfile, (int out, int in, off_t *off, size_t count), (ou
     } else {
       r = REAL(sendfile)(out, in, off, n);
     }
-    if (r == 0)
-      return (ssize_t)done;
-    if (r < 0 && errno != EAGAIN)
+    if (r == 0 || (r < 0 && errno != EAGAIN)) /* the end of in, or an error */
       break;
     if (r > 0)
       done += (size_t)r;
   }
-  return done ? (ssize_t)done : -1;
+  if (!done && r < 0)
+    return -1;
+  errno = err;
+  return (ssize_t)done;
 }
 
 extern __typeof(sendfile) sendfile64 __attribute__((alias("sendfile"), visibility("default")));
@@ -621,7 +634,7 @@ static int splice_wait(struct kz_fd *f, int fd, int events)
 KZ_INTERPOSE(ssize_t, splice, (int in, loff_t *offin, int out, loff_t *offout, size_t len, unsigned flags), (in, offin, out, offout, len, flags))
 {
   struct kz_fd *fi, *fo;
-  int sock, saved;
+  int sock, saved, err = errno; /* note G */
   bool nb;
   ssize_t r;
   if (!shim_active(KZ_PATCH_IO) || (flags & SPLICE_F_NONBLOCK) || !(fi = kz_fd_get(in)) ||
@@ -635,8 +648,12 @@ KZ_INTERPOSE(ssize_t, splice, (int in, loff_t *offin, int out, loff_t *offout, s
     r = REAL(splice)(in, offin, out, offout, len, flags | SPLICE_F_NONBLOCK);
     if (nb)
       nb_end(sock, saved);
-    if (r >= 0 || errno != EAGAIN)
+    if (r >= 0) {
+      errno = err;
       return r;
+    }
+    if (errno != EAGAIN)
+      return -1;
   }
 }
 
