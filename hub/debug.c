@@ -47,7 +47,7 @@ void kz__say(const char *fmt, ...)
   if (n > (int)sizeof buf - 2)
     n = (int)sizeof buf - 2;
   buf[n++] = '\n';
-  (void)!write(2, buf, (size_t)n);
+  (void)!kz__os_write(2, buf, (size_t)n);
 }
 
 /* Write the frames of cursor to fd, at most max. */
@@ -174,7 +174,7 @@ void kz__overflow_die(struct kz_green *g, const void *addr)
   unw_getcontext(&uc);
   if (unw_init_local(&cur, &uc) == 0)
     backtrace_write(2, &cur, 24);
-  sigaction(SIGSEGV, &dfl, NULL);
+  kz__os_sigaction(SIGSEGV, &dfl, NULL);
   raise(SIGSEGV);
   abort();
 }
@@ -190,7 +190,7 @@ static void chain(struct sigaction *old, int sig, siginfo_t *si, void *uc)
     old->sa_handler(sig);
     return;
   }
-  sigaction(sig, old->sa_handler == SIG_IGN ? &(struct sigaction){.sa_handler = SIG_DFL} : old, NULL);
+  kz__os_sigaction(sig, old->sa_handler == SIG_IGN ? &(struct sigaction){.sa_handler = SIG_DFL} : old, NULL);
 }
 
 static void segv_handler(int sig, siginfo_t *si, void *ucv)
@@ -210,8 +210,8 @@ static void segv_handler(int sig, siginfo_t *si, void *ucv)
       kz__say("stack overflow on the hub's own stack (a callback recursed too deep?)");
     if (unw_init_local2(&cur, (unw_context_t *)ucv, UNW_INIT_SIGNAL_FRAME) == 0)
       backtrace_write(2, &cur, 24);
-    sigaction(SIGSEGV, &dfl, NULL);
-    sigaction(SIGBUS, &dfl, NULL);
+    kz__os_sigaction(SIGSEGV, &dfl, NULL);
+    kz__os_sigaction(SIGBUS, &dfl, NULL);
     errno = saved;
     return; /* the fault repeats, now fatal */
   }
@@ -223,8 +223,8 @@ static void segv_install(void)
 {
   struct sigaction sa = {.sa_sigaction = segv_handler, .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER};
   sigemptyset(&sa.sa_mask);
-  sigaction(SIGSEGV, &sa, &old_segv);
-  sigaction(SIGBUS, &sa, &old_bus);
+  kz__os_sigaction(SIGSEGV, &sa, &old_segv);
+  kz__os_sigaction(SIGBUS, &sa, &old_bus);
 }
 
 void kz__debug_thread_init(struct kz__hub *hub)

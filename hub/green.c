@@ -372,7 +372,7 @@ void kz_exit(void *result)
     g->flags |= KZ__G_NO_CANCEL;
     while (hub->nlive > 1)
       kz__waitq_wait(&hub->quiesce, &w, -1);
-    pthread_exit(result);
+    kz__os_thread_exit(result);
   }
   kz__green_finish(result, 0);
 }

@@ -459,6 +459,8 @@ static inline int kz__fail_errno(int r)
    worker.c, remote.c) ---------------------------------------------------------- */
 
 #include <pthread.h>
+#include <signal.h>
+#include <sys/types.h>
 
 /* Request cancellation of g (green.c); 0.  Hub thread only.  Does not switch. */
 KZ_INTERNAL int kz__cancel(struct kz_green *g);
@@ -485,7 +487,12 @@ KZ_INTERNAL int kz__cancel(struct kz_green *g);
    RTLD_NOLOAD) + dlsym: a handle's lookup searches that object and its
    dependencies, never the preloads).  Functions the shim does not interpose
    (pthread_mutex_init, pthread_cond_destroy, pthread_sigmask...) may be
-   called by name.  tests/test_os_calls.c checks the rule. */
+   called by name.  The same goes for read, write, close, sigaction,
+   sched_yield and pthread_exit: the shim would park the runtime's own
+   diagnostics output, or wrap its signal handlers as the program's (a dump
+   request would then interrupt the program's blocked call with EINTR).
+   tests/test_os_calls.c checks the rule at run time for the pthread
+   functions, tests/shim/own_names.sh for every name libkudzu links to. */
 KZ_INTERNAL void kz__os_lock(pthread_mutex_t *m);
 KZ_INTERNAL void kz__os_unlock(pthread_mutex_t *m);
 /* pthread_once, pthread_key_create and pthread_setspecific of libc: 0 or
@@ -503,6 +510,15 @@ KZ_INTERNAL int kz__os_wait(pthread_cond_t *c, pthread_mutex_t *m, double deadli
 /* Start a real OS thread (every signal blocked in it), join one.  0 or -errno. */
 KZ_INTERNAL int kz__os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 KZ_INTERNAL int kz__os_thread_join(pthread_t t, void **result);
+/* The OS thread leaves (pthread_exit). */
+KZ_INTERNAL _Noreturn void kz__os_thread_exit(void *result);
+/* libc's own, with libc's conventions (-1 and errno).  Safe in a signal
+   handler once libkudzu's constructor ran (the table is filled by then). */
+KZ_INTERNAL ssize_t kz__os_read(int fd, void *buf, size_t n);
+KZ_INTERNAL ssize_t kz__os_write(int fd, const void *buf, size_t n);
+KZ_INTERNAL int kz__os_close(int fd);
+KZ_INTERNAL int kz__os_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
+KZ_INTERNAL void kz__os_sched_yield(void);
 
 /* A shield: while it is up, the running green thread's parks ignore its
    cancellation and scoped deadline (both stay pending and apply to the next

@@ -566,7 +566,7 @@ int kz_forget_fd(int fd)
 int kz_close(int fd)
 {
   kz_forget_fd(fd);
-  return close(fd);
+  return kz__os_close(fd);
 }
 
 int kz_wait_fd(int fd, int events, double timeout)

@@ -94,7 +94,7 @@ static _Atomic size_t nhubs; /* on mon.hubs; read without the lock */
 
 /* ---- The blocked thread's side (note B) ------------------------------------ */
 
-static void bt_write(const char *s, size_t n) { (void)!write(2, s, n); }
+static void bt_write(const char *s, size_t n) { (void)!kz__os_write(2, s, n); }
 
 static void bt_handler(int sig, siginfo_t *si, void *ucv)
 {
@@ -136,7 +136,7 @@ static void bt_handler(int sig, siginfo_t *si, void *ucv)
 static bool bt_ours(void)
 {
   struct sigaction cur;
-  return sigaction(BT_SIGNAL, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) &&
+  return kz__os_sigaction(BT_SIGNAL, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) &&
          cur.sa_sigaction == bt_handler;
 }
 
@@ -263,12 +263,12 @@ static int set_dump_signal(int sig)
   if (sig == mon.dump_signal)
     return 0;
   if (mon.dump_signal)
-    sigaction(mon.dump_signal, &mon.old_dump, NULL);
+    kz__os_sigaction(mon.dump_signal, &mon.old_dump, NULL);
   mon.dump_signal = 0;
   if (!sig)
     return 0;
   sigemptyset(&sa.sa_mask);
-  if (sigaction(sig, &sa, &mon.old_dump) < 0)
+  if (kz__os_sigaction(sig, &sa, &mon.old_dump) < 0)
     return -errno;
   mon.dump_signal = sig;
   return 0;
@@ -279,7 +279,7 @@ static void install_bt_handler(void)
   struct sigaction sa = {.sa_sigaction = bt_handler,
                          .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART};
   sigemptyset(&sa.sa_mask);
-  sigaction(BT_SIGNAL, &sa, NULL);
+  kz__os_sigaction(BT_SIGNAL, &sa, NULL);
 }
 
 int kz_monitor(double max_blocking, int dump_signal)

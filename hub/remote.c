@@ -228,7 +228,7 @@ int kz_remote_stop(struct kz_remote *r)
   if (atomic_exchange_explicit(&r->closed, true, memory_order_seq_cst))
     return kz__fail_errno(-EINVAL); /* stopped by someone else */
   while (atomic_load_explicit(&r->inflight, memory_order_acquire) != 0)
-    sched_yield(); /* note B: a submitter is between its test and its post */
+    kz__os_sched_yield(); /* note B: a submitter is between its test and its post */
   kz__hub_post(r->hub, &r->stop_post);
   kz__os_thread_join(r->thread, NULL);
   /* r stays allocated (closed): threads still racing to submit get EPIPE

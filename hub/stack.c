@@ -110,9 +110,9 @@ static long read_max_map_count(void)
   long v = 65530;
   int fd = open("/proc/sys/vm/max_map_count", O_RDONLY | O_CLOEXEC);
   if (fd >= 0) {
-    if (read(fd, buf, sizeof buf - 1) > 0)
+    if (kz__os_read(fd, buf, sizeof buf - 1) > 0)
       v = strtol(buf, NULL, 10);
-    close(fd);
+    kz__os_close(fd);
   }
   return v;
 }

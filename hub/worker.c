@@ -89,7 +89,13 @@
   X(pthread_t, pthread_self, (void))                                                          \
   X(int, pthread_once, (pthread_once_t *, void (*)(void)))                                    \
   X(int, pthread_key_create, (pthread_key_t *, void (*)(void *)))                             \
-  X(int, pthread_setspecific, (pthread_key_t, const void *))
+  X(int, pthread_setspecific, (pthread_key_t, const void *))                                  \
+  X(void, pthread_exit, (void *))                                                             \
+  X(ssize_t, read, (int, void *, size_t))                                                     \
+  X(ssize_t, write, (int, const void *, size_t))                                              \
+  X(int, close, (int))                                                                        \
+  X(int, sigaction, (int, const struct sigaction *, struct sigaction *))                      \
+  X(int, sched_yield, (void))
 
 static struct {
 #define X(ret, name, args) ret(*name) args;
@@ -194,6 +200,23 @@ int kz__os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
 }
 
 int kz__os_thread_join(pthread_t t, void **result) { return -OS(pthread_join)(t, result); }
+
+void kz__os_thread_exit(void *result)
+{
+  OS(pthread_exit)(result);
+  __builtin_unreachable();
+}
+
+ssize_t kz__os_read(int fd, void *buf, size_t n) { return OS(read)(fd, buf, n); }
+ssize_t kz__os_write(int fd, const void *buf, size_t n) { return OS(write)(fd, buf, n); }
+int kz__os_close(int fd) { return OS(close)(fd); }
+
+int kz__os_sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+  return OS(sigaction)(sig, act, old);
+}
+
+void kz__os_sched_yield(void) { OS(sched_yield)(); }
 
 /* ---- Pools ------------------------------------------------------------------ */
 
