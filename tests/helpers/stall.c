@@ -8,10 +8,14 @@
  *   stall wait   three threads named "waiter-1".."waiter-3" block reading a
  *                pipe; "ready" is printed; when stdin reaches end of file the
  *                pipe is closed, they finish, exit 0.  Under the launcher with
- *                --dump-signal, a signal dumps them while they wait.
+ *                --dump-signal, a signal dumps them while they wait.  Main
+ *                waits for stdin in poll(), which no handler's SA_RESTART
+ *                restarts: the runtime's own dump handler must not interrupt
+ *                it (it is not the program's), so poll never fails here.
  */
 #include "check.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <unistd.h>
@@ -73,8 +77,12 @@ int main(int argc, char **argv)
     CHECK(pthread_create(&t[i], NULL, waiter, (void *)(intptr_t)(i + 1)) == 0);
   printf("ready\n");
   fflush(stdout);
-  while (read(0, buf, sizeof buf) > 0)
-    ;
+  for (;;) {
+    struct pollfd in = {.fd = 0, .events = POLLIN};
+    CHECK(poll(&in, 1, -1) == 1);
+    if (read(0, buf, sizeof buf) <= 0)
+      break;
+  }
   close(pipefd[1]);
   for (int i = 0; i < 3; i++)
     CHECK(pthread_join(t[i], NULL) == 0);
