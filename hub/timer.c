@@ -9,6 +9,7 @@
  */
 #include "internal.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 /* A scheduled callback. */
@@ -76,26 +77,48 @@ kz_call_t kz_call_soon(kz_callback cb, void *arg)
   return c->id;
 }
 
-kz_call_t kz_call_later(double delay, kz_callback cb, void *arg)
+/* A timed call at kz__now() time when, or after delay from now (when < 0).
+   For kz_call_at, the delay is computed right after libev reads the clock,
+   so the deadline is when to within nanoseconds, however long the
+   allocation before took: calls at times a few milliseconds apart keep
+   their order. */
+static kz_call_t call_timed(double delay, double when, kz_callback cb, void *arg)
 {
   int err = 0;
   struct call *c;
-  if (delay <= 0)
-    return kz_call_soon(cb, arg);
   if (!(c = call_new(cb, arg, &err))) {
     errno = -err;
     return 0;
   }
   ev_now_update(c->hub->loop);
-  ev_timer_set(&c->timer, delay, 0);
+  if (when >= 0)
+    delay = when - kz__now();
+  ev_timer_set(&c->timer, delay > 0 ? delay : 0, 0);
   ev_timer_start(c->hub->loop, &c->timer);
   kz__list_push(&c->hub->timed, &c->link);
   return c->id;
 }
 
+kz_call_t kz_call_later(double delay, kz_callback cb, void *arg)
+{
+  if (isnan(delay)) {
+    errno = EINVAL;
+    return 0;
+  }
+  if (delay <= 0)
+    return kz_call_soon(cb, arg);
+  return call_timed(delay, -1, cb, arg);
+}
+
 kz_call_t kz_call_at(double when, kz_callback cb, void *arg)
 {
-  return kz_call_later(when - kz__now(), cb, arg);
+  if (isnan(when)) {
+    errno = EINVAL;
+    return 0;
+  }
+  if (when - kz__now() <= 0)
+    return kz_call_soon(cb, arg);
+  return call_timed(0, when, cb, arg);
 }
 
 int kz_call_cancel(kz_call_t h)

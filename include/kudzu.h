@@ -178,7 +178,8 @@ KZ_API double kz_now(void);
 /* Schedule cb(arg) on this OS thread's hub: soon (after the green threads
  * ready now), after delay seconds, or at kz_now() time when.  Callbacks run
  * on the hub, outside any green thread, and must not block.  Returns a handle,
- * or 0 with errno ENOMEM/EINVAL.  Does not switch. */
+ * or 0 with errno ENOMEM, or EINVAL (no cb, a delay or time that is NaN).
+ * Does not switch. */
 KZ_API kz_call_t kz_call_soon(kz_callback cb, void *arg);
 KZ_API kz_call_t kz_call_later(double delay, kz_callback cb, void *arg);
 KZ_API kz_call_t kz_call_at(double when, kz_callback cb, void *arg);
