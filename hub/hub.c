@@ -18,14 +18,40 @@
  *    epoll re-checks every such level-triggered item on each poll, and with
  *    a thousand connections woken at once, polling every 128 switches spent
  *    more time in those re-checks than in the reads.
- * D. ev_async, the mailbox's wake-up, is unreferenced: it must not keep an
- *    otherwise idle loop alive, or a deadlock would hang instead of being
+ * D. The mailbox's wake-up is an eventfd of the hub's own (a runtime
+ *    descriptor, rtfd.c), watched by an unreferenced ev_io: it must not keep
+ *    an otherwise idle loop alive, or a deadlock would hang instead of being
  *    reported.  kz__hub_hold() references the loop while a green thread
- *    waits for another OS thread.
- * F. fork() copies the hub of the forking thread, and with it the epoll
- *    instance, which parent and child would then share.  An atfork handler
- *    gives the child's loop its own backend (ev_loop_fork); the hubs of
- *    other threads do not exist in the child (their threads do not).
+ *    waits for another OS thread.  A poster pushes its message, then writes
+ *    the eventfd only if wake_pending was clear (one write per batch, as
+ *    libev's ev_async does); the hub drains the eventfd, then clears
+ *    wake_pending, then takes the inbox, all sequentially consistent.  A
+ *    poster that found the flag set did so before the hub cleared it, so
+ *    the hub's take sees its message; one that finds it clear writes, and
+ *    a write after the drain leaves the eventfd readable for the next pass.
+ *    (Clearing before the drain loses wake-ups: a poster sets the flag and
+ *    writes, the drain eats the write, the hub takes the inbox, and a
+ *    second poster that found the flag set pushes after the take.)  The
+ *    runtime owns the flag and the descriptor, rather than libev's
+ *    ev_async, so a fork child can be given both afresh (note F) and the
+ *    descriptor kept at the runtime's numbers.  Posting is
+ *    async-signal-safe: atomics and a write(2).
+ * F. fork() copies the hub of the forking thread: its epoll instance and
+ *    its wake-up eventfd, which parent and child would then share (each
+ *    stealing the other's wake-ups), and the wake_pending flag, which may be
+ *    set by a post that raced with the fork (a signal handler's, a worker's
+ *    completion) and would make every later post in the child skip its
+ *    write: the child slept through its own wake-ups until libev's longest
+ *    block, 60 s.  The atfork handler gives the child a new eventfd under
+ *    the same number, a clear flag, a write if the inbox holds messages, and
+ *    ev_loop_fork; the next loop pass first lets libev re-create its epoll
+ *    instance with the program's callbacks held back (in rtfd.c's scope, so
+ *    it is made at the runtime's numbers), then runs without blocking.
+ *    Messages posted before the fork are delivered in the child too, by
+ *    design: they report what happened before the fork (a lookup finished,
+ *    a handler ran), which is the child's past as much as the parent's.
+ *    The hubs of other threads do not run in the child (their threads do
+ *    not exist); their descriptors stay open, close-on-exec, and recorded.
  * E. When nothing is ready, no callback is due and libev has no active
  *    watcher, no event can ever wake anyone: the main green thread's
  *    blocking call fails with EDEADLK (gevent's "this operation would block
@@ -37,7 +63,11 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #define KZ__HUB_STACK (256 * 1024)
 
@@ -71,12 +101,76 @@ static void hub_key_destructor(void *p)
             hub->nlive - 1);
 }
 
-/* Note F. */
+/* An eventfd for the hub's wake-up, at the runtime's numbers (rtfd.c). */
+static int wake_open(void)
+{
+  int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  return fd < 0 ? -errno : kz__rtfd_adopt(fd);
+}
+
+static void wake_write(struct kz__hub *hub)
+{
+  uint64_t one = 1;
+  /* A raw write: posts come from signal handlers too, and the eventfd is
+     not the program's to see in an interposer. */
+  if (syscall(SYS_write, hub->wake_fd, &one, sizeof one) < 0 && errno == EBADF)
+    kz__rtfd_lost(hub->wake_fd, "a hub's wake-up eventfd");
+}
+
+/* Note F: a new eventfd under the old number (or, when a lowered
+   RLIMIT_NOFILE forbids that number now, under a new one). */
+static void wake_renew(struct kz__hub *hub)
+{
+  int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) {
+    kz__say("fork: no eventfd for the child's hub (%s)", strerror(errno));
+    abort();
+  }
+  if (syscall(SYS_dup3, fd, hub->wake_fd, O_CLOEXEC) >= 0) {
+    (void)syscall(SYS_close, fd);
+  } else {
+    ev_ref(hub->loop);
+    ev_io_stop(hub->loop, &hub->wakeup);
+    kz__rtfd_drop(hub->wake_fd);
+    (void)syscall(SYS_close, hub->wake_fd);
+    hub->wake_fd = kz__rtfd_adopt(fd);
+    ev_io_set(&hub->wakeup, hub->wake_fd, EV_READ);
+    ev_io_start(hub->loop, &hub->wakeup);
+    ev_unref(hub->loop);
+  }
+  atomic_store(&hub->wake_pending, false);
+  if (atomic_load(&hub->inbox)) {
+    atomic_store(&hub->wake_pending, true);
+    wake_write(hub);
+  }
+}
+
 static void hub_atfork_child(void)
 {
   struct kz__hub *hub = kz__tls_hub;
-  if (hub)
-    ev_loop_fork(hub->loop);
+  if (!hub)
+    return;
+  wake_renew(hub);
+  ev_loop_fork(hub->loop);
+  hub->forked = true;
+}
+
+static void hold_pending(struct ev_loop *loop) { (void)loop; }
+
+/* Note F: libev re-creates its backend at the start of its next run.  Let
+   it do so with the pending callbacks held back (they run in the pass that
+   follows), so nothing but libev runs in the scope where the descriptors it
+   creates become the runtime's. */
+static void hub_after_fork(struct kz__hub *hub)
+{
+  hub->forked = false;
+  ev_set_invoke_pending_cb(hub->loop, hold_pending);
+  kz__rtfd_last = -1;
+  kz__rtfd_scope++;
+  ev_run(hub->loop, EVRUN_NOWAIT);
+  kz__rtfd_scope--;
+  ev_set_invoke_pending_cb(hub->loop, ev_invoke_pending);
+  hub->backend_fd = kz__rtfd_last;
 }
 
 static void hub_global_init(void)
@@ -86,12 +180,20 @@ static void hub_global_init(void)
   kz__monitor_init();
 }
 
-/* Run the messages other threads posted, in the order each posted them. */
-static void wakeup_cb(struct ev_loop *loop, ev_async *w, int revents)
+/* Run the messages other threads posted, in the order each posted them
+   (note D). */
+static void wakeup_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
   struct kz__hub *hub = kz__container_of(w, struct kz__hub, wakeup);
-  struct kz__post *p = atomic_exchange_explicit(&hub->inbox, NULL, memory_order_acquire);
-  struct kz__post *fifo = NULL, *next;
+  struct kz__post *p, *fifo = NULL, *next;
+  uint64_t n;
+  (void)loop;
+  if (KZ_UNLIKELY(revents & EV_ERROR))
+    kz__rtfd_lost(hub->wake_fd, "a hub's wake-up eventfd");
+  if (syscall(SYS_read, hub->wake_fd, &n, sizeof n) < 0 && errno == EBADF)
+    kz__rtfd_lost(hub->wake_fd, "a hub's wake-up eventfd");
+  atomic_store(&hub->wake_pending, false);
+  p = atomic_exchange(&hub->inbox, NULL);
   for (; p; p = next) { /* the inbox is LIFO: reverse it */
     next = p->next;
     p->next = fifo;
@@ -106,11 +208,13 @@ static void wakeup_cb(struct ev_loop *loop, ev_async *w, int revents)
 void kz__hub_post(struct kz__hub *hub, struct kz__post *p)
 {
   struct kz__post *head = atomic_load_explicit(&hub->inbox, memory_order_relaxed);
+  int err = errno; /* a handler's post must leave errno as it was */
   do
     p->next = head;
-  while (!atomic_compare_exchange_weak_explicit(&hub->inbox, &head, p, memory_order_release,
-                                                memory_order_relaxed));
-  ev_async_send(hub->loop, &hub->wakeup);
+  while (!atomic_compare_exchange_weak(&hub->inbox, &head, p));
+  if (!atomic_exchange(&hub->wake_pending, true))
+    wake_write(hub);
+  errno = err;
 }
 
 void kz__hub_hold(struct kz__hub *hub)
@@ -123,6 +227,15 @@ void kz__hub_unhold(struct kz__hub *hub)
 {
   if (--hub->holds == 0)
     ev_unref(hub->loop);
+}
+
+/* libev closes its backend: in scope, so the shim lets it (rtfd.c, note C). */
+static void hub_loop_destroy(struct kz__hub *hub)
+{
+  kz__rtfd_drop(hub->backend_fd);
+  kz__rtfd_scope++;
+  ev_loop_destroy(hub->loop);
+  kz__rtfd_scope--;
 }
 
 struct kz__hub *kz__hub_create(int *err)
@@ -140,13 +253,19 @@ struct kz__hub *kz__hub_create(int *err)
   kz__list_init(&hub->soon);
   kz__list_init(&hub->timed);
   kz__waitq_init(&hub->quiesce);
+  kz__rtfd_last = -1;
+  kz__rtfd_scope++; /* rtfd.c, note A */
   hub->loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
   if (!hub->loop)
     hub->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV);
+  kz__rtfd_scope--;
+  hub->backend_fd = kz__rtfd_last;
   if (!hub->loop)
     goto error2;
-  if ((r = kz__stack_cache_init(hub)) < 0)
+  if ((hub->wake_fd = wake_open()) < 0)
     goto error3;
+  if ((r = kz__stack_cache_init(hub)) < 0)
+    goto error3b;
   if ((r = kz__stack_get(hub, KZ__HUB_STACK, &hub->hub_stack)) < 0)
     goto error4;
   if ((r = kz__fdtab_init(hub)) < 0)
@@ -155,8 +274,8 @@ struct kz__hub *kz__hub_create(int *err)
   if (!hub->main)
     goto error6;
   ev_set_userdata(hub->loop, hub);
-  ev_async_init(&hub->wakeup, wakeup_cb);
-  ev_async_start(hub->loop, &hub->wakeup);
+  ev_io_init(&hub->wakeup, wakeup_cb, hub->wake_fd, EV_READ);
+  ev_io_start(hub->loop, &hub->wakeup);
   ev_unref(hub->loop); /* note D */
   hub->sp = kz__switch_init(hub->hub_stack.base + hub->hub_stack.size, kz__hub_loop, hub,
                             kz__fpctl_get());
@@ -173,8 +292,11 @@ error5:
   kz__stack_put(hub, &hub->hub_stack);
 error4:
   kz__stack_cache_term(hub);
+error3b:
+  kz__rtfd_drop(hub->wake_fd);
+  kz__os_close(hub->wake_fd);
 error3:
-  ev_loop_destroy(hub->loop);
+  hub_loop_destroy(hub);
 error2:
   free(hub);
 error1:
@@ -192,10 +314,12 @@ void kz__hub_destroy(struct kz__hub *hub)
   kz__os_setspecific(hub_key, NULL);
   kz__debug_thread_term(hub);
   ev_ref(hub->loop);
-  ev_async_stop(hub->loop, &hub->wakeup);
+  ev_io_stop(hub->loop, &hub->wakeup);
+  kz__rtfd_drop(hub->wake_fd);
+  kz__os_close(hub->wake_fd);
   kz__calls_term(hub);
   kz__fdtab_term(hub);
-  ev_loop_destroy(hub->loop);
+  hub_loop_destroy(hub);
   kz__handle_free(main->id);
   free(main);
   kz__stack_put(hub, &hub->hub_stack);
@@ -217,11 +341,15 @@ void *kz__hub_loop(void *arg)
   struct kz__hub *hub = arg;
   kz__switched(hub, NULL);
   for (;;) {
-    bool busy, alive;
+    bool busy, alive, primed = false;
     kz__verify(hub);
+    if (KZ_UNLIKELY(hub->forked)) {
+      hub_after_fork(hub);
+      primed = true; /* its events are pending: run them without blocking */
+    }
     __atomic_store_n(&hub->pass, hub->pass + 1, __ATOMIC_RELAXED); /* monitor.c reads */
     kz__run_soon(hub);
-    busy = hub->run_head || !kz__list_empty(&hub->soon);
+    busy = primed || hub->run_head || !kz__list_empty(&hub->soon);
     __atomic_store_n(&hub->in_loop, true, __ATOMIC_RELAXED);
     alive = ev_run(hub->loop, busy ? EVRUN_NOWAIT : EVRUN_ONCE);
     kz__fd_flush(hub);

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include <ev.h>
@@ -208,7 +209,11 @@ struct kz__hub {
   struct kz__fdtab *fds;        /* descriptor watchers (io.c) */
   struct kz__stack_cache *stacks; /* stack cache (stack.c) */
   struct kz__stack hub_stack;   /* the hub context's stack */
-  ev_async wakeup;              /* other threads post here */
+  ev_io wakeup;                 /* watches wake_fd */
+  int wake_fd;                  /* eventfd other threads post through (a runtime descriptor) */
+  int backend_fd;               /* libev's epoll instance, if the shim saw it made; else -1 */
+  _Atomic bool wake_pending;    /* wake_fd written and not yet drained (hub.c, note D) */
+  bool forked;                  /* a fork child that has not yet re-created its backend */
   struct kz__post *_Atomic inbox; /* posted messages, LIFO until drained */
   int holds;                    /* remote completions expected (keeps the loop alive) */
   bool stopping;                /* kz__hub_destroy in progress */
@@ -403,6 +408,46 @@ extern KZ_INTERNAL bool kz__fd_sticky;
 KZ_INTERNAL int kz__fdtab_init(struct kz__hub *hub);
 KZ_INTERNAL void kz__fdtab_term(struct kz__hub *hub);
 KZ_INTERNAL void kz__fd_flush(struct kz__hub *hub); /* wakes of the last loop pass */
+
+/* ---- The runtime's own descriptors (rtfd.c) ------------------------------------ */
+
+/* Numbers below this are recorded; above it a runtime descriptor is not
+   protected (rtfd.c, note D). */
+#define KZ__RTFD_MAX 65536
+/* One bit per runtime descriptor (a hub's epoll instance and wake-up
+   eventfd, the shim's statistics copy of stderr).  Read by any thread. */
+extern KZ_INTERNAL _Atomic uint64_t kz__rtfd_bits[KZ__RTFD_MAX / 64];
+/* > 0 while this thread makes libev calls that create or close the
+   runtime's descriptors and run none of the program's code (rtfd.c, note A):
+   the shim's creation interposers adopt what they create. */
+extern KZ_TLS int kz__rtfd_scope KZ_INTERNAL;
+/* The last descriptor kz__rtfd_adopt recorded on this thread (how the hub
+   learns the number of libev's epoll instance, which libev does not tell). */
+extern KZ_TLS int kz__rtfd_last KZ_INTERNAL;
+
+/* Is fd one of the runtime's descriptors?  A load and a test; any thread. */
+static inline bool kz__rtfd_is(int fd)
+{
+  return (unsigned)fd < KZ__RTFD_MAX &&
+         ((atomic_load_explicit(&kz__rtfd_bits[(unsigned)fd >> 6], memory_order_relaxed) >>
+           ((unsigned)fd & 63)) & 1);
+}
+/* Record fd as the runtime's / forget the record.  Any thread. */
+KZ_INTERNAL void kz__rtfd_add(int fd);
+KZ_INTERNAL void kz__rtfd_drop(int fd);
+/* Move fd to the runtime's high numbers, close-on-exec (rtfd.c, note B);
+   returns the new number, or fd itself where it cannot move. */
+KZ_INTERNAL int kz__rtfd_move(int fd);
+/* kz__rtfd_move, then record: for a descriptor created for the runtime. */
+KZ_INTERNAL int kz__rtfd_adopt(int fd);
+/* A close of runtime descriptor fd: 0 if the runtime itself closes it (in
+   scope; the record is dropped), else -1 with errno EBADF (the program must
+   not see it). */
+KZ_INTERNAL int kz__rtfd_refuse(int fd);
+/* The lowest runtime descriptor in [from, to], or -1. */
+KZ_INTERNAL int kz__rtfd_next(int from, int to);
+/* A runtime descriptor is gone: say which and why on stderr, and abort. */
+KZ_INTERNAL void kz__rtfd_lost(int fd, const char *what) __attribute__((noreturn));
 
 /* ---- Timers and callbacks (timer.c) ----------------------------------------- */
 

@@ -13,8 +13,9 @@
  * C. Statistics are printed by an atexit handler registered before main,
  *    so it runs after the program's own, which may have closed stderr
  *    (coreutils' close_stdout does): they go to a copy of stderr made at
- *    start-up, at descriptor 512 or above so the low numbers a program may
- *    expect to be free stay free.
+ *    start-up, one of the runtime's descriptors (hub/rtfd.c), so the low
+ *    numbers a program may expect to be free stay free and the program's
+ *    closefrom() spares it.
  */
 #include "shim.h"
 
@@ -109,7 +110,7 @@ __attribute__((constructor(101))) static void kz_shim_init(void)
   }
   kz_shim_signal_init(hub);
   if (kz_shim.stats) { /* note C */
-    int fd = REAL(fcntl)(2, F_DUPFD_CLOEXEC, 512);
+    int fd = kz__rtfd_adopt(REAL(fcntl)(2, F_DUPFD_CLOEXEC, 3));
     stats_fd = fd >= 0 ? fd : 2;
     atexit(print_stats);
   }

@@ -54,6 +54,18 @@
  *    reported by the hub's next poll: a wrong guess costs a loop pass, not
  *    a lost wake-up.  Not when a timeout or a scoped deadline is running,
  *    where a read must still succeed on data already there.
+ * H. The runtime's own descriptors (hub/rtfd.c) do not exist for the
+ *    program: close() of one fails with EBADF, close_range() and closefrom()
+ *    close the program's descriptors around them, dup(), dup2(), dup3() and
+ *    F_DUPFD of one fail with EBADF.  These checks run on every thread, green
+ *    or not (a thread the shim leaves real can close a hub's descriptor as
+ *    well as a green one can), before the pass-through.  dup2() or dup3()
+ *    onto one fails with EBUSY, the error Linux gives for a number that
+ *    cannot be taken over at that moment: the runtime's descriptor cannot
+ *    move while another thread may be writing to it.  The runtime's numbers
+ *    sit near the top of the first 1024 (hub/rtfd.c, note B), where only a
+ *    program aiming at them by number meets this.  libev's epoll_create1,
+ *    made in the runtime's scope, is moved there as it is created.
  * G. errno is the program's: a call that succeeds leaves it as it was,
  *    even after an attempt inside failed with EAGAIN, or when recvmmsg,
  *    sendmmsg or sendfile return what they moved before an error (as the
@@ -64,8 +76,10 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define EXPORT KZ_SHIM_EXPORT
@@ -773,10 +787,30 @@ KZ_INTERPOSE(int, pipe2, (int p[2], int flags), (p, flags))
 KZ_INTERPOSE(int, pipe, (int p[2]), (p))
 { return pipe2(p, 0); }
 
-KZ_INTERPOSE(int, close, (int fd), (fd))
+/* Note H: a runtime descriptor in a call from anyone but the runtime.
+   Sets errno and returns true if the call must fail with err. */
+static bool runtime_fd(int fd, int err)
+{
+  if (KZ_LIKELY(!kz__rtfd_is(fd)) || kz__rtfd_scope)
+    return false;
+  errno = err;
+  return true;
+}
+
+static __attribute__((noinline)) int close_in_green(int fd)
 {
   kz_fd_forget(fd); /* note C */
   return REAL(close)(fd);
+}
+
+EXPORT int close(int fd)
+{
+  struct kz__hub *hub = kz__tls_hub;
+  if (KZ_UNLIKELY(kz__rtfd_is(fd)) && kz__rtfd_refuse(fd) < 0) /* note H */
+    return -1;
+  if ((KZ_LIKELY(hub == NULL) || hub->current == NULL) && KZ_LIKELY(kz_real.close != NULL))
+    return kz_real.close(fd);
+  return close_in_green(fd);
 }
 
 KZ_INTERPOSE(int, fclose, (FILE *stream), (stream))
@@ -787,46 +821,111 @@ KZ_INTERPOSE(int, fclose, (FILE *stream), (stream))
   return REAL(fclose)(stream);
 }
 
-KZ_INTERPOSE(int, close_range, (unsigned first, unsigned last, int flags), (first, last, flags))
+/* close_range over [first, last] (first <= last) without the runtime's
+   descriptors (note H): one call per stretch between them.
+   CLOSE_RANGE_UNSHARE unshares the table once, first; CLOSE_RANGE_CLOEXEC
+   marks the stretches only. */
+static int close_range_around(unsigned first, unsigned last, int flags)
 {
-  if (!(flags & CLOSE_RANGE_CLOEXEC))
-    kz_fd_forget_range(first, last);
+  if (flags & CLOSE_RANGE_UNSHARE) {
+    if (syscall(SYS_unshare, CLONE_FILES) < 0)
+      return -1;
+    flags &= ~CLOSE_RANGE_UNSHARE;
+  }
+  for (;;) {
+    int hi = last > (unsigned)INT_MAX ? INT_MAX : (int)last;
+    int rt = first <= (unsigned)INT_MAX ? kz__rtfd_next((int)first, hi) : -1;
+    if (rt < 0)
+      break;
+    if ((unsigned)rt > first && REAL(close_range)(first, (unsigned)rt - 1, flags) < 0)
+      return -1;
+    first = (unsigned)rt + 1;
+    if (first > last)
+      return 0;
+  }
   return REAL(close_range)(first, last, flags);
+}
+
+/* Is any runtime descriptor in [first, last]? */
+static bool runtime_in(unsigned first, unsigned last)
+{
+  if (first > last || first > (unsigned)INT_MAX)
+    return false;
+  return kz__rtfd_next((int)first, last > (unsigned)INT_MAX ? INT_MAX : (int)last) >= 0;
+}
+
+EXPORT int close_range(unsigned first, unsigned last, int flags)
+{
+  if (kz__self() && !(flags & CLOSE_RANGE_CLOEXEC) && first <= last)
+    kz_fd_forget_range(first, last); /* note C */
+  if (KZ_LIKELY(kz__rtfd_scope || !runtime_in(first, last)))
+    return REAL(close_range)(first, last, flags);
+  return close_range_around(first, last, flags); /* note H */
 }
 
 EXPORT void closefrom(int lowfd)
 {
-  kz_fd_forget_range(lowfd < 0 ? 0u : (unsigned)lowfd, ~0u);
-  REAL(closefrom)(lowfd);
+  unsigned first = lowfd < 0 ? 0u : (unsigned)lowfd;
+  kz_fd_forget_range(first, ~0u);
+  /* glibc's closefrom is close_range(lowfd, ~0U, 0) with a fallback for
+     kernels without it (Linux < 5.9), where the runtime's descriptors are
+     not spared. */
+  if (!runtime_in(first, ~0u) || close_range_around(first, ~0u, 0) < 0)
+    REAL(closefrom)(lowfd);
 }
 
-KZ_INTERPOSE(int, dup, (int fd), (fd))
+EXPORT int dup(int fd)
 {
-  int r = REAL(dup)(fd);
+  int r;
+  if (runtime_fd(fd, EBADF)) /* note H */
+    return -1;
+  r = REAL(dup)(fd);
+  if (r >= 0 && kz__self())
+    kz_fd_reclassify(r);
+  return r;
+}
+
+/* dup2 and dup3: note C, and note H. */
+static int dup_to(int old, int new, int flags, bool three)
+{
+  int r;
+  if (runtime_fd(old, EBADF) || runtime_fd(new, EBUSY))
+    return -1;
+  if (!kz__self())
+    return three ? REAL(dup3)(old, new, flags) : REAL(dup2)(old, new);
+  if (old != new && REAL(fcntl)(old, F_GETFD) >= 0)
+    kz_fd_forget(new);
+  r = three ? REAL(dup3)(old, new, flags) : REAL(dup2)(old, new);
   if (r >= 0)
     kz_fd_reclassify(r);
   return r;
 }
 
-KZ_INTERPOSE(int, dup2, (int old, int new), (old, new))
+EXPORT int dup2(int old, int new) { return dup_to(old, new, 0, false); }
+
+EXPORT int dup3(int old, int new, int flags) { return dup_to(old, new, flags, true); }
+
+/* libev's epoll instance, created in the runtime's scope, goes to the
+   runtime's numbers (hub/rtfd.c, note A); anyone else's is untouched. */
+EXPORT int epoll_create1(int flags)
 {
-  int r;
-  if (old != new && REAL(fcntl)(old, F_GETFD) >= 0)
-    kz_fd_forget(new);
-  r = REAL(dup2)(old, new);
-  if (r >= 0)
-    kz_fd_reclassify(r);
-  return r;
+  int fd = REAL(epoll_create1)(flags);
+  return KZ_UNLIKELY(kz__rtfd_scope) ? kz__rtfd_adopt(fd) : fd;
 }
 
-KZ_INTERPOSE(int, dup3, (int old, int new, int flags), (old, new, flags))
+EXPORT int epoll_create(int size)
 {
-  int r;
-  if (old != new && REAL(fcntl)(old, F_GETFD) >= 0)
-    kz_fd_forget(new);
-  r = REAL(dup3)(old, new, flags);
-  if (r >= 0)
-    kz_fd_reclassify(r);
+  int fd = REAL(epoll_create)(size);
+  return KZ_UNLIKELY(kz__rtfd_scope) ? kz__rtfd_adopt(fd) : fd;
+}
+
+/* A hub's epoll instance closed behind the runtime's back would make libev
+   abort on an assertion about the watched descriptor: say what happened. */
+EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+  int r = REAL(epoll_ctl)(epfd, op, fd, ev);
+  if (KZ_UNLIKELY(r < 0) && errno == EBADF && kz__rtfd_is(epfd) && REAL(fcntl)(epfd, F_GETFD) < 0)
+    kz__rtfd_lost(epfd, "a hub's epoll instance");
   return r;
 }
 
@@ -835,7 +934,10 @@ KZ_INTERPOSE(int, dup3, (int old, int new, int flags), (old, new, flags))
    convention passes the same way as an unsigned long. */
 static int fcntl_common(int fd, int cmd, unsigned long arg)
 {
-  int r = REAL(fcntl)(fd, cmd, arg);
+  int r;
+  if ((cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && runtime_fd(fd, EBADF)) /* note H */
+    return -1;
+  r = REAL(fcntl)(fd, cmd, arg);
   if (r < 0)
     return r;
   if (cmd == F_SETFL) {

@@ -59,6 +59,9 @@
   X(int, socketpair, (int, int, int, int *))                                       \
   X(int, close, (int))                                                             \
   X(int, close_range, (unsigned, unsigned, int))                                   \
+  X(int, epoll_create, (int))                                                      \
+  X(int, epoll_create1, (int))                                                     \
+  X(int, epoll_ctl, (int, int, int, struct epoll_event *))                         \
   X(void, closefrom, (int))                                                        \
   X(int, dup, (int))                                                               \
   X(int, dup2, (int, int))                                                         \

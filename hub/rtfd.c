@@ -1,0 +1,153 @@
+/* rtfd.c: the runtime's own descriptors, kept out of the program's way.
+ *
+ * A hub owns two descriptors: its loop's epoll instance (created by libev)
+ * and the eventfd other threads wake it through (hub.c).  They live among
+ * the program's numbers, and programs close what they did not open:
+ * closefrom(3), close_range(3, ~0U, 0), a loop of close() up to the limit, a
+ * walk of /proc/self/fd (daemons, sshd at each connection).  Closing a
+ * hub's epoll descriptor made libev abort at its next epoll_ctl.  So:
+ *
+ *   - every runtime descriptor is recorded here (a process-wide bitmap that
+ *     any thread may read without a lock);
+ *   - the shim's close, close_range, closefrom, dup2, dup3 and F_DUPFD
+ *     consult it from every thread, green or not (preload/io.c), and treat a
+ *     runtime descriptor as if it did not exist: a close fails with EBADF, a
+ *     range skips it, a duplicate of it fails with EBADF;
+ *   - under the shim, descriptors are created for the runtime at high
+ *     numbers, close-on-exec (kz__rtfd_adopt), so the low numbers a program
+ *     expects to be free stay free.
+ *
+ * Notes.
+ * A. "Created for the runtime": libev creates its epoll descriptor itself.
+ *    Its call reaches the shim's epoll_create1 (libev is a shared library,
+ *    so its calls go through the dynamic linker like the program's); the
+ *    hub marks the calls that create the runtime's descriptors with
+ *    kz__rtfd_scope (a per-thread count), and the shim's creation
+ *    interposers adopt what they create while it is set.  The scope covers
+ *    only libev calls that run no callback of the program: ev_loop_new,
+ *    ev_loop_destroy, and the pass after a fork that re-creates the backend
+ *    with callbacks held back (hub.c, note F).  Without the shim (a program
+ *    on the API alone) libev's descriptor stays where libev puts it and is
+ *    not recorded (libev does not tell its number): such a program calls
+ *    its own close, which the runtime does not see anyway.
+ * B. Where: at or above min(RLIMIT_NOFILE's soft limit, 1024) - 32.  Not at
+ *    the very top of a large limit: the kernel's descriptor table and
+ *    libev's per-descriptor array both grow to the highest number in use,
+ *    and a limit of 1,048,576 (common in containers) would cost megabytes
+ *    per process.  Below 1024, so a program that selects on its own low
+ *    descriptors never meets them; 32 numbers leave room for many hubs.  A
+ *    program that fills every number still gets EMFILE only as many
+ *    descriptors early as the runtime holds (two per hub).  When the
+ *    limit is too low for that (64 or less) the descriptor stays where it
+ *    was made.  The numbers are visible to F_GETFD: a program looking for a
+ *    free number (bash's move_to_high_fd) must see them taken.
+ * C. The runtime's own closes of its descriptors (libev's, in scope) pass;
+ *    the record is dropped before (hub.c), or by the close itself.
+ * D. The bitmap covers numbers below KZ__RTFD_MAX; a runtime descriptor
+ *    above it (a process already holding that many) is not protected.
+ */
+#include "internal.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+
+#define RTFD_SPAN 32
+#define RTFD_CAP 1024
+
+KZ_TLS int kz__rtfd_scope;
+KZ_TLS int kz__rtfd_last = -1;
+_Atomic uint64_t kz__rtfd_bits[KZ__RTFD_MAX / 64];
+
+void kz__rtfd_add(int fd)
+{
+  if (fd < 0 || fd >= KZ__RTFD_MAX) /* note D */
+    return;
+  atomic_fetch_or(&kz__rtfd_bits[fd >> 6], 1ull << (fd & 63));
+}
+
+void kz__rtfd_drop(int fd)
+{
+  if (fd < 0 || fd >= KZ__RTFD_MAX)
+    return;
+  atomic_fetch_and(&kz__rtfd_bits[fd >> 6], ~(1ull << (fd & 63)));
+}
+
+/* The lowest number a runtime descriptor may take (note B), or -1. */
+static int rtfd_floor(void)
+{
+  struct rlimit rl;
+  rlim_t top;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+    return -1;
+  top = rl.rlim_cur < RTFD_CAP ? rl.rlim_cur : RTFD_CAP;
+  return top > 2 * RTFD_SPAN ? (int)(top - RTFD_SPAN) : -1;
+}
+
+int kz__rtfd_move(int fd)
+{
+  int floor = rtfd_floor(), high;
+  if (fd < 0 || floor < 0 || fd >= floor) {
+    if (fd >= 0)
+      (void)syscall(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC);
+    return fd;
+  }
+  high = (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, floor);
+  if (high < 0) { /* no room up there: stay, but close-on-exec */
+    (void)syscall(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC);
+    return fd;
+  }
+  (void)syscall(SYS_close, fd);
+  return high;
+}
+
+int kz__rtfd_adopt(int fd)
+{
+  if (fd < 0)
+    return fd;
+  fd = kz__rtfd_move(fd);
+  kz__rtfd_add(fd);
+  kz__rtfd_last = fd;
+  return fd;
+}
+
+int kz__rtfd_refuse(int fd)
+{
+  if (kz__rtfd_scope) { /* the runtime closes its own (note C) */
+    kz__rtfd_drop(fd);
+    return 0;
+  }
+  errno = EBADF;
+  return -1;
+}
+
+int kz__rtfd_next(int from, int to)
+{
+  if (from < 0)
+    from = 0;
+  for (int fd = from; fd <= to && fd < KZ__RTFD_MAX; fd++) {
+    uint64_t word = atomic_load_explicit(&kz__rtfd_bits[fd >> 6], memory_order_relaxed) >> (fd & 63);
+    if (!word) {
+      fd |= 63; /* the rest of this word is empty */
+      continue;
+    }
+    fd += __builtin_ctzll(word);
+    if (fd <= to)
+      return fd;
+    break;
+  }
+  return -1;
+}
+
+void kz__rtfd_lost(int fd, const char *what)
+{
+  kz__say("the runtime's descriptor %d (%s) was closed or replaced behind its back "
+          "(a raw close system call, or code the shim cannot see); the hub cannot go on",
+          fd, what);
+  abort();
+}
