@@ -923,8 +923,10 @@ EXPORT int epoll_create(int size)
    abort on an assertion about the watched descriptor: say what happened. */
 EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
+  struct epoll_event probe;
   int r = REAL(epoll_ctl)(epfd, op, fd, ev);
-  if (KZ_UNLIKELY(r < 0) && errno == EBADF && kz__rtfd_is(epfd) && REAL(fcntl)(epfd, F_GETFD) < 0)
+  if (KZ_UNLIKELY(r < 0) && (errno == EBADF || errno == EINVAL) && kz__rtfd_is(epfd) &&
+      REAL(epoll_wait)(epfd, &probe, 1, 0) < 0) /* closed, or now some other file */
     kz__rtfd_lost(epfd, "a hub's epoll instance");
   return r;
 }

@@ -248,11 +248,27 @@ static int epoll_common(int epfd, struct epoll_event *ev, int max, double deadli
   }
 }
 
-KZ_INTERPOSE(int, epoll_wait, (int epfd, struct epoll_event *ev, int max, int timeout), (epfd, ev, max, timeout))
+static __attribute__((noinline)) int epoll_wait_in_green(int epfd, struct epoll_event *ev, int max, int timeout)
 {
   if (!shim_active(KZ_PATCH_POLL) || timeout == 0)
     return REAL(epoll_wait)(epfd, ev, max, timeout);
   return epoll_common(epfd, ev, max, ms_deadline(timeout), NULL);
+}
+
+/* KZ_INTERPOSE's shape, and one more test on the failure path: on the hub
+   context this is libev polling, and a hub's epoll instance closed or
+   replaced behind the runtime's back is said plainly (preload/io.c, note
+   H) instead of libev's bare "(libev) epoll_wait" abort. */
+EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
+{
+  struct kz__hub *hub = kz__tls_hub;
+  if ((KZ_LIKELY(hub == NULL) || hub->current == NULL) && KZ_LIKELY(kz_real.epoll_wait != NULL)) {
+    int r = kz_real.epoll_wait(epfd, ev, max, timeout);
+    if (KZ_UNLIKELY(r < 0) && hub && (errno == EBADF || errno == EINVAL) && kz__rtfd_is(epfd))
+      kz__rtfd_lost(epfd, "a hub's epoll instance");
+    return r;
+  }
+  return epoll_wait_in_green(epfd, ev, max, timeout);
 }
 
 KZ_INTERPOSE(int, epoll_pwait, (int epfd, struct epoll_event *ev, int max, int timeout, const sigset_t *mask), (epfd, ev, max, timeout, mask))
