@@ -52,6 +52,23 @@
  *    a handler ran), which is the child's past as much as the parent's.
  *    The hubs of other threads do not run in the child (their threads do
  *    not exist); their descriptors stay open, close-on-exec, and recorded.
+ * G. dup2() or dup3() onto a runtime descriptor (rtfd.c): the program
+ *    takes the number, the runtime's descriptor moves.  Done only by a green
+ *    thread of the hub that owns it (every thread of a program under the
+ *    launcher), since only the hub's thread may touch its loop; elsewhere
+ *    the dup2 fails with EBUSY.  The wake-up eventfd gets a second number
+ *    (kz__rtfd_dup), posters switch to it (wake_fd is read once per write,
+ *    and the mover waits until no poster is between its read and its
+ *    write), the hub watches the new number, and the old one is taken out of
+ *    the epoll instance, where it would otherwise keep reporting the
+ *    eventfd under the program's number.  The epoll instance cannot get a
+ *    second number that libev would use, so the hub hands it over the way a
+ *    fork does: ev_loop_fork, and the next loop pass re-creates it at the
+ *    runtime's numbers and registers every watcher anew; libev's close of
+ *    the old number is skipped (rtfd.c, note C), since the program's dup2
+ *    closed the instance itself.  Until that pass nothing touches the
+ *    instance: the mover is a green thread of the hub, and the hub context
+ *    makes its first step through hub_after_fork.
  * E. When nothing is ready, no callback is due and libev has no active
  *    watcher, no event can ever wake anyone: the main green thread's
  *    blocking call fails with EDEADLK (gevent's "this operation would block
@@ -64,6 +81,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -111,10 +129,24 @@ static int wake_open(void)
 static void wake_write(struct kz__hub *hub)
 {
   uint64_t one = 1;
+  int fd;
+  atomic_fetch_add(&hub->wake_writers, 1); /* note G */
+  fd = atomic_load(&hub->wake_fd);
   /* A raw write: posts come from signal handlers too, and the eventfd is
      not the program's to see in an interposer. */
-  if (syscall(SYS_write, hub->wake_fd, &one, sizeof one) < 0 && errno == EBADF)
-    kz__rtfd_lost(hub->wake_fd, "a hub's wake-up eventfd");
+  if (syscall(SYS_write, fd, &one, sizeof one) < 0 && errno == EBADF)
+    kz__rtfd_lost(fd, "a hub's wake-up eventfd");
+  atomic_fetch_sub(&hub->wake_writers, 1);
+}
+
+/* Watch the wake-up eventfd under number fd (hub thread). */
+static void wake_watch(struct kz__hub *hub, int fd)
+{
+  ev_ref(hub->loop);
+  ev_io_stop(hub->loop, &hub->wakeup);
+  ev_io_set(&hub->wakeup, fd, EV_READ);
+  ev_io_start(hub->loop, &hub->wakeup);
+  ev_unref(hub->loop);
 }
 
 /* Note F: a new eventfd under the old number (or, when a lowered
@@ -128,15 +160,11 @@ static void wake_renew(struct kz__hub *hub)
   }
   if (syscall(SYS_dup3, fd, hub->wake_fd, O_CLOEXEC) >= 0) {
     (void)syscall(SYS_close, fd);
-  } else {
-    ev_ref(hub->loop);
-    ev_io_stop(hub->loop, &hub->wakeup);
+  } else { /* the child has only this thread: no poster can race here */
     kz__rtfd_drop(hub->wake_fd);
     (void)syscall(SYS_close, hub->wake_fd);
     hub->wake_fd = kz__rtfd_adopt(fd);
-    ev_io_set(&hub->wakeup, hub->wake_fd, EV_READ);
-    ev_io_start(hub->loop, &hub->wakeup);
-    ev_unref(hub->loop);
+    wake_watch(hub, hub->wake_fd);
   }
   atomic_store(&hub->wake_pending, false);
   if (atomic_load(&hub->inbox)) {
@@ -155,12 +183,46 @@ static void hub_atfork_child(void)
   hub->forked = true;
 }
 
+/* Note G: the wake-up eventfd gets a second number; posters move to it, the
+   hub watches it, and the old number leaves the hub's epoll instance. */
+static int wake_move(struct kz__hub *hub)
+{
+  int old = hub->wake_fd, fd = kz__rtfd_dup(old);
+  if (fd < 0)
+    return -EBUSY;
+  atomic_store(&hub->wake_fd, fd);
+  while (atomic_load(&hub->wake_writers)) /* a poster still writing to old */
+    kz__os_sched_yield();
+  wake_watch(hub, fd);
+  if (hub->backend_fd >= 0)
+    (void)syscall(SYS_epoll_ctl, hub->backend_fd, EPOLL_CTL_DEL, old, NULL);
+  kz__rtfd_drop(old);
+  return 0;
+}
+
+int kz__hub_give_fd(int fd)
+{
+  struct kz__hub *hub = kz__tls_hub;
+  if (!hub || !hub->current || hub->stopping)
+    return -EBUSY;
+  if (fd == hub->wake_fd)
+    return wake_move(hub);
+  if (fd == hub->backend_fd && !hub->forked) { /* note G */
+    kz__rtfd_drop(fd);
+    hub->backend_fd = -1;
+    ev_loop_fork(hub->loop);
+    hub->forked = true;
+    return 0;
+  }
+  return -EBUSY;
+}
+
 static void hold_pending(struct ev_loop *loop) { (void)loop; }
 
-/* Note F: libev re-creates its backend at the start of its next run.  Let
-   it do so with the pending callbacks held back (they run in the pass that
-   follows), so nothing but libev runs in the scope where the descriptors it
-   creates become the runtime's. */
+/* Notes F and G: libev re-creates its backend at the start of its next run.
+   Let it do so with the pending callbacks held back (they run in the pass
+   that follows), so nothing but libev runs in the scope where the
+   descriptors it creates become the runtime's. */
 static void hub_after_fork(struct kz__hub *hub)
 {
   hub->forked = false;

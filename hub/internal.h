@@ -210,7 +210,8 @@ struct kz__hub {
   struct kz__stack_cache *stacks; /* stack cache (stack.c) */
   struct kz__stack hub_stack;   /* the hub context's stack */
   ev_io wakeup;                 /* watches wake_fd */
-  int wake_fd;                  /* eventfd other threads post through (a runtime descriptor) */
+  _Atomic int wake_fd;          /* eventfd other threads post through (a runtime descriptor) */
+  _Atomic int wake_writers;     /* posters between reading wake_fd and writing it */
   int backend_fd;               /* libev's epoll instance, if the shim saw it made; else -1 */
   _Atomic bool wake_pending;    /* wake_fd written and not yet drained (hub.c, note D) */
   bool forked;                  /* a fork child that has not yet re-created its backend */
@@ -440,10 +441,19 @@ KZ_INTERNAL void kz__rtfd_drop(int fd);
 KZ_INTERNAL int kz__rtfd_move(int fd);
 /* kz__rtfd_move, then record: for a descriptor created for the runtime. */
 KZ_INTERNAL int kz__rtfd_adopt(int fd);
-/* A close of runtime descriptor fd: 0 if the runtime itself closes it (in
-   scope; the record is dropped), else -1 with errno EBADF (the program must
-   not see it). */
+/* A close of fd, a runtime descriptor or any descriptor in scope: 0 if the
+   runtime itself closes it (in scope; the record is dropped), 1 if the close
+   must be skipped (in scope, a number given to the program), else -1 with
+   errno EBADF (the program must not see it). */
 KZ_INTERNAL int kz__rtfd_refuse(int fd);
+/* A copy of fd at the runtime's numbers (anywhere free if none is free
+   there), close-on-exec and recorded; fd stays open.  -errno on failure. */
+KZ_INTERNAL int kz__rtfd_dup(int fd);
+/* The program wants runtime descriptor fd's number (dup2 onto it): the
+   calling green thread's hub moves its descriptor out of the way.  0 when
+   done (the number is the caller's to take), -EBUSY if fd is not the
+   caller's hub's or the caller is not a green thread (hub.c, note G). */
+KZ_INTERNAL int kz__hub_give_fd(int fd);
 /* The lowest runtime descriptor in [from, to], or -1. */
 KZ_INTERNAL int kz__rtfd_next(int from, int to);
 /* A runtime descriptor is gone: say which and why on stderr, and abort. */

@@ -38,11 +38,16 @@
  *    descriptors never meets them; 32 numbers leave room for many hubs.  A
  *    program that fills every number still gets EMFILE only as many
  *    descriptors early as the runtime holds (two per hub).  When the
- *    limit is too low for that (64 or less) the descriptor stays where it
- *    was made.  The numbers are visible to F_GETFD: a program looking for a
+ *    program has taken those numbers itself, the next 32 below are tried,
+ *    and so on down to 64.  When the limit is too low for that (64 or
+ *    less), a new descriptor stays where it was made.  The numbers are visible to F_GETFD: a program looking for a
  *    free number (bash's move_to_high_fd) must see them taken.
- * C. The runtime's own closes of its descriptors (libev's, in scope) pass;
- *    the record is dropped before (hub.c), or by the close itself.
+ * C. The runtime's own closes of its descriptors (libev's, in scope) pass,
+ *    and drop the record.  A number libev closes in scope that is not
+ *    recorded was given to the program (kz__hub_give_fd: dup2 onto it): the
+ *    close is skipped, since the number names the program's file now.  In
+ *    scope libev closes nothing but its backend (the hub uses no ev_async,
+ *    ev_signal, ev_child or ev_periodic, so libev has no other descriptor).
  * D. The bitmap covers numbers below KZ__RTFD_MAX; a runtime descriptor
  *    above it (a process already holding that many) is not protected.
  */
@@ -89,20 +94,38 @@ static int rtfd_floor(void)
   return top > 2 * RTFD_SPAN ? (int)(top - RTFD_SPAN) : -1;
 }
 
-int kz__rtfd_move(int fd)
+/* A copy of fd at the highest stretch of the runtime's numbers with room:
+   from the floor, then 32 lower at a time (a program that took the top
+   numbers itself), then anywhere.  -errno if none. */
+static int dup_high(int fd)
 {
   int floor = rtfd_floor(), high;
-  if (fd < 0 || floor < 0 || fd >= floor) {
-    if (fd >= 0)
+  for (int min = floor; min >= 2 * RTFD_SPAN; min -= RTFD_SPAN)
+    if ((high = (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, min)) >= 0)
+      return high;
+  high = (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 0);
+  return high >= 0 ? high : -errno;
+}
+
+int kz__rtfd_move(int fd)
+{
+  int floor = rtfd_floor(), high = -1;
+  if (fd < 0 || floor < 0 || fd >= floor || (high = dup_high(fd)) < 0 || high < fd) {
+    if (high >= 0 && high < fd)
+      (void)syscall(SYS_close, high);
+    if (fd >= 0) /* stay, but close-on-exec */
       (void)syscall(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC);
     return fd;
   }
-  high = (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, floor);
-  if (high < 0) { /* no room up there: stay, but close-on-exec */
-    (void)syscall(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC);
-    return fd;
-  }
   (void)syscall(SYS_close, fd);
+  return high;
+}
+
+int kz__rtfd_dup(int fd)
+{
+  int high = dup_high(fd);
+  if (high >= 0)
+    kz__rtfd_add(high);
   return high;
 }
 
@@ -119,6 +142,8 @@ int kz__rtfd_adopt(int fd)
 int kz__rtfd_refuse(int fd)
 {
   if (kz__rtfd_scope) { /* the runtime closes its own (note C) */
+    if (!kz__rtfd_is(fd))
+      return 1; /* given to the program: not the runtime's to close */
     kz__rtfd_drop(fd);
     return 0;
   }

@@ -60,12 +60,14 @@
  *    F_DUPFD of one fail with EBADF.  These checks run on every thread, green
  *    or not (a thread the shim leaves real can close a hub's descriptor as
  *    well as a green one can), before the pass-through.  dup2() or dup3()
- *    onto one fails with EBUSY, the error Linux gives for a number that
- *    cannot be taken over at that moment: the runtime's descriptor cannot
- *    move while another thread may be writing to it.  The runtime's numbers
- *    sit near the top of the first 1024 (hub/rtfd.c, note B), where only a
- *    program aiming at them by number meets this.  libev's epoll_create1,
- *    made in the runtime's scope, is moved there as it is created.
+ *    onto one moves the runtime's descriptor out of the way first (hub/hub.c,
+ *    note G) and then proceeds; where it cannot move (the caller is not a
+ *    green thread of the hub that owns it) it fails with EBUSY, the error
+ *    Linux gives for a number that cannot be taken over at that moment.  The
+ *    runtime's numbers sit near the top of the first 1024 (hub/rtfd.c, note
+ *    B), where only a program aiming at them by number meets this.  libev's
+ *    epoll_create1, made in the runtime's scope, is moved there as it is
+ *    created.
  * G. errno is the program's: a call that succeeds leaves it as it was,
  *    even after an attempt inside failed with EAGAIN, or when recvmmsg,
  *    sendmmsg or sendfile return what they moved before an error (as the
@@ -806,8 +808,11 @@ static __attribute__((noinline)) int close_in_green(int fd)
 EXPORT int close(int fd)
 {
   struct kz__hub *hub = kz__tls_hub;
-  if (KZ_UNLIKELY(kz__rtfd_is(fd)) && kz__rtfd_refuse(fd) < 0) /* note H */
-    return -1;
+  if (KZ_UNLIKELY(kz__rtfd_is(fd) || kz__rtfd_scope)) { /* note H */
+    int r = kz__rtfd_refuse(fd);
+    if (r != 0)
+      return r < 0 ? -1 : 0;
+  }
   if ((KZ_LIKELY(hub == NULL) || hub->current == NULL) && KZ_LIKELY(kz_real.close != NULL))
     return kz_real.close(fd);
   return close_in_green(fd);
@@ -889,8 +894,13 @@ EXPORT int dup(int fd)
 static int dup_to(int old, int new, int flags, bool three)
 {
   int r;
-  if (runtime_fd(old, EBADF) || runtime_fd(new, EBUSY))
+  if (runtime_fd(old, EBADF))
     return -1;
+  if (KZ_UNLIKELY(kz__rtfd_is(new)) && !kz__rtfd_scope && kz__hub_give_fd(new) < 0 &&
+      kz_shim_give_fd(new) < 0) {
+    errno = EBUSY;
+    return -1;
+  }
   if (!kz__self())
     return three ? REAL(dup3)(old, new, flags) : REAL(dup2)(old, new);
   if (old != new && REAL(fcntl)(old, F_GETFD) >= 0)

@@ -179,6 +179,10 @@ struct kz_shim_stats {
 };
 extern KZ_TLS struct kz_shim_stats kz_shim_stats;
 
+/* dup2 onto the shim's own runtime descriptor (KUDZU_STATS's copy of
+   stderr, init.c): move it elsewhere.  0, or -1 if fd is not the shim's. */
+int kz_shim_give_fd(int fd);
+
 /* Signal handlers running on this OS thread (signal.c): calls made from a
    handler pass straight through. */
 extern KZ_TLS int kz_shim_in_handler;

@@ -11,6 +11,8 @@
  *   close_loop          close() of every number from 3 to the limit
  *   proc_walk           close() of every number listed in /proc/self/fd
  *   dup2_over           dup2(/dev/null, n) for n = 3..64, then close them
+ *   dup2_high           RLIMIT_NOFILE at 1024, dup2(/dev/null, n) for the
+ *                       top 64 numbers, then close them
  *   rlimit              RLIMIT_NOFILE lowered to 128, then closefrom(3);
  *                       also counts the descriptors opened before EMFILE
  */
@@ -142,6 +144,16 @@ int main(int argc, char **argv)
     CHECK((devnull = open("/dev/null", O_RDONLY)) >= 0);
     for (int fd = 3; fd <= 64; fd++)
       CHECK(fd == devnull || dup2(devnull, fd) == fd);
+    closefrom(3);
+  } else if (!strcmp(mode, "dup2_high")) {
+    CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+    if (rl.rlim_max >= 1024)
+      rl.rlim_cur = 1024;
+    CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+    CHECK((devnull = open("/dev/null", O_RDONLY)) >= 0);
+    for (int fd = (int)rl.rlim_cur - 64; fd < (int)rl.rlim_cur; fd++)
+      CHECK(dup2(devnull, fd) == fd);
+    use_everything("dup2_high, with the top numbers taken");
     closefrom(3);
   } else if (!strcmp(mode, "rlimit")) {
     CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
