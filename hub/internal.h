@@ -477,6 +477,24 @@ KZ_INTERNAL void kz__calls_term(struct kz__hub *hub);
 KZ_INTERNAL int kz__worker_call(void (*fn)(void *), void *arg, void (*discard)(void *),
                                 double deadline);
 
+/* Threads of the pool for calls that block in the kernel (worker.c, note I). */
+#define KZ__BLOCKING_MAX 256
+/* The signal that interrupts such a call on its worker (worker.c, note I);
+   the runtime's, like SIGRTMAX-2 (monitor.c). */
+#define KZ__SIG_INTERRUPT (SIGRTMAX - 3)
+/* Run fn(arg), a call that blocks in the kernel where the hub cannot wait,
+   on a worker of the blocking pool while the calling green thread parks.
+   The wait ends when fn returns; a deadline, a cancellation or a wake with
+   an error (a signal handler's -EINTR) interrupts fn's system call instead
+   of leaving it behind, then still waits for fn to return, so whatever fn
+   did (a lock taken, a message received) reaches the caller.  Returns 0
+   once fn has returned, with *cut = the -errno that interrupted it (0: it
+   ran undisturbed; if its system call failed with EINTR and *cut is 0, the
+   program's own signal did it); or -errno if fn never ran (-ECANCELED,
+   -ETIMEDOUT, -EINTR before a worker took it, -ENOMEM, -EAGAIN; -EPERM
+   outside a green thread).  May switch. */
+KZ_INTERNAL int kz__worker_call_blocking(void (*fn)(void *), void *arg, double deadline, int *cut);
+
 /* ---- Diagnostics (debug.c) -------------------------------------------------- */
 
 /* The diagnostics thread (monitor.c).  kz__monitor_init reads KUDZU_MONITOR

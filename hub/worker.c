@@ -60,6 +60,22 @@
  *    the forking thread's hub; rare).  The forking thread is the child's
  *    main thread for note G.  (While the workers were, wrongly, green
  *    threads, the child kept them: socat's forked children resolve names.)
+ * I. Calls that block in the kernel where the hub cannot wait (flock,
+ *    F_SETLKW, System V semaphores and messages) run on a pool of their own
+ *    (blocking_pool, up to KZ__BLOCKING_MAX threads, started as needed), so
+ *    a lock held for minutes by another process never holds back a name
+ *    lookup.  Such a call must not be abandoned like a lookup: had the
+ *    worker taken the lock or the message after the waiter left, the
+ *    program would have lost it.  So when the wait ends early (a
+ *    cancellation, a deadline, a signal handler's EINTR), the waiter
+ *    interrupts the worker's system call with KZ__SIG_INTERRUPT (unblocked
+ *    on the worker only for that call, installed without SA_RESTART, its
+ *    handler does nothing) and waits, shielded, until fn returns: either it
+ *    was interrupted (EINTR: the call did nothing, the waiter reports why
+ *    it stopped waiting) or it completed first (the waiter reports success,
+ *    as natively when a signal comes a moment too late).  A signal sent
+ *    just before the worker enters the system call would be lost, so it is
+ *    sent again, 1 ms later, then 2, 4, ... 50 ms, until fn returns.
  */
 #include "internal.h"
 
@@ -69,6 +85,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -237,6 +254,8 @@ struct job {
   struct kz__hub *hub;    /* the waiter's hub */
   struct kz_green *g;     /* the waiter */
   bool posted;            /* the completion post has run (hub thread only) */
+  bool interruptible;     /* note I: fn blocks in the kernel, interrupt it */
+  _Atomic pid_t tid;      /* the worker running it (interruptible jobs) */
 };
 
 struct kz_executor {
@@ -255,13 +274,22 @@ struct kz_executor {
 static pthread_mutex_t pools_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct kz__link pools;
 
+static struct kz_executor blocking_pool;
 static struct kz_executor default_pool = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .cond = PTHREAD_COND_INITIALIZER,
     .queue = {&default_pool.queue, &default_pool.queue},
-    .pools = {&pools, &pools},
+    .pools = {&blocking_pool.pools, &pools},
 };
-static struct kz__link pools = {&default_pool.pools, &default_pool.pools};
+/* Note I. */
+static struct kz_executor blocking_pool = {
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .cond = PTHREAD_COND_INITIALIZER,
+    .queue = {&blocking_pool.queue, &blocking_pool.queue},
+    .max = KZ__BLOCKING_MAX,
+    .pools = {&pools, &default_pool.pools},
+};
+static struct kz__link pools = {&default_pool.pools, &blocking_pool.pools};
 
 /* ---- The main thread leaves (note G) ------------------------------------------ */
 
@@ -371,11 +399,36 @@ static void job_posted(struct kz__post *p)
   kz__wake(j->g, 0);
 }
 
+/* Note I: the interrupting signal's handler; its only effect is the EINTR. */
+static void interrupt_handler(int sig) { (void)sig; }
+
+static void interrupt_install(void)
+{
+  struct sigaction sa = {.sa_handler = interrupt_handler}; /* no SA_RESTART */
+  sigfillset(&sa.sa_mask);
+  kz__os_sigaction(KZ__SIG_INTERRUPT, &sa, NULL);
+}
+
+/* Run an interruptible job's fn with KZ__SIG_INTERRUPT unblocked (raw
+   system calls: the mask is the worker's, never the shim's business). */
+static void job_run_interruptible(struct job *j)
+{
+  sigset_t one;
+  sigemptyset(&one);
+  sigaddset(&one, KZ__SIG_INTERRUPT);
+  atomic_store(&j->tid, gettid());
+  syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &one, NULL, _NSIG / 8);
+  j->vfn(j->arg);
+  syscall(SYS_rt_sigprocmask, SIG_BLOCK, &one, NULL, _NSIG / 8);
+}
+
 /* Run one job on a worker and hand it back (note A). */
 static void job_run(struct job *j)
 {
   int expect = JOB_RUNNING;
-  if (j->vfn)
+  if (j->interruptible)
+    job_run_interruptible(j);
+  else if (j->vfn)
     j->vfn(j->arg);
   else
     j->result = j->fn(j->arg);
@@ -524,6 +577,76 @@ static int job_call(struct kz_executor *ex, struct job *j, double deadline, void
   kz__hub_unhold(hub);
   if (result)
     *result = j->result;
+  free(j);
+  return 0;
+}
+
+/* Note I: interrupt the worker running j until fn has returned.  On the
+   waiter's hub, shielded. */
+static void job_interrupt(struct kz_green *g, struct job *j)
+{
+  struct kz__shield s;
+  double backoff = 1e-3;
+  pid_t tid;
+  kz__shield_up(g, &s);
+  while (!j->posted) {
+    if ((tid = atomic_load(&j->tid)) > 0)
+      syscall(SYS_tgkill, getpid(), tid, KZ__SIG_INTERRUPT);
+    kz__park(kz__now() + backoff);
+    backoff = backoff * 2 > 0.05 ? 0.05 : backoff * 2;
+  }
+  kz__shield_down(g, &s);
+}
+
+int kz__worker_call_blocking(void (*fn)(void *), void *arg, double deadline, int *cut)
+{
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  struct kz__hub *hub = kz__tls_hub;
+  struct kz_green *g = hub ? hub->current : NULL;
+  struct job *j;
+  int r;
+  *cut = 0;
+  if (!g)
+    return -EPERM;
+  if (!(j = calloc(1, sizeof *j)))
+    return -ENOMEM;
+  kz__os_once(&once, interrupt_install);
+  j->vfn = fn;
+  j->arg = arg;
+  j->interruptible = true;
+  j->hub = hub;
+  j->g = g;
+  j->post.fn = job_posted;
+  atomic_init(&j->state, JOB_QUEUED);
+  if ((g->flags & (KZ__G_CANCEL | KZ__G_NO_CANCEL)) == KZ__G_CANCEL)
+    r = -ECANCELED;
+  else if (expired(g, deadline))
+    r = -ETIMEDOUT;
+  else
+    r = pool_submit(&blocking_pool, j);
+  if (r < 0) {
+    free(j);
+    return r;
+  }
+  kz__hub_hold(hub); /* note C */
+  g->waiting = (struct kz__wait_info){.kind = KZ__WAIT_REMOTE};
+  do
+    r = kz__park(deadline);
+  while (r == 0 && !j->posted);
+  if (r < 0 && !j->posted) {
+    kz__os_lock(&blocking_pool.lock);
+    if (atomic_load_explicit(&j->state, memory_order_relaxed) == JOB_QUEUED) {
+      kz__list_remove(&j->link); /* fn never ran */
+      kz__os_unlock(&blocking_pool.lock);
+      kz__hub_unhold(hub);
+      free(j);
+      return r;
+    }
+    kz__os_unlock(&blocking_pool.lock);
+    *cut = r;
+    job_interrupt(g, j);
+  }
+  kz__hub_unhold(hub);
   free(j);
   return 0;
 }

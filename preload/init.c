@@ -36,7 +36,7 @@ static const struct {
     {"all", KZ_PATCH_ALL},     {"io", KZ_PATCH_IO},         {"socket", KZ_PATCH_IO},
     {"poll", KZ_PATCH_POLL},   {"select", KZ_PATCH_POLL},   {"sleep", KZ_PATCH_SLEEP},
     {"time", KZ_PATCH_SLEEP},  {"thread", KZ_PATCH_THREAD}, {"dns", KZ_PATCH_DNS},
-    {"proc", KZ_PATCH_PROC},   {"subprocess", KZ_PATCH_PROC},
+    {"proc", KZ_PATCH_PROC},   {"subprocess", KZ_PATCH_PROC}, {"ipc", KZ_PATCH_IPC},
 };
 
 /* "all", "io,sleep", "-thread", "all,-thread": a list applied left to right
@@ -55,7 +55,7 @@ static unsigned parse_patch(const char *s)
       if (!strcmp(name, families[i].name))
         break;
     if (i == sizeof families / sizeof *families) {
-      kz__say("KUDZU_PATCH: unknown family \"%s\" (all, io, poll, sleep, thread, dns, proc)", name);
+      kz__say("KUDZU_PATCH: unknown family \"%s\" (all, io, poll, sleep, thread, dns, proc, ipc)", name);
       continue;
     }
     if (minus) {

@@ -949,6 +949,8 @@ static int fcntl_common(int fd, int cmd, unsigned long arg)
   int r;
   if ((cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && runtime_fd(fd, EBADF)) /* note H */
     return -1;
+  if ((cmd == F_SETLKW || cmd == F_OFD_SETLKW) && kz__self())
+    return kz_shim_lock_wait(fd, cmd, (void *)arg); /* block.c */
   r = REAL(fcntl)(fd, cmd, arg);
   if (r < 0)
     return r;

@@ -18,7 +18,9 @@
 #include <stdio.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <mqueue.h>
 #include <sys/epoll.h>
+#include <sys/sem.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -100,6 +102,15 @@
   X(int, gethostbyname_r, (const char *, struct hostent *, char *, size_t, struct hostent **, int *)) \
   X(int, gethostbyname2_r, (const char *, int, struct hostent *, char *, size_t, struct hostent **, int *)) \
   X(int, gethostbyaddr_r, (const void *, socklen_t, int, struct hostent *, char *, size_t, struct hostent **, int *)) \
+  X(int, flock, (int, int))                                                        \
+  X(int, lockf, (int, int, off_t))                                                 \
+  X(int, semtimedop, (int, struct sembuf *, size_t, const struct timespec *))      \
+  X(int, msgsnd, (int, const void *, size_t, int))                                 \
+  X(ssize_t, msgrcv, (int, void *, size_t, long, int))                             \
+  X(ssize_t, mq_timedreceive, (mqd_t, char *, size_t, unsigned *, const struct timespec *)) \
+  X(int, mq_timedsend, (mqd_t, const char *, size_t, unsigned, const struct timespec *)) \
+  X(ssize_t, mq_receive, (mqd_t, char *, size_t, unsigned *))                      \
+  X(int, mq_send, (mqd_t, const char *, size_t, unsigned))                         \
   X(void, siglongjmp, (sigjmp_buf, int))                                           \
   X(void, longjmp, (jmp_buf, int))                                                 \
   X(void, _longjmp, (jmp_buf, int))                                                \
@@ -157,7 +168,8 @@ enum {
   KZ_PATCH_THREAD = 1 << 3, /* pthreads (see docs/SHIM.md) */
   KZ_PATCH_DNS = 1 << 4,    /* getaddrinfo and friends, on the worker pool */
   KZ_PATCH_PROC = 1 << 5,   /* waitpid and friends, system */
-  KZ_PATCH_ALL = 0x3f,
+  KZ_PATCH_IPC = 1 << 7,    /* file locks, System V IPC, POSIX message queues (block.c) */
+  KZ_PATCH_ALL = 0x3f | KZ_PATCH_IPC,
 };
 
 struct kz_shim_config {
@@ -275,6 +287,12 @@ int kz_shim_wait(int fd, int events, double timeout);
    processes): returns kz__park's result (0 never; -ETIMEDOUT at the
    deadline, -EINTR, -ECANCELED).  A cancellation point.  May switch. */
 int kz_shim_park(double deadline, int intr);
+
+/* ---- Calls that block in the kernel (block.c) ------------------------------------- */
+
+/* fcntl F_SETLKW and F_OFD_SETLKW (io.c hands them here): without holding
+   the hub.  libc's convention. */
+int kz_shim_lock_wait(int fd, int cmd, void *lock);
 
 /* ---- Offloading (dns.c) ------------------------------------------------------ */
 

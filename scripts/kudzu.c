@@ -30,7 +30,7 @@ static void usage(FILE *out)
           "\n"
           "options (each sets the environment variable next to it):\n"
           "  -p, --patch LIST      KUDZU_PATCH       families to intercept: all, io, poll,\n"
-          "                                          sleep, thread, dns, proc; -FAMILY\n"
+          "                                          sleep, thread, dns, proc, ipc; -FAMILY\n"
           "                                          removes one (default: all)\n"
           "      --no-threads      KUDZU_PATCH=all,-thread   like patch_all(thread=False)\n"
           "  -s, --stack-size SIZE KUDZU_STACK_SIZE  default green-thread stack (e.g. 256k)\n"
