@@ -1,7 +1,8 @@
 /* block.c: the calls that block in the kernel on something the hub cannot
  * wait for (family "ipc"): file locks (flock, lockf, fcntl F_SETLKW and
  * F_OFD_SETLKW), System V semaphores and messages (semop, semtimedop,
- * msgsnd, msgrcv); and POSIX message queues, which the hub can wait for.
+ * msgsnd, msgrcv), the open of a FIFO; and POSIX message queues, which the
+ * hub can wait for.
  *
  * Natively such a call blocks its thread.  Under the shim that thread is a
  * hub's, and every other green thread of the hub would stop with it.  So:
@@ -48,6 +49,7 @@
 #include <sys/file.h>
 #include <sys/msg.h>
 #include <sys/sem.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define EXPORT KZ_SHIM_EXPORT
@@ -348,3 +350,89 @@ EXPORT int mq_send(mqd_t q, const char *buf, size_t len, unsigned prio)
     return REAL(mq_send)(q, buf, len, prio);
   return mq_send_wait(q, buf, len, prio, NULL);
 }
+
+/* ---- open of a FIFO ---------------------------------------------------------------------- */
+
+/* A blocking open of a FIFO waits for the other end, which no descriptor
+   announces (a FIFO opened non-blocking for reading reports nothing until a
+   writer writes).  So in a green thread a path is looked at first, and a
+   FIFO's open runs on the blocking pool; everything else is opened here.
+   The look costs one fstatat per open in green threads, none elsewhere.
+   open(2) restarts after an SA_RESTART handler and is a cancellation
+   point. */
+static long call_openat(const long *a)
+{
+  return REAL(openat)((int)a[0], (const char *)a[1], (int)a[2], (mode_t)a[3]);
+}
+
+static bool fifo_at(int dirfd, const char *path, int flags)
+{
+  struct stat st;
+  if (flags & (O_NONBLOCK | O_PATH | O_CREAT | O_DIRECTORY | __O_TMPFILE))
+    return false;
+  return fstatat(dirfd, path, &st, flags & O_NOFOLLOW ? AT_SYMLINK_NOFOLLOW : 0) == 0 &&
+         S_ISFIFO(st.st_mode);
+}
+
+static int open_common(int dirfd, const char *path, int flags, mode_t mode)
+{
+  int saved = errno;
+  struct blk b = {.call = call_openat, .a = {dirfd, (long)path, flags, mode}};
+  if (!shim_active(KZ_PATCH_IPC) || !path || !fifo_at(dirfd, path, flags))
+    return REAL(openat)(dirfd, path, flags, mode);
+  return (int)blocking(&b, KZ_INTR_RESTART, true, saved);
+}
+
+/* The mode argument is there only with O_CREAT or O_TMPFILE. */
+#define OPEN_MODE(flags, mode)                                                 \
+  do {                                                                         \
+    if ((flags) & (O_CREAT | __O_TMPFILE)) {                                   \
+      va_list ap;                                                              \
+      va_start(ap, flags);                                                     \
+      mode = (mode_t)va_arg(ap, int);                                          \
+      va_end(ap);                                                              \
+    }                                                                          \
+  } while (0)
+
+EXPORT int open(const char *path, int flags, ...)
+{
+  mode_t mode = 0;
+  OPEN_MODE(flags, mode);
+  if (!kz__self())
+    return REAL(openat)(AT_FDCWD, path, flags, mode);
+  return open_common(AT_FDCWD, path, flags, mode);
+}
+
+EXPORT int open64(const char *path, int flags, ...)
+{
+  mode_t mode = 0;
+  OPEN_MODE(flags, mode);
+  if (!kz__self())
+    return REAL(openat)(AT_FDCWD, path, flags, mode);
+  return open_common(AT_FDCWD, path, flags, mode);
+}
+
+EXPORT int openat(int dirfd, const char *path, int flags, ...)
+{
+  mode_t mode = 0;
+  OPEN_MODE(flags, mode);
+  if (!kz__self())
+    return REAL(openat)(dirfd, path, flags, mode);
+  return open_common(dirfd, path, flags, mode);
+}
+
+EXPORT int openat64(int dirfd, const char *path, int flags, ...)
+{
+  mode_t mode = 0;
+  OPEN_MODE(flags, mode);
+  if (!kz__self())
+    return REAL(openat)(dirfd, path, flags, mode);
+  return open_common(dirfd, path, flags, mode);
+}
+
+/* The fortified forms (_FORTIFY_SOURCE) take no mode: O_CREAT is refused
+   at compile time. */
+EXPORT int __open_2(const char *path, int flags) { return open(path, flags); }
+EXPORT int __open64_2(const char *path, int flags) { return open(path, flags); }
+EXPORT int __openat_2(int dirfd, const char *path, int flags) { return openat(dirfd, path, flags); }
+EXPORT int __openat64_2(int dirfd, const char *path, int flags) { return openat(dirfd, path, flags); }

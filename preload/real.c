@@ -45,6 +45,15 @@ static int raw_nanosleep(const struct timespec *r, struct timespec *m)
 {
   return (int)syscall(SYS_nanosleep, r, m);
 }
+static int raw_openat(int dirfd, const char *path, int flags, ...)
+{
+  va_list ap;
+  unsigned long mode;
+  va_start(ap, flags);
+  mode = va_arg(ap, unsigned long);
+  va_end(ap);
+  return (int)syscall(SYS_openat, dirfd, path, flags, mode);
+}
 static int raw_fcntl(int fd, int cmd, ...)
 {
   va_list ap;
@@ -62,7 +71,7 @@ static const struct {
     {"read", (void *)raw_read},   {"write", (void *)raw_write}, {"readv", (void *)raw_readv},
     {"writev", (void *)raw_writev}, {"pread", (void *)raw_pread}, {"close", (void *)raw_close},
     {"poll", (void *)raw_poll},   {"nanosleep", (void *)raw_nanosleep},
-    {"fcntl", (void *)raw_fcntl},
+    {"fcntl", (void *)raw_fcntl}, {"openat", (void *)raw_openat},
 };
 
 static void *boot_lookup(const char *name)

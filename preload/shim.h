@@ -103,6 +103,7 @@
   X(int, gethostbyname2_r, (const char *, int, struct hostent *, char *, size_t, struct hostent **, int *)) \
   X(int, gethostbyaddr_r, (const void *, socklen_t, int, struct hostent *, char *, size_t, struct hostent **, int *)) \
   X(int, flock, (int, int))                                                        \
+  X(int, openat, (int, const char *, int, ...))                                    \
   X(int, lockf, (int, int, off_t))                                                 \
   X(int, semtimedop, (int, struct sembuf *, size_t, const struct timespec *))      \
   X(int, msgsnd, (int, const void *, size_t, int))                                 \

@@ -10,6 +10,8 @@
  *   flock fcntl ofd lockf   a lock another process holds
  *   semop msgrcv mq         a semaphore, a message, a queue message, given
  *                           by the main thread after its ticks
+ *   fifo                    an open of a FIFO for reading, until the main
+ *                           thread opens it for writing after its ticks
  *   eintr                   the main thread in flock, a handler without
  *                           SA_RESTART runs: EINTR, and no lock taken
  *   restart                 the same with SA_RESTART: the lock, after the
@@ -29,6 +31,7 @@
 #include <sys/ipc.h>
 #include <sys/msg.h>
 #include <sys/sem.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -37,6 +40,7 @@ static char path[64];
 static atomic_int announced;
 static int semid, msqid;
 static mqd_t mq;
+static char fifo[64];
 
 /* Another process takes the lock of the file at path, says so on `ready`,
    and holds it until a byte arrives on `go`; sending SIGUSR1 to the parent
@@ -102,7 +106,10 @@ static int take(void)
     r = msgrcv(msqid, &m, sizeof m.text, 1, 0) == 6 && !strcmp(m.text, "hello") ? 0 : -1;
   else if (!strcmp(mode, "mq"))
     r = mq_receive(mq, buf, sizeof buf, NULL) == 6 && !strcmp(buf, "hello") ? 0 : -1;
-  else
+  else if (!strcmp(mode, "fifo")) {
+    int ff = open(fifo, O_RDONLY);
+    r = ff >= 0 && read(ff, buf, 6) == 6 && !strcmp(buf, "hello") && close(ff) == 0 ? 0 : -1;
+  } else
     r = flock(fd, LOCK_EX);
   return r;
 }
@@ -149,6 +156,7 @@ int main(int argc, char **argv)
   mode = argc > 1 ? argv[1] : "flock";
   snprintf(path, sizeof path, "/tmp/kudzu-blocking-%d", (int)getpid());
   snprintf(qname, sizeof qname, "/kudzu-blocking-%d", (int)getpid());
+  snprintf(fifo, sizeof fifo, "/tmp/kudzu-fifo-%d", (int)getpid());
   CHECK((fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600)) >= 0);
   CHECK(write(fd, "x", 1) == 1);
 
@@ -194,6 +202,8 @@ int main(int argc, char **argv)
       CHECK((msqid = msgget(IPC_PRIVATE, 0600)) >= 0);
     else if (!strcmp(mode, "mq"))
       CHECK((mq = mq_open(qname, O_RDWR | O_CREAT | O_EXCL, 0600, &at)) != (mqd_t)-1);
+    else if (!strcmp(mode, "fifo"))
+      CHECK(mkfifo(fifo, 0600) == 0);
     else
       CHECK(is_lock());
     if (is_lock())
@@ -208,6 +218,10 @@ int main(int argc, char **argv)
     } else if (!strcmp(mode, "msgrcv")) {
       struct { long type; char text[8]; } m = {1, "hello"};
       CHECK(msgsnd(msqid, &m, 6, 0) == 0);
+    } else if (!strcmp(mode, "fifo")) {
+      int ff = open(fifo, O_WRONLY);
+      CHECK(ff >= 0 && write(ff, "hello", 6) == 6 && close(ff) == 0);
+      unlink(fifo);
     } else {
       CHECK(mq_send(mq, "hello", 6, 0) == 0);
     }
