@@ -534,6 +534,30 @@ static bool expired(struct kz_green *g, double deadline)
   return (deadline >= 0 && deadline <= now) || (g->deadline > 0 && g->deadline <= now);
 }
 
+/* Submit j to ex for green thread g of hub, unless g is cancelled or its
+   deadline has passed; then hold the hub (note C) and mark g's wait.
+   0 or -errno (j not submitted). */
+static int job_start(struct kz_executor *ex, struct job *j, struct kz__hub *hub, struct kz_green *g,
+                     double deadline)
+{
+  int r;
+  j->hub = hub;
+  j->g = g;
+  j->post.fn = job_posted;
+  atomic_init(&j->state, JOB_QUEUED);
+  if ((g->flags & (KZ__G_CANCEL | KZ__G_NO_CANCEL)) == KZ__G_CANCEL)
+    r = -ECANCELED;
+  else if (expired(g, deadline))
+    r = -ETIMEDOUT; /* do not start what nobody will wait for */
+  else
+    r = pool_submit(ex, j);
+  if (r < 0)
+    return r;
+  kz__hub_hold(hub);
+  g->waiting = (struct kz__wait_info){.kind = KZ__WAIT_REMOTE};
+  return 0;
+}
+
 /* Submit j to ex and park until it completes, the deadline passes or the
    caller is cancelled.  Returns 0 with *result = fn's result, or -errno.
    Consumes j: after a failure other than -EPERM, j's discard function has
@@ -547,23 +571,11 @@ static int job_call(struct kz_executor *ex, struct job *j, double deadline, void
     free(j);
     return -EPERM;
   }
-  j->hub = hub;
-  j->g = g;
-  j->post.fn = job_posted;
-  atomic_init(&j->state, JOB_QUEUED);
-  if ((g->flags & (KZ__G_CANCEL | KZ__G_NO_CANCEL)) == KZ__G_CANCEL)
-    r = -ECANCELED;
-  else if (expired(g, deadline))
-    r = -ETIMEDOUT; /* do not start what nobody will wait for */
-  else
-    r = pool_submit(ex, j);
-  if (r < 0) {
+  if ((r = job_start(ex, j, hub, g, deadline)) < 0) {
     job_discard(j);
     free(j);
     return r;
   }
-  kz__hub_hold(hub); /* note C */
-  g->waiting = (struct kz__wait_info){.kind = KZ__WAIT_REMOTE};
   do
     r = kz__park(deadline);
   while (r == 0 && !j->posted); /* a stray wake */
@@ -614,22 +626,10 @@ int kz__worker_call_blocking(void (*fn)(void *), void *arg, double deadline, int
   j->vfn = fn;
   j->arg = arg;
   j->interruptible = true;
-  j->hub = hub;
-  j->g = g;
-  j->post.fn = job_posted;
-  atomic_init(&j->state, JOB_QUEUED);
-  if ((g->flags & (KZ__G_CANCEL | KZ__G_NO_CANCEL)) == KZ__G_CANCEL)
-    r = -ECANCELED;
-  else if (expired(g, deadline))
-    r = -ETIMEDOUT;
-  else
-    r = pool_submit(&blocking_pool, j);
-  if (r < 0) {
+  if ((r = job_start(&blocking_pool, j, hub, g, deadline)) < 0) {
     free(j);
     return r;
   }
-  kz__hub_hold(hub); /* note C */
-  g->waiting = (struct kz__wait_info){.kind = KZ__WAIT_REMOTE};
   do
     r = kz__park(deadline);
   while (r == 0 && !j->posted);

@@ -161,7 +161,7 @@ EXPORT int lockf(int fd, int cmd, off_t len)
   return (int)blocking(&b, KZ_INTR_RESTART, true, saved);
 }
 
-EXPORT int lockf64(int fd, int cmd, off_t len) { return lockf(fd, cmd, len); }
+EXPORT int lockf64(int fd, int cmd, off_t len) __attribute__((alias("lockf")));
 
 /* ---- System V semaphores and messages ------------------------------------------------ */
 
@@ -403,14 +403,7 @@ EXPORT int open(const char *path, int flags, ...)
   return open_common(AT_FDCWD, path, flags, mode);
 }
 
-EXPORT int open64(const char *path, int flags, ...)
-{
-  mode_t mode = 0;
-  OPEN_MODE(flags, mode);
-  if (!kz__self())
-    return REAL(openat)(AT_FDCWD, path, flags, mode);
-  return open_common(AT_FDCWD, path, flags, mode);
-}
+EXPORT int open64(const char *path, int flags, ...) __attribute__((alias("open")));
 
 EXPORT int openat(int dirfd, const char *path, int flags, ...)
 {
@@ -421,14 +414,7 @@ EXPORT int openat(int dirfd, const char *path, int flags, ...)
   return open_common(dirfd, path, flags, mode);
 }
 
-EXPORT int openat64(int dirfd, const char *path, int flags, ...)
-{
-  mode_t mode = 0;
-  OPEN_MODE(flags, mode);
-  if (!kz__self())
-    return REAL(openat)(dirfd, path, flags, mode);
-  return open_common(dirfd, path, flags, mode);
-}
+EXPORT int openat64(int dirfd, const char *path, int flags, ...) __attribute__((alias("openat")));
 
 /* The fortified forms (_FORTIFY_SOURCE) take no mode: O_CREAT is refused
    at compile time. */
