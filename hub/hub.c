@@ -58,8 +58,8 @@
  *    launcher), since only the hub's thread may touch its loop; elsewhere
  *    the dup2 fails with EBUSY.  The wake-up eventfd gets a second number
  *    (kz__rtfd_dup), posters switch to it (wake_fd is read once per write,
- *    and the mover waits until no poster is between its read and its
- *    write), the hub watches the new number, and the old one is taken out of
+ *    and the mover waits until no poster is inside kz__hub_post), the hub
+ *    watches the new number, and the old one is taken out of
  *    the epoll instance, where it would otherwise keep reporting the
  *    eventfd under the program's number.  The epoll instance cannot get a
  *    second number that libev would use, so the hub hands it over the way a
@@ -69,6 +69,12 @@
  *    closed the instance itself.  Until that pass nothing touches the
  *    instance: the mover is a green thread of the hub, and the hub context
  *    makes its first step through hub_after_fork.
+ * H. A poster may be the last to touch a hub: its message (a remote hub's
+ *    stop) can make the hub's thread finish and free the hub while the
+ *    poster is still in kz__hub_post, between its push and its write.  So
+ *    posters count themselves in (hub->posters) before they push and out
+ *    after their last access, and kz__hub_destroy waits for the count to
+ *    drop to zero before it closes the eventfd and frees the hub.
  * E. When nothing is ready, no callback is due and libev has no active
  *    watcher, no event can ever wake anyone: the main green thread's
  *    blocking call fails with EDEADLK (gevent's "this operation would block
@@ -129,14 +135,11 @@ static int wake_open(void)
 static void wake_write(struct kz__hub *hub)
 {
   uint64_t one = 1;
-  int fd;
-  atomic_fetch_add(&hub->wake_writers, 1); /* note G */
-  fd = atomic_load(&hub->wake_fd);
+  int fd = atomic_load(&hub->wake_fd);
   /* A raw write: posts come from signal handlers too, and the eventfd is
      not the program's to see in an interposer. */
   if (syscall(SYS_write, fd, &one, sizeof one) < 0 && errno == EBADF)
     kz__rtfd_lost(fd, "a hub's wake-up eventfd");
-  atomic_fetch_sub(&hub->wake_writers, 1);
 }
 
 /* Watch the wake-up eventfd under number fd (hub thread). */
@@ -191,7 +194,7 @@ static int wake_move(struct kz__hub *hub)
   if (fd < 0)
     return -EBUSY;
   atomic_store(&hub->wake_fd, fd);
-  while (atomic_load(&hub->wake_writers)) /* a poster still writing to old */
+  while (atomic_load(&hub->posters)) /* a poster may still write to old */
     kz__os_sched_yield();
   wake_watch(hub, fd);
   if (hub->backend_fd >= 0)
@@ -269,13 +272,16 @@ static void wakeup_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 void kz__hub_post(struct kz__hub *hub, struct kz__post *p)
 {
-  struct kz__post *head = atomic_load_explicit(&hub->inbox, memory_order_relaxed);
+  struct kz__post *head;
   int err = errno; /* a handler's post must leave errno as it was */
+  atomic_fetch_add(&hub->posters, 1); /* note H */
+  head = atomic_load_explicit(&hub->inbox, memory_order_relaxed);
   do
     p->next = head;
   while (!atomic_compare_exchange_weak(&hub->inbox, &head, p));
   if (!atomic_exchange(&hub->wake_pending, true))
     wake_write(hub);
+  atomic_fetch_sub(&hub->posters, 1);
   errno = err;
 }
 
@@ -377,6 +383,8 @@ void kz__hub_destroy(struct kz__hub *hub)
   kz__debug_thread_term(hub);
   ev_ref(hub->loop);
   ev_io_stop(hub->loop, &hub->wakeup);
+  while (atomic_load(&hub->posters)) /* note H */
+    kz__os_sched_yield();
   kz__rtfd_drop(hub->wake_fd);
   kz__os_close(hub->wake_fd);
   kz__calls_term(hub);

@@ -211,7 +211,7 @@ struct kz__hub {
   struct kz__stack hub_stack;   /* the hub context's stack */
   ev_io wakeup;                 /* watches wake_fd */
   _Atomic int wake_fd;          /* eventfd other threads post through (a runtime descriptor) */
-  _Atomic int wake_writers;     /* posters between reading wake_fd and writing it */
+  _Atomic int posters;          /* threads inside kz__hub_post (hub.c, note H) */
   int backend_fd;               /* libev's epoll instance, if the shim saw it made; else -1 */
   _Atomic bool wake_pending;    /* wake_fd written and not yet drained (hub.c, note D) */
   bool forked;                  /* a fork child that has not yet re-created its backend */

@@ -56,8 +56,9 @@
  *    where a read must still succeed on data already there.
  * H. The runtime's own descriptors (hub/rtfd.c) do not exist for the
  *    program: close() of one fails with EBADF, close_range() and closefrom()
- *    close the program's descriptors around them, dup(), dup2(), dup3() and
- *    F_DUPFD of one fail with EBADF.  These checks run on every thread, green
+ *    close the program's descriptors around them, dup(), dup2(), dup3(),
+ *    fcntl() and fstat() of one fail with EBADF, and listings of
+ *    /proc/self/fd leave them out (dir.c).  These checks run on every thread, green
  *    or not (a thread the shim leaves real can close a hub's descriptor as
  *    well as a green one can), before the pass-through.  dup2() or dup3()
  *    onto one moves the runtime's descriptor out of the way first (hub/hub.c,
@@ -81,6 +82,7 @@
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -915,6 +917,22 @@ EXPORT int dup2(int old, int new) { return dup_to(old, new, 0, false); }
 
 EXPORT int dup3(int old, int new, int flags) { return dup_to(old, new, flags, true); }
 
+/* Note H: fstat of a runtime descriptor fails as for a number not open
+   (CPython's subprocess tests find a child's descriptors this way). */
+EXPORT int fstat(int fd, struct stat *st)
+{
+  if (runtime_fd(fd, EBADF))
+    return -1;
+  return REAL(fstat)(fd, st);
+}
+
+EXPORT int fstat64(int fd, struct stat64 *st)
+{
+  if (runtime_fd(fd, EBADF))
+    return -1;
+  return REAL(fstat64)(fd, st);
+}
+
 /* libev's epoll instance, created in the runtime's scope, goes to the
    runtime's numbers (hub/rtfd.c, note A); anyone else's is untouched. */
 EXPORT int epoll_create1(int flags)
@@ -947,7 +965,7 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 static int fcntl_common(int fd, int cmd, unsigned long arg)
 {
   int r;
-  if ((cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && runtime_fd(fd, EBADF)) /* note H */
+  if (runtime_fd(fd, EBADF)) /* note H */
     return -1;
   if ((cmd == F_SETLKW || cmd == F_OFD_SETLKW) && kz__self())
     return kz_shim_lock_wait(fd, cmd, (void *)arg); /* block.c */

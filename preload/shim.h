@@ -18,10 +18,12 @@
 #include <stdio.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <dirent.h>
 #include <mqueue.h>
 #include <sys/epoll.h>
 #include <sys/sem.h>
 #include <sys/select.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <setjmp.h>
@@ -71,6 +73,8 @@
   X(int, pipe, (int *))                                                            \
   X(int, pipe2, (int *, int))                                                      \
   X(int, fcntl, (int, int, ...))                                                   \
+  X(int, fstat, (int, struct stat *))                                              \
+  X(int, fstat64, (int, struct stat64 *))                                          \
   X(int, ioctl, (int, unsigned long, ...))                                         \
   X(int, setsockopt, (int, int, int, const void *, socklen_t))                     \
   X(int, getsockopt, (int, int, int, void *, socklen_t *))                         \
@@ -103,6 +107,11 @@
   X(int, gethostbyname2_r, (const char *, int, struct hostent *, char *, size_t, struct hostent **, int *)) \
   X(int, gethostbyaddr_r, (const void *, socklen_t, int, struct hostent *, char *, size_t, struct hostent **, int *)) \
   X(int, flock, (int, int))                                                        \
+  X(DIR *, opendir, (const char *))                                                \
+  X(DIR *, fdopendir, (int))                                                       \
+  X(struct dirent *, readdir, (DIR *))                                             \
+  X(struct dirent64 *, readdir64, (DIR *))                                         \
+  X(int, closedir, (DIR *))                                                        \
   X(int, openat, (int, const char *, int, ...))                                    \
   X(int, lockf, (int, int, off_t))                                                 \
   X(int, semtimedop, (int, struct sembuf *, size_t, const struct timespec *))      \

@@ -15,6 +15,9 @@
  *                       top 64 numbers, then close them
  *   rlimit              RLIMIT_NOFILE lowered to 128, then closefrom(3);
  *                       also counts the descriptors opened before EMFILE
+ *   listing             lists /proc/self/fd and /dev/fd (the same as
+ *                       natively: the runtime's own are not listed), then
+ *                       closefrom(3)
  */
 #include "check.h"
 #include <dirent.h>
@@ -105,6 +108,30 @@ static void proc_walk(void)
   closedir(d);
 }
 
+/* Print the descriptors listed in dir, but the listing's own. */
+static void list(const char *dir)
+{
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  char seen[4096] = "";
+  int fds[256], n = 0;
+  CHECK(d);
+  while ((e = readdir(d)) && n < 256)
+    if (e->d_name[0] != '.' && atoi(e->d_name) != dirfd(d))
+      fds[n++] = atoi(e->d_name);
+  closedir(d);
+  for (int i = 0; i < n; i++) /* sorted, for the comparison */
+    for (int j = i + 1; j < n; j++)
+      if (fds[j] < fds[i]) {
+        int t = fds[i];
+        fds[i] = fds[j];
+        fds[j] = t;
+      }
+  for (int i = 0; i < n; i++)
+    snprintf(seen + strlen(seen), sizeof seen - strlen(seen), " %d", fds[i]);
+  printf("%s lists%s\n", dir, seen);
+}
+
 /* How many descriptors can still be opened, under a limit of 128. */
 static int count_to_emfile(void)
 {
@@ -154,6 +181,10 @@ int main(int argc, char **argv)
     for (int fd = (int)rl.rlim_cur - 64; fd < (int)rl.rlim_cur; fd++)
       CHECK(dup2(devnull, fd) == fd);
     use_everything("dup2_high, with the top numbers taken");
+    closefrom(3);
+  } else if (!strcmp(mode, "listing")) {
+    list("/proc/self/fd");
+    list("/dev/fd");
     closefrom(3);
   } else if (!strcmp(mode, "rlimit")) {
     CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
