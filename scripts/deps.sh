@@ -2,7 +2,8 @@
 # Sourced by scripts/test, scripts/demo and scripts/bench.
 
 KUDZU_DEPS=(cmake make gcc pkg-config libev-dev libunwind-dev libcriterion-dev valgrind
-            python3 curl socat redis-server redis-tools memcached libmemcached-tools gnuplot-nox)
+            python3 curl socat redis-server redis-tools memcached libmemcached-tools gnuplot-nox
+            libpython3.11-testsuite)
 
 kudzu_install_deps() {
   local missing=() p
