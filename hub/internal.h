@@ -74,13 +74,14 @@ struct kz__waitq {
   struct kz__link head;
 };
 
-/* What a parked green thread waits on, for kz_dump. */
+/* What a parked green thread waits on, for kz_dump and the gdb extension
+   (gdb/kudzu-gdb.py, which reads these fields by name). */
 enum kz__wait_kind {
   KZ__WAIT_NONE,
   KZ__WAIT_SLEEP,  /* timer only */
   KZ__WAIT_FD,     /* arg = descriptor, arg2 = events */
   KZ__WAIT_JOIN,   /* arg2 = handle joined */
-  KZ__WAIT_SYNC,   /* a lock, event, queue...: what names it */
+  KZ__WAIT_SYNC,   /* a lock, event, queue...: what names it, arg2 = its address or 0 */
   KZ__WAIT_REMOTE, /* another OS thread (worker, future) */
   KZ__WAIT_YIELD,  /* not parked: ready to run */
 };
