@@ -62,6 +62,7 @@ _PENDING, _RUNNING, _BLOCKED, _DONE, _CANCELLED, _READY = 0, 1, 2, 3, 4, 16
 _W_NONE, _W_SLEEP, _W_FD, _W_JOIN, _W_SYNC, _W_REMOTE, _W_YIELD = range(7)
 _STATES = ("running", "runnable", "pending", "waiting", "sleeping", "done")
 _MAX_LIST = 10000000  # a corrupted list in a core must not loop forever
+_GROUP_NAMES = 10  # kz bt all names this many green threads of a group
 
 
 # ---- Reading the runtime's structures (notes A, B) -------------------------
@@ -143,8 +144,9 @@ def _monitor():
         syms = gdb.lookup_static_symbols("mon")
     except AttributeError:  # gdb < 10
         pass
-    for s in syms:
-        if s.symtab and s.symtab.filename.endswith("monitor.c"):
+    for s in syms:  # libkudzu's, not a program's own static `mon`
+        if s.symtab and s.symtab.filename.endswith("monitor.c") and "libkudzu" in (
+                s.symtab.objfile.filename or ""):
             return s.value()
     try:
         return gdb.parse_and_eval("'monitor.c'::mon")
@@ -303,12 +305,29 @@ def _waits_on(g):
     return s
 
 
+_SLOTS = ("KZ__SW_R15", "KZ__SW_R14", "KZ__SW_R13", "KZ__SW_R12", "KZ__SW_RBX",
+          "KZ__SW_RBP", "KZ__SW_RIP", "KZ__SW_WORDS")
+_REGS = ("r15", "r14", "r13", "r12", "rbx", "rbp", "rip")
+
+
+def _slots():
+    """The word index of each saved register (hub/switch.h's enum, from the
+    debug information; its values today if gdb does not have them)."""
+    try:
+        return [int(gdb.parse_and_eval(n)) for n in _SLOTS]
+    except gdb.error:
+        return [1, 2, 3, 4, 5, 6, 7, 8]
+
+
 def _saved_regs(g):
     """The registers kz__switch saved on a parked green thread's stack (note B)."""
     sp = int(g["sp"])
-    w = struct.unpack("<8Q", bytes(gdb.selected_inferior().read_memory(sp, 64)))
-    return {"r15": w[1], "r14": w[2], "r13": w[3], "r12": w[4], "rbx": w[5],
-            "rbp": w[6], "rip": w[7], "rsp": sp + 64}
+    idx = _slots()
+    words = idx[-1]
+    w = struct.unpack("<%dQ" % words, bytes(gdb.selected_inferior().read_memory(sp, 8 * words)))
+    regs = dict((r, w[i]) for r, i in zip(_REGS, idx))
+    regs["rsp"] = sp + 8 * words
+    return regs
 
 
 # ---- Presenting a parked green thread's frames (note C) --------------------
@@ -666,8 +685,11 @@ OS thread's own).  kz bt all groups identical stacks and counts them."""
             groups[pcs][1].append("%u \"%s\" %s" % (_gid(g), _name(g), _state(g)))
         for pcs in sorted(order, key=lambda k: -len(groups[k][1])):
             lines, members = groups[pcs]
+            shown = ", ".join(members[:_GROUP_NAMES])
+            if len(members) > _GROUP_NAMES:
+                shown += ", and %d more" % (len(members) - _GROUP_NAMES)
             gdb.write("%d green thread%s: %s\n" % (len(members), "" if len(members) == 1 else "s",
-                                                  ", ".join(members)))
+                                                  shown))
             for l in lines:
                 gdb.write("    %s\n" % l)
             gdb.write("\n")
