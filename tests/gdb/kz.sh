@@ -7,12 +7,16 @@
 #   gcore   a core file written by gcore from the running process
 #   crash   the core file of a real crash (abort()); if the kernel's cores go
 #           to a pipe (core_pattern "|..."), gdb writes the core at the crash
-# Every mode checks the same things: the hubs, each green thread's name,
+# Each of these checks the same things: the hubs, each green thread's name,
 # state and wait, that kz bt shows the helper's own function for each, that
 # identical stacks are grouped, and that kz select makes a parked green
 # thread's frames gdb's own (bt, frame, info locals) until kz unselect.
+#   launcher  tests/gdb/threads_parked.c, a plain pthread program, started
+#             under gdb through the launcher: its threads, parked in the shim
+#   nodebug   libkudzu without debug information: the commands say so
 # The extension is auto-loaded from next to libkudzu, as installed.
-# Environment: GDB, PARKED (the helper), KUDZU_LIB (libkudzu's real file).
+# Environment: GDB, PARKED (the helper), KUDZU_LIB (libkudzu's real file);
+# for the launcher mode KZ (the launcher) and THREADS_PARKED.
 set -euo pipefail
 mode=$1
 : "${GDB:=gdb}" "${PARKED:?}" "${KUDZU_LIB:?}"
@@ -114,8 +118,27 @@ crash)
   gdb_run "$PARKED" "$core"
   grep -q "SIGABRT" "$tmp/out" || { cat "$tmp/out"; echo "FAIL: not the core of the abort" >&2; exit 1; }
   ;;
+launcher)
+  cmds=(-ex run -ex "info kudzu" -ex "kz threads" -ex "echo ==bt\n")
+  for n in reader locker waiter sleeper joiner; do
+    cmds+=(-ex "kz bt t-$n")
+  done
+  cmds+=(-ex "echo ==end\n")
+  gdb_run --args "${KZ:?}" -- "${THREADS_PARKED:?}"
+  ;;
+nodebug)
+  # The same library with its debug information stripped, found first.
+  mkdir "$tmp/lib"
+  cp "$KUDZU_LIB" "$tmp/lib/"
+  strip --strip-debug "$tmp/lib/$(basename "$KUDZU_LIB")"
+  ln -s "$(basename "$KUDZU_LIB")" "$tmp/lib/libkudzu.so.0"
+  cp "$(dirname "$KUDZU_LIB")/$(basename "$KUDZU_LIB")-gdb.py" "$tmp/lib/"
+  KUDZU_LIB=$tmp/lib/$(basename "$KUDZU_LIB")
+  cmds=(-ex run -ex "info kudzu" -ex "kz threads" -ex "kz bt 2" -ex "echo ==end\n")
+  gdb_run -iex "set environment LD_LIBRARY_PATH=$tmp/lib" --args "$PARKED" trap
+  ;;
 *)
-  echo "usage: kz.sh trap|attach|gcore|crash" >&2
+  echo "usage: kz.sh trap|attach|gcore|crash|launcher|nodebug" >&2
   exit 2
   ;;
 esac
@@ -138,37 +161,64 @@ refuse() { # refuse WHAT REGEX SECTION: no line of the section matches
   fi
 }
 
-expect "one hub, on an OS thread of the process" '^hub 1 at 0x[0-9a-f]+: OS thread [0-9]+ \(gdb thread [0-9]+\)'
-expect "the hub's counts" ' 1 running, 0 runnable, 1 pending, [0-9]+ waiting, 4 sleeping$'
-# kz threads: ID HUB STATE NAME WAITS-ON PARKED-IN
-expect "sleeper sleeps" '^ +[0-9]+ +1 +sleeping +sleeper +sleep, .* park_sleeper at parked\.c:[0-9]+$'
-expect "reader waits to read its fd" '^ +[0-9]+ +1 +waiting +reader +fd [0-9]+ read +park_reader at parked\.c'
-expect "holder waits on the event" '^ +[0-9]+ +1 +waiting +holder +event 0x[0-9a-f]+ +park_holder at parked\.c'
-expect "locker waits on the mutex holder holds" \
-  '^ +[0-9]+ +1 +waiting +locker +mutex 0x[0-9a-f]+, held by [0-9]+ "holder" +park_locker at parked\.c'
-expect "joiner waits to join sleeper" '^ +[0-9]+ +1 +waiting +joiner +join [0-9]+ "sleeper" +park_joiner at parked\.c'
-expect "getter waits on the queue" '^ +[0-9]+ +1 +waiting +getter +queue get 0x[0-9a-f]+, 0 items +park_getter at parked\.c'
-expect "fresh has not started" '^ +[0-9]+ +1 +pending +fresh .*not started: will run park_fresh'
-expect "the running green thread" '^ +[0-9]+ +1 +running '
-for n in 1 2 3; do
-  expect "napper-$n sleeps" "^ +[0-9]+ +1 +sleeping +napper-$n +sleep, .* park_napper at parked\.c"
-done
-# kz bt NAME: the helper's own function, below the runtime's frames.
-for n in sleeper reader holder locker joiner getter; do
-  expect "kz bt $n shows park_$n" "^#[0-9]+ +(0x[0-9a-f]+ in )?park_$n \(.*parked\.c:[0-9]+" bt
-done
-expect "kz bt napper-1 shows park_napper" '^#[0-9]+ +(0x[0-9a-f]+ in )?park_napper \(' bt
-expect "kz bt starts at the park" '^#1 +0x[0-9a-f]+ in (switch_to|kz__switch_to|kz__schedule)' bt
-expect "kz bt of a green thread that has not started" 'not started: will run park_fresh' bt
-refuse "kz bt shows no OS-thread frame for a parked green thread" '^#0 ' bt
-# kz bt all: the three nappers share one stack.
-expect "kz bt all groups identical stacks" '^3 green threads: [0-9]+ "napper-1" sleeping, [0-9]+ "napper-2" sleeping, [0-9]+ "napper-3" sleeping$' all
-expect "kz bt all lists every stack" '^ +#[0-9]+ +park_locker at parked\.c' all
-# kz select: gdb's own commands on the green thread's frames.
-expect "after kz select, bt shows the green thread" '^#[0-9]+ +(0x[0-9a-f]+ in )?park_getter \(' select
-expect "frame 0 names the green thread" '^#0 +.*green [0-9]+ "getter" follows' select
-expect "info locals in the green thread's frame" '^item = ' select
-refuse "after kz unselect, bt is the OS thread's own" 'park_getter' unselect
+launcher_checks() {
+  expect "one hub" '^hub 1 at 0x[0-9a-f]+: OS thread [0-9]+ \(gdb thread [0-9]+\)'
+  expect "the thread in read, named by pthread_setname_np" \
+    '^ +[0-9]+ +1 +waiting +t-reader +fd [0-9]+ read +block_in_read at threads_parked\.c'
+  expect "the thread in pthread_mutex_lock" '^ +[0-9]+ +1 +waiting +t-locker +a pthread mutex +block_in_lock at threads_parked\.c'
+  expect "the thread in pthread_cond_wait" '^ +[0-9]+ +1 +waiting +t-waiter +a condition variable +block_in_wait at threads_parked\.c'
+  expect "the thread in nanosleep" '^ +[0-9]+ +1 +sleeping +t-sleeper +sleep, .* block_in_sleep at threads_parked\.c'
+  expect "the thread in pthread_join" '^ +[0-9]+ +1 +waiting +t-joiner +join [0-9]+ "t-sleeper" +block_in_join at threads_parked\.c'
+  for n in read lock wait sleep join; do
+    expect "kz bt shows block_in_$n" "^#[0-9]+ +(0x[0-9a-f]+ in )?block_in_$n \\(.*threads_parked\\.c:[0-9]+" bt
+  done
+  expect "kz bt goes through the shim" '^#[0-9]+ .* in thr_start \(' bt
+}
+
+nodebug_checks() {
+  expect "the commands say the debug information is missing" \
+    '^kudzu: libkudzu has no debug information: build it with -DCMAKE_BUILD_TYPE=RelWithDebInfo'
+}
+
+parked_checks() {
+  expect "one hub, on an OS thread of the process" '^hub 1 at 0x[0-9a-f]+: OS thread [0-9]+ \(gdb thread [0-9]+\)'
+  expect "the hub's counts" ' 1 running, 0 runnable, 1 pending, [0-9]+ waiting, 4 sleeping$'
+  # kz threads: ID HUB STATE NAME WAITS-ON PARKED-IN
+  expect "sleeper sleeps" '^ +[0-9]+ +1 +sleeping +sleeper +sleep, .* park_sleeper at parked\.c:[0-9]+$'
+  expect "reader waits to read its fd" '^ +[0-9]+ +1 +waiting +reader +fd [0-9]+ read +park_reader at parked\.c'
+  expect "holder waits on the event" '^ +[0-9]+ +1 +waiting +holder +event 0x[0-9a-f]+ +park_holder at parked\.c'
+  expect "locker waits on the mutex holder holds" \
+    '^ +[0-9]+ +1 +waiting +locker +mutex 0x[0-9a-f]+, held by [0-9]+ "holder" +park_locker at parked\.c'
+  expect "joiner waits to join sleeper" '^ +[0-9]+ +1 +waiting +joiner +join [0-9]+ "sleeper" +park_joiner at parked\.c'
+  expect "getter waits on the queue" '^ +[0-9]+ +1 +waiting +getter +queue get 0x[0-9a-f]+, 0 items +park_getter at parked\.c'
+  expect "fresh has not started" '^ +[0-9]+ +1 +pending +fresh .*not started: will run park_fresh'
+  expect "the running green thread" '^ +[0-9]+ +1 +running '
+  for n in 1 2 3; do
+    expect "napper-$n sleeps" "^ +[0-9]+ +1 +sleeping +napper-$n +sleep, .* park_napper at parked\.c"
+  done
+  # kz bt NAME: the helper's own function, below the runtime's frames.
+  for n in sleeper reader holder locker joiner getter; do
+    expect "kz bt $n shows park_$n" "^#[0-9]+ +(0x[0-9a-f]+ in )?park_$n \(.*parked\.c:[0-9]+" bt
+  done
+  expect "kz bt napper-1 shows park_napper" '^#[0-9]+ +(0x[0-9a-f]+ in )?park_napper \(' bt
+  expect "kz bt starts at the park" '^#1 +0x[0-9a-f]+ in (switch_to|kz__switch_to|kz__schedule)' bt
+  expect "kz bt of a green thread that has not started" 'not started: will run park_fresh' bt
+  refuse "kz bt shows no OS-thread frame for a parked green thread" '^#0 ' bt
+  # kz bt all: the three nappers share one stack.
+  expect "kz bt all groups identical stacks" '^3 green threads: [0-9]+ "napper-1" sleeping, [0-9]+ "napper-2" sleeping, [0-9]+ "napper-3" sleeping$' all
+  expect "kz bt all lists every stack" '^ +#[0-9]+ +park_locker at parked\.c' all
+  # kz select: gdb's own commands on the green thread's frames.
+  expect "after kz select, bt shows the green thread" '^#[0-9]+ +(0x[0-9a-f]+ in )?park_getter \(' select
+  expect "frame 0 names the green thread" '^#0 +.*green [0-9]+ "getter" follows' select
+  expect "info locals in the green thread's frame" '^item = ' select
+  refuse "after kz unselect, bt is the OS thread's own" 'park_getter' unselect
+}
+
+case $mode in
+launcher) launcher_checks ;;
+nodebug) nodebug_checks ;;
+*) parked_checks ;;
+esac
 expect "the commands all ran" '^==end$'
 if grep -Eq 'Traceback|Python Exception|Error occurred in Python' "$out"; then
   echo "FAIL: the extension raised a Python exception"
