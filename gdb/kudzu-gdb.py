@@ -299,7 +299,7 @@ def _waits_on(g):
     elif kind == _W_REMOTE:
         s = "another OS thread" + (": " + what if what else "")
     else:
-        s = "?"
+        s = "parked"
     if int(g["timer"]["active"]):
         s += ", timeout " + _deadline(float(g["until"]))
     return s
@@ -483,14 +483,18 @@ def _green_frames(hub, g, limit=64):
     return _frames(f if _is_current(g) else f.older(), limit)
 
 
+def _fn_name(g):
+    """The name of g's body function."""
+    fn = int(g["fn"])
+    try:
+        return gdb.block_for_pc(fn).function.name
+    except (AttributeError, RuntimeError, gdb.error):
+        return "0x%x" % fn
+
+
 class _NotStarted(gdb.GdbError):
     def __init__(self, g):
-        fn = int(g["fn"])
-        try:
-            name = gdb.block_for_pc(fn).function.name
-        except (AttributeError, RuntimeError, gdb.error):
-            name = gdb.format_address(fn) if hasattr(gdb, "format_address") else "0x%x" % fn
-        super(_NotStarted, self).__init__("not started: will run %s" % name)
+        super(_NotStarted, self).__init__("not started: will run %s" % _fn_name(g))
 
 
 def _with_green(hub, g, fn):
@@ -521,7 +525,7 @@ def _parked_in(hub, g):
         for f in _green_frames(hub, g, 32):
             if not _in_runtime(f):
                 return _describe(f)
-        return "-"
+        return "(the runtime's own: %s)" % _fn_name(g)
     try:
         return _with_green(hub, g, first)
     except _NotStarted as e:

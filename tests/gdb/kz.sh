@@ -39,7 +39,7 @@ cmds=(
   -ex "kz threads --name nap*"
   -ex "echo ==bt\n"
 )
-for n in sleeper reader holder locker joiner getter napper-1 fresh; do
+for n in sleeper reader holder locker joiner getter napper-1 fresh remote; do
   cmds+=(-ex "kz bt $n")
 done
 cmds+=(
@@ -183,6 +183,9 @@ nodebug_checks() {
 parked_checks() {
   expect "one hub, on an OS thread of the process" '^hub 1 at 0x[0-9a-f]+: OS thread [0-9]+ \(gdb thread [0-9]+\)'
   expect "the hub's counts" ' 1 running, 0 runnable, 1 pending, [0-9]+ waiting, 4 sleeping$'
+  expect "the remote hub, on its own OS thread" '^hub 2 at 0x[0-9a-f]+: OS thread [0-9]+ \(gdb thread [0-9]+\), polling in libev'
+  expect "the remote hub's counts" ' 0 running, 0 runnable, 0 pending, [0-9]+ waiting, 1 sleeping$'
+  expect "remote sleeps on hub 2" '^ +[0-9]+ +2 +sleeping +remote +sleep, .* park_remote at parked\.c'
   # kz threads: ID HUB STATE NAME WAITS-ON PARKED-IN
   expect "sleeper sleeps" '^ +[0-9]+ +1 +sleeping +sleeper +sleep, .* park_sleeper at parked\.c:[0-9]+$'
   expect "reader waits to read its fd" '^ +[0-9]+ +1 +waiting +reader +fd [0-9]+ read +park_reader at parked\.c'
@@ -200,6 +203,7 @@ parked_checks() {
   for n in sleeper reader holder locker joiner getter; do
     expect "kz bt $n shows park_$n" "^#[0-9]+ +(0x[0-9a-f]+ in )?park_$n \(.*parked\.c:[0-9]+" bt
   done
+  expect "kz bt remote shows park_remote" '^#[0-9]+ +(0x[0-9a-f]+ in )?park_remote \(' bt
   expect "kz bt napper-1 shows park_napper" '^#[0-9]+ +(0x[0-9a-f]+ in )?park_napper \(' bt
   expect "kz bt starts at the park" '^#1 +0x[0-9a-f]+ in (switch_to|kz__switch_to|kz__schedule)' bt
   expect "kz bt of a green thread that has not started" 'not started: will run park_fresh' bt

@@ -17,6 +17,7 @@
  *   getter:  park_getter,  kz_queue_get on an empty queue
  *   napper-1, napper-2, napper-3: park_napper, kz_sleep (identical stacks)
  *   fresh:   park_fresh,   spawned last, never started (pending)
+ *   remote:  park_remote,  kz_sleep on a second hub, on an OS thread of its own
  */
 #include <kudzu.h>
 
@@ -33,6 +34,7 @@ static struct kz_mutex *mutex;
 static struct kz_event *event;
 static struct kz_queue *queue;
 static kz_green_t sleeper;
+static int remote_pipe[2]; /* park_remote's hub says it has parked */
 
 #define CHECK(x)                                                                              \
   do {                                                                                        \
@@ -91,6 +93,21 @@ PARKER park_napper(void *arg)
 
 PARKER park_fresh(void *arg) { return arg; }
 
+/* On the remote hub's context, once park_remote has parked: it ran this
+   green thread up to its park without yielding, and only then its hub. */
+static void remote_parked(void *arg)
+{
+  (void)!write(remote_pipe[1], "p", 1);
+}
+
+PARKER park_remote(void *arg)
+{
+  kz_set_name(kz_self(), "remote");
+  kz_call_soon(remote_parked, NULL);
+  kz_sleep(3400);
+  return arg;
+}
+
 static kz_green_t spawn(kz_fn fn, const char *name)
 {
   struct kz_spawn_opts o = {.name = name};
@@ -104,7 +121,11 @@ static void *main_green(void *arg)
   const char *mode = arg;
   kz_green_t g[NGREEN];
   int parked = 0;
-  CHECK(pipe(pipefd) == 0);
+  struct kz_remote *r;
+  char c;
+  CHECK(pipe(pipefd) == 0 && pipe(remote_pipe) == 0);
+  CHECK((r = kz_remote_start()) && kz_remote_spawn(r, park_remote, NULL));
+  CHECK(kz_wait_fd(remote_pipe[0], KZ_READ, 30) == KZ_READ && read(remote_pipe[0], &c, 1) == 1);
   CHECK((mutex = kz_mutex_new()) && (event = kz_event_new()));
   CHECK((queue = kz_queue_new(KZ_QUEUE_FIFO, 0)));
   g[0] = sleeper = spawn(park_sleeper, "sleeper");
