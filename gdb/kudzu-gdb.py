@@ -77,8 +77,18 @@ def _type(name):
             "-DCMAKE_BUILD_TYPE=RelWithDebInfo (or install its debug symbols)" % name)
 
 
+_offsets = {}
+
+
 def _offset(t, path):
     """Byte offset of the field path (a dotted name) in struct type t."""
+    key = (str(t), path)
+    if key not in _offsets:
+        _offsets[key] = _field_offset(t, path)
+    return _offsets[key]
+
+
+def _field_offset(t, path):
     off = 0
     for name in path.split("."):
         f = next((f for f in t.strip_typedefs().fields() if f.name == name), None)
@@ -762,6 +772,12 @@ def _on_resume(event):
         _set_target(None)  # the saved context is stale once the process runs
 
 
+def _on_new_program(event):
+    _offsets.clear()  # another build of libkudzu may lay its structs out otherwise
+    _warned.clear()
+    _unwinder.target = None
+
+
 def _register():
     InfoKudzu()
     Kz()
@@ -773,11 +789,15 @@ def _register():
     KzUnselect()
     gdb.unwinder.register_unwinder(None, _unwinder, replace=True)
     gdb.frame_filters["kudzu"] = _FrameFilter()
-    old = getattr(gdb, "_kudzu_on_resume", None)
-    if old is not None:
-        gdb.events.cont.disconnect(old)
-    gdb.events.cont.connect(_on_resume)
-    gdb._kudzu_on_resume = _on_resume
+    # Sourced again (another libkudzu loaded, or by hand): one handler each.
+    for registry, name, fn in ((gdb.events.cont, "_kudzu_on_resume", _on_resume),
+                               (gdb.events.exited, "_kudzu_on_exit", _on_new_program),
+                               (gdb.events.new_objfile, "_kudzu_on_objfile", _on_new_program)):
+        old = getattr(gdb, name, None)
+        if old is not None:
+            registry.disconnect(old)
+        registry.connect(fn)
+        setattr(gdb, name, fn)
 
 
 _register()
