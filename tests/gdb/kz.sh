@@ -53,6 +53,16 @@ gdb_run() { # gdb_run ARGS: the commands on what ARGS give gdb (ARGS last: --arg
     -iex "add-auto-load-safe-path $(dirname "$KUDZU_LIB")" "${cmds[@]}" "$@" >"$tmp/out" 2>&1 || true
 }
 
+# Attaching needs ptrace rights over the process (root, or Yama's
+# kernel.yama.ptrace_scope 0, and a container that allows ptrace): without
+# them the attaching modes are skipped, saying why.
+no_ptrace() {
+  if grep -q "ptrace: Operation not permitted" "$1"; then
+    echo "skipped: gdb may not attach here (ptrace: Operation not permitted)"
+    exit 77
+  fi
+}
+
 # Start the helper in wait mode; sets pid once every green thread is parked.
 start_waiting() {
   "$PARKED" wait >"$tmp/ready" &
@@ -74,6 +84,7 @@ trap)
 attach)
   start_waiting
   gdb_run -p "$pid"
+  no_ptrace "$tmp/out"
   ;;
 gcore)
   # gdb reads the process's memory for gcore in chunks of 1 MiB, and a chunk
@@ -91,6 +102,7 @@ gcore)
   start_waiting
   timeout 60 "$GDB" -batch -nx -iex "set debuginfod enabled off" -p "$pid" \
     -ex "generate-core-file $tmp/core" >"$tmp/gcore.out" 2>&1 || true
+  no_ptrace "$tmp/gcore.out"
   kill -9 "$pid"
   wait "$pid" 2>/dev/null || true
   pid=
