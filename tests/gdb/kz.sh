@@ -39,7 +39,7 @@ cmds=(
   -ex "kz threads --name nap*"
   -ex "echo ==bt\n"
 )
-for n in sleeper reader holder locker joiner getter napper-1 fresh remote; do
+for n in sleeper reader holder locker joiner getter yielder napper-1 fresh remote; do
   cmds+=(-ex "kz bt $n")
 done
 cmds+=(
@@ -194,8 +194,10 @@ nodebug_checks() {
 
 parked_checks() {
   expect "one hub, on an OS thread of the process" '^hub 1 at 0x[0-9a-f]+: OS thread [0-9]+ \(gdb thread [0-9]+\)'
-  expect "the hub's counts" ' 1 running, 0 runnable, 1 pending, [0-9]+ waiting, 4 sleeping$'
-  expect "the remote hub, on its own OS thread" '^hub 2 at 0x[0-9a-f]+: OS thread [0-9]+ \(gdb thread [0-9]+\), polling in libev'
+  expect "the hub's counts" ' 1 running, 1 runnable, 1 pending, [0-9]+ waiting, 4 sleeping$'
+  # (its green thread has parked; its hub may not have entered libev yet)
+  expect "the remote hub, on its own OS thread" \
+    '^hub 2 at 0x[0-9a-f]+: OS thread [0-9]+ \(gdb thread [0-9]+\), (polling in libev|on the hub context),'
   expect "the remote hub's counts" ' 0 running, 0 runnable, 0 pending, [0-9]+ waiting, 1 sleeping$'
   expect "remote sleeps on hub 2" '^ +[0-9]+ +2 +sleeping +remote +sleep, .* park_remote at parked\.c'
   # kz threads: ID HUB STATE NAME WAITS-ON PARKED-IN
@@ -207,12 +209,13 @@ parked_checks() {
   expect "joiner waits to join sleeper" '^ +[0-9]+ +1 +waiting +joiner +join [0-9]+ "sleeper" +park_joiner at parked\.c'
   expect "getter waits on the queue" '^ +[0-9]+ +1 +waiting +getter +queue get 0x[0-9a-f]+, 0 items +park_getter at parked\.c'
   expect "fresh has not started" '^ +[0-9]+ +1 +pending +fresh .*not started: will run park_fresh'
+  expect "yielder is runnable" '^ +[0-9]+ +1 +runnable +yielder +- +park_yielder at parked\.c'
   expect "the running green thread" '^ +[0-9]+ +1 +running '
   for n in 1 2 3; do
     expect "napper-$n sleeps" "^ +[0-9]+ +1 +sleeping +napper-$n +sleep, .* park_napper at parked\.c"
   done
   # kz bt NAME: the helper's own function, below the runtime's frames.
-  for n in sleeper reader holder locker joiner getter; do
+  for n in sleeper reader holder locker joiner getter yielder; do
     expect "kz bt $n shows park_$n" "^#[0-9]+ +(0x[0-9a-f]+ in )?park_$n \(.*parked\.c:[0-9]+" bt
   done
   expect "kz bt remote shows park_remote" '^#[0-9]+ +(0x[0-9a-f]+ in )?park_remote \(' bt

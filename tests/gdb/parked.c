@@ -16,6 +16,7 @@
  *   joiner:  park_joiner,  kz_join of sleeper
  *   getter:  park_getter,  kz_queue_get on an empty queue
  *   napper-1, napper-2, napper-3: park_napper, kz_sleep (identical stacks)
+ *   yielder: park_yielder, kz_yield in a loop: runnable, on the run queue
  *   fresh:   park_fresh,   spawned last, never started (pending)
  *   remote:  park_remote,  kz_sleep on a second hub, on an OS thread of its own
  */
@@ -91,6 +92,13 @@ PARKER park_napper(void *arg)
   return arg;
 }
 
+PARKER park_yielder(void *arg)
+{
+  for (;;)
+    kz_yield(); /* never runs again: main_green blocks its OS thread next */
+  return arg;
+}
+
 PARKER park_fresh(void *arg) { return arg; }
 
 /* On the remote hub's context, once park_remote has parked: it ran this
@@ -145,6 +153,8 @@ static void *main_green(void *arg)
       parked += kz_state(g[i]) == KZ_BLOCKED;
   }
   CHECK(parked == NGREEN);
+  spawn(park_yielder, "yielder");
+  kz_yield(); /* the yielder yields back: it is on the run queue */
   spawn(park_fresh, "fresh"); /* queued, not started: nothing yields again */
   if (!strcmp(mode, "trap")) {
     raise(SIGTRAP);
