@@ -12,8 +12,8 @@
  *   handlers, recursion into the runtime itself.
  * - How: each entry is looked up once, by name, in libc's own handle
  *   (note B), filled before first use by whoever needs it first (note C);
- *   the kz__os_ functions below call through it.  libkudzu-preload never
- *   reaches them: it has its own table of the next definitions (preload/real.c).
+ *   the kz__os_ functions below call through it.  The shim does not use
+ *   this table: it has its own, of the next definitions (preload/real.c).
  * - Checked: tests/test_os_calls.c interposes the pthread functions in the
  *   executable and counts calls coming from libkudzu.so (none allowed);
  *   tests/shim/own_names.sh fails if libkudzu.so leaves any name the shim
@@ -25,12 +25,15 @@
  *                                   the shim makes them green waits, which a
  *                                   real thread's unlock or signal cannot end
  *   pthread_create/join/detach,     worker, monitor and remote-hub threads must
- *   pthread_self, pthread_exit      be real OS threads, never green threads
+ *   pthread_self                    be real OS threads, never green threads
+ *   pthread_exit                    kz_exit on a hub's main green thread ends
+ *                                   the OS thread itself, not a green thread
  *   pthread_once, pthread_key_create, the runtime's own once-controls and keys
  *   pthread_setspecific             (the shim keeps a green thread's values in
  *                                   its record, not in the OS thread's)
- *   read, write, close              diagnostics output, /proc reads, a close of
- *                                   the hub's own descriptors: never parked
+ *   read, write, close              diagnostics output and /proc reads: never
+ *                                   parked; kz_close, which has already done
+ *                                   what the shim's close would add
  *   sigaction                       the runtime's own handlers (overflow,
  *                                   dump signal) are not the program's, which
  *                                   the shim wraps for EINTR
