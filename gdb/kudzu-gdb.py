@@ -371,13 +371,16 @@ class _Unwinder(gdb.unwinder.Unwinder):
         th = gdb.selected_thread()
         if th is None or th.global_num != t.thread:
             return None
-        u64 = gdb.lookup_type("unsigned long")
-        ptr = gdb.lookup_type("void").pointer()
-        info = pending.create_unwind_info(
-            _FrameId(gdb.Value(0).cast(ptr), pending.read_register("pc")))
-        for reg, v in t.regs.items():
-            info.add_saved_register(reg, gdb.Value(v).cast(u64))
-        return info
+        try:
+            u64 = gdb.lookup_type("unsigned long")
+            ptr = gdb.lookup_type("void").pointer()
+            info = pending.create_unwind_info(
+                _FrameId(gdb.Value(0).cast(ptr), pending.read_register("pc")))
+            for reg, v in t.regs.items():
+                info.add_saved_register(reg, gdb.Value(v).cast(u64))
+            return info
+        except gdb.error:
+            return None  # gdb's own unwinders take frame 0 as usual
 
 
 class _Frame0(FrameDecorator):
