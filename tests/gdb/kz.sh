@@ -27,6 +27,11 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
+# No core written here may grow past 2 GiB, whatever goes wrong (bash counts
+# 1 KiB blocks); every wait is bounded well below the test's timeout, so the
+# clean-up above always runs.
+core_cap=$((2 * 1024 * 1024))
+ulimit -f "$core_cap" 2>/dev/null || true
 # AddressSanitizer builds: let the crash write a core (ASan maps its shadow
 # memory with MADV_DONTDUMP, so the core stays small).
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}disable_coredump=0:detect_leaks=0"
@@ -49,7 +54,7 @@ cmds+=(
   -ex "echo ==end\n"
 )
 gdb_run() { # gdb_run ARGS: the commands on what ARGS give gdb (ARGS last: --args)
-  timeout 60 "$GDB" -batch -nx -iex "set debuginfod enabled off" \
+  timeout 40 "$GDB" -batch -nx -iex "set debuginfod enabled off" \
     -iex "add-auto-load-safe-path $(dirname "$KUDZU_LIB")" "${cmds[@]}" "$@" >"$tmp/out" 2>&1 || true
 }
 
@@ -62,6 +67,10 @@ no_ptrace() {
     exit 77
   fi
 }
+
+# Is the helper built with AddressSanitizer?  (grep reads all of ldd's
+# output: with -q it may exit first, and pipefail would count ldd's SIGPIPE.)
+sanitized() { ldd "$PARKED" | grep libasan >/dev/null; }
 
 # Start the helper in wait mode; sets pid once every green thread is parked.
 start_waiting() {
@@ -95,12 +104,12 @@ gcore)
   # gdb's gcore of a process under AddressSanitizer writes the sanitizer's
   # reserved regions too (tens of GiB here); sanitizer builds take the
   # kernel's core instead (the crash mode, ASAN_OPTIONS=disable_coredump=0).
-  if ldd "$PARKED" | grep -q libasan; then
+  if sanitized; then
     echo "skipped: gcore of a sanitizer build (see the crash mode)"
     exit 77
   fi
   start_waiting
-  timeout 60 "$GDB" -batch -nx -iex "set debuginfod enabled off" -p "$pid" \
+  timeout 40 "$GDB" -batch -nx -iex "set debuginfod enabled off" -p "$pid" \
     -ex "generate-core-file $tmp/core" >"$tmp/gcore.out" 2>&1 || true
   no_ptrace "$tmp/gcore.out"
   kill -9 "$pid"
@@ -111,19 +120,19 @@ gcore)
   ;;
 crash)
   pattern=$(cat /proc/sys/kernel/core_pattern 2>/dev/null || echo core)
-  if [ "${pattern:0:1}" != "|" ] && ulimit -c unlimited 2>/dev/null; then
+  if [ "${pattern:0:1}" != "|" ] && ulimit -c "$core_cap" 2>/dev/null; then
     (cd "$tmp" && exec "$PARKED" abort) 2>"$tmp/crash.err" || true
     core=$(ls -t "$tmp"/core* 2>/dev/null | head -1 || true)
   fi
   if [ -z "${core:-}" ]; then
     echo "the kernel's core went elsewhere ($pattern): gdb writes the crash's core"
-    if ldd "$PARKED" | grep -q libasan; then
+    if sanitized; then
       echo "skipped: gdb's core of a sanitizer build (see the gcore mode)"
       exit 77
     fi
     export KUDZU_STACK_GUARD=mprotect # see the gcore mode
     core=$tmp/core.gdb
-    timeout 60 "$GDB" -batch -nx -iex "set debuginfod enabled off" -ex run \
+    timeout 40 "$GDB" -batch -nx -iex "set debuginfod enabled off" -ex run \
       -ex "generate-core-file $core" --args "$PARKED" abort >"$tmp/crash.out" 2>&1 || true
     [ -s "$core" ] || { cat "$tmp/crash.out"; echo "FAIL: no core" >&2; exit 1; }
   fi
