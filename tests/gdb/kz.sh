@@ -42,6 +42,7 @@ cmds=(
   -ex "kz threads"
   -ex "kz threads --state sleeping"
   -ex "kz threads --name nap*"
+  -ex "echo ==noframes\n" -ex "kz threads --no-frames --name locker"
   -ex "echo ==bt\n"
 )
 for n in sleeper reader holder locker joiner getter yielder napper-1 fresh remote; do
@@ -218,6 +219,7 @@ parked_checks() {
   expect "joiner waits to join sleeper" '^ +[0-9]+ +1 +waiting +joiner +join [0-9]+ "sleeper" +park_joiner at parked\.c'
   expect "getter waits on the queue" '^ +[0-9]+ +1 +waiting +getter +queue get 0x[0-9a-f]+, 0 items +park_getter at parked\.c'
   expect "fresh has not started" '^ +[0-9]+ +1 +pending +fresh .*not started: will run park_fresh'
+  expect "--no-frames leaves the frames out" '^ +[0-9]+ +1 +waiting +locker +mutex 0x[0-9a-f]+, held by [0-9]+ "holder"$' noframes
   expect "yielder is runnable" '^ +[0-9]+ +1 +runnable +yielder +- +park_yielder at parked\.c'
   expect "the running green thread" '^ +[0-9]+ +1 +running '
   for n in 1 2 3; do
