@@ -264,11 +264,19 @@ def _find(arg):
     return found[0]
 
 
+_handles = {}  # handle -> green thread, filled once per command (_begin)
+
+
+def _begin():
+    """Each command starts from the inferior as it is now."""
+    _handles.clear()
+
+
 def _green_by_handle(h):
-    for _, _, g in _all_greens():
-        if int(g["id"]) == h:
-            return g
-    return None
+    if not _handles:
+        _handles.update((int(g["id"]), g) for _, _, g in _all_greens())
+        _handles.setdefault(0, None)  # filled, even if empty
+    return _handles.get(h)
 
 
 def _sync_detail(what, addr):
@@ -323,10 +331,12 @@ _REGS = ("r15", "r14", "r13", "r12", "rbx", "rbp", "rip")
 def _slots():
     """The word index of each saved register (hub/switch.h's enum, from the
     debug information; its values today if gdb does not have them)."""
-    try:
-        return [int(gdb.parse_and_eval(n)) for n in _SLOTS]
-    except gdb.error:
-        return [1, 2, 3, 4, 5, 6, 7, 8]
+    if "slots" not in _offsets:
+        try:
+            _offsets["slots"] = [int(gdb.parse_and_eval(n)) for n in _SLOTS]
+        except gdb.error:
+            _offsets["slots"] = [1, 2, 3, 4, 5, 6, 7, 8]
+    return _offsets["slots"]
 
 
 def _saved_regs(g):
@@ -587,6 +597,7 @@ class InfoKudzu(gdb.Command):
         super(InfoKudzu, self).__init__("info kudzu", gdb.COMMAND_STATUS)
 
     def invoke(self, arg, from_tty):
+        _begin()
         _cmd_hubs()
 
 
@@ -604,6 +615,7 @@ class KzHubs(gdb.Command):
         super(KzHubs, self).__init__("kz hubs", gdb.COMMAND_USER)
 
     def invoke(self, arg, from_tty):
+        _begin()
         _cmd_hubs()
 
 
@@ -619,6 +631,7 @@ selected with kz select."""
         super(KzThreads, self).__init__("kz threads", gdb.COMMAND_USER)
 
     def invoke(self, arg, from_tty):
+        _begin()
         argv = gdb.string_to_argv(arg)
         state = name = hubn = None
         frames = "--no-frames" not in argv
@@ -671,6 +684,7 @@ OS thread's own).  kz bt all groups identical stacks and counts them."""
         super(KzBt, self).__init__("kz bt", gdb.COMMAND_STACK)
 
     def invoke(self, arg, from_tty):
+        _begin()
         argv = gdb.string_to_argv(arg)
         if not argv:
             raise gdb.GdbError("usage: kz bt ID|NAME|all")
@@ -739,6 +753,7 @@ resuming the process, goes back."""
         super(KzSelect, self).__init__(name, gdb.COMMAND_STACK)
 
     def invoke(self, arg, from_tty):
+        _begin()
         n, hub, g = _find(arg)
         t = _os_thread(hub)
         if t is not None:
