@@ -32,8 +32,10 @@
  *   pthread_setspecific             (the shim keeps a green thread's values in
  *                                   its record, not in the OS thread's)
  *   read, write, close              diagnostics output and /proc reads: never
- *                                   parked; kz_close, which has already done
- *                                   what the shim's close would add
+ *                                   parked; the hub's own eventfd, which the
+ *                                   shim's close refuses (a runtime
+ *                                   descriptor, rtfd.c); kz_close, which has
+ *                                   already done what the shim's close adds
  *   sigaction                       the runtime's own handlers (overflow,
  *                                   dump signal) are not the program's, which
  *                                   the shim wraps for EINTR
