@@ -37,7 +37,8 @@
  *                                   descriptor, rtfd.c); kz_close, which has
  *                                   already done what the shim's close adds
  *   sigaction                       the runtime's own handlers (overflow,
- *                                   dump signal) are not the program's, which
+ *                                   dump signal, the blocking pool's
+ *                                   interrupt) are not the program's, which
  *                                   the shim wraps for EINTR
  *   sched_yield                     a real spin step between OS threads
  *
