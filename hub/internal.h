@@ -74,13 +74,14 @@ struct kz__waitq {
   struct kz__link head;
 };
 
-/* What a parked green thread waits on, for kz_dump. */
+/* What a parked green thread waits on, for kz_dump and the gdb extension
+   (gdb/kudzu-gdb.py, which reads these fields by name). */
 enum kz__wait_kind {
   KZ__WAIT_NONE,
   KZ__WAIT_SLEEP,  /* timer only */
   KZ__WAIT_FD,     /* arg = descriptor, arg2 = events */
   KZ__WAIT_JOIN,   /* arg2 = handle joined */
-  KZ__WAIT_SYNC,   /* a lock, event, queue...: what names it */
+  KZ__WAIT_SYNC,   /* a lock, event, queue...: what names it, arg2 = its address or 0 */
   KZ__WAIT_REMOTE, /* another OS thread (worker, future) */
   KZ__WAIT_YIELD,  /* not parked: ready to run */
 };
@@ -539,7 +540,7 @@ static inline int kz__fail_errno(int r)
 KZ_INTERNAL int kz__cancel(struct kz_green *g);
 
 /* OS-thread synchronisation that never goes through the preload shim
-   (worker.c).  libkudzu's own locks are taken from green threads, where the
+   (os.c, the OS-call table, with its contract).  libkudzu's own locks are taken from green threads, where the
    shim would turn pthread_mutex_lock into a green wait that a real thread's
    unlock cannot end; these call libc's functions directly.  Conditions made
    by kz__os_cond_init measure time on CLOCK_MONOTONIC.
@@ -583,6 +584,8 @@ KZ_INTERNAL int kz__os_wait(pthread_cond_t *c, pthread_mutex_t *m, double deadli
 /* Start a real OS thread (every signal blocked in it), join one.  0 or -errno. */
 KZ_INTERNAL int kz__os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 KZ_INTERNAL int kz__os_thread_join(pthread_t t, void **result);
+KZ_INTERNAL pthread_t kz__os_thread_self(void);
+KZ_INTERNAL int kz__os_thread_detach(pthread_t t); /* 0 or -errno */
 /* The OS thread leaves (pthread_exit). */
 KZ_INTERNAL _Noreturn void kz__os_thread_exit(void *result);
 /* libc's own, with libc's conventions (-1 and errno).  Safe in a signal

@@ -179,7 +179,7 @@ static inline __attribute__((always_inline)) int queue_put(struct kz_queue *q, v
   if (!q->cap || q->n < q->cap)
     return push(q, item, prio);
   me.data = &s;
-  g->waiting = (struct kz__wait_info){.kind = KZ__WAIT_SYNC, .what = "queue put"};
+  g->waiting = (struct kz__wait_info){.kind = KZ__WAIT_SYNC, .arg2 = (uintptr_t)q, .what = "queue put"};
   w = &me;
   kz__list_push(&q->putters.head, &w->link);
   w->g = g;
@@ -217,7 +217,7 @@ static inline __attribute__((always_inline)) int queue_get(struct kz_queue *q, v
   } else if (q->closed) {
     return -EPIPE;
   } else { /* kz__waitq_wait, inline (note D) */
-    g->waiting = (struct kz__wait_info){.kind = KZ__WAIT_SYNC, .what = "queue get"};
+    g->waiting = (struct kz__wait_info){.kind = KZ__WAIT_SYNC, .arg2 = (uintptr_t)q, .what = "queue get"};
     kz__list_push(&q->getters.head, &w.link);
     w.g = g;
     w.data = NULL;

@@ -31,7 +31,8 @@ uint64_t kz__fpctl_get(void);
 #define KZ__FPCTL_CURRENT UINT64_MAX
 
 /* Layout of a suspended context, from the saved stack pointer upwards (in
- * 8-byte words), as switch_x86_64.S writes it; debug.c reads it to unwind. */
+ * 8-byte words), as switch_x86_64.S writes it; debug.c and gdb/kudzu-gdb.py
+ * read it to unwind. */
 enum {
   KZ__SW_FPCTL,
   KZ__SW_R15,

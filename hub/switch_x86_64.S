@@ -1,7 +1,8 @@
 /* switch_x86_64.S: the context switch for x86_64 (System V ABI).
  *
  * A suspended context, from its saved stack pointer upwards (switch.h names
- * the slots; debug.c reads them to unwind a suspended green thread):
+ * the slots; debug.c and gdb/kudzu-gdb.py read them to unwind a suspended
+ * green thread):
  *
  *        +--------------------------+  higher addresses
  *   +56  | resume address (rip)     |  pushed by the caller's `call`

@@ -78,10 +78,12 @@ static struct kz_green *hand_off(struct kz__waitq *q)
   return w->g;
 }
 
-static int sync_wait(struct kz_green *g, struct kz__waitq *q, const char *what, double deadline)
+/* Park g on q, the wait queue of obj (recorded for diagnostics). */
+static int sync_wait(struct kz_green *g, const void *obj, struct kz__waitq *q, const char *what,
+                     double deadline)
 {
   struct kz__waiter w;
-  g->waiting = (struct kz__wait_info){.kind = KZ__WAIT_SYNC, .what = what};
+  g->waiting = (struct kz__wait_info){.kind = KZ__WAIT_SYNC, .arg2 = (uintptr_t)obj, .what = what};
   return kz__waitq_wait(q, &w, deadline);
 }
 
@@ -113,7 +115,7 @@ static int mutex_lock(struct kz_mutex *m, double deadline)
   }
   if (m->owner == g)
     return -EDEADLK;
-  return sync_wait(g, &m->waiters, "mutex", deadline); /* 0: handed over (note A) */
+  return sync_wait(g, m, &m->waiters, "mutex", deadline); /* 0: handed over (note A) */
 }
 
 int kz_mutex_lock(struct kz_mutex *m, double timeout)
@@ -181,7 +183,7 @@ int kz_cond_wait(struct kz_cond *c, struct kz_mutex *m, double timeout)
   if (!m || m->hub != c->hub || m->owner != g)
     return kz__fail_errno(-EPERM);
   m->owner = hand_off(&m->waiters);
-  r = sync_wait(g, &c->waiters, "condition", kz__deadline(timeout));
+  r = sync_wait(g, c, &c->waiters, "condition", kz__deadline(timeout));
   kz__shield_up(g, &s); /* note B */
   mutex_lock(m, -1);
   kz__shield_down(g, &s);
@@ -266,7 +268,7 @@ int kz_event_wait(struct kz_event *e, double timeout)
   if (!g)
     return kz__fail_errno(err);
   while (!e->set && r == 0)
-    r = sync_wait(g, &e->waiters, "event", deadline);
+    r = sync_wait(g, e, &e->waiters, "event", deadline);
   return e->set ? 0 : kz__fail_errno(r);
 }
 
@@ -322,7 +324,7 @@ static int sem_acquire(struct kz_sem *s, double deadline)
     s->value--;
     return 0;
   }
-  return sync_wait(g, &s->waiters, "semaphore", deadline);
+  return sync_wait(g, s, &s->waiters, "semaphore", deadline);
 }
 
 int kz_sem_acquire(struct kz_sem *s, double timeout)

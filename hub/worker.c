@@ -1,6 +1,6 @@
 /* worker.c: pools of worker OS threads that run blocking functions while the
- * calling green thread waits (run_in_executor), kz__worker_call for the shim,
- * and the OS-thread locks of libkudzu that bypass the shim.
+ * calling green thread waits (run_in_executor), and kz__worker_call for the
+ * shim.
  *
  * A job's states (job->state, an atomic; QUEUED leaves only under the pool's
  * lock):
@@ -29,15 +29,11 @@
  * D. Under the preload shim, pthread_create and the mutex and condition calls
  *    made from a green thread are green operations.  The pool's threads must
  *    be real and its lock must be a real one (a worker's unlock cannot wake a
- *    green waiter of the shim), so libkudzu calls libc's own functions
- *    (internal.h, "Reaching libc, not the shim").  They are looked up in
- *    libc's handle, not with dlsym(RTLD_NEXT): the shim loads libkudzu as
- *    its own dependency, after the program's libc, so the objects "next"
- *    after libkudzu hold no pthread functions at all, and the old fallback,
- *    libkudzu's own reference, resolved to the shim's interposer (the pool's
- *    threads were green threads under the launcher).
- * E. Worker threads block every signal: handlers run on the program's own
- *    threads, and a worker's blocking call is never interrupted with EINTR.
+ *    green waiter of the shim), so the pool reaches libc's own functions
+ *    through the OS-call table (os.c).
+ * E. Worker threads block every signal (kz__os_thread_start): handlers run on
+ *    the program's own threads, and a worker's blocking call is never
+ *    interrupted with EINTR.
  *    Worker threads have no hub, so the shim passes their calls through.
  * F. Threads start lazily, one per submission that finds no idle worker,
  *    up to the pool's size; they live until the pool is freed (the default
@@ -79,161 +75,22 @@
  */
 #include "internal.h"
 
-#include <dlfcn.h>
-#include <gnu/lib-names.h>
-#include <math.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
-/* ---- libc's own pthread functions (note D) -------------------------------- */
-
-/* Every function of this table has an interposer in libkudzu-preload (its
-   map lists them); the others libkudzu may call by name. */
-#define OS_REAL(X)                                                                            \
-  X(int, pthread_mutex_lock, (pthread_mutex_t *))                                             \
-  X(int, pthread_mutex_unlock, (pthread_mutex_t *))                                           \
-  X(int, pthread_cond_wait, (pthread_cond_t *, pthread_mutex_t *))                            \
-  X(int, pthread_cond_timedwait, (pthread_cond_t *, pthread_mutex_t *, const struct timespec *)) \
-  X(int, pthread_cond_signal, (pthread_cond_t *))                                             \
-  X(int, pthread_cond_broadcast, (pthread_cond_t *))                                          \
-  X(int, pthread_create, (pthread_t *, const pthread_attr_t *, void *(*)(void *), void *))    \
-  X(int, pthread_join, (pthread_t, void **))                                                  \
-  X(int, pthread_detach, (pthread_t))                                                         \
-  X(pthread_t, pthread_self, (void))                                                          \
-  X(int, pthread_once, (pthread_once_t *, void (*)(void)))                                    \
-  X(int, pthread_key_create, (pthread_key_t *, void (*)(void *)))                             \
-  X(int, pthread_setspecific, (pthread_key_t, const void *))                                  \
-  X(void, pthread_exit, (void *))                                                             \
-  X(ssize_t, read, (int, void *, size_t))                                                     \
-  X(ssize_t, write, (int, const void *, size_t))                                              \
-  X(int, close, (int))                                                                        \
-  X(int, sigaction, (int, const struct sigaction *, struct sigaction *))                      \
-  X(int, sched_yield, (void))
-
-static struct {
-#define X(ret, name, args) ret(*name) args;
-  OS_REAL(X)
-#undef X
-  _Atomic bool filled;
-} real;
-
-/* name as libc defines it.  dlsym on libc's handle searches libc (and its
-   own dependencies), never the global scope where the shim comes first;
-   before glibc 2.34 the thread functions are in libpthread.  Without them
-   the runtime cannot work at all. */
-static void *real_sym(void *libc, void *libpthread, const char *name)
-{
-  void *p = libc ? dlsym(libc, name) : NULL;
-  if (!p && libpthread)
-    p = dlsym(libpthread, name);
-  if (!p) {
-    kz__say("libc's %s not found", name);
-    abort();
-  }
-  return p;
-}
-
-/* Fill the table.  Idempotent (every filler stores the same values), so
-   whoever needs it first fills it: a constructor of another object may
-   reach libkudzu before libkudzu's own constructors ran. */
-static void real_fill(void)
-{
-  void *libc = dlopen(LIBC_SO, RTLD_LAZY | RTLD_NOLOAD);
-  void *libpthread = dlopen(LIBPTHREAD_SO, RTLD_LAZY | RTLD_NOLOAD);
-#define X(ret, name, args) real.name = (ret(*) args)real_sym(libc, libpthread, #name);
-  OS_REAL(X)
-#undef X
-  atomic_store_explicit(&real.filled, true, memory_order_release);
-  /* the handles stay open: libc is never unloaded anyway */
-}
-
-#define OS(name)                                                                        \
-  (KZ_LIKELY(atomic_load_explicit(&real.filled, memory_order_acquire)) ? real.name      \
-                                                                       : (real_fill(), real.name))
-
 static void main_mark(void);
 static void pools_prepare(void);
 static void pools_parent(void);
 static void pools_child(void);
 
-__attribute__((constructor)) static void real_init(void)
+__attribute__((constructor)) static void worker_init(void)
 {
-  real_fill();
-  main_mark();                                           /* note G */
+  main_mark();                                              /* note G */
   pthread_atfork(pools_prepare, pools_parent, pools_child); /* note H */
 }
-
-void kz__os_lock(pthread_mutex_t *m) { OS(pthread_mutex_lock)(m); }
-void kz__os_unlock(pthread_mutex_t *m) { OS(pthread_mutex_unlock)(m); }
-void kz__os_signal(pthread_cond_t *c) { OS(pthread_cond_signal)(c); }
-void kz__os_broadcast(pthread_cond_t *c) { OS(pthread_cond_broadcast)(c); }
-int kz__os_once(pthread_once_t *once, void (*init)(void)) { return -OS(pthread_once)(once, init); }
-
-int kz__os_key_create(pthread_key_t *key, void (*destructor)(void *))
-{
-  return -OS(pthread_key_create)(key, destructor);
-}
-
-int kz__os_setspecific(pthread_key_t key, const void *value)
-{
-  return -OS(pthread_setspecific)(key, value);
-}
-
-int kz__os_cond_init(pthread_cond_t *c)
-{
-  pthread_condattr_t a;
-  int r;
-  pthread_condattr_init(&a);
-  pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-  r = pthread_cond_init(c, &a);
-  pthread_condattr_destroy(&a);
-  return -r;
-}
-
-int kz__os_wait(pthread_cond_t *c, pthread_mutex_t *m, double deadline)
-{
-  struct timespec ts;
-  double whole;
-  if (deadline < 0)
-    return -OS(pthread_cond_wait)(c, m);
-  ts.tv_nsec = (long)(modf(deadline, &whole) * 1e9);
-  ts.tv_sec = (time_t)whole;
-  return OS(pthread_cond_timedwait)(c, m, &ts) == ETIMEDOUT ? -ETIMEDOUT : 0;
-}
-
-int kz__os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
-{
-  sigset_t all, old;
-  int r;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old); /* note E: the new thread inherits it */
-  r = OS(pthread_create)(t, NULL, fn, arg);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  return -r;
-}
-
-int kz__os_thread_join(pthread_t t, void **result) { return -OS(pthread_join)(t, result); }
-
-void kz__os_thread_exit(void *result)
-{
-  OS(pthread_exit)(result);
-  __builtin_unreachable();
-}
-
-ssize_t kz__os_read(int fd, void *buf, size_t n) { return OS(read)(fd, buf, n); }
-ssize_t kz__os_write(int fd, const void *buf, size_t n) { return OS(write)(fd, buf, n); }
-int kz__os_close(int fd) { return OS(close)(fd); }
-
-int kz__os_sigaction(int sig, const struct sigaction *act, struct sigaction *old)
-{
-  return OS(sigaction)(sig, act, old);
-}
-
-void kz__os_sched_yield(void) { OS(sched_yield)(); }
 
 /* ---- Pools ------------------------------------------------------------------ */
 
@@ -366,14 +223,14 @@ static void pools_child(void)
    waits for it.  ex->lock held. */
 static void worker_retire(struct kz_executor *ex)
 {
-  pthread_t self = OS(pthread_self)();
+  pthread_t self = kz__os_thread_self();
   for (size_t i = 0; i < ex->nthreads; i++) {
     if (ex->threads[i] == self) {
       ex->threads[i] = ex->threads[--ex->nthreads];
       break;
     }
   }
-  OS(pthread_detach)(self);
+  kz__os_thread_detach(self);
 }
 
 /* The default pool's size: min(32, CPUs + 4), like Python's executor. */
