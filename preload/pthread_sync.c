@@ -512,6 +512,7 @@ enum {
   PW_TAKE,   /* a mutex without a waiter protocol: lock it, unlock it at once */
   PW_RD,     /* a rwlock: take it for reading, let go at once */
   PW_WR,     /* a rwlock: take it for writing, let go at once */
+  PW_COND,   /* a condition variable: wait with the program's mutex, let it go */
 };
 
 /* One wait handed to a worker.  Freed by whichever of the green thread and
@@ -525,6 +526,8 @@ struct pwait {
   clockid_t clk;
   struct timespec abs;
   _Atomic uint32_t stop;  /* 1: the green thread gave up (a private futex word) */
+  void *mutex;            /* PW_COND: the program's mutex */
+  int result;             /* PW_COND: the real wait's result */
 };
 
 static _Atomic bool no_waitv; /* the kernel has no futex_waitv (before 5.16) */
@@ -599,6 +602,12 @@ static void pw_run(void *arg)
                                       : RS(pthread_rwlock_rdlock)(p->word))) == 0)
       RS(pthread_rwlock_unlock)(p->word);
     break;
+  case PW_COND: /* glibc registers, releases the mutex, sleeps, takes it back */
+    p->result = p->timed ? RS(pthread_cond_clockwait)(p->word, p->mutex, p->clk, &p->abs)
+                         : RS(pthread_cond_wait)(p->word, p->mutex);
+    if (p->result == 0 || p->result == ETIMEDOUT)
+      RS(pthread_mutex_unlock)(p->mutex);
+    break;
   default:
     pw_sleep(p, p->word, p->val);
     break;
@@ -611,9 +620,11 @@ static void pw_run(void *arg)
    handler interrupts (enum kz_shim_intr, 0: never).  Returns 0 when the
    worker came back (try again), 1 if nothing could be handed over (out of
    memory: wait in the kernel), or -EINTR, -ECANCELED, -ETIMEDOUT (a scoped
-   deadline) when g gave up first. */
+   deadline) when g gave up first.  PW_COND: mutex is the program's, and
+   *result the real wait's result. */
 static int pshared_park(struct kz_green *g, int kind, void *word, uint32_t val, clockid_t clk,
-                        const struct timespec *abs, bool cancel, int intr)
+                        const struct timespec *abs, bool cancel, int intr, void *mutex,
+                        int *result)
 {
   struct pwait *p = malloc(sizeof *p);
   uint8_t saved_flags = g->flags;
@@ -621,7 +632,8 @@ static int pshared_park(struct kz_green *g, int kind, void *word, uint32_t val, 
   int r;
   if (!p)
     return 1;
-  *p = (struct pwait){.kind = kind, .word = word, .val = val, .timed = abs != NULL, .clk = clk};
+  *p = (struct pwait){.kind = kind, .word = word, .val = val, .timed = abs != NULL, .clk = clk,
+                      .mutex = mutex};
   atomic_init(&p->refs, 2);
   atomic_init(&p->stop, 0);
   if (abs)
@@ -640,6 +652,8 @@ static int pshared_park(struct kz_green *g, int kind, void *word, uint32_t val, 
     g->deadline = saved_deadline;
   }
   if (r == 0) {
+    if (result)
+      *result = p->result;
     free(p); /* the worker is done with it */
     return 0;
   }
@@ -653,6 +667,8 @@ static int pshared_park(struct kz_green *g, int kind, void *word, uint32_t val, 
     if (atomic_load_explicit(&no_waitv, memory_order_relaxed))
       futex_wake_shared(word, INT_MAX);
     futex_wake_shared(word, 1); /* the wake-up its worker may have taken (note D) */
+  } else if (kind == PW_COND) {
+    RS(pthread_cond_broadcast)(word); /* out of the condition, with any signal it took */
   }
   pw_drop(p);
   return r;
@@ -825,7 +841,7 @@ static int green_mutex_lock(pthread_mutex_t *m, struct kz_green *g, clockid_t cl
       continue;
     }
     if ((kind = mutex_pw_kind(m)) < 0 || hub_alone(g) ||
-        pshared_park(g, kind, &m->__data.__lock, 0, clk, abs, false, 0) > 0)
+        pshared_park(g, kind, &m->__data.__lock, 0, clk, abs, false, 0, NULL, NULL) > 0)
       return mutex_in_kernel(m, g, clk, abs);
     waited = true;
   }
@@ -927,27 +943,70 @@ static bool cond_ours(const pthread_cond_t *c)
   return kz_shim.ready && kz_thr_patching() && !cond_pshared(c);
 }
 
+/* A process-shared condition wait of green g (note D; abs: the deadline on
+   clock clk, or NULL).  With a normal mutex and other green threads on the
+   hub, a worker makes glibc's wait with the program's mutex (registering
+   before the mutex is released, as the wait must) and lets the mutex go as
+   soon as it has it back; g then takes it on the hub.  glibc checks the
+   owner of the other kinds on release, so those (and a private mutex,
+   whose release inside glibc would not wake the table) take the real
+   wait, in the kernel.  0, ETIMEDOUT, or the real wait's error; a cancelled
+   g unwinds with m held again. */
+static int cond_pshared_wait(struct kz_green *g, pthread_cond_t *c, pthread_mutex_t *m,
+                             clockid_t clk, const struct timespec *abs)
+{
+  bool alone = hub_alone(g);
+  int r = 0, res = 0;
+  if (!alone && mutex_pshared(m) && mutex_kind(m) != PTHREAD_MUTEX_RECURSIVE &&
+      mutex_kind(m) != PTHREAD_MUTEX_ERRORCHECK && !(m->__data.__kind & (16 | 32 | 64)) &&
+      (r = pshared_park(g, PW_COND, c, 0, clk, abs, true, 0, m, &res)) <= 0) {
+    mutex_relock(m);
+    if (r == -ECANCELED) {
+      kz_thr_cancel_point();
+      return ECANCELED;
+    }
+    return r < 0 ? ETIMEDOUT : res;
+  }
+  if (alone)
+    kernel_wait_begin(g);
+  r = abs ? RS(pthread_cond_clockwait)(c, m, clk, abs) : RS(pthread_cond_wait)(c, m);
+  if (alone)
+    kernel_wait_end(g);
+  return r;
+}
+
 EXPORT int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
 {
+  struct kz_green *g;
   if (!cond_ours(c))
-    return RS(pthread_cond_wait)(c, m);
+    return (g = kz_thr_active()) ? cond_pshared_wait(g, c, m, CLOCK_REALTIME, NULL)
+                                 : RS(pthread_cond_wait)(c, m);
   return cond_wait(c, m, -1);
 }
 
 EXPORT int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *abstime)
 {
-  if (!cond_ours(c))
-    return RS(pthread_cond_timedwait)(c, m, abstime);
+  struct kz_green *g;
+  clockid_t clk = cond_monotonic(c) ? CLOCK_MONOTONIC : CLOCK_REALTIME;
+  if (!cond_ours(c)) {
+    if (!(g = kz_thr_active()))
+      return RS(pthread_cond_timedwait)(c, m, abstime);
+    return bad_time(abstime) ? EINVAL : cond_pshared_wait(g, c, m, clk, abstime);
+  }
   if (bad_time(abstime))
     return EINVAL;
-  return cond_wait(c, m, kz_thr_deadline(cond_monotonic(c) ? CLOCK_MONOTONIC : CLOCK_REALTIME, abstime));
+  return cond_wait(c, m, kz_thr_deadline(clk, abstime));
 }
 
 EXPORT int pthread_cond_clockwait(pthread_cond_t *c, pthread_mutex_t *m, clockid_t clk,
                                   const struct timespec *abstime)
 {
-  if (!cond_ours(c))
-    return RS(pthread_cond_clockwait)(c, m, clk, abstime);
+  struct kz_green *g;
+  if (!cond_ours(c)) {
+    if (!(g = kz_thr_active()))
+      return RS(pthread_cond_clockwait)(c, m, clk, abstime);
+    return bad_time(abstime) || bad_clock(clk) ? EINVAL : cond_pshared_wait(g, c, m, clk, abstime);
+  }
   if (bad_time(abstime) || bad_clock(clk))
     return EINVAL;
   return cond_wait(c, m, kz_thr_deadline(clk, abstime));
@@ -1019,7 +1078,7 @@ static int green_rw_lock(pthread_rwlock_t *rw, struct kz_green *g, bool write, c
       if (abs && past(clk, abs))
         return ETIMEDOUT;
       if (hub_alone(g) ||
-          pshared_park(g, write ? PW_WR : PW_RD, rw, 0, clk, abs, false, 0) > 0)
+          pshared_park(g, write ? PW_WR : PW_RD, rw, 0, clk, abs, false, 0, NULL, NULL) > 0)
         r = rw_in_kernel(rw, g, write, clk, abs);
       else
         continue;
@@ -1184,7 +1243,7 @@ static void barrier_pshared_wait(struct barrier_ctx *x)
   struct kz_green *g = kz_thr_active();
   while (!barrier_check(x)) {
     if (g && !hub_alone(g) && pshared_park(g, PW_WORD, &x->b->round, x->round, CLOCK_MONOTONIC, NULL,
-                                          false, 0) <= 0)
+                                          false, 0, NULL, NULL) <= 0)
       continue;
     if (g)
       kernel_wait_begin(g); /* alone, or nothing could be handed over */
@@ -1252,7 +1311,7 @@ static int sem_wait_once(struct kz_green *g, sem_t *s, clockid_t clk, const stru
   if (abs && past(clk, abs))
     return -ETIMEDOUT;
   if (!hub_alone(g) &&
-      (r = pshared_park(g, PW_SEM, s, 0, clk, abs, true, KZ_INTR_RESTART)) <= 0)
+      (r = pshared_park(g, PW_SEM, s, 0, clk, abs, true, KZ_INTR_RESTART, NULL, NULL)) <= 0)
     return r;
   return sem_in_kernel(g, s, clk, abs) == 0 ? 1 : -errno;
 }

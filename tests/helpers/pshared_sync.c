@@ -159,6 +159,9 @@ static void wait_cond(void)
   CHECK(sem_post(&sh->go) == 0);
   while (!sh->flag)
     CHECK(pthread_cond_wait(&sh->cond, &sh->mtx[0]) == 0);
+  CHECK(pthread_mutex_unlock(&sh->mtx[0]) == 0);
+  ms(100);
+  CHECK(pthread_mutex_lock(&sh->mtx[0]) == 0);
   sh->flag = 2;
   CHECK(pthread_cond_signal(&sh->cond) == 0);
   CHECK(pthread_mutex_unlock(&sh->mtx[0]) == 0);
@@ -249,10 +252,15 @@ static void round_of(bool with_ticker)
   p = spawn(wait_cond);
   CHECK(sem_wait(&sh->go) == 0);
   CHECK(pthread_mutex_lock(&sh->mtx[0]) == 0);
+  abs = in_ms(CLOCK_REALTIME, 20); /* nobody signals yet: it times out, the mutex held again */
+  CHECK(pthread_cond_timedwait(&sh->cond, &sh->mtx[0], &abs) == ETIMEDOUT);
+  CHECK(pthread_mutex_trylock(&sh->mtx[0]) == EBUSY);
   sh->flag = 1;
   CHECK(pthread_cond_signal(&sh->cond) == 0);
+  t0 = atomic_load(&ticks);
   while (sh->flag != 2)
     CHECK(pthread_cond_wait(&sh->cond, &sh->mtx[0]) == 0);
+  ticked(with_ticker, t0, "a condition variable");
   CHECK(pthread_mutex_unlock(&sh->mtx[0]) == 0);
   finish(p);
 }
