@@ -37,12 +37,12 @@
  * D. Process-shared objects (PTHREAD_PROCESS_SHARED, sem_init(.., 1, ..),
  *    sem_open): another process releases them with glibc's own functions,
  *    which only wake the kernel's futex waiters, never this table.  A green
- *    thread that finds one taken waits in one of two ways, and the object
- *    is always acquired by its own non-blocking attempt on the hub, so
- *    ownership (the owner TID, the robust list, error checks) stays with
- *    the green thread's OS thread:
- *    - alone on its hub (hub_alone: no other green thread, callback, remote
- *      completion or post: the pre-fork worker) it makes the real blocking
+ *    thread that finds one taken waits in one of two ways, and the program
+ *    always acquires it on the green thread's own OS thread (the real call,
+ *    or a non-blocking attempt on the hub), so ownership (the owner TID, the
+ *    robust list, error checks) is the program's, as natively:
+ *    - alone on its hub (hub_alone: no other green thread, callback or
+ *      remote completion: the pre-fork worker) it makes the real blocking
  *      call, in the kernel, exactly as natively (its timeout, EINTR);
  *    - otherwise a worker of the pool (kz__worker_call) announces itself as
  *      a waiter in the object's own protocol, sleeps on its futex word
@@ -75,18 +75,25 @@
  *      marks it again, since its own trylock stored 1 (the TID alone),
  *      and others may still sleep.  Priority-inheritance and priority-
  *      protection mutexes have no such protocol (the kernel acquires for
- *      the waiter): they wait in the kernel.
- *    - pthread_cond_t and pthread_rwlock_t: glibc registers a waiter only
- *      as part of acquiring (a condition wait's sequence number, a pending
- *      writer), so no worker can wait for them without taking them: they
- *      wait in the kernel, blocking the hub when other green threads are
- *      there.  __wrefs bit 0 / __shared mark them process-shared.
+ *      the waiter): the worker takes one and lets it go at once (not a
+ *      robust one: an orphan let go unrepaired becomes unrecoverable; that
+ *      waits in the kernel).
+ *    - pthread_rwlock_t: glibc counts a waiter only as a pending owner, so
+ *      the worker takes it (for reading or writing, as asked) and lets go
+ *      at once.  __shared marks it process-shared.
+ *    - pthread_cond_t (__wrefs bit 0: process-shared): glibc must register
+ *      a waiter before the mutex is released, which no hand-off from the
+ *      outside can do, so the worker makes glibc's wait with the program's
+ *      mutex and releases it as soon as it has it back.  Only with a normal
+ *      or adaptive mutex: glibc checks the owner of the other kinds on the
+ *      release inside the wait, so those wait in the kernel.
  *    - Barriers are the shim's own (note E): a process-shared one's waiters
  *      sleep on its round word, which the last arrival wakes (shared).
  *    No wait on a process-shared object is ever timed to re-check it.
  * E. Barriers are the shim's own, in the program's pthread_barrier_t (32
  *    bytes): an arrival count and a generation.  Real threads wait in the
- *    table too, so green and real threads may share one barrier.
+ *    table too, so green and real threads may share one barrier; every
+ *    process using a process-shared one must run under the shim.
  * F. A contended spinlock yields to the hub's other green threads between
  *    attempts: the holder may be a green thread parked on this OS thread.
  * G. fork(): the child keeps the waiters of the forking thread's hub only
@@ -667,8 +674,6 @@ static int pshared_park(struct kz_green *g, int kind, void *word, uint32_t val, 
     if (atomic_load_explicit(&no_waitv, memory_order_relaxed))
       futex_wake_shared(word, INT_MAX);
     futex_wake_shared(word, 1); /* the wake-up its worker may have taken (note D) */
-  } else if (kind == PW_COND) {
-    RS(pthread_cond_broadcast)(word); /* out of the condition, with any signal it took */
   }
   pw_drop(p);
   return r;
@@ -947,25 +952,28 @@ static bool cond_ours(const pthread_cond_t *c)
    clock clk, or NULL).  With a normal mutex and other green threads on the
    hub, a worker makes glibc's wait with the program's mutex (registering
    before the mutex is released, as the wait must) and lets the mutex go as
-   soon as it has it back; g then takes it on the hub.  glibc checks the
-   owner of the other kinds on release, so those (and a private mutex,
-   whose release inside glibc would not wake the table) take the real
-   wait, in the kernel.  0, ETIMEDOUT, or the real wait's error; a cancelled
-   g unwinds with m held again. */
+   soon as it has it back; g then takes it on the hub.  The worker is never
+   abandoned: one that gave up could not know whether its wait had begun,
+   to end it, or whether the mutex was still held, so a cancellation of g
+   (or its scoped deadline) takes effect when the wait ends.  glibc checks
+   the owner of the other kinds on release, so those (and a private mutex,
+   whose release inside glibc would not wake the table) take the real wait,
+   in the kernel.  0, ETIMEDOUT, or the real wait's error; a cancelled g
+   unwinds with m held again. */
 static int cond_pshared_wait(struct kz_green *g, pthread_cond_t *c, pthread_mutex_t *m,
                              clockid_t clk, const struct timespec *abs)
 {
   bool alone = hub_alone(g);
-  int r = 0, res = 0;
+  int r, res = 0;
   if (!alone && mutex_pshared(m) && mutex_kind(m) != PTHREAD_MUTEX_RECURSIVE &&
       mutex_kind(m) != PTHREAD_MUTEX_ERRORCHECK && !(m->__data.__kind & (16 | 32 | 64)) &&
-      (r = pshared_park(g, PW_COND, c, 0, clk, abs, true, 0, m, &res)) <= 0) {
+      pshared_park(g, PW_COND, c, 0, clk, abs, false, 0, m, &res) == 0) {
     mutex_relock(m);
-    if (r == -ECANCELED) {
+    if ((g->flags & (KZ__G_CANCEL | KZ__G_NO_CANCEL)) == KZ__G_CANCEL) {
       kz_thr_cancel_point();
-      return ECANCELED;
+      return ECANCELED; /* cancelled through the API, not pthread_cancel */
     }
-    return r < 0 ? ETIMEDOUT : res;
+    return res;
   }
   if (alone)
     kernel_wait_begin(g);
