@@ -534,7 +534,7 @@ struct pwait {
   struct timespec abs;
   _Atomic uint32_t stop;  /* 1: the green thread gave up (a private futex word) */
   void *mutex;            /* PW_COND: the program's mutex */
-  int result;             /* PW_COND: the real wait's result */
+  int result;             /* PW_COND, PW_TAKE, PW_RD, PW_WR: the real call's result */
 };
 
 static _Atomic bool no_waitv; /* the kernel has no futex_waitv (before 5.16) */
@@ -597,16 +597,20 @@ static void pw_run(void *arg)
       pw_sleep(p, lock, v | FUTEX_WAITERS);
     break;
   case PW_TAKE:
-    if ((p->timed ? RS(pthread_mutex_clocklock)(p->word, p->clk, &p->abs)
-                  : RS(pthread_mutex_lock)(p->word)) == 0)
+    p->result = p->timed ? RS(pthread_mutex_clocklock)(p->word, p->clk, &p->abs)
+                         : RS(pthread_mutex_lock)(p->word);
+    if (p->result == 0)
       RS(pthread_mutex_unlock)(p->word);
     break;
   case PW_RD:
   case PW_WR:
-    if ((p->kind == PW_WR ? (p->timed ? RS(pthread_rwlock_clockwrlock)(p->word, p->clk, &p->abs)
-                                      : RS(pthread_rwlock_wrlock)(p->word))
-                          : (p->timed ? RS(pthread_rwlock_clockrdlock)(p->word, p->clk, &p->abs)
-                                      : RS(pthread_rwlock_rdlock)(p->word))) == 0)
+    if (p->kind == PW_WR)
+      p->result = p->timed ? RS(pthread_rwlock_clockwrlock)(p->word, p->clk, &p->abs)
+                           : RS(pthread_rwlock_wrlock)(p->word);
+    else
+      p->result = p->timed ? RS(pthread_rwlock_clockrdlock)(p->word, p->clk, &p->abs)
+                           : RS(pthread_rwlock_rdlock)(p->word);
+    if (p->result == 0)
       RS(pthread_rwlock_unlock)(p->word);
     break;
   case PW_COND: /* glibc registers, releases the mutex, sleeps, takes it back */
@@ -625,8 +629,9 @@ static void pw_run(void *arg)
    (note D).  abs: the object's deadline on clock clk, or NULL.  cancel: a
    cancellation point (and a scoped deadline applies); intr: how a signal
    handler interrupts (enum kz_shim_intr, 0: never).  Returns 0 when the
-   worker came back (try again), 1 if nothing could be handed over (out of
-   memory: wait in the kernel), or -EINTR, -ECANCELED, -ETIMEDOUT (a scoped
+   worker came back (try again), 1 if the wait must be made in the kernel
+   (nothing could be handed over, or the worker could not take the
+   object), or -EINTR, -ECANCELED, -ETIMEDOUT (a scoped
    deadline) when g gave up first.  PW_COND: mutex is the program's, and
    *result the real wait's result. */
 static int pshared_park(struct kz_green *g, int kind, void *word, uint32_t val, clockid_t clk,
@@ -661,8 +666,12 @@ static int pshared_park(struct kz_green *g, int kind, void *word, uint32_t val, 
   if (r == 0) {
     if (result)
       *result = p->result;
+    /* a worker that could not take the object (a priority ceiling below
+       its own, too many readers) cannot wait for it: the kernel will */
+    r = (kind == PW_TAKE || kind == PW_RD || kind == PW_WR) && p->result != 0 &&
+        p->result != ETIMEDOUT;
     free(p); /* the worker is done with it */
-    return 0;
+    return r;
   }
   if (r == -ENOMEM || r == -EAGAIN) {
     pw_drop(p); /* no job or no worker (discard ran): wait in the kernel */
