@@ -154,13 +154,16 @@ static struct {
   _Atomic bool filled;
 } rs;
 
-/* dlsym is thread-safe and every filler stores the same values. */
+/* dlsym is thread-safe and every filler stores the same values.  The first
+   call may be on a success path of the program's: errno is kept. */
 static void sync_real_fill(void)
 {
+  int saved = errno;
 #define X(ret, name, args) rs.name = (ret(*) args)dlsym(RTLD_NEXT, #name);
   SYNC_REAL(X)
 #undef X
   atomic_store_explicit(&rs.filled, true, memory_order_release);
+  errno = saved;
 }
 
 #define RS(name)                                                                        \
@@ -638,10 +641,12 @@ static int pshared_park(struct kz_green *g, int kind, void *word, uint32_t val, 
                         const struct timespec *abs, bool cancel, int intr, void *mutex,
                         int *result)
 {
+  int saved_errno = errno; /* the allocations below may set it: callers succeed after */
   struct pwait *p = malloc(sizeof *p);
   uint8_t saved_flags = g->flags;
   double saved_deadline = g->deadline;
   int r;
+  errno = saved_errno;
   if (!p)
     return 1;
   *p = (struct pwait){.kind = kind, .word = word, .val = val, .timed = abs != NULL, .clk = clk,
@@ -657,6 +662,7 @@ static int pshared_park(struct kz_green *g, int kind, void *word, uint32_t val, 
   if (intr)
     kz_shim_intr_begin(g, intr);
   r = kz__worker_call(pw_run, p, pw_drop, -1);
+  errno = saved_errno;
   if (intr)
     kz_shim_intr_end(g);
   if (!cancel) {
@@ -726,8 +732,10 @@ static kz_green_t owner_get(const void *addr, unsigned *count)
    ENOMEM if it cannot be recorded. */
 static int owner_set(const void *addr, kz_green_t g, unsigned count)
 {
+  int saved = errno; /* malloc may set it even when it succeeds */
   struct bucket *b = bucket_of(addr);
   struct owner **slot, *o, *fresh = count ? malloc(sizeof *fresh) : NULL;
+  errno = saved;
   bucket_lock(b);
   slot = owner_slot(b, addr);
   if ((o = *slot) && !count) {

@@ -176,6 +176,14 @@ static void pshared_case(struct shm *s, bool use_sem)
   CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* Another thread, waiting on sem for the end of the process-shared cases. */
+static void *sleeper(void *arg)
+{
+  (void)arg;
+  CHECK(sem_wait(&sem) == 0);
+  return NULL;
+}
+
 /* ---- 20 threads on one semaphore --------------------------------------------------- */
 
 static void *sem_twenty(void *arg)
@@ -227,8 +235,13 @@ int main(void)
   pthread_mutexattr_init(&ma);
   pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
   CHECK(pthread_mutex_init(&s->mtx, &ma) == 0);
+  pshared_case(s, true); /* alone: under the launcher, the wait is in the kernel */
+  pshared_case(s, false);
+  CHECK(pthread_create(&t[0], NULL, sleeper, NULL) == 0); /* beside another: a worker waits */
   pshared_case(s, true);
   pshared_case(s, false);
+  CHECK(sem_post(&sem) == 0);
+  CHECK(pthread_join(t[0], NULL) == 0);
 
   errno = 0;
   for (int i = 0; i < 20; i++)
