@@ -3,7 +3,8 @@
  * by another process.  Each wait ends when the other process releases (no
  * lost wake-up: a hang), timeouts end with ETIMEDOUT on the object's clock,
  * a robust mutex whose owner died comes back with EOWNERDEAD, and a signal
- * handler without SA_RESTART interrupts sem_wait with EINTR.
+ * handler without SA_RESTART interrupts sem_wait with EINTR, and a waiter
+ * cancelled by pthread_cancel takes nothing with it.
  *
  * Everything runs twice: the parent alone, then with a ticker thread beside
  * it, which must keep ticking while the parent waits for the mutex, the
@@ -167,12 +168,21 @@ static void wait_cond(void)
   CHECK(pthread_mutex_unlock(&sh->mtx[0]) == 0);
 }
 
+static void *sem_waiter(void *arg)
+{
+  (void)arg;
+  sem_wait(&sh->sem);
+  return NULL; /* not reached: cancelled */
+}
+
 /* ---- The parent's side ---------------------------------------------------------- */
 
 static void on_alarm(int sig) { (void)sig; }
 
 static void round_of(bool with_ticker)
 {
+  pthread_t w;
+  void *res;
   pid_t p;
   long t0;
   double s0;
@@ -242,6 +252,14 @@ static void round_of(bool with_ticker)
   t0 = atomic_load(&ticks);
   CHECK(sem_wait(&sh->sem) == 0);
   ticked(with_ticker, t0, "a semaphore");
+  finish(p);
+
+  CHECK(pthread_create(&w, NULL, sem_waiter, NULL) == 0); /* a cancelled waiter takes nothing */
+  ms(50);
+  CHECK(pthread_cancel(w) == 0);
+  CHECK(pthread_join(w, &res) == 0 && res == PTHREAD_CANCELED);
+  p = spawn(post_later);
+  CHECK(sem_wait(&sh->sem) == 0);
   finish(p);
 
   CHECK(sigaction(SIGALRM, &sa, NULL) == 0); /* a handler without SA_RESTART: EINTR */
