@@ -44,7 +44,7 @@
  *    - alone on its hub (hub_alone: no other green thread, callback or
  *      remote completion: the pre-fork worker) it makes the real blocking
  *      call, in the kernel, exactly as natively (its timeout, EINTR);
- *    - otherwise a worker of the pool (kz__worker_call) announces itself as
+ *    - otherwise a worker of a pool of their own (pw_pool) announces itself as
  *      a waiter in the object's own protocol, sleeps on its futex word
  *      (shared, not FUTEX_PRIVATE_FLAG) until a release wakes it, the word
  *      changes, the object's deadline passes (on its clock) or the green
@@ -549,6 +549,32 @@ static void pw_drop(void *arg)
     free(p);
 }
 
+static void pw_discard(void *arg, void *result)
+{
+  (void)result;
+  pw_drop(arg);
+}
+
+/* The pool the workers come from: a wait on a shared object may last as
+   long as the program likes, so these have a pool of their own, sized for
+   every wait at once (threads start only when needed), and never hold up
+   a lookup on the default pool nor queue behind one.  A wait queued
+   behind busy workers would not see its object released until one ends. */
+#define PW_POOL_SIZE 1024
+
+static struct kz_executor *pw_pool(void)
+{
+  static struct kz_executor *_Atomic pool;
+  struct kz_executor *ex = atomic_load_explicit(&pool, memory_order_acquire), *none = NULL;
+  if (ex || !(ex = kz_executor_new(PW_POOL_SIZE)))
+    return ex;
+  if (!atomic_compare_exchange_strong(&pool, &none, ex)) {
+    kz_executor_free(ex); /* another thread made one first */
+    ex = none;
+  }
+  return ex;
+}
+
 /* On the worker: sleep while *word holds val, until a wake-up, p's
    deadline, or p->stop. */
 static void pw_sleep(struct pwait *p, void *word, uint32_t val)
@@ -571,7 +597,7 @@ static void pw_sleep(struct pwait *p, void *word, uint32_t val)
 #define SEM_WAITER ((uint64_t)1 << 32) /* one waiter, in sem_t's word (note D) */
 
 /* On the worker: the wait itself, in the object's protocol (note D). */
-static void pw_run(void *arg)
+static void *pw_run(void *arg)
 {
   struct pwait *p = arg;
   _Atomic uint32_t *lock = p->word;
@@ -626,6 +652,7 @@ static void pw_run(void *arg)
     pw_sleep(p, p->word, p->val);
     break;
   }
+  return NULL;
 }
 
 /* Park green g while a worker waits for the process-shared object at word
@@ -642,6 +669,7 @@ static int pshared_park(struct kz_green *g, int kind, void *word, uint32_t val, 
                         int *result)
 {
   int saved_errno = errno; /* the allocations below may set it: callers succeed after */
+  struct kz_executor *ex;
   struct pwait *p = malloc(sizeof *p);
   uint8_t saved_flags = g->flags;
   double saved_deadline = g->deadline;
@@ -661,7 +689,8 @@ static int pshared_park(struct kz_green *g, int kind, void *word, uint32_t val, 
   }
   if (intr)
     kz_shim_intr_begin(g, intr);
-  r = kz__worker_call(pw_run, p, pw_drop, -1);
+  r = (ex = pw_pool()) ? kz_run_in_executor(ex, pw_run, p, pw_discard, NULL, -1) : -1;
+  r = r == 0 ? 0 : ex ? -errno : -ENOMEM;
   errno = saved_errno;
   if (intr)
     kz_shim_intr_end(g);
@@ -678,6 +707,10 @@ static int pshared_park(struct kz_green *g, int kind, void *word, uint32_t val, 
         p->result != ETIMEDOUT;
     free(p); /* the worker is done with it */
     return r;
+  }
+  if (!ex) {
+    free(p); /* no pool: wait in the kernel */
+    return 1;
   }
   if (r == -ENOMEM || r == -EAGAIN) {
     pw_drop(p); /* no job or no worker (discard ran): wait in the kernel */
