@@ -94,6 +94,13 @@ add_test(NAME shim_pshared_pingpong_busy COMMAND ${KZ_TIMEOUT} -s KILL 30
          ${CMAKE_CURRENT_SOURCE_DIR}/both.sh $<TARGET_FILE:kudzu-launcher>
          $<TARGET_FILE:pshared_pingpong> 5000 3)
 add_test(NAME shim_prefork COMMAND ${KZ_TIMEOUT} -s KILL 100 ${CMAKE_CURRENT_SOURCE_DIR}/prefork.sh 2 50)
+# A lone green thread waiting in the kernel is its hub waiting, not a blocked
+# hub: the monitor (50 ms) says nothing, so the outputs agree.
+add_test(NAME shim_pshared_sync_monitor COMMAND ${KZ_TIMEOUT} -s KILL 60
+         ${CMAKE_CURRENT_SOURCE_DIR}/both.sh $<TARGET_FILE:kudzu-launcher>
+         $<TARGET_FILE:pshared_sync>)
+set_tests_properties(shim_pshared_sync_monitor PROPERTIES LABELS "shim;thread" TIMEOUT 120
+  ENVIRONMENT "KUDZU_MONITOR=0.05")
 set_tests_properties(shim_pshared_pingpong shim_pshared_pingpong_busy shim_prefork PROPERTIES
   LABELS "shim;thread" TIMEOUT 120
   ENVIRONMENT "KZ=$<TARGET_FILE:kudzu-launcher>;HELPERS=${PROJECT_BINARY_DIR}/tests/helpers")
