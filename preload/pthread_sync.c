@@ -1417,7 +1417,13 @@ EXPORT int sem_timedwait(sem_t *s, const struct timespec *abstime)
 EXPORT int sem_clockwait(sem_t *s, clockid_t clk, const struct timespec *abstime)
 {
   struct kz_green *g = kz_thr_active();
-  return g ? green_sem_wait(g, s, clk, abstime) : RS(sem_clockwait)(s, clk, abstime);
+  if (!g)
+    return RS(sem_clockwait)(s, clk, abstime);
+  if (bad_clock(clk)) { /* glibc refuses it before trying, even with a token there */
+    errno = EINVAL;
+    return -1;
+  }
+  return green_sem_wait(g, s, clk, abstime);
 }
 
 EXPORT int sem_post(sem_t *s)
