@@ -530,7 +530,8 @@ enum {
 struct pwait {
   _Atomic int refs;       /* 2 at first: the green thread's and the worker's */
   int kind;               /* PW_* */
-  void *word;             /* the object's futex word (for a semaphore, its 64-bit word) */
+  void *word;             /* the object's futex word (a semaphore's 64-bit word; for
+                             PW_TAKE, PW_RD, PW_WR and PW_COND the object itself) */
   uint32_t val;           /* PW_WORD: the value to sleep on */
   bool timed;             /* abs is the object's deadline, on clock clk */
   clockid_t clk;
