@@ -2,7 +2,9 @@
  * accepts and forks a child per connection; the children count requests in
  * shared memory under a process-shared mutex, at most MAXIN of them at once
  * in the counting section (a process-shared semaphore), and tell the parent
- * with SIGUSR1 when they are done.  The parent stops on SIGTERM, reaps its
+ * with SIGUSR1 when they are done.  The parent stops on SIGTERM (its
+ * handler also writes to a pipe the accept loop polls, so a signal that
+ * comes just before the loop would block cannot be missed), reaps its
  * children and checks the books.
  *
  *   prefork_server PORTFILE
@@ -16,7 +18,9 @@
 #include "check.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -34,8 +38,14 @@ struct shared {
 };
 
 static volatile sig_atomic_t stop, done_signals;
+static int stop_pipe[2]; /* SIGTERM's handler writes here: poll wakes, whenever it came */
 
-static void on_term(int sig) { (void)sig; stop = 1; }
+static void on_term(int sig)
+{
+  (void)sig;
+  stop = 1;
+  (void)!write(stop_pipe[1], "", 1);
+}
 static void on_usr1(int sig) { (void)sig; done_signals++; }
 
 /* One connection, in the child: read "ID\n", count it, reply "ID N\n". */
@@ -79,7 +89,7 @@ int main(int argc, char **argv)
 {
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   socklen_t alen = sizeof a;
-  struct sigaction term = {.sa_handler = on_term}; /* no SA_RESTART: accept fails with EINTR */
+  struct sigaction term = {.sa_handler = on_term}; /* no SA_RESTART: poll fails with EINTR */
   struct sigaction usr1 = {.sa_handler = on_usr1, .sa_flags = SA_RESTART};
   pthread_mutexattr_t ma;
   struct shared *sh;
@@ -94,6 +104,7 @@ int main(int argc, char **argv)
   pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
   CHECK(pthread_mutex_init(&sh->lock, &ma) == 0);
   CHECK(sem_init(&sh->room, 1, MAXIN) == 0);
+  CHECK(pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) == 0);
   CHECK(sigaction(SIGTERM, &term, NULL) == 0 && sigaction(SIGUSR1, &usr1, NULL) == 0);
 
   CHECK((l = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
@@ -105,9 +116,16 @@ int main(int argc, char **argv)
   CHECK(fclose(f) == 0);
 
   while (!stop) {
-    int c = accept(l, NULL, NULL);
+    struct pollfd ready[2] = {{.fd = l, .events = POLLIN}, {.fd = stop_pipe[0], .events = POLLIN}};
+    int c;
     pid_t p;
-    if (c < 0) {
+    if (poll(ready, 2, -1) < 0) {
+      CHECK(errno == EINTR);
+      continue;
+    }
+    if (ready[1].revents || !(ready[0].revents & POLLIN))
+      continue;
+    if ((c = accept(l, NULL, NULL)) < 0) {
       CHECK(errno == EINTR || errno == ECONNABORTED);
       continue;
     }
@@ -115,6 +133,8 @@ int main(int argc, char **argv)
     if (p == 0) {
       int r;
       close(l);
+      close(stop_pipe[0]);
+      close(stop_pipe[1]);
       r = serve(c, sh);
       close(c);
       kill(getppid(), SIGUSR1);
