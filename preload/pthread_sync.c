@@ -34,14 +34,66 @@
  *    attribute is bit 1 of __data.__wrefs (bit 0: process-shared), checked
  *    against glibc 2.36.  Realtime deadlines are converted once, at the
  *    call, to the hub's monotonic clock.
- * D. Process-shared objects (another process may release them, where the
- *    table cannot see it): green waits on mutexes, read-write locks and
- *    semaphores re-try every PSHARED_SLICE seconds; a process-shared
- *    condition variable passes through to glibc and blocks the OS thread.
- *    sem_t: the int at offset 8 is 0 for a private semaphore (glibc 2.36).
+ * D. Process-shared objects (PTHREAD_PROCESS_SHARED, sem_init(.., 1, ..),
+ *    sem_open): another process releases them with glibc's own functions,
+ *    which only wake the kernel's futex waiters, never this table.  A green
+ *    thread that finds one taken waits in one of two ways, and the program
+ *    always acquires it on the green thread's own OS thread (the real call,
+ *    or a non-blocking attempt on the hub), so ownership (the owner TID, the
+ *    robust list, error checks) is the program's, as natively:
+ *    - alone on its hub (hub_alone: no other green thread, callback or
+ *      remote completion: the pre-fork worker) it makes the real blocking
+ *      call, in the kernel, exactly as natively (its timeout, EINTR);
+ *    - otherwise a worker of a pool of their own (pw_pool) announces itself as
+ *      a waiter in the object's own protocol, sleeps on its futex word
+ *      (shared, not FUTEX_PRIVATE_FLAG) until a release wakes it, the word
+ *      changes, the object's deadline passes (on its clock) or the green
+ *      thread gives up, and returns; the green thread then tries again.
+ *      The worker sleeps with futex_waitv on the object's word and on a
+ *      private word of its own request, which the green thread sets and
+ *      wakes when it gives up (signal, cancellation), so an abandoned
+ *      worker never lingers; before Linux 5.16 (no futex_waitv) it sleeps
+ *      on the object alone and the green thread wakes every sleeper of the
+ *      word instead (spurious wake-ups, which every glibc waiter allows).
+ *      A green thread that gives up after its worker was woken passes the
+ *      wake-up on (one more FUTEX_WAKE): glibc's releases wake one waiter.
+ *    glibc's x86_64 layouts used here are ABI (static initialisers and the
+ *    objects in shared memory between programs built against different
+ *    glibc releases depend on them), checked against glibc 2.36:
+ *    - sem_t: a 64-bit word at offset 0, the value in its low half (the
+ *      futex word) and the number of waiters in its high half; sem_post
+ *      adds 1 and wakes one futex waiter when the high half is non-zero.
+ *      The int at offset 8 is 0 for a private semaphore.  The worker adds
+ *      itself to the high half around its sleep.
+ *    - pthread_mutex_t: __kind (offset 16): type in bits 0-1, robust 16,
+ *      priority inheritance 32, priority protection 64, process-shared 128.
+ *      __lock (offset 0): 0 free, 1 locked, 2 locked with waiters (unlock
+ *      exchanges 0 and wakes one if it was 2); for a robust mutex the
+ *      owner's TID | FUTEX_WAITERS | FUTEX_OWNER_DIED (the kernel's robust
+ *      futex protocol).  The worker marks the word 2 (FUTEX_WAITERS) and
+ *      sleeps on that value; a green thread that acquires after a wait
+ *      marks it again, since its own trylock stored 1 (the TID alone),
+ *      and others may still sleep.  Priority-inheritance and priority-
+ *      protection mutexes have no such protocol (the kernel acquires for
+ *      the waiter): the worker takes one and lets it go at once (not a
+ *      robust one: an orphan let go unrepaired becomes unrecoverable; that
+ *      waits in the kernel).
+ *    - pthread_rwlock_t: glibc counts a waiter only as a pending owner, so
+ *      the worker takes it (for reading or writing, as asked) and lets go
+ *      at once.  __shared marks it process-shared.
+ *    - pthread_cond_t (__wrefs bit 0: process-shared): glibc must register
+ *      a waiter before the mutex is released, which no hand-off from the
+ *      outside can do, so the worker makes glibc's wait with the program's
+ *      mutex and releases it as soon as it has it back.  Only with a normal
+ *      or adaptive mutex: glibc checks the owner of the other kinds on the
+ *      release inside the wait, so those wait in the kernel.
+ *    - Barriers are the shim's own (note E): a process-shared one's waiters
+ *      sleep on its round word, which the last arrival wakes (shared).
+ *    No wait on a process-shared object is ever timed to re-check it.
  * E. Barriers are the shim's own, in the program's pthread_barrier_t (32
  *    bytes): an arrival count and a generation.  Real threads wait in the
- *    table too, so green and real threads may share one barrier.
+ *    table too, so green and real threads may share one barrier; every
+ *    process using a process-shared one must run under the shim.
  * F. A contended spinlock yields to the hub's other green threads between
  *    attempts: the holder may be a green thread parked on this OS thread.
  * G. fork(): the child keeps the waiters of the forking thread's hub only
@@ -59,7 +111,6 @@
 #include <unistd.h>
 
 #define EXPORT KZ_THR_EXPORT
-#define PSHARED_SLICE 0.01
 
 /* ---- The real functions ----------------------------------------------------- */
 
@@ -103,13 +154,16 @@ static struct {
   _Atomic bool filled;
 } rs;
 
-/* dlsym is thread-safe and every filler stores the same values. */
+/* dlsym is thread-safe and every filler stores the same values.  The first
+   call may be on a success path of the program's: errno is kept. */
 static void sync_real_fill(void)
 {
+  int saved = errno;
 #define X(ret, name, args) rs.name = (ret(*) args)dlsym(RTLD_NEXT, #name);
   SYNC_REAL(X)
 #undef X
   atomic_store_explicit(&rs.filled, true, memory_order_release);
+  errno = saved;
 }
 
 #define RS(name)                                                                        \
@@ -118,14 +172,35 @@ static void sync_real_fill(void)
 
 /* ---- Futexes (real threads waiting in the table) ------------------------------- */
 
+/* These leave errno as it was: they run on the success paths of the
+   program's calls. */
 static void futex_wait(_Atomic uint32_t *word, uint32_t val, const struct timespec *rel)
 {
+  int saved = errno;
   syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, rel, NULL, 0);
+  errno = saved;
 }
 
 static void futex_wake(_Atomic uint32_t *word, int n)
 {
+  int saved = errno;
   syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+  errno = saved;
+}
+
+/* The same on a word another process may wait on or release (note D). */
+static void futex_wait_shared(void *word, uint32_t val)
+{
+  int saved = errno;
+  syscall(SYS_futex, word, FUTEX_WAIT, val, NULL, NULL, 0);
+  errno = saved;
+}
+
+static void futex_wake_shared(void *word, int n)
+{
+  int saved = errno;
+  syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
+  errno = saved;
 }
 
 /* ---- The wait table (note B) ------------------------------------------------------ */
@@ -395,25 +470,261 @@ static bool bad_time(const struct timespec *t)
 
 static bool bad_clock(clockid_t clk) { return clk != CLOCK_REALTIME && clk != CLOCK_MONOTONIC; }
 
-/* The park deadline of one slice of a wait on a process-shared object
-   (note D): the object is tried again after it. */
-static double slice(double deadline, bool pshared)
+/* Is the absolute time abs on clock clk already past? */
+static bool past(clockid_t clk, const struct timespec *abs)
 {
-  double s;
-  if (!pshared)
-    return deadline;
-  s = kz__now() + PSHARED_SLICE;
-  return deadline >= 0 && deadline < s ? deadline : s;
+  struct timespec now;
+  clock_gettime(clk, &now);
+  return now.tv_sec > abs->tv_sec || (now.tv_sec == abs->tv_sec && now.tv_nsec >= abs->tv_nsec);
 }
 
 /* One wait of a green thread on a retry-able object: 0 acquired by check,
-   1 woken or slice over (try again), -ETIMEDOUT, -ECANCELED, check's error. */
+   1 woken (try again), -ETIMEDOUT, -ECANCELED, check's error. */
 static int wait_retry(const void *addr, kz_sync_check check, void *ctx, double deadline,
-                      int opts, bool pshared, const char *what)
+                      int opts, const char *what)
 {
-  int r = kz_sync_wait(addr, check, ctx, slice(deadline, pshared), opts, true, what);
-  if (r == -ETIMEDOUT && pshared && !(deadline >= 0 && kz__now() >= deadline))
+  return kz_sync_wait(addr, check, ctx, deadline, opts, true, what);
+}
+
+/* ---- Process-shared objects (note D) ------------------------------------------------- */
+
+/* Is green g the only thing its hub could run?  Then blocking its OS thread
+   in the kernel stops nothing else: no other green thread (ready, parked or
+   sleeping), no callback due or armed, no completion expected from another
+   thread.  A message another thread posts meanwhile (a remote spawn, a
+   dump request) runs when the wait ends, as one posted just after it began
+   would anyway; a signal handler runs at once, on this OS thread. */
+static bool hub_alone(struct kz_green *g)
+{
+  struct kz__hub *h = g->hub;
+  return h->nlive == 1 && h->nready == 0 && h->holds == 0 && kz__list_empty(&h->soon) &&
+         kz__list_empty(&h->timed);
+}
+
+/* Around a real blocking call of a lone green thread: its hub is waiting,
+   as it would be in libev, and the blocked-hub monitor must not report it. */
+static void kernel_wait_begin(struct kz_green *g)
+{
+  __atomic_store_n(&g->hub->in_loop, true, __ATOMIC_RELAXED);
+}
+
+static void kernel_wait_end(struct kz_green *g)
+{
+  __atomic_store_n(&g->hub->in_loop, false, __ATOMIC_RELAXED);
+}
+
+/* What a worker does for a green thread's wait. */
+enum {
+  PW_SEM,    /* sem_t: count itself a waiter, sleep while the value is 0 */
+  PW_LOCK,   /* a mutex's __lock, 0/1/2: mark it 2, sleep while it is 2 */
+  PW_ROBUST, /* a robust mutex's __lock: set FUTEX_WAITERS, sleep on it */
+  PW_WORD,   /* sleep while the word holds val (the shim's barriers) */
+  PW_TAKE,   /* a mutex without a waiter protocol: lock it, unlock it at once */
+  PW_RD,     /* a rwlock: take it for reading, let go at once */
+  PW_WR,     /* a rwlock: take it for writing, let go at once */
+  PW_COND,   /* a condition variable: wait with the program's mutex, let it go */
+};
+
+/* One wait handed to a worker.  Freed by whichever of the green thread and
+   the worker lets go last. */
+struct pwait {
+  _Atomic int refs;       /* 2 at first: the green thread's and the worker's */
+  int kind;               /* PW_* */
+  void *word;             /* the object's futex word (a semaphore's 64-bit word; for
+                             PW_TAKE, PW_RD, PW_WR and PW_COND the object itself) */
+  uint32_t val;           /* PW_WORD: the value to sleep on */
+  bool timed;             /* abs is the object's deadline, on clock clk */
+  clockid_t clk;
+  struct timespec abs;
+  _Atomic uint32_t stop;  /* 1: the green thread gave up (a private futex word) */
+  void *mutex;            /* PW_COND: the program's mutex */
+  int result;             /* PW_COND, PW_TAKE, PW_RD, PW_WR: the real call's result */
+};
+
+static _Atomic bool no_waitv; /* the kernel has no futex_waitv (before 5.16) */
+
+static void pw_drop(void *arg)
+{
+  struct pwait *p = arg;
+  if (atomic_fetch_sub(&p->refs, 1) == 1)
+    free(p);
+}
+
+static void pw_discard(void *arg, void *result)
+{
+  (void)result;
+  pw_drop(arg);
+}
+
+/* The pool the workers come from: a wait on a shared object may last as
+   long as the program likes, so these have a pool of their own, sized for
+   every wait at once (threads start only when needed), and never hold up
+   a lookup on the default pool nor queue behind one.  A wait queued
+   behind busy workers would not see its object released until one ends. */
+#define PW_POOL_SIZE 1024
+
+static struct kz_executor *pw_pool(void)
+{
+  static struct kz_executor *_Atomic pool;
+  struct kz_executor *ex = atomic_load_explicit(&pool, memory_order_acquire), *none = NULL;
+  if (ex || !(ex = kz_executor_new(PW_POOL_SIZE)))
+    return ex;
+  if (!atomic_compare_exchange_strong(&pool, &none, ex)) {
+    kz_executor_free(ex); /* another thread made one first */
+    ex = none;
+  }
+  return ex;
+}
+
+/* On the worker: sleep while *word holds val, until a wake-up, p's
+   deadline, or p->stop. */
+static void pw_sleep(struct pwait *p, void *word, uint32_t val)
+{
+  const struct timespec *ts = p->timed ? &p->abs : NULL;
+  if (!atomic_load_explicit(&no_waitv, memory_order_relaxed)) {
+    struct futex_waitv v[2] = {
+        {.val = val, .uaddr = (uintptr_t)word, .flags = FUTEX_32},
+        {.val = 0, .uaddr = (uintptr_t)&p->stop, .flags = FUTEX_32 | FUTEX_PRIVATE_FLAG},
+    };
+    if (syscall(SYS_futex_waitv, v, 2, 0, ts, p->clk) >= 0 || errno != ENOSYS)
+      return;
+    atomic_store(&no_waitv, true);
+  }
+  if (!atomic_load(&p->stop))
+    syscall(SYS_futex, word, FUTEX_WAIT_BITSET | (p->clk == CLOCK_REALTIME ? FUTEX_CLOCK_REALTIME : 0),
+            val, ts, NULL, FUTEX_BITSET_MATCH_ANY);
+}
+
+#define SEM_WAITER ((uint64_t)1 << 32) /* one waiter, in sem_t's word (note D) */
+
+/* On the worker: the wait itself, in the object's protocol (note D). */
+static void *pw_run(void *arg)
+{
+  struct pwait *p = arg;
+  _Atomic uint32_t *lock = p->word;
+  uint32_t v;
+  switch (p->kind) {
+  case PW_SEM: {
+    _Atomic uint64_t *data = p->word;
+    if ((uint32_t)atomic_fetch_add(data, SEM_WAITER) == 0) /* sem_post now wakes a waiter */
+      pw_sleep(p, data, 0);
+    atomic_fetch_sub(data, SEM_WAITER);
+    break;
+  }
+  case PW_LOCK:
+    v = atomic_load(lock);
+    while (v == 1 && !atomic_compare_exchange_weak(lock, &v, 2))
+      ;
+    if (v != 0) /* 2 now, or the CAS above made it so */
+      pw_sleep(p, lock, 2);
+    break;
+  case PW_ROBUST:
+    v = atomic_load(lock);
+    while (v != 0 && !(v & (FUTEX_WAITERS | FUTEX_OWNER_DIED)) &&
+           !atomic_compare_exchange_weak(lock, &v, v | FUTEX_WAITERS))
+      ;
+    if (v != 0 && !(v & FUTEX_OWNER_DIED)) /* free or orphaned: the trylock decides */
+      pw_sleep(p, lock, v | FUTEX_WAITERS);
+    break;
+  case PW_TAKE:
+    p->result = p->timed ? RS(pthread_mutex_clocklock)(p->word, p->clk, &p->abs)
+                         : RS(pthread_mutex_lock)(p->word);
+    if (p->result == 0)
+      RS(pthread_mutex_unlock)(p->word);
+    break;
+  case PW_RD:
+  case PW_WR:
+    if (p->kind == PW_WR)
+      p->result = p->timed ? RS(pthread_rwlock_clockwrlock)(p->word, p->clk, &p->abs)
+                           : RS(pthread_rwlock_wrlock)(p->word);
+    else
+      p->result = p->timed ? RS(pthread_rwlock_clockrdlock)(p->word, p->clk, &p->abs)
+                           : RS(pthread_rwlock_rdlock)(p->word);
+    if (p->result == 0)
+      RS(pthread_rwlock_unlock)(p->word);
+    break;
+  case PW_COND: /* glibc registers, releases the mutex, sleeps, takes it back */
+    p->result = p->timed ? RS(pthread_cond_clockwait)(p->word, p->mutex, p->clk, &p->abs)
+                         : RS(pthread_cond_wait)(p->word, p->mutex);
+    if (p->result == 0 || p->result == ETIMEDOUT)
+      RS(pthread_mutex_unlock)(p->mutex);
+    break;
+  default:
+    pw_sleep(p, p->word, p->val);
+    break;
+  }
+  return NULL;
+}
+
+/* Park green g while a worker waits for the process-shared object at word
+   (note D).  abs: the object's deadline on clock clk, or NULL.  cancel: a
+   cancellation point (and a scoped deadline applies); intr: how a signal
+   handler interrupts (enum kz_shim_intr, 0: never).  Returns 0 when the
+   worker came back (try again), 1 if the wait must be made in the kernel
+   (nothing could be handed over, or the worker could not take the
+   object), or -EINTR, -ECANCELED, -ETIMEDOUT (a scoped
+   deadline) when g gave up first.  PW_COND: mutex is the program's, and
+   *result the real wait's result. */
+static int pshared_park(struct kz_green *g, int kind, void *word, uint32_t val, clockid_t clk,
+                        const struct timespec *abs, bool cancel, int intr, void *mutex,
+                        int *result)
+{
+  int saved_errno = errno; /* the allocations below may set it: callers succeed after */
+  struct kz_executor *ex;
+  struct pwait *p = malloc(sizeof *p);
+  uint8_t saved_flags = g->flags;
+  double saved_deadline = g->deadline;
+  int r;
+  errno = saved_errno;
+  if (!p)
     return 1;
+  *p = (struct pwait){.kind = kind, .word = word, .val = val, .timed = abs != NULL, .clk = clk,
+                      .mutex = mutex};
+  atomic_init(&p->refs, 2);
+  atomic_init(&p->stop, 0);
+  if (abs)
+    p->abs = *abs;
+  if (!cancel) {
+    g->flags |= KZ__G_NO_CANCEL;
+    g->deadline = 0;
+  }
+  if (intr)
+    kz_shim_intr_begin(g, intr);
+  r = (ex = pw_pool()) ? kz_run_in_executor(ex, pw_run, p, pw_discard, NULL, -1) : -1;
+  r = r == 0 ? 0 : ex ? -errno : -ENOMEM;
+  errno = saved_errno;
+  if (intr)
+    kz_shim_intr_end(g);
+  if (!cancel) {
+    g->flags = (uint8_t)((g->flags & ~KZ__G_NO_CANCEL) | (saved_flags & KZ__G_NO_CANCEL));
+    g->deadline = saved_deadline;
+  }
+  if (r == 0) {
+    if (result)
+      *result = p->result;
+    /* a worker that could not take the object (a priority ceiling below
+       its own, too many readers) cannot wait for it: the kernel will */
+    r = (kind == PW_TAKE || kind == PW_RD || kind == PW_WR) && p->result != 0 &&
+        p->result != ETIMEDOUT;
+    free(p); /* the worker is done with it */
+    return r;
+  }
+  if (!ex) {
+    free(p); /* no pool: wait in the kernel */
+    return 1;
+  }
+  if (r == -ENOMEM || r == -EAGAIN) {
+    pw_drop(p); /* no job or no worker (discard ran): wait in the kernel */
+    return 1;
+  }
+  atomic_store(&p->stop, 1);
+  futex_wake(&p->stop, 1);
+  if (kind <= PW_WORD) { /* a futex word of the object's own protocol */
+    if (atomic_load_explicit(&no_waitv, memory_order_relaxed))
+      futex_wake_shared(word, INT_MAX);
+    futex_wake_shared(word, 1); /* the wake-up its worker may have taken (note D) */
+  }
+  pw_drop(p);
   return r;
 }
 
@@ -455,8 +766,10 @@ static kz_green_t owner_get(const void *addr, unsigned *count)
    ENOMEM if it cannot be recorded. */
 static int owner_set(const void *addr, kz_green_t g, unsigned count)
 {
+  int saved = errno; /* malloc may set it even when it succeeds */
   struct bucket *b = bucket_of(addr);
   struct owner **slot, *o, *fresh = count ? malloc(sizeof *fresh) : NULL;
+  errno = saved;
   bucket_lock(b);
   slot = owner_slot(b, addr);
   if ((o = *slot) && !count) {
@@ -509,12 +822,56 @@ static int mutex_check(void *c)
   return r == 0 ? 1 : r == EBUSY ? 0 : -r;
 }
 
-/* pthread_mutex_lock/trylock/timedlock for green g (deadline < 0: none). */
-static int green_mutex_lock(pthread_mutex_t *m, struct kz_green *g, double deadline, bool try_only)
+/* How a worker waits for process-shared mutex m, or -1: only in the kernel
+   (note D). */
+static int mutex_pw_kind(const pthread_mutex_t *m)
+{
+  int k = m->__data.__kind;
+  if (k & (32 | 64))
+    return k & 16 ? -1 : PW_TAKE;
+  return k & 16 ? PW_ROBUST : PW_LOCK;
+}
+
+/* After acquiring process-shared m with trylock following a wait: mark it
+   contended, as glibc's own waiters do, for the waiters still asleep. */
+static void mutex_mark_contended(pthread_mutex_t *m)
+{
+  _Atomic uint32_t *lock = (_Atomic uint32_t *)&m->__data.__lock;
+  uint32_t one = 1;
+  if (mutex_pw_kind(m) == PW_ROBUST)
+    atomic_fetch_or(lock, FUTEX_WAITERS);
+  else if (mutex_pw_kind(m) == PW_LOCK)
+    atomic_compare_exchange_strong(lock, &one, 2);
+}
+
+/* Lock process-shared m in the kernel, for green g (note D): the real call's
+   result; the green owner recorded (note A). */
+static int mutex_in_kernel(pthread_mutex_t *m, struct kz_green *g, clockid_t clk,
+                           const struct timespec *abs)
+{
+  bool alone = hub_alone(g);
+  int r;
+  if (alone)
+    kernel_wait_begin(g);
+  r = abs ? RS(pthread_mutex_clocklock)(m, clk, abs) : RS(pthread_mutex_lock)(m);
+  if (alone)
+    kernel_wait_end(g);
+  if ((r == 0 || r == EOWNERDEAD) && mutex_tracked(m) && owner_set(m, g->id, 1) != 0) {
+    RS(pthread_mutex_unlock)(m);
+    return EAGAIN;
+  }
+  return r;
+}
+
+/* pthread_mutex_lock/trylock/timedlock/clocklock for green g (abs: the
+   deadline on clock clk, or NULL). */
+static int green_mutex_lock(pthread_mutex_t *m, struct kz_green *g, clockid_t clk,
+                            const struct timespec *abs, bool try_only)
 {
   struct mutex_ctx ctx = {m, g};
   unsigned count = 0;
-  int r;
+  bool waited = false;
+  int r, kind;
   if (mutex_tracked(m) && owner_get(m, &count) == g->id) {
     if (mutex_kind(m) == PTHREAD_MUTEX_ERRORCHECK)
       return try_only ? EBUSY : EDEADLK;
@@ -523,24 +880,39 @@ static int green_mutex_lock(pthread_mutex_t *m, struct kz_green *g, double deadl
     return owner_set(m, g->id, count + 1);
   }
   for (;;) {
-    if ((r = mutex_try(m, g)) != EBUSY || try_only)
+    if ((r = mutex_try(m, g)) != EBUSY || try_only) {
+      if (r == 0 && waited)
+        mutex_mark_contended(m);
       return r;
-    r = wait_retry(m, mutex_check, &ctx, deadline, 0, mutex_pshared(m), "a pthread mutex");
-    if (r <= 0)
-      return -r; /* acquired (0), or ETIMEDOUT, or trylock's error */
+    }
+    if (abs && past(clk, abs)) {
+      if (waited && mutex_pw_kind(m) != PW_TAKE)
+        futex_wake_shared(&m->__data.__lock, 1); /* a wake-up its worker took */
+      return ETIMEDOUT;
+    }
+    if (!mutex_pshared(m)) {
+      r = wait_retry(m, mutex_check, &ctx, kz_thr_deadline(clk, abs), 0, "a pthread mutex");
+      if (r <= 0)
+        return -r; /* acquired (0), or ETIMEDOUT, or trylock's error */
+      continue;
+    }
+    if ((kind = mutex_pw_kind(m)) < 0 || hub_alone(g) ||
+        pshared_park(g, kind, &m->__data.__lock, 0, clk, abs, false, 0, NULL, NULL) > 0)
+      return mutex_in_kernel(m, g, clk, abs);
+    waited = true;
   }
 }
 
 EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
 {
   struct kz_green *g = kz_thr_active();
-  return g ? green_mutex_lock(m, g, -1, false) : RS(pthread_mutex_lock)(m);
+  return g ? green_mutex_lock(m, g, CLOCK_REALTIME, NULL, false) : RS(pthread_mutex_lock)(m);
 }
 
 EXPORT int pthread_mutex_trylock(pthread_mutex_t *m)
 {
   struct kz_green *g = kz_thr_active();
-  return g ? green_mutex_lock(m, g, -1, true) : RS(pthread_mutex_trylock)(m);
+  return g ? green_mutex_lock(m, g, CLOCK_REALTIME, NULL, true) : RS(pthread_mutex_trylock)(m);
 }
 
 EXPORT int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec *abstime)
@@ -550,7 +922,7 @@ EXPORT int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec *ab
     return RS(pthread_mutex_timedlock)(m, abstime);
   if (bad_time(abstime))
     return EINVAL;
-  return green_mutex_lock(m, g, kz_thr_deadline(CLOCK_REALTIME, abstime), false);
+  return green_mutex_lock(m, g, CLOCK_REALTIME, abstime, false);
 }
 
 EXPORT int pthread_mutex_clocklock(pthread_mutex_t *m, clockid_t clk, const struct timespec *abstime)
@@ -560,7 +932,7 @@ EXPORT int pthread_mutex_clocklock(pthread_mutex_t *m, clockid_t clk, const stru
     return RS(pthread_mutex_clocklock)(m, clk, abstime);
   if (bad_time(abstime) || bad_clock(clk))
     return EINVAL;
-  return green_mutex_lock(m, g, kz_thr_deadline(clk, abstime), false);
+  return green_mutex_lock(m, g, clk, abstime, false);
 }
 
 EXPORT int pthread_mutex_unlock(pthread_mutex_t *m)
@@ -588,7 +960,7 @@ static void mutex_relock(pthread_mutex_t *m)
 {
   struct kz_green *g = kz__self();
   if (g)
-    green_mutex_lock(m, g, -1, false);
+    green_mutex_lock(m, g, CLOCK_REALTIME, NULL, false);
   else
     RS(pthread_mutex_lock)(m);
 }
@@ -627,27 +999,73 @@ static bool cond_ours(const pthread_cond_t *c)
   return kz_shim.ready && kz_thr_patching() && !cond_pshared(c);
 }
 
+/* A process-shared condition wait of green g (note D; abs: the deadline on
+   clock clk, or NULL).  With a normal mutex and other green threads on the
+   hub, a worker makes glibc's wait with the program's mutex (registering
+   before the mutex is released, as the wait must) and lets the mutex go as
+   soon as it has it back; g then takes it on the hub.  The worker is never
+   abandoned: one that gave up could not know whether its wait had begun,
+   to end it, or whether the mutex was still held, so a cancellation of g
+   (or its scoped deadline) takes effect when the wait ends.  glibc checks
+   the owner of the other kinds on release, so those (and a private mutex,
+   whose release inside glibc would not wake the table) take the real wait,
+   in the kernel.  0, ETIMEDOUT, or the real wait's error; a cancelled g
+   unwinds with m held again. */
+static int cond_pshared_wait(struct kz_green *g, pthread_cond_t *c, pthread_mutex_t *m,
+                             clockid_t clk, const struct timespec *abs)
+{
+  bool alone = hub_alone(g);
+  int r, res = 0;
+  if (!alone && mutex_pshared(m) && mutex_kind(m) != PTHREAD_MUTEX_RECURSIVE &&
+      mutex_kind(m) != PTHREAD_MUTEX_ERRORCHECK && !(m->__data.__kind & (16 | 32 | 64)) &&
+      pshared_park(g, PW_COND, c, 0, clk, abs, false, 0, m, &res) == 0) {
+    mutex_relock(m);
+    if ((g->flags & (KZ__G_CANCEL | KZ__G_NO_CANCEL)) == KZ__G_CANCEL) {
+      kz_thr_cancel_point();
+      return ECANCELED; /* cancelled through the API, not pthread_cancel */
+    }
+    return res;
+  }
+  if (alone)
+    kernel_wait_begin(g);
+  r = abs ? RS(pthread_cond_clockwait)(c, m, clk, abs) : RS(pthread_cond_wait)(c, m);
+  if (alone)
+    kernel_wait_end(g);
+  return r;
+}
+
 EXPORT int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
 {
+  struct kz_green *g;
   if (!cond_ours(c))
-    return RS(pthread_cond_wait)(c, m);
+    return (g = kz_thr_active()) ? cond_pshared_wait(g, c, m, CLOCK_REALTIME, NULL)
+                                 : RS(pthread_cond_wait)(c, m);
   return cond_wait(c, m, -1);
 }
 
 EXPORT int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *abstime)
 {
-  if (!cond_ours(c))
-    return RS(pthread_cond_timedwait)(c, m, abstime);
+  struct kz_green *g;
+  clockid_t clk = cond_monotonic(c) ? CLOCK_MONOTONIC : CLOCK_REALTIME;
+  if (!cond_ours(c)) {
+    if (!(g = kz_thr_active()))
+      return RS(pthread_cond_timedwait)(c, m, abstime);
+    return bad_time(abstime) ? EINVAL : cond_pshared_wait(g, c, m, clk, abstime);
+  }
   if (bad_time(abstime))
     return EINVAL;
-  return cond_wait(c, m, kz_thr_deadline(cond_monotonic(c) ? CLOCK_MONOTONIC : CLOCK_REALTIME, abstime));
+  return cond_wait(c, m, kz_thr_deadline(clk, abstime));
 }
 
 EXPORT int pthread_cond_clockwait(pthread_cond_t *c, pthread_mutex_t *m, clockid_t clk,
                                   const struct timespec *abstime)
 {
-  if (!cond_ours(c))
-    return RS(pthread_cond_clockwait)(c, m, clk, abstime);
+  struct kz_green *g;
+  if (!cond_ours(c)) {
+    if (!(g = kz_thr_active()))
+      return RS(pthread_cond_clockwait)(c, m, clk, abstime);
+    return bad_time(abstime) || bad_clock(clk) ? EINVAL : cond_pshared_wait(g, c, m, clk, abstime);
+  }
   if (bad_time(abstime) || bad_clock(clk))
     return EINVAL;
   return cond_wait(c, m, kz_thr_deadline(clk, abstime));
@@ -687,8 +1105,26 @@ static int rw_check(void *c)
   return r == 0 ? 1 : r == EBUSY ? 0 : -r;
 }
 
-static int green_rw_lock(pthread_rwlock_t *rw, struct kz_green *g, bool write, double deadline,
-                         bool try_only)
+/* Lock process-shared rw in the kernel (note D): the real call's result. */
+static int rw_in_kernel(pthread_rwlock_t *rw, struct kz_green *g, bool write, clockid_t clk,
+                        const struct timespec *abs)
+{
+  bool alone = hub_alone(g);
+  int r;
+  if (alone)
+    kernel_wait_begin(g);
+  if (abs)
+    r = write ? RS(pthread_rwlock_clockwrlock)(rw, clk, abs) : RS(pthread_rwlock_clockrdlock)(rw, clk, abs);
+  else
+    r = write ? RS(pthread_rwlock_wrlock)(rw) : RS(pthread_rwlock_rdlock)(rw);
+  if (alone)
+    kernel_wait_end(g);
+  return r;
+}
+
+/* The rwlock calls for green g (abs: the deadline on clock clk, or NULL). */
+static int green_rw_lock(pthread_rwlock_t *rw, struct kz_green *g, bool write, clockid_t clk,
+                         const struct timespec *abs, bool try_only)
 {
   struct rw_ctx ctx = {rw, write};
   unsigned count;
@@ -697,8 +1133,16 @@ static int green_rw_lock(pthread_rwlock_t *rw, struct kz_green *g, bool write, d
     return try_only ? EBUSY : EDEADLK;
   for (;;) {
     r = rw_try(rw, write);
-    if (r == EBUSY && !try_only) {
-      r = wait_retry(rw, rw_check, &ctx, deadline, 0, rw->__data.__shared != 0,
+    if (r == EBUSY && !try_only && rw->__data.__shared != 0) {
+      if (abs && past(clk, abs))
+        return ETIMEDOUT;
+      if (hub_alone(g) ||
+          pshared_park(g, write ? PW_WR : PW_RD, rw, 0, clk, abs, false, 0, NULL, NULL) > 0)
+        r = rw_in_kernel(rw, g, write, clk, abs);
+      else
+        continue;
+    } else if (r == EBUSY && !try_only) {
+      r = wait_retry(rw, rw_check, &ctx, kz_thr_deadline(clk, abs), 0,
                      write ? "a pthread rwlock (write)" : "a pthread rwlock (read)");
       if (r > 0)
         continue;
@@ -713,25 +1157,25 @@ static int green_rw_lock(pthread_rwlock_t *rw, struct kz_green *g, bool write, d
 EXPORT int pthread_rwlock_rdlock(pthread_rwlock_t *rw)
 {
   struct kz_green *g = kz_thr_active();
-  return g ? green_rw_lock(rw, g, false, -1, false) : RS(pthread_rwlock_rdlock)(rw);
+  return g ? green_rw_lock(rw, g, false, CLOCK_REALTIME, NULL, false) : RS(pthread_rwlock_rdlock)(rw);
 }
 
 EXPORT int pthread_rwlock_tryrdlock(pthread_rwlock_t *rw)
 {
   struct kz_green *g = kz_thr_active();
-  return g ? green_rw_lock(rw, g, false, -1, true) : RS(pthread_rwlock_tryrdlock)(rw);
+  return g ? green_rw_lock(rw, g, false, CLOCK_REALTIME, NULL, true) : RS(pthread_rwlock_tryrdlock)(rw);
 }
 
 EXPORT int pthread_rwlock_wrlock(pthread_rwlock_t *rw)
 {
   struct kz_green *g = kz_thr_active();
-  return g ? green_rw_lock(rw, g, true, -1, false) : RS(pthread_rwlock_wrlock)(rw);
+  return g ? green_rw_lock(rw, g, true, CLOCK_REALTIME, NULL, false) : RS(pthread_rwlock_wrlock)(rw);
 }
 
 EXPORT int pthread_rwlock_trywrlock(pthread_rwlock_t *rw)
 {
   struct kz_green *g = kz_thr_active();
-  return g ? green_rw_lock(rw, g, true, -1, true) : RS(pthread_rwlock_trywrlock)(rw);
+  return g ? green_rw_lock(rw, g, true, CLOCK_REALTIME, NULL, true) : RS(pthread_rwlock_trywrlock)(rw);
 }
 
 EXPORT int pthread_rwlock_timedrdlock(pthread_rwlock_t *rw, const struct timespec *abstime)
@@ -741,7 +1185,7 @@ EXPORT int pthread_rwlock_timedrdlock(pthread_rwlock_t *rw, const struct timespe
     return RS(pthread_rwlock_timedrdlock)(rw, abstime);
   if (bad_time(abstime))
     return EINVAL;
-  return green_rw_lock(rw, g, false, kz_thr_deadline(CLOCK_REALTIME, abstime), false);
+  return green_rw_lock(rw, g, false, CLOCK_REALTIME, abstime, false);
 }
 
 EXPORT int pthread_rwlock_timedwrlock(pthread_rwlock_t *rw, const struct timespec *abstime)
@@ -751,7 +1195,7 @@ EXPORT int pthread_rwlock_timedwrlock(pthread_rwlock_t *rw, const struct timespe
     return RS(pthread_rwlock_timedwrlock)(rw, abstime);
   if (bad_time(abstime))
     return EINVAL;
-  return green_rw_lock(rw, g, true, kz_thr_deadline(CLOCK_REALTIME, abstime), false);
+  return green_rw_lock(rw, g, true, CLOCK_REALTIME, abstime, false);
 }
 
 EXPORT int pthread_rwlock_clockrdlock(pthread_rwlock_t *rw, clockid_t clk, const struct timespec *abstime)
@@ -761,7 +1205,7 @@ EXPORT int pthread_rwlock_clockrdlock(pthread_rwlock_t *rw, clockid_t clk, const
     return RS(pthread_rwlock_clockrdlock)(rw, clk, abstime);
   if (bad_time(abstime) || bad_clock(clk))
     return EINVAL;
-  return green_rw_lock(rw, g, false, kz_thr_deadline(clk, abstime), false);
+  return green_rw_lock(rw, g, false, clk, abstime, false);
 }
 
 EXPORT int pthread_rwlock_clockwrlock(pthread_rwlock_t *rw, clockid_t clk, const struct timespec *abstime)
@@ -771,7 +1215,7 @@ EXPORT int pthread_rwlock_clockwrlock(pthread_rwlock_t *rw, clockid_t clk, const
     return RS(pthread_rwlock_clockwrlock)(rw, clk, abstime);
   if (bad_time(abstime) || bad_clock(clk))
     return EINVAL;
-  return green_rw_lock(rw, g, true, kz_thr_deadline(clk, abstime), false);
+  return green_rw_lock(rw, g, true, clk, abstime, false);
 }
 
 EXPORT int pthread_rwlock_unlock(pthread_rwlock_t *rw)
@@ -808,6 +1252,7 @@ struct barrier {
   _Atomic uint32_t round;   /* bumped when a round completes */
   uint32_t count;           /* threads per round */
   uint32_t magic;           /* BARRIER_MAGIC once initialised */
+  uint32_t pshared;         /* PTHREAD_PROCESS_SHARED: waiters sleep on round (note D) */
 };
 _Static_assert(sizeof(struct barrier) <= sizeof(pthread_barrier_t), "barrier fits");
 #define BARRIER_MAGIC 0x6b7a6272u
@@ -815,14 +1260,16 @@ _Static_assert(sizeof(struct barrier) <= sizeof(pthread_barrier_t), "barrier fit
 EXPORT int pthread_barrier_init(pthread_barrier_t *pb, const pthread_barrierattr_t *attr, unsigned count)
 {
   struct barrier *b = (struct barrier *)pb;
+  int pshared = PTHREAD_PROCESS_PRIVATE;
   if (!kz_thr_patching())
     return RS(pthread_barrier_init)(pb, attr, count);
-  if (count == 0)
+  if (count == 0 || (attr && pthread_barrierattr_getpshared(attr, &pshared) != 0))
     return EINVAL;
   atomic_init(&b->arrived, 0);
   atomic_init(&b->round, 0);
   b->count = count;
   b->magic = BARRIER_MAGIC;
+  b->pshared = pshared == PTHREAD_PROCESS_SHARED;
   return 0;
 }
 
@@ -848,6 +1295,23 @@ static int barrier_check(void *c)
   return atomic_load_explicit(&x->b->round, memory_order_acquire) != x->round;
 }
 
+/* Wait for round to end on a process-shared barrier (note D): on its word,
+   in the kernel or on a worker. */
+static void barrier_pshared_wait(struct barrier_ctx *x)
+{
+  struct kz_green *g = kz_thr_active();
+  while (!barrier_check(x)) {
+    if (g && !hub_alone(g) && pshared_park(g, PW_WORD, &x->b->round, x->round, CLOCK_MONOTONIC, NULL,
+                                          false, 0, NULL, NULL) <= 0)
+      continue;
+    if (g)
+      kernel_wait_begin(g); /* alone, or nothing could be handed over */
+    futex_wait_shared(&x->b->round, x->round);
+    if (g)
+      kernel_wait_end(g);
+  }
+}
+
 EXPORT int pthread_barrier_wait(pthread_barrier_t *pb)
 {
   struct barrier *b = (struct barrier *)pb;
@@ -858,9 +1322,13 @@ EXPORT int pthread_barrier_wait(pthread_barrier_t *pb)
   if (atomic_fetch_add(&b->arrived, 1) + 1 == b->count) {
     atomic_store(&b->arrived, 0);
     atomic_store_explicit(&b->round, ctx.round + 1, memory_order_release);
+    if (b->pshared)
+      futex_wake_shared(&b->round, INT_MAX);
     kz_sync_wake(b, SIZE_MAX);
     return PTHREAD_BARRIER_SERIAL_THREAD;
   }
+  if (b->pshared)
+    barrier_pshared_wait(&ctx);
   while (!barrier_check(&ctx))
     kz_sync_wait(b, barrier_check, &ctx, -1, 0, false, "a pthread barrier");
   return 0;
@@ -877,18 +1345,53 @@ static int sem_check(void *s)
   return errno == EAGAIN ? 0 : -errno;
 }
 
-/* sem_wait/timedwait for a green thread: 0, or -1 with errno. */
-static int green_sem_wait(sem_t *s, double deadline)
+/* Wait for process-shared s in the kernel (note D): the real call. */
+static int sem_in_kernel(struct kz_green *g, sem_t *s, clockid_t clk, const struct timespec *abs)
+{
+  bool alone = hub_alone(g);
+  int r;
+  if (alone)
+    kernel_wait_begin(g);
+  r = abs ? RS(sem_clockwait)(s, clk, abs) : RS(sem_wait)(s);
+  if (alone)
+    kernel_wait_end(g);
+  return r;
+}
+
+/* One wait of green g for s, which it found at 0: 0 to try again, 1 when
+   the kernel's call acquired it, or -errno. */
+static int sem_wait_once(struct kz_green *g, sem_t *s, clockid_t clk, const struct timespec *abs)
 {
   int r;
+  if (!sem_pshared(s)) {
+    r = wait_retry(s, sem_check, s, kz_thr_deadline(clk, abs), KZ_SYNC_CANCEL, "a semaphore");
+    return r == 0 ? 1 : r > 0 ? 0 : r;
+  }
+  if (abs && past(clk, abs))
+    return -ETIMEDOUT;
+  if (!hub_alone(g) &&
+      (r = pshared_park(g, PW_SEM, s, 0, clk, abs, true, KZ_INTR_RESTART, NULL, NULL)) <= 0)
+    return r;
+  return sem_in_kernel(g, s, clk, abs) == 0 ? 1 : -errno;
+}
+
+/* sem_wait, sem_timedwait and sem_clockwait for green g (abs: the deadline
+   on clock clk, or NULL).  0, or -1 with errno; errno is left as it was on
+   success, whatever the attempts on the way set it to. */
+static int green_sem_wait(struct kz_green *g, sem_t *s, clockid_t clk, const struct timespec *abs)
+{
+  int saved = errno, r;
   for (;;) {
     if (RS(sem_trywait)(s) == 0)
-      return 0;
+      break;
     if (errno != EAGAIN)
       return -1;
-    r = wait_retry(s, sem_check, s, deadline, KZ_SYNC_CANCEL, sem_pshared(s), "a semaphore");
-    if (r == 0)
-      return 0;
+    if (abs && (bad_time(abs) || bad_clock(clk))) {
+      errno = EINVAL;
+      return -1;
+    }
+    if ((r = sem_wait_once(g, s, clk, abs)) > 0)
+      break;
     if (r == -ECANCELED)
       kz_thr_cancel_point();
     if (r < 0) {
@@ -896,37 +1399,32 @@ static int green_sem_wait(sem_t *s, double deadline)
       return -1;
     }
   }
+  errno = saved;
+  return 0;
 }
 
 EXPORT int sem_wait(sem_t *s)
 {
-  return kz_thr_active() ? green_sem_wait(s, -1) : RS(sem_wait)(s);
+  struct kz_green *g = kz_thr_active();
+  return g ? green_sem_wait(g, s, CLOCK_REALTIME, NULL) : RS(sem_wait)(s);
 }
 
 EXPORT int sem_timedwait(sem_t *s, const struct timespec *abstime)
 {
-  if (!kz_thr_active())
-    return RS(sem_timedwait)(s, abstime);
-  if (RS(sem_trywait)(s) == 0)
-    return 0;
-  if (bad_time(abstime)) {
-    errno = EINVAL;
-    return -1;
-  }
-  return green_sem_wait(s, kz_thr_deadline(CLOCK_REALTIME, abstime));
+  struct kz_green *g = kz_thr_active();
+  return g ? green_sem_wait(g, s, CLOCK_REALTIME, abstime) : RS(sem_timedwait)(s, abstime);
 }
 
 EXPORT int sem_clockwait(sem_t *s, clockid_t clk, const struct timespec *abstime)
 {
-  if (!kz_thr_active())
+  struct kz_green *g = kz_thr_active();
+  if (!g)
     return RS(sem_clockwait)(s, clk, abstime);
-  if (RS(sem_trywait)(s) == 0)
-    return 0;
-  if (bad_time(abstime) || bad_clock(clk)) {
+  if (bad_clock(clk)) { /* glibc refuses it before trying, even with a token there */
     errno = EINVAL;
     return -1;
   }
-  return green_sem_wait(s, kz_thr_deadline(clk, abstime));
+  return green_sem_wait(g, s, clk, abstime);
 }
 
 EXPORT int sem_post(sem_t *s)

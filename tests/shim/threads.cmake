@@ -3,7 +3,7 @@
 # (both must pass and print the same), plus the threaded server's OS-thread
 # bound under the launcher.
 set(KUDZU_THREAD_HELPERS thread_basic thread_exit_main thread_mutex thread_cond thread_sync
-    thread_cancel thread_server thread_real)
+    thread_cancel thread_server thread_real errno_sync pshared_sync)
 set(_kz_helpers_dir ${PROJECT_SOURCE_DIR}/tests/helpers)
 foreach(h ${KUDZU_THREAD_HELPERS})
   if(NOT TARGET ${h})
@@ -73,3 +73,34 @@ set_tests_properties(shim_dns_worker_real shim_fork_resolve shim_fork_resolve_no
   shim_thread_api_release
   shim_thread_exit_worker shim_thread_exit_worker_no_threads shim_exit_api_worker
   PROPERTIES LABELS "shim;thread" TIMEOUT 120)
+
+# Process-shared objects between processes (preload/pthread_sync.c, note D):
+# a two-process ping-pong through two process-shared semaphores, each
+# process with one thread (it waits in the kernel) and with other threads
+# on its hub (a worker waits): 5,000 round trips take under a second
+# (30 s when each wait was re-checked every 10 ms); a pre-fork server with
+# 50 clients.  A lost wake-up is a hang: timeout kills the process group.
+foreach(h pshared_pingpong prefork_server prefork_client)
+  if(NOT TARGET ${h})
+    add_executable(${h} ${_kz_helpers_dir}/${h}.c)
+    target_link_libraries(${h} PRIVATE Threads::Threads)
+    set_target_properties(${h} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests/helpers)
+  endif()
+endforeach()
+add_test(NAME shim_pshared_pingpong COMMAND ${KZ_TIMEOUT} -s KILL 30
+         ${CMAKE_CURRENT_SOURCE_DIR}/both.sh $<TARGET_FILE:kudzu-launcher>
+         $<TARGET_FILE:pshared_pingpong> 5000 0)
+add_test(NAME shim_pshared_pingpong_busy COMMAND ${KZ_TIMEOUT} -s KILL 30
+         ${CMAKE_CURRENT_SOURCE_DIR}/both.sh $<TARGET_FILE:kudzu-launcher>
+         $<TARGET_FILE:pshared_pingpong> 5000 3)
+add_test(NAME shim_prefork COMMAND ${KZ_TIMEOUT} -s KILL 100 ${CMAKE_CURRENT_SOURCE_DIR}/prefork.sh 2 50)
+# A lone green thread waiting in the kernel is its hub waiting, not a blocked
+# hub: the monitor (50 ms) says nothing, so the outputs agree.
+add_test(NAME shim_pshared_sync_monitor COMMAND ${KZ_TIMEOUT} -s KILL 60
+         ${CMAKE_CURRENT_SOURCE_DIR}/both.sh $<TARGET_FILE:kudzu-launcher>
+         $<TARGET_FILE:pshared_sync>)
+set_tests_properties(shim_pshared_sync_monitor PROPERTIES LABELS "shim;thread" TIMEOUT 120
+  ENVIRONMENT "KUDZU_MONITOR=0.05")
+set_tests_properties(shim_pshared_pingpong shim_pshared_pingpong_busy shim_prefork PROPERTIES
+  LABELS "shim;thread" TIMEOUT 120
+  ENVIRONMENT "KZ=$<TARGET_FILE:kudzu-launcher>;HELPERS=${PROJECT_BINARY_DIR}/tests/helpers")
