@@ -1,8 +1,11 @@
 /* test_hub_debug.c: kz_dump's content: every green thread with its name,
- * state, what it waits on, and a symbolised backtrace that ends cleanly. */
+ * state, what it waits on, and a symbolised backtrace that ends cleanly;
+ * the monitor; fatal signals sent inside a hub end the process. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <kudzu.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,4 +219,49 @@ Test(monitor, quiet_while_the_hub_keeps_running)
 {
   const char *err = stderr_of(yield_often);
   cr_expect_eq(strlen(err), 0, "unexpected report: %s", err);
+}
+
+/* ---- Fatal signals sent inside a hub (hub/debug.c, note B) --------------- */
+
+/* Under AddressSanitizer its own handler was installed first, so the
+   runtime's passes these signals to it (note C), and it reports and exits
+   with 1, as the same program does natively under it. */
+#ifdef __SANITIZE_ADDRESS__
+#define DIES_OF(sig) .exit_code = 1
+#else
+#define DIES_OF(sig) .signal = sig
+#endif
+
+static void *raise_it(void *arg)
+{
+  raise((int)(intptr_t)arg);
+  return NULL;
+}
+
+Test(fatal, raise_segv_in_kz_run_ends_the_process, DIES_OF(SIGSEGV))
+{
+  kz_run(raise_it, (void *)(intptr_t)SIGSEGV, NULL);
+}
+
+static void *raise_in_spawned(void *arg)
+{
+  kz_join(kz_spawn(raise_it, arg), NULL, KZ_FOREVER);
+  return NULL;
+}
+
+Test(fatal, raise_sigbus_in_a_green_thread_ends_the_process, DIES_OF(SIGBUS))
+{
+  kz_run(raise_in_spawned, (void *)(intptr_t)SIGBUS, NULL);
+}
+
+static void *kill_process(void *arg)
+{
+  kill(getpid(), (int)(intptr_t)arg);
+  kz_sleep(10); /* the signal arrives before this ends */
+  return NULL;
+}
+
+Test(fatal, kill_sigill_from_a_green_thread_ends_the_process, .signal = SIGILL)
+{
+  kz_run(kill_process, (void *)(intptr_t)SIGILL, NULL);
 }
