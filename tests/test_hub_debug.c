@@ -130,6 +130,11 @@ Test(debug, dump_from_a_hub_callback)
 Test(monitor, rejects_bad_arguments)
 {
   errno = 0;
+  cr_expect_eq(kz_monitor(1e-9, 0), -1, "a threshold below a millisecond");
+  cr_expect_eq(errno, EINVAL);
+  cr_expect_eq(kz_monitor(1e7, 0), -1, "a threshold above 1e6 seconds");
+  cr_expect_eq(kz_monitor(__builtin_inf(), 0), -1, "an infinite threshold");
+  errno = 0;
   cr_expect_eq(kz_monitor(NAN, 0), -1);
   cr_expect_eq(errno, EINVAL);
   errno = 0;
