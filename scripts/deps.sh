@@ -1,7 +1,7 @@
 # scripts/deps.sh: the Debian packages kudzu builds, tests and benchmarks with.
 # Sourced by scripts/test, scripts/demo and scripts/bench.
 
-KUDZU_DEPS=(cmake make gcc pkg-config libev-dev libunwind-dev libcriterion-dev valgrind
+KUDZU_DEPS=(cmake make gcc libc6-dev pkg-config libev-dev libunwind-dev libcriterion-dev valgrind
             python3 curl socat redis-server redis-tools memcached libmemcached-tools gnuplot-nox)
 
 kudzu_install_deps() {
