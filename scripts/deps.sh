@@ -2,7 +2,7 @@
 # Sourced by scripts/test, scripts/demo and scripts/bench.
 
 KUDZU_DEPS=(cmake make gcc libc6-dev pkg-config libev-dev libunwind-dev libcriterion-dev valgrind
-            python3 curl socat redis-server redis-tools memcached libmemcached-tools gnuplot-nox)
+            python3 musl-tools curl socat redis-server redis-tools memcached libmemcached-tools gnuplot-nox)
 
 kudzu_install_deps() {
   local missing=() p

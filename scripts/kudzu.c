@@ -17,7 +17,11 @@
  *    with one line on stderr saying so (-q or KUDZU_QUIET=1 silences it):
  *    a static executable (no PT_INTERP: no dynamic loader reads
  *    LD_PRELOAD; static-pie included), one of another ELF class or machine
- *    (the loader refuses the library), and a set-user-ID or set-group-ID one,
+ *    (the loader refuses the library), one whose PT_INTERP names another
+ *    loader than the launcher's own (another C library, such as musl: the
+ *    shim, built for glibc, would not link there; LD_PRELOAD is left as it
+ *    was for these two, or the loader would complain or fail), and a
+ *    set-user-ID or set-group-ID one,
  *    or one with file capabilities, run by someone else (the kernel sets
  *    AT_SECURE: the loader ignores LD_PRELOAD paths, and the shim would
  *    ignore KUDZU_* anyway).  A script is judged by its interpreter (one
@@ -119,14 +123,50 @@ static bool find_command(const char *name, char *out, size_t len)
   }
 }
 
+/* The file name of the dynamic loader named by the ELF file fd's
+   PT_INTERP, in out; "" without one.  -1 if fd is not a 64-bit ELF file of
+   a machine this launcher runs on, or cannot be read. */
+static int elf_interp(int fd, char *out, size_t len);
+
+/* The name of the loader the launcher itself runs under: the shim is built
+   for the same C library. */
+static const char *own_loader(void)
+{
+  static char name[256];
+  int fd;
+  if (!name[0] && (fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC)) >= 0) {
+    if (elf_interp(fd, name, sizeof name) < 0)
+      name[0] = 0;
+    close(fd);
+  }
+  return name;
+}
+
 /* Why the loader will not preload the shim into the ELF file fd, or NULL
    (also for what is not ELF: the kernel or a shell will say). */
 static const char *elf_unreachable(int fd)
 {
+  char interp[256];
+  const char *own;
+  int r = elf_interp(fd, interp, sizeof interp);
+  if (r == -2)
+    return "built for another architecture";
+  if (r < 0)
+    return NULL;
+  if (!interp[0])
+    return "statically linked";
+  own = own_loader();
+  if (*own && strcmp(interp, own))
+    return "linked with another C library (its loader is not the launcher's)";
+  return NULL;
+}
+
+static int elf_interp(int fd, char *out, size_t len)
+{
   Elf64_Ehdr eh;
   Elf64_Phdr ph;
   if (pread(fd, &eh, sizeof eh, 0) != (ssize_t)sizeof eh || memcmp(eh.e_ident, ELFMAG, SELFMAG))
-    return NULL;
+    return -1;
 #if defined(__x86_64__)
   if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_machine != EM_X86_64)
 #elif defined(__aarch64__)
@@ -134,18 +174,25 @@ static const char *elf_unreachable(int fd)
 #else
   if (eh.e_ident[EI_CLASS] != ELFCLASS64)
 #endif
-    return "built for another architecture";
-  if (eh.e_type != ET_EXEC && eh.e_type != ET_DYN)
-    return NULL;
-  if (eh.e_phentsize != sizeof ph || eh.e_phnum > 4096)
-    return NULL;
+    return -2;
+  if ((eh.e_type != ET_EXEC && eh.e_type != ET_DYN) || eh.e_phentsize != sizeof ph || eh.e_phnum > 4096)
+    return -1;
   for (unsigned i = 0; i < eh.e_phnum; i++) {
+    char path[PATH_MAX];
+    const char *base;
     if (pread(fd, &ph, sizeof ph, (off_t)(eh.e_phoff + i * sizeof ph)) != (ssize_t)sizeof ph)
-      return NULL;
-    if (ph.p_type == PT_INTERP)
-      return NULL;
+      return -1;
+    if (ph.p_type != PT_INTERP)
+      continue;
+    if (ph.p_filesz == 0 || ph.p_filesz >= sizeof path ||
+        pread(fd, path, ph.p_filesz, (off_t)ph.p_offset) != (ssize_t)ph.p_filesz)
+      return -1;
+    path[ph.p_filesz] = 0;
+    base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path; /* /lib or /lib64: the same loader */
+    return snprintf(out, len, "%s", base) < (int)len ? 0 : -1;
   }
-  return "statically linked";
+  *out = 0;
+  return 0;
 }
 
 /* Whether exec gives the file AT_SECURE for us: set-user-ID or -group-ID
@@ -191,9 +238,11 @@ static const char *unreachable(const char *path, bool *drop)
       memcpy(interp, buf + b, e - b);
       interp[e - b] = 0;
       if ((ifd = open(interp, O_RDONLY | O_CLOEXEC)) >= 0) {
-        if ((why = elf_unreachable(ifd)))
-          why = strcmp(why, "statically linked") ? "a script whose interpreter is built for another architecture"
-                                                 : "a script whose interpreter is statically linked";
+        if ((why = elf_unreachable(ifd))) {
+          *drop = strcmp(why, "statically linked") != 0;
+          why = *drop ? "a script whose interpreter the shim cannot load into"
+                      : "a script whose interpreter is statically linked";
+        }
         close(ifd);
       }
     }

@@ -3,7 +3,7 @@
 # with one line on stderr saying they run unpatched, which -q and
 # KUDZU_QUIET=1 silence (scripts/kudzu.c, note B): a statically linked
 # program (found in PATH, or named by path), a script whose interpreter is
-# one, and a set-user-ID program.  A dynamic program is patched, silently.
+# one, one linked with another C library, and a set-user-ID program.  A dynamic program is patched, silently.
 . "$(dirname "$0")/lib.sh"
 DYN=${UNPATCHED:?path to tests/helpers/unpatched}
 STATIC=${UNPATCHED_STATIC:?path to tests/helpers/unpatched_static}
@@ -42,6 +42,16 @@ printf '#!%s\n' "$STATIC" > "$tmp/script"
 chmod +x "$tmp/script"
 kz=("$KZ")
 same "a script run by a static interpreter" "a script whose interpreter is statically linked: it runs unpatched" "$tmp/script"
+
+# A program linked with another C library (musl): its loader cannot link
+# the shim, which is left out.
+if command -v musl-gcc > /dev/null; then
+  printf '#include <stdio.h>\nint main(void) { puts("musl says hello"); return 0; }\n' > "$tmp/musl.c"
+  musl-gcc -o "$tmp/musl_dyn" "$tmp/musl.c" || fail "musl-gcc cannot build"
+  same "linked with musl" "^kudzu: .*musl_dyn is linked with another C library.*: it runs unpatched" "$tmp/musl_dyn"
+else
+  echo "skip: musl-gcc (musl-tools) is not installed"
+fi
 
 # A dynamic program is patched, and nothing is said.
 [ "$("$KZ" "$DYN" 2> "$tmp/err" | grep 'shim loaded')" = "shim loaded: yes" ] || fail "the dynamic helper is not patched"
