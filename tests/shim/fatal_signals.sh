@@ -4,19 +4,26 @@
 # program (kill, raise, from the main thread or another), a real fault in a
 # thread (which under the launcher is a green thread: the crash report comes
 # first, naming it), and a program's own handler that declines and chains
-# to the one it replaced.  Core dumps are off (ulimit -c 0): the status is
-# compared, not the core file.
+# to the one it replaced.  Core dumps are on, written in a scratch
+# directory: the status compared includes whether a core was dumped.
 . "$(dirname "$0")/lib.sh"
 FATAL=${FATAL:?path to tests/helpers/fatal}
-ulimit -c 0
+ulimit -c unlimited 2>/dev/null || ulimit -c 0
+cd "$tmp"
 
-# status CMD...: "signal N" or "exit N" for how CMD ended (stderr to $tmp/err).
+# status CMD...: "signal N" (with " core" when it dumped one) or "exit N"
+# for how CMD ended (stderr to $tmp/err).
 status() {
   python3 - "$@" 2> "$tmp/err" <<'PY'
-import subprocess, sys
-r = subprocess.run(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-print(f"signal {-r.returncode}" if r.returncode < 0 else f"exit {r.returncode}")
+import os, subprocess, sys
+p = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+_, st = os.waitpid(p.pid, 0)
+if os.WIFSIGNALED(st):
+    print(f"signal {os.WTERMSIG(st)}" + (" core" if os.WCOREDUMP(st) else ""))
+else:
+    print(f"exit {os.WEXITSTATUS(st)}")
 PY
+  rm -f core core.*
 }
 
 # killed CMD...: start CMD, wait for its "ready", send $sig from outside.
@@ -28,9 +35,13 @@ line = p.stdout.readline()
 if line != b"ready\n":
     print(f"no ready line: {line!r}"); p.kill(); sys.exit(0)
 os.kill(p.pid, int(sys.argv[1]))
-r = p.wait(timeout=60)
-print(f"signal {-r}" if r < 0 else f"exit {r}")
+_, st = os.waitpid(p.pid, 0)
+if os.WIFSIGNALED(st):
+    print(f"signal {os.WTERMSIG(st)}" + (" core" if os.WCOREDUMP(st) else ""))
+else:
+    print(f"exit {os.WEXITSTATUS(st)}")
 PY
+  rm -f core core.*
 }
 
 # same DESCRIPTION FN ARGS...: FN natively and under the launcher agree, and
@@ -40,7 +51,7 @@ same() {
   shift 2
   native=$($fn "$@"); cp "$tmp/err" "$tmp/native.err"
   kudzu=$($fn "$KZ" "$@")
-  [ "$native" = "signal $want" ] || fail "$what natively: $native, not signal $want: $(cat "$tmp/native.err")"
+  [ "${native% core}" = "signal $want" ] || fail "$what natively: $native, not signal $want: $(cat "$tmp/native.err")"
   [ "$kudzu" = "$native" ] || fail "$what under kudzu: $kudzu, natively $native: $(cat "$tmp/err")"
   echo "ok: $what: $kudzu"
 }
