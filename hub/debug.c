@@ -31,7 +31,13 @@
  * D. The crash report is bounded and async-signal-safe: no stdio, no
  *    allocation, at most CRASH_OTHERS other green threads with
  *    CRASH_OTHER_FRAMES frames each.  KUDZU_CRASH=short leaves the other
- *    green threads out; all (the default) lists them.
+ *    green threads out; all (the default) lists them.  A parked green
+ *    thread's first frames are kudzu's (the park, the wait, the interposed
+ *    call): they are counted, not shown, so the frames shown are where the
+ *    program waits.  Which frames are kudzu's is told by address, against
+ *    the executable segments of libkudzu and the preload library found
+ *    with dl_iterate_phdr when the handlers are installed (the handler
+ *    itself may not take the loader's lock).
  */
 #include "internal.h"
 
@@ -40,6 +46,7 @@
 #endif
 #include <libunwind.h>
 
+#include <link.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -115,10 +122,18 @@ static void out_num(struct out *o, unsigned long v, unsigned base, int width)
   out_str(o, t + i);
 }
 
+static void backtrace_from(struct out *o, unw_cursor_t *cur, int first, int max);
+
 /* Write the frames of cursor, at most max (async-signal-safe). */
 static void backtrace_out(struct out *o, unw_cursor_t *cur, int max)
 {
-  for (int i = 0; i < max; i++) {
+  backtrace_from(o, cur, 0, max);
+}
+
+/* The same, numbering the first frame `first`. */
+static void backtrace_from(struct out *o, unw_cursor_t *cur, int first, int max)
+{
+  for (int i = first; i < first + max; i++) {
     unw_word_t ip = 0, off = 0;
     char name[256];
     unw_get_reg(cur, UNW_REG_IP, &ip);
@@ -306,6 +321,71 @@ static void green_out(struct out *o, struct kz_green *g)
     wait_out(o, g);
 }
 
+/* The executable segments of libkudzu and of the preload library, found
+   when the handlers are installed (note D). */
+static struct {
+  uintptr_t lo, hi;
+} own_text[8];
+static int n_own_text;
+
+static int own_text_find(struct dl_phdr_info *info, size_t size, void *arg)
+{
+  bool mine = info->dlpi_name && strstr(info->dlpi_name, "libkudzu-preload");
+  (void)size;
+  for (int i = 0; !mine && i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+    mine = ph->p_type == PT_LOAD && (uintptr_t)arg >= lo && (uintptr_t)arg < lo + ph->p_memsz;
+  }
+  for (int i = 0; mine && i < info->dlpi_phnum && n_own_text < 8; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
+      own_text[n_own_text].lo = info->dlpi_addr + ph->p_vaddr;
+      own_text[n_own_text++].hi = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
+    }
+  }
+  return 0;
+}
+
+static bool in_own_text(unw_word_t ip)
+{
+  for (int i = 0; i < n_own_text; i++)
+    if (ip >= own_text[i].lo && ip < own_text[i].hi)
+      return true;
+  return false;
+}
+
+/* A parked green thread's frames, from the first that is not kudzu's own
+   (its park, the interposed call): those say where the program waits. */
+static void parked_out(struct out *o, struct kz_green *g)
+{
+  unw_context_t uc;
+  unw_cursor_t cur;
+  unw_word_t ip = 0;
+  int skipped = 0;
+  if (cursor_of_suspended(g, &uc, &cur) != 0)
+    return;
+  while (skipped < 32 && unw_get_reg(&cur, UNW_REG_IP, &ip) == 0 && in_own_text(ip)) {
+    if (unw_step(&cur) <= 0) { /* nothing but kudzu: show it all */
+      skipped = 32;
+      break;
+    }
+    skipped++;
+  }
+  if (skipped == 32) {
+    if (cursor_of_suspended(g, &uc, &cur) == 0)
+      backtrace_out(o, &cur, CRASH_OTHER_FRAMES);
+    return;
+  }
+  if (skipped) {
+    out_str(o, "    (");
+    out_num(o, (unsigned long)skipped, 10, 0);
+    out_str(o, skipped == 1 ? " frame" : " frames");
+    out_str(o, " in kudzu)\n");
+  }
+  backtrace_from(o, &cur, skipped, CRASH_OTHER_FRAMES);
+}
+
 /* Note D: every other green thread of the hub, bounded. */
 static void others_out(struct out *o, struct kz__hub *hub)
 {
@@ -315,8 +395,6 @@ static void others_out(struct out *o, struct kz__hub *hub)
   out_str(o, "kudzu: the other green threads of this hub:\n");
   for (struct kz__link *l = hub->all.next; l != &hub->all; l = l->next) {
     struct kz_green *g = kz__container_of(l, struct kz_green, all);
-    unw_context_t uc;
-    unw_cursor_t cur;
     if (g == hub->current)
       continue;
     if (n++ >= CRASH_OTHERS) {
@@ -327,8 +405,8 @@ static void others_out(struct out *o, struct kz__hub *hub)
     out_str(o, "\n");
     if (g->state == KZ_PENDING)
       out_str(o, "    (not started)\n");
-    else if (cursor_of_suspended(g, &uc, &cur) == 0)
-      backtrace_out(o, &cur, CRASH_OTHER_FRAMES);
+    else
+      parked_out(o, g);
   }
   if (skipped) {
     out_str(o, "kudzu: ... and ");
@@ -467,6 +545,7 @@ static void fatal_install(void)
     else if (strcmp(env, "all"))
       kz__say("ignoring KUDZU_CRASH=%s (short or all)", env);
   }
+  dl_iterate_phdr(own_text_find, (void *)(uintptr_t)kz_dump);
   sigemptyset(&sa.sa_mask);
   for (size_t i = 0; i < sizeof fatal_sigs / sizeof *fatal_sigs; i++)
     kz__os_sigaction(fatal_sigs[i], &sa, &old_act[fatal_sigs[i]]);

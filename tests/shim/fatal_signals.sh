@@ -80,6 +80,8 @@ grep -q 'kudzu: fatal SIGSEGV (fault at 0x0) in green thread [0-9]* "faulty"' "$
 grep -q 'write_through_null+0x' "$tmp/err" || fail "the report has no backtrace: $(cat "$tmp/err")"
 grep -q '^green [0-9]* "sleeper" blocked waiting on fd [0-9]* for read' "$tmp/err" ||
   fail "the report does not list the other green threads: $(cat "$tmp/err")"
+grep -q '^    ([0-9]* frames in kudzu)' "$tmp/err" && grep -q ' sleeper+0x' "$tmp/err" ||
+  fail "the other green threads' backtraces do not reach the program's frames: $(cat "$tmp/err")"
 KUDZU_CRASH=short same "NULL write in a thread, KUDZU_CRASH=short" status "$FATAL" null
 grep -q 'write_through_null+0x' "$tmp/err" || fail "no backtrace with KUDZU_CRASH=short: $(cat "$tmp/err")"
 ! grep -q '"sleeper"' "$tmp/err" || fail "KUDZU_CRASH=short lists the other threads: $(cat "$tmp/err")"
