@@ -124,43 +124,9 @@ static bool find_command(const char *name, char *out, size_t len)
 }
 
 /* The file name of the dynamic loader named by the ELF file fd's
-   PT_INTERP, in out; "" without one.  -1 if fd is not a 64-bit ELF file of
-   a machine this launcher runs on, or cannot be read. */
-static int elf_interp(int fd, char *out, size_t len);
-
-/* The name of the loader the launcher itself runs under: the shim is built
-   for the same C library. */
-static const char *own_loader(void)
-{
-  static char name[256];
-  int fd;
-  if (!name[0] && (fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC)) >= 0) {
-    if (elf_interp(fd, name, sizeof name) < 0)
-      name[0] = 0;
-    close(fd);
-  }
-  return name;
-}
-
-/* Why the loader will not preload the shim into the ELF file fd, or NULL
-   (also for what is not ELF: the kernel or a shell will say). */
-static const char *elf_unreachable(int fd)
-{
-  char interp[256];
-  const char *own;
-  int r = elf_interp(fd, interp, sizeof interp);
-  if (r == -2)
-    return "built for another architecture";
-  if (r < 0)
-    return NULL;
-  if (!interp[0])
-    return "statically linked";
-  own = own_loader();
-  if (*own && strcmp(interp, own))
-    return "linked with another C library (its loader is not the launcher's)";
-  return NULL;
-}
-
+   PT_INTERP, in out; "" without one.  0, or -2 for an ELF file of another
+   class or machine than the launcher's, -1 for what is not an ELF
+   executable or cannot be read. */
 static int elf_interp(int fd, char *out, size_t len)
 {
   Elf64_Ehdr eh;
@@ -193,6 +159,39 @@ static int elf_interp(int fd, char *out, size_t len)
   }
   *out = 0;
   return 0;
+}
+
+/* The name of the loader the launcher itself runs under: the shim is built
+   for the same C library. */
+static const char *own_loader(void)
+{
+  static char name[256];
+  int fd;
+  if (!name[0] && (fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC)) >= 0) {
+    if (elf_interp(fd, name, sizeof name) < 0)
+      name[0] = 0;
+    close(fd);
+  }
+  return name;
+}
+
+/* Why the loader will not preload the shim into the ELF file fd, or NULL
+   (also for what is not ELF: the kernel or a shell will say). */
+static const char *elf_unreachable(int fd)
+{
+  char interp[256];
+  const char *own;
+  int r = elf_interp(fd, interp, sizeof interp);
+  if (r == -2)
+    return "built for another architecture";
+  if (r < 0)
+    return NULL;
+  if (!interp[0])
+    return "statically linked";
+  own = own_loader();
+  if (*own && strcmp(interp, own))
+    return "linked with another C library (its loader is not the launcher's)";
+  return NULL;
 }
 
 /* Whether exec gives the file AT_SECURE for us: set-user-ID or -group-ID
