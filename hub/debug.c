@@ -19,7 +19,10 @@
  *    sent with kill, raise, tgkill or sigqueue (si_code <= 0) does not repeat
  *    by itself, so it is sent again to the same thread with the default
  *    disposition and unblocked: the process ends inside the handler, with
- *    the status (and core dump) the default action gives natively.
+ *    the status (and core dump) the default action gives natively.  A
+ *    SIGSEGV at most 64 KiB below the stack pointer is reported as a stack
+ *    overflow too: the main green thread runs on the OS thread's own stack,
+ *    whose guard gap is the kernel's, not one kudzu can name.
  * C. A handler that was there before ours is called instead (a fault that
  *    is not a stack overflow may be part of someone's design: a garbage
  *    collector's write barrier, a JIT's guard).  A program that installs
@@ -442,9 +445,13 @@ static void crash_report(struct kz__hub *hub, int sig, const siginfo_t *si, void
     out_str(&o, kz__green_name(g, nbuf));
     out_str(&o, "\"");
     if (overflow) {
-      out_str(&o, " (stack ");
-      out_num(&o, (unsigned long)g->stack.size, 10, 0);
-      out_str(&o, " bytes, fault at ");
+      out_str(&o, " (");
+      if (g->stack.size && !g->stack.user) {
+        out_str(&o, "stack ");
+        out_num(&o, (unsigned long)g->stack.size, 10, 0);
+        out_str(&o, " bytes, ");
+      }
+      out_str(&o, "fault at ");
       out_num(&o, (unsigned long)(uintptr_t)si->si_addr, 16, 0);
       out_str(&o, ")");
     }
@@ -492,6 +499,22 @@ static bool is_handler(const struct sigaction *a)
   return a->sa_handler != SIG_DFL && a->sa_handler != SIG_IGN; /* a union with sa_sigaction */
 }
 
+/* Whether a fault at addr is next to the faulting context's stack pointer:
+   an overflow of a stack that has no guard page of kudzu's (the main green
+   thread's, on the OS thread's own stack; a stack the program gave). */
+static bool near_sp(const void *ucv, const void *addr)
+{
+#if defined(__x86_64__)
+  uintptr_t sp = (uintptr_t)((const ucontext_t *)ucv)->uc_mcontext.gregs[REG_RSP];
+  uintptr_t a = (uintptr_t)addr;
+  return a + 65536 >= sp && a < sp + 4096;
+#else
+  (void)ucv;
+  (void)addr;
+  return false;
+#endif
+}
+
 /* Notes B and C. */
 static void fatal_handler(int sig, siginfo_t *si, void *ucv)
 {
@@ -508,7 +531,7 @@ static void fatal_handler(int sig, siginfo_t *si, void *ucv)
     /* ignored, as it would have been */
   } else {
     if (hub && fault && !atomic_flag_test_and_set(&reporting))
-      crash_report(hub, sig, si, ucv, overflow);
+      crash_report(hub, sig, si, ucv, overflow || (sig == SIGSEGV && near_sp(ucv, si->si_addr)));
     die_default(sig, si);
   }
   errno = saved;

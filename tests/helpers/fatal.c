@@ -8,6 +8,7 @@
  *   fatal wait               "ready" on stdout, then waits (in a second
  *                            thread's read of stdin) to be killed from outside
  *   fatal overflow           a thread named "deep" recurses without end
+ *   fatal main-overflow      the main thread recurses without end
  *   fatal null               a thread named "faulty" writes through NULL
  *   fatal divide             a thread named "faulty" divides by zero
  *   fatal chain-null         the program's own SIGSEGV handler, installed over
@@ -144,6 +145,8 @@ int main(int argc, char **argv)
     run(reader, NULL);
   } else if (!strcmp(mode, "overflow"))
     run(deep, NULL);
+  else if (!strcmp(mode, "main-overflow"))
+    recurse(0);
   else if (!strcmp(mode, "null"))
     run(faulty, NULL);
   else if (!strcmp(mode, "divide"))

@@ -74,6 +74,9 @@ want=$(kill -l SEGV)
 same "stack overflow in a thread" status "$FATAL" overflow
 grep -q 'kudzu: stack overflow in green thread [0-9]* "deep"' "$tmp/err" || fail "no overflow report: $(cat "$tmp/err")"
 grep -q 'recurse+0x' "$tmp/err" || fail "the overflow report has no backtrace: $(cat "$tmp/err")"
+same "stack overflow of the main thread" status "$FATAL" main-overflow
+grep -q 'kudzu: stack overflow in green thread [0-9]* "main" (fault at 0x' "$tmp/err" ||
+  fail "no overflow report for the main thread: $(cat "$tmp/err")"
 same "NULL write in a thread" status "$FATAL" null
 grep -q 'kudzu: fatal SIGSEGV (fault at 0x0) in green thread [0-9]* "faulty"' "$tmp/err" ||
   fail "no report of the fault: $(cat "$tmp/err")"
