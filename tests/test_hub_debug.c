@@ -270,3 +270,51 @@ Test(fatal, kill_sigill_from_a_green_thread_ends_the_process, .signal = SIGILL)
 {
   kz_run(kill_process, (void *)(intptr_t)SIGILL, NULL);
 }
+
+/* ---- The crash report of a fault (hub/debug.c, note D) ------------------- */
+
+#include <sys/wait.h>
+
+__attribute__((noinline)) static void *fault_among_many(void *arg)
+{
+  for (int i = 0; i < 100; i++)
+    kz_spawn(sleeper_body, NULL);
+  kz_yield(); /* all start, and park */
+  *(volatile int *)(uintptr_t)arg = 1;
+  return NULL;
+}
+
+Test(fatal, fault_report_lists_other_green_threads_bounded)
+{
+#ifdef __SANITIZE_ADDRESS__
+  cr_skip_test("AddressSanitizer's handler comes first and reports instead (note C)");
+#endif
+  static char err[1 << 20];
+  int p[2], status;
+  ssize_t n, got = 0;
+  size_t greens = 0;
+  pid_t pid;
+  cr_assert_eq(pipe(p), 0);
+  pid = fork();
+  cr_assert_neq(pid, -1);
+  if (pid == 0) {
+    dup2(p[1], 2);
+    close(p[0]);
+    kz_run(fault_among_many, NULL, NULL);
+    _exit(0);
+  }
+  close(p[1]);
+  while ((n = read(p[0], err + got, sizeof err - 1 - (size_t)got)) > 0)
+    got += n;
+  err[got] = 0;
+  close(p[0]);
+  waitpid(pid, &status, 0);
+  cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "status %#x: %s", status, err);
+  cr_assert(strstr(err, "kudzu: fatal SIGSEGV (fault at 0x0) in green thread 1 \"kz_run\""), "%s", err);
+  cr_assert(strstr(err, "fault_among_many+0x"), "no backtrace of the fault: %s", err);
+  for (const char *s = err; (s = strstr(s, "\ngreen ")); s++)
+    greens++;
+  cr_assert_eq(greens, 64, "%zu of the 101 other green threads listed, not 64: %s", greens, err);
+  cr_assert(strstr(err, "kudzu: ... and 37 more\n"), "no count of those left out: %s", err);
+  cr_assert(strstr(err, " sleeper_body+0x"), "the others' backtraces miss their function: %s", err);
+}
