@@ -16,9 +16,6 @@
  *    word at the bottom, checked whenever their green thread is switched
  *    out.  The switch to canaries is said once on stderr.  KUDZU_STACK_GUARD
  *    (madvise, mprotect, canary, none) forces a mode, for tests.
- * F. Sizes are checked against KZ_STACK_MIN..KZ_STACK_MAX where they enter
- *    (KUDZU_STACK_SIZE, kz_set_default_stack_size, kz_spawn_with), so
- *    rounding up to pages and adding the guard page never wrap.
  * B. Pages are committed on first touch (MAP_NORESERVE: no swap reservation
  *    for address space that is mostly never used), and transparent huge
  *    pages are refused: one 2 MiB page under a mostly idle stack would cost
@@ -38,6 +35,9 @@
  * D. Under Valgrind every stack is registered (VALGRIND_STACK_REGISTER), so
  *    a switch is not mistaken for a huge stack-pointer change, and mprotect
  *    guards are used (Valgrind does not know MADV_GUARD_INSTALL).
+ * F. Sizes are checked against KZ_STACK_MIN..KZ_STACK_MAX where they enter
+ *    (KUDZU_STACK_SIZE, kz_set_default_stack_size, kz_spawn_with), so
+ *    rounding up to pages and adding the guard page never wrap.
  */
 #include "internal.h"
 
