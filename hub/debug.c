@@ -32,9 +32,13 @@
  *    An ignored signal stays ignored when sent; a fault cannot be ignored
  *    (the kernel forces the default action), so it is not either.
  * D. The crash report is bounded and async-signal-safe: no stdio, no
- *    allocation, at most CRASH_OTHERS other green threads with
- *    CRASH_OTHER_FRAMES frames each.  KUDZU_CRASH=short leaves the other
- *    green threads out; all (the default) lists them.  A parked green
+ *    allocation (static storage: one report per process).  Of the other
+ *    green threads, the first CRASH_SCAN are examined, and those whose
+ *    shown frames are the same (a server's connection threads all parked in
+ *    one read) are listed once with their count, as Go groups goroutine
+ *    profiles: at most CRASH_OTHERS stacks of CRASH_OTHER_FRAMES frames.
+ *    KUDZU_CRASH=short leaves the other green threads out; all (the
+ *    default) lists them.  A parked green
  *    thread's first frames are kudzu's (the park, the wait, the interposed
  *    call): they are counted, not shown, so the frames shown are where the
  *    program waits.  Which frames are kudzu's is told by address, against
@@ -270,7 +274,8 @@ static atomic_flag reporting = ATOMIC_FLAG_INIT; /* one report per process */
 
 #define CRASH_FRAMES 24     /* frames of the crashing green thread */
 #define CRASH_OTHER_FRAMES 8 /* frames of each other green thread */
-#define CRASH_OTHERS 64     /* other green threads listed, at most */
+#define CRASH_OTHERS 64     /* distinct stacks of other green threads listed, at most */
+#define CRASH_SCAN 10000    /* other green threads examined, at most */
 
 static const char *sig_name(int sig)
 {
@@ -358,63 +363,120 @@ static bool in_own_text(unw_word_t ip)
   return false;
 }
 
-/* A parked green thread's frames, from the first that is not kudzu's own
-   (its park, the interposed call): those say where the program waits. */
+/* Put cur on g's first frame that is not kudzu's own (its park, the wait,
+   the interposed call: where the program waits starts after them).
+   Returns how many were passed, or -1 if g cannot be unwound.  A stack of
+   nothing but kudzu's frames is left whole (0). */
+static int program_frames(struct kz_green *g, unw_context_t *uc, unw_cursor_t *cur)
+{
+  unw_word_t ip = 0;
+  int passed = 0;
+  if (cursor_of_suspended(g, uc, cur) != 0)
+    return -1;
+  while (passed < 32 && unw_get_reg(cur, UNW_REG_IP, &ip) == 0 && in_own_text(ip)) {
+    if (unw_step(cur) <= 0)
+      return cursor_of_suspended(g, uc, cur) == 0 ? 0 : -1;
+    passed++;
+  }
+  return passed < 32 ? passed : (cursor_of_suspended(g, uc, cur) == 0 ? 0 : -1);
+}
+
+/* A parked green thread's frames, from the first that is the program's. */
 static void parked_out(struct out *o, struct kz_green *g)
 {
   unw_context_t uc;
   unw_cursor_t cur;
-  unw_word_t ip = 0;
-  int skipped = 0;
-  if (cursor_of_suspended(g, &uc, &cur) != 0)
+  int passed = program_frames(g, &uc, &cur);
+  if (passed < 0)
     return;
-  while (skipped < 32 && unw_get_reg(&cur, UNW_REG_IP, &ip) == 0 && in_own_text(ip)) {
-    if (unw_step(&cur) <= 0) { /* nothing but kudzu: show it all */
-      skipped = 32;
-      break;
-    }
-    skipped++;
-  }
-  if (skipped == 32) {
-    if (cursor_of_suspended(g, &uc, &cur) == 0)
-      backtrace_out(o, &cur, CRASH_OTHER_FRAMES);
-    return;
-  }
-  if (skipped) {
+  if (passed) {
     out_str(o, "    (");
-    out_num(o, (unsigned long)skipped, 10, 0);
-    out_str(o, skipped == 1 ? " frame" : " frames");
+    out_num(o, (unsigned long)passed, 10, 0);
+    out_str(o, passed == 1 ? " frame" : " frames");
     out_str(o, " in kudzu)\n");
   }
-  backtrace_from(o, &cur, skipped, CRASH_OTHER_FRAMES);
+  backtrace_from(o, &cur, passed, CRASH_OTHER_FRAMES);
 }
 
-/* Note D: every other green thread of the hub, bounded. */
+/* What the report shows of g's stack, as a number: a hash of the frames
+   shown (FNV-1a over their addresses), or of its body if it has not
+   started.  Green threads with the same are listed once. */
+static uint64_t stack_key(struct kz_green *g)
+{
+  unw_context_t uc;
+  unw_cursor_t cur;
+  uint64_t h = 14695981039346656037ull;
+  unw_word_t ip;
+  if (g->state == KZ_PENDING || program_frames(g, &uc, &cur) < 0)
+    return h ^ (uint64_t)(uintptr_t)g->fn;
+  for (int i = 0; i < CRASH_OTHER_FRAMES; i++) {
+    if (unw_get_reg(&cur, UNW_REG_IP, &ip) != 0 || !ip)
+      break;
+    h = (h ^ ip) * 1099511628211ull;
+    if (unw_step(&cur) <= 0)
+      break;
+  }
+  return h;
+}
+
+/* Note D: the other green threads of the hub, those with the same stack
+   listed once with their count, at most CRASH_OTHERS stacks, from the
+   first CRASH_SCAN green threads.  Static: one report per process. */
+struct crash_group {
+  uint64_t key;            /* stack_key of its green threads */
+  struct kz_green *first;  /* the one shown */
+  size_t count;            /* how many have that key */
+};
+static struct crash_group groups[CRASH_OTHERS];
+
 static void others_out(struct out *o, struct kz__hub *hub)
 {
-  size_t n = 0, skipped = 0;
+  size_t ngroups = 0, unlisted = 0, unseen = 0, seen = 0;
   if (hub->nlive <= (hub->current ? 1u : 0u))
     return;
-  out_str(o, "kudzu: the other green threads of this hub:\n");
   for (struct kz__link *l = hub->all.next; l != &hub->all; l = l->next) {
     struct kz_green *g = kz__container_of(l, struct kz_green, all);
+    uint64_t key;
+    size_t i;
     if (g == hub->current)
       continue;
-    if (n++ >= CRASH_OTHERS) {
-      skipped++;
+    if (seen++ >= CRASH_SCAN) {
+      unseen++;
       continue;
     }
-    green_out(o, g);
+    key = stack_key(g);
+    for (i = 0; i < ngroups && groups[i].key != key; i++)
+      ;
+    if (i < ngroups)
+      groups[i].count++;
+    else if (ngroups < CRASH_OTHERS)
+      groups[ngroups++] = (struct crash_group){key, g, 1};
+    else
+      unlisted++;
+  }
+  out_str(o, "kudzu: the other green threads of this hub:\n");
+  for (size_t i = 0; i < ngroups; i++) {
+    green_out(o, groups[i].first);
+    if (groups[i].count > 1) {
+      out_str(o, " (and ");
+      out_num(o, (unsigned long)groups[i].count - 1, 10, 0);
+      out_str(o, " more with this stack)");
+    }
     out_str(o, "\n");
-    if (g->state == KZ_PENDING)
+    if (groups[i].first->state == KZ_PENDING)
       out_str(o, "    (not started)\n");
     else
-      parked_out(o, g);
+      parked_out(o, groups[i].first);
   }
-  if (skipped) {
+  if (unlisted) {
     out_str(o, "kudzu: ... and ");
-    out_num(o, (unsigned long)skipped, 10, 0);
-    out_str(o, " more\n");
+    out_num(o, (unsigned long)unlisted, 10, 0);
+    out_str(o, " more with other stacks\n");
+  }
+  if (unseen) {
+    out_str(o, "kudzu: ... and ");
+    out_num(o, (unsigned long)unseen, 10, 0);
+    out_str(o, " more not examined\n");
   }
   out_flush(o);
 }
