@@ -224,7 +224,7 @@ struct kz_as_completed *kz_as_completed_new(const uint64_t *h, size_t n)
   it->hub = kz__tls_hub;
   it->b.when = KZ_ALL_COMPLETED;
   kz__waitq_init(&it->b.waiters);
-  if (!(it->b.ready = malloc((n ? n : 1) * sizeof *it->b.ready))) {
+  if (!(it->b.ready = calloc(n ? n : 1, sizeof *it->b.ready))) {
     free(it);
     errno = ENOMEM;
     return NULL;

@@ -20,6 +20,7 @@
  */
 #include "internal.h"
 
+#include <math.h>
 #include <string.h>
 
 static uint64_t token_of(double deadline)
@@ -46,6 +47,10 @@ kz_scope_t kz_deadline_enter(double timeout)
   double dl;
   if (!g) {
     errno = hub ? EPERM : -err;
+    return 0;
+  }
+  if (isnan(timeout)) {
+    errno = EINVAL;
     return 0;
   }
   token = token_of(g->deadline);

@@ -8,12 +8,43 @@
  *    address are copied into a ucontext, which is what libunwind's
  *    unw_init_local takes on x86_64.  The walk stops at kz__trampoline,
  *    whose CFI ends the chain.
- * B. An overflow runs into the guard page below the stack and raises SIGSEGV
- *    on a stack that has no room left, so the handler runs on an alternate
- *    signal stack installed per hub thread.  It reports, restores the
- *    previous disposition and returns: the faulting instruction runs again
- *    and the process dies of SIGSEGV as it would have.  Faults that are not
- *    overflows go to whatever handler was there before.
+ * B. Fatal signals.  SIGSEGV, SIGBUS, SIGILL and SIGFPE get fatal_handler,
+ *    installed once, when the first hub starts, on an alternate signal stack
+ *    per hub thread (an overflow runs into the guard page below the stack
+ *    and faults on a stack that has no room left).  A fault (si_code > 0)
+ *    on a hub's thread is reported (the crash report, once per process),
+ *    then the handler resets the default disposition and returns: the
+ *    faulting instruction runs again and the process dies of it as it would
+ *    have, with the kernel's signal information and core dump.  A signal
+ *    sent with kill, raise, tgkill or sigqueue (si_code <= 0) does not repeat
+ *    by itself, so it is sent again to the same thread with the default
+ *    disposition and unblocked: the process ends inside the handler, with
+ *    the status (and core dump) the default action gives natively.  A
+ *    SIGSEGV at most 64 KiB below the stack pointer is reported as a stack
+ *    overflow too: the main green thread runs on the OS thread's own stack,
+ *    whose guard gap is the kernel's, not one kudzu can name.
+ * C. A handler that was there before ours is called instead (a fault that
+ *    is not a stack overflow may be part of someone's design: a garbage
+ *    collector's write barrier, a JIT's guard).  A program that installs
+ *    its own handler later sees ours as the previous one and may chain to
+ *    it when it declines the fault: ours then does what the default
+ *    disposition, which is what it replaced, would do (report, then note B).
+ *    An ignored signal stays ignored when sent; a fault cannot be ignored
+ *    (the kernel forces the default action), so it is not either.
+ * D. The crash report is bounded and async-signal-safe: no stdio, no
+ *    allocation (static storage: one report per process).  Of the other
+ *    green threads, the first CRASH_SCAN are examined, and those whose
+ *    shown frames are the same (a server's connection threads all parked in
+ *    one read) are listed once with their count, as Go groups goroutine
+ *    profiles: at most CRASH_OTHERS stacks of CRASH_OTHER_FRAMES frames.
+ *    KUDZU_CRASH=short leaves the other green threads out; all (the
+ *    default) lists them.  A parked green
+ *    thread's first frames are kudzu's (the park, the wait, the interposed
+ *    call): they are counted, not shown, so the frames shown are where the
+ *    program waits.  Which frames are kudzu's is told by address, against
+ *    the executable segments of libkudzu and the preload library found
+ *    with dl_iterate_phdr when the handlers are installed (the handler
+ *    itself may not take the loader's lock).
  */
 #include "internal.h"
 
@@ -22,12 +53,16 @@
 #endif
 #include <libunwind.h>
 
+#include <link.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -50,23 +85,93 @@ void kz__say(const char *fmt, ...)
   (void)!kz__os_write(2, buf, (size_t)n);
 }
 
-/* Write the frames of cursor to fd, at most max. */
-static void backtrace_write(int fd, unw_cursor_t *cur, int max)
+/* ---- Async-signal-safe output ------------------------------------------
+ * The crash report runs in a signal handler, so it formats with these
+ * instead of stdio (which may lock or allocate) and writes with
+ * kz__os_write.  kz_dump shares them. */
+
+struct out {
+  int fd;
+  size_t n;
+  char buf[256];
+};
+
+static void out_flush(struct out *o)
 {
-  for (int i = 0; i < max; i++) {
+  if (o->n)
+    (void)!kz__os_write(o->fd, o->buf, o->n);
+  o->n = 0;
+}
+
+static void out_str(struct out *o, const char *s)
+{
+  for (; *s; s++) {
+    if (o->n == sizeof o->buf)
+      out_flush(o);
+    o->buf[o->n++] = *s;
+  }
+}
+
+/* v in base 10, or in base 16 with "0x" and at least width digits. */
+static void out_num(struct out *o, unsigned long v, unsigned base, int width)
+{
+  char t[24];
+  int i = sizeof t - 1;
+  t[i] = 0;
+  do {
+    t[--i] = "0123456789abcdef"[v % base];
+    v /= base;
+  } while (v && i > 0);
+  while (sizeof t - 1 - (size_t)i < (size_t)width && i > 0)
+    t[--i] = '0';
+  if (base == 16)
+    out_str(o, "0x");
+  out_str(o, t + i);
+}
+
+static void backtrace_from(struct out *o, unw_cursor_t *cur, int first, int max);
+
+/* Write the frames of cursor, at most max (async-signal-safe). */
+static void backtrace_out(struct out *o, unw_cursor_t *cur, int max)
+{
+  backtrace_from(o, cur, 0, max);
+}
+
+/* The same, numbering the first frame `first`. */
+static void backtrace_from(struct out *o, unw_cursor_t *cur, int first, int max)
+{
+  for (int i = first; i < first + max; i++) {
     unw_word_t ip = 0, off = 0;
     char name[256];
     unw_get_reg(cur, UNW_REG_IP, &ip);
     if (!ip)
       break;
-    if (unw_get_proc_name(cur, name, sizeof name, &off) == 0)
-      dprintf(fd, "    #%-2d 0x%016lx %s+0x%lx\n", i, (unsigned long)ip, name, (unsigned long)off);
-    else
-      dprintf(fd, "    #%-2d 0x%016lx ?\n", i, (unsigned long)ip);
-    if (unw_step(cur) <= 0)
+    out_str(o, "    #");
+    out_num(o, (unsigned long)i, 10, 0);
+    out_str(o, i < 10 ? "  " : " ");
+    out_num(o, (unsigned long)ip, 16, 16);
+    if (unw_get_proc_name(cur, name, sizeof name, &off) == 0) {
+      out_str(o, " ");
+      out_str(o, name);
+      out_str(o, "+");
+      out_num(o, (unsigned long)off, 16, 0);
+      out_str(o, "\n");
+    } else {
+      out_str(o, " ?\n");
+    }
+    if (unw_step(cur) <= 0) {
+      out_flush(o);
       return;
+    }
   }
-  dprintf(fd, "    ...\n");
+  out_str(o, "    ...\n");
+  out_flush(o);
+}
+
+static void backtrace_write(int fd, unw_cursor_t *cur, int max)
+{
+  struct out o = {.fd = fd};
+  backtrace_out(&o, cur, max);
 }
 
 /* Note A. */
@@ -158,10 +263,341 @@ int kz_dump(int fd)
   return 0;
 }
 
-/* ---- Stack overflow (note B) ------------------------------------------- */
+/* ---- Fatal signals: the crash report (notes B, C, D) ------------------- */
 
-static struct sigaction old_segv, old_bus;
-static pthread_once_t segv_once = PTHREAD_ONCE_INIT;
+/* The signals a fault raises.  Each gets fatal_handler. */
+static const int fatal_sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE};
+static struct sigaction old_act[_NSIG]; /* the disposition before ours */
+static pthread_once_t fatal_once = PTHREAD_ONCE_INIT;
+static bool crash_all = true;           /* KUDZU_CRASH: list the other green threads */
+static atomic_flag reporting = ATOMIC_FLAG_INIT; /* one report per process */
+
+#define CRASH_FRAMES 24     /* frames of the crashing green thread */
+#define CRASH_OTHER_FRAMES 8 /* frames of each other green thread */
+#define CRASH_OTHERS 64     /* distinct stacks of other green threads listed, at most */
+#define CRASH_SCAN 10000    /* other green threads examined, at most */
+
+static const char *sig_name(int sig)
+{
+  switch (sig) {
+  case SIGSEGV: return "SIGSEGV";
+  case SIGBUS: return "SIGBUS";
+  case SIGILL: return "SIGILL";
+  case SIGFPE: return "SIGFPE";
+  default: return "a fatal signal";
+  }
+}
+
+/* What g is parked on, without stdio or floating point (the crash report). */
+static void wait_out(struct out *o, struct kz_green *g)
+{
+  const struct kz__wait_info *w = &g->waiting;
+  switch (w->kind) {
+  case KZ__WAIT_SLEEP: out_str(o, " waiting on a timer"); break;
+  case KZ__WAIT_FD:
+    out_str(o, " waiting on fd ");
+    out_num(o, (unsigned long)w->arg, 10, 0);
+    out_str(o, (w->arg2 & KZ_READ) && (w->arg2 & KZ_WRITE) ? " for read+write"
+               : (w->arg2 & KZ_READ)                      ? " for read"
+                                                          : " for write");
+    break;
+  case KZ__WAIT_JOIN:
+    out_str(o, " waiting to join green ");
+    out_num(o, (unsigned)w->arg2, 10, 0);
+    break;
+  case KZ__WAIT_SYNC:
+    out_str(o, " waiting on ");
+    out_str(o, w->what ? w->what : "a synchronisation object");
+    break;
+  case KZ__WAIT_REMOTE: out_str(o, " waiting on another OS thread"); break;
+  default: break;
+  }
+}
+
+/* The line naming g: green ID "NAME" STATE [what it waits on]. */
+static void green_out(struct out *o, struct kz_green *g)
+{
+  char nbuf[24];
+  int st = g->state == KZ__S_READY ? KZ_RUNNING : g->state;
+  out_str(o, "green ");
+  out_num(o, (unsigned)g->id, 10, 0);
+  out_str(o, " \"");
+  out_str(o, kz__green_name(g, nbuf));
+  out_str(o, "\" ");
+  out_str(o, kz_state_name(st));
+  if (g->state == KZ_BLOCKED)
+    wait_out(o, g);
+}
+
+/* The executable segments of libkudzu and of the preload library, found
+   when the handlers are installed (note D). */
+static struct {
+  uintptr_t lo, hi;
+} own_text[8];
+static int n_own_text;
+
+static int own_text_find(struct dl_phdr_info *info, size_t size, void *arg)
+{
+  bool mine = info->dlpi_name && strstr(info->dlpi_name, "libkudzu-preload");
+  (void)size;
+  for (int i = 0; !mine && i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+    mine = ph->p_type == PT_LOAD && (uintptr_t)arg >= lo && (uintptr_t)arg < lo + ph->p_memsz;
+  }
+  for (int i = 0; mine && i < info->dlpi_phnum && n_own_text < 8; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
+      own_text[n_own_text].lo = info->dlpi_addr + ph->p_vaddr;
+      own_text[n_own_text++].hi = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
+    }
+  }
+  return 0;
+}
+
+static bool in_own_text(unw_word_t ip)
+{
+  for (int i = 0; i < n_own_text; i++)
+    if (ip >= own_text[i].lo && ip < own_text[i].hi)
+      return true;
+  return false;
+}
+
+/* Put cur on g's first frame that is not kudzu's own (its park, the wait,
+   the interposed call: where the program waits starts after them).
+   Returns how many were passed, or -1 if g cannot be unwound.  A stack of
+   nothing but kudzu's frames is left whole (0). */
+static int program_frames(struct kz_green *g, unw_context_t *uc, unw_cursor_t *cur)
+{
+  unw_word_t ip = 0;
+  int passed = 0;
+  if (cursor_of_suspended(g, uc, cur) != 0)
+    return -1;
+  while (passed < 32 && unw_get_reg(cur, UNW_REG_IP, &ip) == 0 && in_own_text(ip)) {
+    if (unw_step(cur) <= 0)
+      return cursor_of_suspended(g, uc, cur) == 0 ? 0 : -1;
+    passed++;
+  }
+  return passed < 32 ? passed : (cursor_of_suspended(g, uc, cur) == 0 ? 0 : -1);
+}
+
+/* A parked green thread's frames, from the first that is the program's. */
+static void parked_out(struct out *o, struct kz_green *g)
+{
+  unw_context_t uc;
+  unw_cursor_t cur;
+  int passed = program_frames(g, &uc, &cur);
+  if (passed < 0)
+    return;
+  if (passed) {
+    out_str(o, "    (");
+    out_num(o, (unsigned long)passed, 10, 0);
+    out_str(o, passed == 1 ? " frame" : " frames");
+    out_str(o, " in kudzu)\n");
+  }
+  backtrace_from(o, &cur, passed, CRASH_OTHER_FRAMES);
+}
+
+/* What the report shows of g's stack, as a number: a hash of the frames
+   shown (FNV-1a over their addresses), or of its body if it has not
+   started.  Green threads with the same are listed once. */
+static uint64_t stack_key(struct kz_green *g)
+{
+  unw_context_t uc;
+  unw_cursor_t cur;
+  uint64_t h = 14695981039346656037ull;
+  unw_word_t ip;
+  if (g->state == KZ_PENDING || program_frames(g, &uc, &cur) < 0)
+    return h ^ (uint64_t)(uintptr_t)g->fn;
+  for (int i = 0; i < CRASH_OTHER_FRAMES; i++) {
+    if (unw_get_reg(&cur, UNW_REG_IP, &ip) != 0 || !ip)
+      break;
+    h = (h ^ ip) * 1099511628211ull;
+    if (unw_step(&cur) <= 0)
+      break;
+  }
+  return h;
+}
+
+/* Note D: the other green threads of the hub, those with the same stack
+   listed once with their count, at most CRASH_OTHERS stacks, from the
+   first CRASH_SCAN green threads.  Static: one report per process. */
+struct crash_group {
+  uint64_t key;            /* stack_key of its green threads */
+  struct kz_green *first;  /* the one shown */
+  size_t count;            /* how many have that key */
+};
+static struct crash_group groups[CRASH_OTHERS];
+
+static void others_out(struct out *o, struct kz__hub *hub)
+{
+  size_t ngroups = 0, unlisted = 0, unseen = 0, seen = 0;
+  if (hub->nlive <= (hub->current ? 1u : 0u))
+    return;
+  for (struct kz__link *l = hub->all.next; l != &hub->all; l = l->next) {
+    struct kz_green *g = kz__container_of(l, struct kz_green, all);
+    uint64_t key;
+    size_t i;
+    if (g == hub->current)
+      continue;
+    if (seen++ >= CRASH_SCAN) {
+      unseen++;
+      continue;
+    }
+    key = stack_key(g);
+    for (i = 0; i < ngroups && groups[i].key != key; i++)
+      ;
+    if (i < ngroups)
+      groups[i].count++;
+    else if (ngroups < CRASH_OTHERS)
+      groups[ngroups++] = (struct crash_group){key, g, 1};
+    else
+      unlisted++;
+  }
+  out_str(o, "kudzu: the other green threads of this hub:\n");
+  for (size_t i = 0; i < ngroups; i++) {
+    green_out(o, groups[i].first);
+    if (groups[i].count > 1) {
+      out_str(o, " (and ");
+      out_num(o, (unsigned long)groups[i].count - 1, 10, 0);
+      out_str(o, " more with this stack)");
+    }
+    out_str(o, "\n");
+    if (groups[i].first->state == KZ_PENDING)
+      out_str(o, "    (not started)\n");
+    else
+      parked_out(o, groups[i].first);
+  }
+  if (unlisted) {
+    out_str(o, "kudzu: ... and ");
+    out_num(o, (unsigned long)unlisted, 10, 0);
+    out_str(o, " more with other stacks\n");
+  }
+  if (unseen) {
+    out_str(o, "kudzu: ... and ");
+    out_num(o, (unsigned long)unseen, 10, 0);
+    out_str(o, " more not examined\n");
+  }
+  out_flush(o);
+}
+
+/* The crash report of a fault on a hub's thread (note D): what and where,
+   the faulting context's backtrace, then (KUDZU_CRASH=all) the other green
+   threads. */
+static void crash_report(struct kz__hub *hub, int sig, const siginfo_t *si, void *ucv, bool overflow)
+{
+  struct kz_green *g = hub->current;
+  struct out o = {.fd = 2};
+  unw_cursor_t cur;
+  out_str(&o, "kudzu: ");
+  if (overflow) {
+    out_str(&o, "stack overflow ");
+  } else {
+    out_str(&o, "fatal ");
+    out_str(&o, sig_name(sig));
+    out_str(&o, " (fault at ");
+    out_num(&o, (unsigned long)(uintptr_t)si->si_addr, 16, 0);
+    out_str(&o, ") ");
+  }
+  if (g) {
+    char nbuf[24];
+    out_str(&o, "in green thread ");
+    out_num(&o, (unsigned)g->id, 10, 0);
+    out_str(&o, " \"");
+    out_str(&o, kz__green_name(g, nbuf));
+    out_str(&o, "\"");
+    if (overflow) {
+      out_str(&o, " (");
+      if (g->stack.size && !g->stack.user) {
+        out_str(&o, "stack ");
+        out_num(&o, (unsigned long)g->stack.size, 10, 0);
+        out_str(&o, " bytes, ");
+      }
+      out_str(&o, "fault at ");
+      out_num(&o, (unsigned long)(uintptr_t)si->si_addr, 16, 0);
+      out_str(&o, ")");
+    }
+  } else {
+    out_str(&o, overflow ? "on the hub's own stack (a callback recursed too deep?)"
+                         : "in a callback run by the hub");
+  }
+  out_str(&o, "\n");
+  if (unw_init_local2(&cur, (unw_context_t *)ucv, UNW_INIT_SIGNAL_FRAME) == 0)
+    backtrace_out(&o, &cur, CRASH_FRAMES);
+  out_flush(&o);
+  if (crash_all)
+    others_out(&o, hub);
+}
+
+/* The default action of sig, as the kernel takes it without a handler
+   (note B).  A fault returns: the instruction runs again and the process
+   dies of it, with the kernel's own signal information and core dump.  A
+   sent signal is sent again to this thread and unblocked, so the process
+   ends in here. */
+static void die_default(int sig, const siginfo_t *si)
+{
+  struct sigaction dfl = {.sa_handler = SIG_DFL};
+  sigset_t set;
+  kz__os_sigaction(sig, &dfl, NULL);
+  if (si->si_code > 0)
+    return;
+  sigemptyset(&set);
+  sigaddset(&set, sig);
+  syscall(SYS_tgkill, getpid(), (pid_t)syscall(SYS_gettid), sig);
+  syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &set, NULL, _NSIG / 8);
+}
+
+/* Pass the signal to the handler that was there before ours (note C). */
+static void chain(const struct sigaction *old, int sig, siginfo_t *si, void *uc)
+{
+  if (old->sa_flags & SA_SIGINFO)
+    old->sa_sigaction(sig, si, uc);
+  else
+    old->sa_handler(sig);
+}
+
+static bool is_handler(const struct sigaction *a)
+{
+  return a->sa_handler != SIG_DFL && a->sa_handler != SIG_IGN; /* a union with sa_sigaction */
+}
+
+/* Whether a fault at addr is next to the faulting context's stack pointer:
+   an overflow of a stack that has no guard page of kudzu's (the main green
+   thread's, on the OS thread's own stack; a stack the program gave). */
+static bool near_sp(const void *ucv, const void *addr)
+{
+#if defined(__x86_64__)
+  uintptr_t sp = (uintptr_t)((const ucontext_t *)ucv)->uc_mcontext.gregs[REG_RSP];
+  uintptr_t a = (uintptr_t)addr;
+  return a + 65536 >= sp && a < sp + 4096;
+#else
+  (void)ucv;
+  (void)addr;
+  return false;
+#endif
+}
+
+/* Notes B and C. */
+static void fatal_handler(int sig, siginfo_t *si, void *ucv)
+{
+  struct kz__hub *hub = kz__tls_hub;
+  struct kz_green *g = hub ? hub->current : NULL;
+  const struct sigaction *old = &old_act[sig];
+  bool fault = si->si_code > 0;
+  int saved = errno;
+  bool overflow = hub && fault && (sig == SIGSEGV || sig == SIGBUS) &&
+                  kz__stack_in_guard(g ? &g->stack : &hub->hub_stack, si->si_addr);
+  if (!overflow && is_handler(old)) {
+    chain(old, sig, si, ucv);
+  } else if (!fault && old->sa_handler == SIG_IGN) {
+    /* ignored, as it would have been */
+  } else {
+    if (hub && fault && !atomic_flag_test_and_set(&reporting))
+      crash_report(hub, sig, si, ucv, overflow || (sig == SIGSEGV && near_sp(ucv, si->si_addr)));
+    die_default(sig, si);
+  }
+  errno = saved;
+}
 
 void kz__overflow_die(struct kz_green *g, const void *addr)
 {
@@ -174,63 +610,36 @@ void kz__overflow_die(struct kz_green *g, const void *addr)
   unw_getcontext(&uc);
   if (unw_init_local(&cur, &uc) == 0)
     backtrace_write(2, &cur, 24);
+  if (crash_all && !atomic_flag_test_and_set(&reporting)) {
+    struct out o = {.fd = 2};
+    others_out(&o, g->hub);
+  }
   kz__os_sigaction(SIGSEGV, &dfl, NULL);
   raise(SIGSEGV);
   abort();
 }
 
-static void chain(struct sigaction *old, int sig, siginfo_t *si, void *uc)
+/* KUDZU_CRASH, then the handlers, once per process. */
+static void fatal_install(void)
 {
-  if (old->sa_flags & SA_SIGINFO) {
-    if (old->sa_sigaction) {
-      old->sa_sigaction(sig, si, uc);
-      return;
-    }
-  } else if (old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN) {
-    old->sa_handler(sig);
-    return;
+  struct sigaction sa = {.sa_sigaction = fatal_handler, .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER};
+  const char *env = secure_getenv("KUDZU_CRASH");
+  if (env && *env) {
+    if (!strcmp(env, "short"))
+      crash_all = false;
+    else if (strcmp(env, "all"))
+      kz__say("ignoring KUDZU_CRASH=%s (short or all)", env);
   }
-  kz__os_sigaction(sig, old->sa_handler == SIG_IGN ? &(struct sigaction){.sa_handler = SIG_DFL} : old, NULL);
-}
-
-static void segv_handler(int sig, siginfo_t *si, void *ucv)
-{
-  struct kz__hub *hub = kz__tls_hub;
-  struct kz_green *g = hub ? hub->current : NULL;
-  int saved = errno;
-  if (hub && ((g && kz__stack_in_guard(&g->stack, si->si_addr)) ||
-              (!g && kz__stack_in_guard(&hub->hub_stack, si->si_addr)))) {
-    char nbuf[24];
-    unw_cursor_t cur;
-    struct sigaction dfl = {.sa_handler = SIG_DFL};
-    if (g)
-      kz__say("stack overflow in green thread %u \"%s\" (stack %zu bytes, fault at %p)",
-              (unsigned)g->id, kz__green_name(g, nbuf), g->stack.size, si->si_addr);
-    else
-      kz__say("stack overflow on the hub's own stack (a callback recursed too deep?)");
-    if (unw_init_local2(&cur, (unw_context_t *)ucv, UNW_INIT_SIGNAL_FRAME) == 0)
-      backtrace_write(2, &cur, 24);
-    kz__os_sigaction(SIGSEGV, &dfl, NULL);
-    kz__os_sigaction(SIGBUS, &dfl, NULL);
-    errno = saved;
-    return; /* the fault repeats, now fatal */
-  }
-  chain(sig == SIGSEGV ? &old_segv : &old_bus, sig, si, ucv);
-  errno = saved;
-}
-
-static void segv_install(void)
-{
-  struct sigaction sa = {.sa_sigaction = segv_handler, .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER};
+  dl_iterate_phdr(own_text_find, (void *)(uintptr_t)kz_dump);
   sigemptyset(&sa.sa_mask);
-  kz__os_sigaction(SIGSEGV, &sa, &old_segv);
-  kz__os_sigaction(SIGBUS, &sa, &old_bus);
+  for (size_t i = 0; i < sizeof fatal_sigs / sizeof *fatal_sigs; i++)
+    kz__os_sigaction(fatal_sigs[i], &sa, &old_act[fatal_sigs[i]]);
 }
 
 void kz__debug_thread_init(struct kz__hub *hub)
 {
   stack_t ss, old;
-  kz__os_once(&segv_once, segv_install); /* libc's, not the shim's (internal.h) */
+  kz__os_once(&fatal_once, fatal_install); /* libc's, not the shim's (internal.h) */
   if (sigaltstack(NULL, &old) == 0 && !(old.ss_flags & SS_DISABLE))
     return; /* the thread has one already */
   if (!(hub->altstack = malloc(ALTSTACK_SIZE)))

@@ -39,6 +39,7 @@
  */
 #include "internal.h"
 
+#include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -341,6 +342,8 @@ static int future_wait(struct kz__future *f, double deadline)
   int r;
   if (atomic_load_explicit(&f->state, memory_order_acquire) != F_PENDING)
     return 0;
+  if (isnan(deadline))
+    return -EINVAL; /* a NaN timeout (kz__deadline) */
   if (!hub) {
     os_wait(f, deadline);
   } else if (!hub->current) {

@@ -30,6 +30,7 @@
  */
 #include "internal.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,7 +84,9 @@ struct kz_green *kz__spawn(struct kz__hub *hub, kz_fn fn, void *arg,
   char *top;
   int r;
 
-  if (!fn || (opts && opts->stack_size && opts->stack_size < KZ_STACK_MIN) ||
+  if (!fn ||
+      (opts && opts->stack_size && (opts->stack_size < KZ_STACK_MIN || opts->stack_size > KZ_STACK_MAX)) ||
+      (opts && (isnan(opts->delay) || opts->delay > KZ_TIMEOUT_MAX)) ||
       (user_stack && user_size < KZ_STACK_MIN)) {
     *err = -EINVAL;
     return NULL;
@@ -332,6 +335,8 @@ int kz_sleep(double seconds)
     return kz__fail_errno(-EPERM);
   if ((g->flags & (KZ__G_CANCEL | KZ__G_NO_CANCEL)) == KZ__G_CANCEL)
     return kz__fail_errno(-ECANCELED);
+  if (isnan(seconds))
+    return kz__fail_errno(-EINVAL);
   if (!(seconds > 0)) {
     kz__yield();
     return 0;

@@ -223,7 +223,7 @@ int kz_map(kz_fn fn, void *const *args, void **results, size_t n, size_t limit, 
     return kz__fail_errno(-EPERM);
   if (!(grp = kz_group_new(limit)))
     return -1;
-  if (!(items = malloc((n ? n : 1) * sizeof *items))) {
+  if (n > SIZE_MAX / sizeof *items || !(items = malloc((n ? n : 1) * sizeof *items))) {
     kz_group_free(grp);
     return kz__fail_errno(-ENOMEM);
   }

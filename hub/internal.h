@@ -25,6 +25,7 @@
    has one runtime).  They are exported in the version node KUDZU_PRIVATE
    (hub/libkudzu.map): not API, no compatibility promise. */
 #define KZ_INTERNAL __attribute__((visibility("default")))
+#include "parse.h" /* shared with the launcher */
 #define KZ_LIKELY(x) __builtin_expect(!!(x), 1)
 #define KZ_UNLIKELY(x) __builtin_expect(!!(x), 0)
 /* Thread-locals read on every interposed call: the library is loaded at
@@ -315,7 +316,9 @@ KZ_INTERNAL void kz__park_timer_init(struct kz_green *g);
    the green threads that were ready when it last polled (hub.c, note C). */
 #define KZ__BUDGET 128
 
-/* Timeout (seconds, negative = none) to an absolute deadline. */
+/* Timeout (seconds) to an absolute deadline: -1 (none) for a negative
+   timeout or one above KZ_TIMEOUT_MAX, NaN for NaN (kz__park then fails
+   with EINVAL, so every wait refuses it in one place). */
 KZ_INTERNAL double kz__deadline(double timeout);
 
 /* Wait queues.  Hub thread only. */

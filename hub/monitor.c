@@ -285,7 +285,9 @@ static void install_bt_handler(void)
 int kz_monitor(double max_blocking, int dump_signal)
 {
   int r = 0;
-  if (max_blocking != max_blocking || dump_signal < 0 || dump_signal >= NSIG ||
+  if (max_blocking != max_blocking ||
+      (max_blocking > 0 && (max_blocking < KZ__MONITOR_MIN || max_blocking > KZ__MONITOR_MAX)) ||
+      dump_signal < 0 || dump_signal >= NSIG ||
       dump_signal == SIGKILL || dump_signal == SIGSTOP || dump_signal == BT_SIGNAL ||
       (dump_signal >= SIGRTMIN - 2 && dump_signal < SIGRTMIN)) {
     errno = EINVAL;
@@ -311,46 +313,17 @@ out:
   return 0;
 }
 
-/* "USR2", "SIGUSR2", "RTMIN+3", "12": a signal number, or 0 if unknown. */
-static int parse_signal(const char *s)
-{
-  static const struct { const char *name; int sig; } names[] = {
-      {"HUP", SIGHUP}, {"INT", SIGINT}, {"QUIT", SIGQUIT}, {"USR1", SIGUSR1},
-      {"USR2", SIGUSR2}, {"TERM", SIGTERM}, {"WINCH", SIGWINCH}, {"URG", SIGURG},
-      {"PWR", SIGPWR}, {"INFO", SIGPWR}};
-  char *end;
-  long n;
-  if (!strncmp(s, "SIG", 3))
-    s += 3;
-  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-    if (!strcmp(s, names[i].name))
-      return names[i].sig;
-  if (!strncmp(s, "RTMIN", 5)) {
-    n = s[5] == '+' ? strtol(s + 6, &end, 10) : 0;
-    if ((s[5] == '\0' || (s[5] == '+' && !*end)) && SIGRTMIN + n < SIGRTMAX - 2)
-      return SIGRTMIN + (int)n;
-    return 0;
-  }
-  n = strtol(s, &end, 10);
-  return *s && !*end && n > 0 && n < NSIG ? (int)n : 0;
-}
-
-/* The environment, read once at the first hub's creation. */
+/* The environment, read once at the first hub's creation (parse.h). */
 static void configure_from_env(void)
 {
-  const char *t = secure_getenv("KUDZU_MONITOR"), *d = secure_getenv("KUDZU_DUMP_SIGNAL");
+  const char *t = secure_getenv("KUDZU_MONITOR"), *d = secure_getenv("KUDZU_DUMP_SIGNAL"), *why;
   double threshold = 0;
   int sig = 0;
-  if (t && *t) {
-    char *end;
-    threshold = strtod(t, &end);
-    if (*end || !(threshold > 0)) {
-      kz__say("ignoring KUDZU_MONITOR=%s: not a number of seconds above 0", t);
-      threshold = 0;
-    }
-  }
-  if (d && *d && !(sig = parse_signal(d)))
-    kz__say("ignoring KUDZU_DUMP_SIGNAL=%s: not a signal (USR1, USR2, RTMIN+N, a number)", d);
+  if (t && *t && (why = kz__parse_seconds(t, KZ__MONITOR_MIN, KZ__MONITOR_MAX, &threshold)))
+    kz__say("ignoring KUDZU_MONITOR=%s: %s (accepted: %g to %.0f seconds)", t, why, KZ__MONITOR_MIN,
+            KZ__MONITOR_MAX);
+  if (d && *d && (why = kz__parse_signal(d, &sig)))
+    kz__say("ignoring KUDZU_DUMP_SIGNAL=%s: %s (accepted: " KZ__SIGNAL_FORM ")", d, why);
   if ((threshold > 0 || sig) && kz_monitor(threshold, sig) < 0)
     kz__say("cannot start the monitor: %s", strerror(errno));
 }

@@ -95,7 +95,7 @@ static int grow(struct kz_queue *q)
   struct slot *s;
   if (q->n < q->alloc)
     return 0;
-  if (!(s = malloc(na * sizeof *s)))
+  if (!(s = calloc(na, sizeof *s))) /* calloc: na * size may overflow */
     return -ENOMEM;
   for (size_t i = 0; i < q->n; i++) /* unwrap the ring */
     s[i] = q->slots[(q->head + i) & (q->alloc - 1)];

@@ -215,7 +215,9 @@ int kz_yield(void)
 
 double kz__deadline(double timeout)
 {
-  if (timeout < 0 || isnan(timeout))
+  if (isnan(timeout))
+    return timeout; /* kz__park fails with EINVAL */
+  if (timeout < 0 || timeout > KZ_TIMEOUT_MAX)
     return -1;
   return kz__now() + timeout;
 }
@@ -246,6 +248,8 @@ int kz__park(double deadline)
     return -EPERM;
   if ((g->flags & (KZ__G_CANCEL | KZ__G_NO_CANCEL)) == KZ__G_CANCEL)
     return -ECANCELED;
+  if (KZ_UNLIKELY(isnan(deadline)))
+    return -EINVAL; /* a NaN timeout (kz__deadline) */
   if (g->deadline > 0 && (deadline < 0 || g->deadline < deadline))
     deadline = g->deadline;
   if (deadline >= 0) {

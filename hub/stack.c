@@ -35,6 +35,9 @@
  * D. Under Valgrind every stack is registered (VALGRIND_STACK_REGISTER), so
  *    a switch is not mistaken for a huge stack-pointer change, and mprotect
  *    guards are used (Valgrind does not know MADV_GUARD_INSTALL).
+ * F. Sizes are checked against KZ_STACK_MIN..KZ_STACK_MAX where they enter
+ *    (KUDZU_STACK_SIZE, kz_set_default_stack_size, kz_spawn_with), so
+ *    rounding up to pages and adding the guard page never wrap.
  */
 #include "internal.h"
 
@@ -91,20 +94,6 @@ static pthread_once_t stack_once = PTHREAD_ONCE_INIT;
 
 static size_t round_page(size_t n) { return (n + page_size - 1) & ~(page_size - 1); }
 
-static size_t parse_size(const char *s)
-{
-  char *end;
-  unsigned long long v = strtoull(s, &end, 0);
-  switch (*end) {
-  case 'k': case 'K': v <<= 10; break;
-  case 'm': case 'M': v <<= 20; break;
-  case 'g': case 'G': v <<= 30; break;
-  case 0: break;
-  default: return 0;
-  }
-  return (size_t)v;
-}
-
 static long read_max_map_count(void)
 {
   char buf[32] = {0};
@@ -125,14 +114,15 @@ static void stack_global_init(void)
   const char *env;
   page_size = (size_t)sysconf(_SC_PAGESIZE);
   if (!atomic_load(&default_size)) {
-    size_t n = 0;
-    if ((env = secure_getenv("KUDZU_STACK_SIZE")) && !(n = parse_size(env)))
-      kz__say("ignoring KUDZU_STACK_SIZE=%s: not a size", env);
-    if (n && n < KZ_STACK_MIN) {
-      kz__say("KUDZU_STACK_SIZE=%s is below the minimum; using %d", env, KZ_STACK_MIN);
-      n = KZ_STACK_MIN;
-    }
-    atomic_store(&default_size, round_page(n ? n : KZ__DEFAULT_STACK));
+    size_t n = KZ__DEFAULT_STACK;
+    const char *why;
+    char lo[24], hi[24], def[24];
+    if ((env = secure_getenv("KUDZU_STACK_SIZE")) && *env &&
+        (why = kz__parse_size(env, KZ_STACK_MIN, KZ_STACK_MAX, &n)))
+      kz__say("ignoring KUDZU_STACK_SIZE=%s: %s (accepted: %s to %s, " KZ__SIZE_FORM "); using %s",
+              env, why, kz__size_text(KZ_STACK_MIN, lo), kz__size_text(KZ_STACK_MAX, hi),
+              kz__size_text(KZ__DEFAULT_STACK, def));
+    atomic_store(&default_size, round_page(n));
   }
   mprotect_budget = read_max_map_count() * 3 / 8;
   guard_mode = KZ__GUARD_MADVISE; /* probed on the first stack */
@@ -160,7 +150,7 @@ size_t kz__stack_default_size(void)
 
 int kz_set_default_stack_size(size_t bytes)
 {
-  if (bytes < KZ_STACK_MIN)
+  if (bytes < KZ_STACK_MIN || bytes > KZ_STACK_MAX)
     return kz__fail_errno(-EINVAL);
   stack_init_once();
   atomic_store(&default_size, round_page(bytes));

@@ -10,7 +10,10 @@
  *     handle (joined, or a finished detached green thread) fails with EINVAL
  *     instead of touching reused memory;
  *   - timeouts are in seconds (double); KZ_FOREVER (any negative value) waits
- *     without limit, 0 polls.  An expired timeout fails with ETIMEDOUT;
+ *     without limit, 0 polls.  An expired timeout fails with ETIMEDOUT.  A
+ *     timeout above KZ_TIMEOUT_MAX (a billion seconds, about 31 years; also
+ *     infinity) waits without limit too; a NaN timeout makes a call that has
+ *     to wait fail with EINVAL;
  *   - a cancelled green thread's blocking calls fail with ECANCELED;
  *   - "may switch" marks calls that can run other green threads before they
  *     return.  Blocking calls made outside a green thread (in a callback run
@@ -41,9 +44,13 @@ extern "C" {
 
 /* Wait without limit. */
 #define KZ_FOREVER (-1.0)
+/* Timeouts above this many seconds wait without limit. */
+#define KZ_TIMEOUT_MAX 1e9
 
-/* Smallest stack a green thread may ask for, in bytes. */
+/* Smallest and largest stack a green thread may ask for, in bytes (the
+ * largest is address space only: stacks are committed as they are used). */
 #define KZ_STACK_MIN (16 * 1024)
+#define KZ_STACK_MAX ((size_t)1 << 40)
 
 /* A green thread. */
 typedef uint64_t kz_green_t;
@@ -69,8 +76,9 @@ enum { KZ_READ = 1, KZ_WRITE = 2 };
 /* Options for kz_spawn_with.  Zero-initialise, then set what you need. */
 struct kz_spawn_opts {
   const char *name;  /* copied; truncated to 15 bytes; NULL: "green-<n>" */
-  size_t stack_size; /* bytes, >= KZ_STACK_MIN; 0: the default */
-  double delay;      /* seconds before it starts; <= 0: as soon as possible */
+  size_t stack_size; /* bytes, KZ_STACK_MIN to KZ_STACK_MAX; 0: the default */
+  double delay;      /* seconds before it starts, at most KZ_TIMEOUT_MAX;
+                        <= 0: as soon as possible */
   int detached;      /* non-zero: never joined; freed when it finishes */
 };
 
@@ -92,7 +100,8 @@ KZ_API int kz_run(kz_fn main, void *arg, void **result);
 KZ_API kz_green_t kz_spawn(kz_fn fn, void *arg);
 
 /* kz_spawn with options (NULL: defaults).  Also fails with EINVAL for a
- * stack_size below KZ_STACK_MIN or a NULL fn.  Does not switch. */
+ * stack_size outside KZ_STACK_MIN..KZ_STACK_MAX, a delay that is NaN or
+ * above KZ_TIMEOUT_MAX, or a NULL fn.  Does not switch. */
 KZ_API kz_green_t kz_spawn_with(kz_fn fn, void *arg, const struct kz_spawn_opts *opts);
 
 /* Wait up to timeout seconds for g to finish, then release it.  On success
@@ -119,7 +128,8 @@ KZ_API int kz_cancel(kz_green_t g);
  * EPERM outside a green thread.  May switch. */
 KZ_API int kz_yield(void);
 
-/* Sleep for seconds.  Returns 0, or -1 with ECANCELED or EPERM.  May switch. */
+/* Sleep for seconds.  Returns 0, or -1 with ECANCELED, EPERM or EINVAL
+ * (NaN).  May switch. */
 KZ_API int kz_sleep(double seconds);
 
 /* The calling green thread (creating the hub if needed); 0 with errno EPERM
@@ -193,7 +203,8 @@ KZ_API int kz_call_cancel(kz_call_t c);
 /* The stack size used when none is given (default 128 KiB; the environment
  * variable KUDZU_STACK_SIZE overrides it at start-up).  Stacks are committed
  * lazily: an idle green thread costs about one page.  Setting fails with
- * EINVAL below KZ_STACK_MIN.  The size is rounded up to whole pages. */
+ * EINVAL outside KZ_STACK_MIN..KZ_STACK_MAX.  The size is rounded up to
+ * whole pages. */
 KZ_API int kz_set_default_stack_size(size_t bytes);
 KZ_API size_t kz_get_default_stack_size(void);
 
@@ -203,16 +214,17 @@ KZ_API size_t kz_get_default_stack_size(void);
 KZ_API int kz_dump(int fd);
 
 /* Start, change or stop the diagnostics thread (gevent's monitor thread).
- * max_blocking > 0: any hub whose loop has not run for that many seconds
- * while it is not idle (a green thread computing without yielding, or a call
+ * max_blocking > 0 (from 0.001 to 1e6): any hub whose loop has not run for
+ * that many seconds while it is not idle (a green thread computing without yielding, or a call
  * that blocks the OS thread) is reported on stderr once per stall, with the
  * running green thread's name and a backtrace; <= 0 stops watching.
  * dump_signal > 0: that signal makes every hub write kz_dump() to stderr the
  * next time it runs; 0 removes the handler.  The environment does the same
  * at the first hub's creation: KUDZU_MONITOR=SECONDS, KUDZU_DUMP_SIGNAL=USR2
  * (a name, RTMIN+N or a number).  Backtraces use signal SIGRTMAX-2.  Returns
- * 0, or -1 with EINVAL (a signal that cannot be caught or is the runtime's
- * own) or the error of starting the thread.  Any thread.  Does not switch. */
+ * 0, or -1 with EINVAL (max_blocking NaN or out of range, a signal that
+ * cannot be caught or is the runtime's own) or the error of starting the
+ * thread.  Any thread.  Does not switch. */
 KZ_API int kz_monitor(double max_blocking, int dump_signal);
 
 /* ---- The toolbox: futures, gather/wait, deadlines, synchronisation,
@@ -361,8 +373,8 @@ typedef uint64_t kz_scope_t;
  * call of the calling green thread fails with ETIMEDOUT once it passes:
  * the calls of this API and the libc calls the preload shim intercepts.
  * Scopes nest; the tightest deadline wins (KZ_FOREVER adds none).  Returns
- * the token to leave with, or 0 with EPERM (not in a green thread) or
- * ENOMEM.  Does not switch. */
+ * the token to leave with, or 0 with EPERM (not in a green thread),
+ * EINVAL (a NaN timeout) or ENOMEM.  Does not switch. */
 KZ_API kz_scope_t kz_deadline_enter(double timeout);
 
 /* Leave the scope (scopes are left innermost first), restoring the

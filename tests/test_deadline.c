@@ -105,3 +105,17 @@ Test(deadline, misuse)
   kz_sleep(0.001);
   cr_assert_eq(cb_err, EPERM, "no scope on the hub itself");
 }
+
+static void *enter_nan(void *arg)
+{
+  (void)arg;
+  errno = 0;
+  return (void *)(intptr_t)(kz_deadline_enter(__builtin_nan("")) == 0 ? errno : 0);
+}
+
+Test(deadline, a_nan_timeout_is_einval)
+{
+  void *r;
+  cr_assert_eq(kz_join(kz_spawn(enter_nan, NULL), &r, KZ_FOREVER), 0);
+  cr_assert_eq((intptr_t)r, EINVAL);
+}

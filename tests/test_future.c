@@ -280,3 +280,31 @@ Test(future, misuse)
   kz_join(g, NULL, KZ_FOREVER);
   kz_future_free(gf);
 }
+
+/* A NaN timeout is EINVAL when the wait would block, on a plain OS thread
+   as in a green thread; a huge or infinite one waits without limit. */
+Test(future, nan_timeout_is_einval_and_a_huge_one_waits)
+{
+  kz_future_t f = kz_future_new();
+  struct os_waiter nan = {.f = f, .timeout = __builtin_nan("")};
+  struct os_waiter huge = {.f = f, .timeout = 1e300}, inf = {.f = f, .timeout = __builtin_inf()};
+  pthread_t t1, t2, t3;
+  cr_assert_eq(pthread_create(&t1, NULL, wait_from_thread, &nan), 0);
+  pthread_join(t1, NULL);
+  cr_assert_eq(nan.r, -1);
+  cr_assert_eq(nan.err, EINVAL);
+  errno = 0;
+  cr_assert_eq(kz_future_wait(f, NULL, __builtin_nan("")), -1);
+  cr_assert_eq(errno, EINVAL);
+  cr_assert_eq(pthread_create(&t2, NULL, wait_from_thread, &huge), 0);
+  cr_assert_eq(pthread_create(&t3, NULL, wait_from_thread, &inf), 0);
+  kz_sleep(0.02);
+  cr_assert_eq(kz_future_set_result(f, (void *)5), 0);
+  pthread_join(t2, NULL);
+  pthread_join(t3, NULL);
+  cr_assert_eq(huge.r, 0, "errno %d", huge.err);
+  cr_assert_eq(inf.r, 0, "errno %d", inf.err);
+  cr_assert_eq((intptr_t)huge.result, 5);
+  cr_assert_eq(kz_future_wait(f, NULL, __builtin_nan("")), 0, "a complete future needs no wait");
+  kz_future_free(f);
+}

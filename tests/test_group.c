@@ -125,3 +125,15 @@ Test(group, misuse)
   cr_assert_eq(kz_map(NULL, NULL, NULL, 0, 0, 0), -1);
   cr_assert_eq(errno, EINVAL);
 }
+
+/* n so large that n times an item's size overflows: ENOMEM, not a heap
+   overflow through a wrapped allocation. */
+static void *identity(void *arg) { return arg; }
+
+Test(group, map_of_an_impossible_size_is_enomem)
+{
+  static void *args[1], *results[1];
+  errno = 0;
+  cr_assert_eq(kz_map(identity, args, results, SIZE_MAX / 8 + 2, 0, KZ_FOREVER), -1);
+  cr_assert_eq(errno, ENOMEM);
+}

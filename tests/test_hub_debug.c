@@ -1,8 +1,11 @@
 /* test_hub_debug.c: kz_dump's content: every green thread with its name,
- * state, what it waits on, and a symbolised backtrace that ends cleanly. */
+ * state, what it waits on, and a symbolised backtrace that ends cleanly;
+ * the monitor; fatal signals sent inside a hub end the process. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <kudzu.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,6 +130,11 @@ Test(debug, dump_from_a_hub_callback)
 Test(monitor, rejects_bad_arguments)
 {
   errno = 0;
+  cr_expect_eq(kz_monitor(1e-9, 0), -1, "a threshold below a millisecond");
+  cr_expect_eq(errno, EINVAL);
+  cr_expect_eq(kz_monitor(1e7, 0), -1, "a threshold above 1e6 seconds");
+  cr_expect_eq(kz_monitor(__builtin_inf(), 0), -1, "an infinite threshold");
+  errno = 0;
   cr_expect_eq(kz_monitor(NAN, 0), -1);
   cr_expect_eq(errno, EINVAL);
   errno = 0;
@@ -216,4 +224,101 @@ Test(monitor, quiet_while_the_hub_keeps_running)
 {
   const char *err = stderr_of(yield_often);
   cr_expect_eq(strlen(err), 0, "unexpected report: %s", err);
+}
+
+/* ---- Fatal signals sent inside a hub (hub/debug.c, note B) --------------- */
+
+/* Under AddressSanitizer its own handler was installed first, so the
+   runtime's passes these signals to it (note C), and it reports and exits
+   with 1, as the same program does natively under it. */
+#ifdef __SANITIZE_ADDRESS__
+#define DIES_OF(sig) .exit_code = 1
+#else
+#define DIES_OF(sig) .signal = sig
+#endif
+
+static void *raise_it(void *arg)
+{
+  raise((int)(intptr_t)arg);
+  return NULL;
+}
+
+Test(fatal, raise_segv_in_kz_run_ends_the_process, DIES_OF(SIGSEGV))
+{
+  kz_run(raise_it, (void *)(intptr_t)SIGSEGV, NULL);
+}
+
+static void *raise_in_spawned(void *arg)
+{
+  kz_join(kz_spawn(raise_it, arg), NULL, KZ_FOREVER);
+  return NULL;
+}
+
+Test(fatal, raise_sigbus_in_a_green_thread_ends_the_process, DIES_OF(SIGBUS))
+{
+  kz_run(raise_in_spawned, (void *)(intptr_t)SIGBUS, NULL);
+}
+
+static void *kill_process(void *arg)
+{
+  kill(getpid(), (int)(intptr_t)arg);
+  kz_sleep(10); /* the signal arrives before this ends */
+  return NULL;
+}
+
+Test(fatal, kill_sigill_from_a_green_thread_ends_the_process, .signal = SIGILL)
+{
+  kz_run(kill_process, (void *)(intptr_t)SIGILL, NULL);
+}
+
+/* ---- The crash report of a fault (hub/debug.c, note D): the other green
+ * threads, those parked with the same stack listed once with a count ---- */
+
+#include <sys/wait.h>
+
+__attribute__((noinline)) static void *fault_among_many(void *arg)
+{
+  for (int i = 0; i < 100; i++)
+    kz_spawn(sleeper_body, NULL);
+  kz_yield(); /* all start, and park */
+  *(volatile int *)(uintptr_t)arg = 1;
+  return NULL;
+}
+
+Test(fatal, fault_report_lists_other_green_threads_grouped_by_stack)
+{
+#ifdef __SANITIZE_ADDRESS__
+  cr_skip_test("AddressSanitizer's handler comes first and reports instead (note C)");
+#endif
+  static char err[1 << 20];
+  int p[2], status;
+  ssize_t n, got = 0;
+  size_t greens = 0;
+  pid_t pid;
+  cr_assert_eq(pipe(p), 0);
+  pid = fork();
+  cr_assert_neq(pid, -1);
+  if (pid == 0) {
+    dup2(p[1], 2);
+    close(p[0]);
+    kz_run(fault_among_many, NULL, NULL);
+    _exit(0);
+  }
+  close(p[1]);
+  while ((n = read(p[0], err + got, sizeof err - 1 - (size_t)got)) > 0)
+    got += n;
+  err[got] = 0;
+  close(p[0]);
+  waitpid(pid, &status, 0);
+  cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "status %#x: %s", status, err);
+  cr_assert(strstr(err, "kudzu: fatal SIGSEGV (fault at 0x0) in green thread 1 \"kz_run\""), "%s", err);
+  cr_assert(strstr(err, "fault_among_many+0x"), "no backtrace of the fault: %s", err);
+  for (const char *s = err; (s = strstr(s, "\ngreen ")); s++)
+    greens++;
+  cr_assert_eq(greens, 2, "%zu green threads listed, not 2 (main, and one of the sleepers): %s", greens,
+               err);
+  cr_assert(strstr(err, "\" blocked waiting on a timer (and 99 more with this stack)\n"),
+            "the 100 sleepers are not one entry with a count: %s", err);
+  cr_assert(strstr(err, "\ngreen 0 \"main\" blocked waiting to join green 1\n"), "no main: %s", err);
+  cr_assert(strstr(err, " sleeper_body+0x"), "the others' backtraces miss their function: %s", err);
 }

@@ -340,3 +340,25 @@ Test(green, spawn_null_function_is_einval)
   cr_assert_eq(kz_spawn(NULL, NULL), 0);
   cr_assert_eq(errno, EINVAL);
 }
+
+/* ---- NaN and huge timeouts (kz__deadline) ---- */
+
+Test(green, nan_timeouts_are_einval_when_a_call_waits)
+{
+  static double brief = 0.01;
+  kz_green_t g = kz_spawn(sleeper, &brief);
+  errno = 0;
+  cr_assert_eq(kz_sleep(__builtin_nan("")), -1);
+  cr_assert_eq(errno, EINVAL);
+  errno = 0;
+  cr_assert_eq(kz_join(g, NULL, __builtin_nan("")), -1);
+  cr_assert_eq(errno, EINVAL);
+  cr_assert_eq(kz_join(g, NULL, KZ_FOREVER), 0, "the green thread is still joinable");
+}
+
+Test(green, infinite_and_huge_timeouts_wait_without_limit)
+{
+  static double brief = 0.01;
+  cr_assert_eq(kz_join(kz_spawn(sleeper, &brief), NULL, __builtin_inf()), 0);
+  cr_assert_eq(kz_join(kz_spawn(sleeper, &brief), NULL, 1e300), 0);
+}

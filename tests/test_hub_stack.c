@@ -229,3 +229,69 @@ Test(stack, hundred_thousand_beyond_mprotect_guard_budget, .timeout = 120)
   cr_assert_not_null(first, "no notice that guard pages ran out: %s", err);
   cr_assert_null(strstr(first + 1, "no more guard pages"), "the notice must be said once: %s", err);
 }
+
+/* ---- Sizes out of range: EINVAL from the API, a message from the
+ * environment, never a wrapped size (stack.c, note F) ---- */
+
+Test(stack, sizes_beyond_the_maximum_are_einval)
+{
+  const size_t bad[] = {KZ_STACK_MAX + 1, SIZE_MAX - 4095, SIZE_MAX - 4094, SIZE_MAX};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    struct kz_spawn_opts o = {.stack_size = bad[i]};
+    errno = 0;
+    cr_assert_eq(kz_set_default_stack_size(bad[i]), -1, "size %zu accepted", bad[i]);
+    cr_assert_eq(errno, EINVAL);
+    errno = 0;
+    cr_assert_eq(kz_spawn_with(use_stack, NULL, &o), 0, "spawn with %zu accepted", bad[i]);
+    cr_assert_eq(errno, EINVAL);
+  }
+  cr_assert_eq(kz_get_default_stack_size(), 128 * 1024);
+  void *r;
+  cr_assert_eq(kz_join(kz_spawn(use_stack, (void *)(size_t)(64 << 10)), &r, KZ_FOREVER), 0);
+  cr_assert_eq((uintptr_t)r, 3);
+}
+
+Test(stack, spawn_delay_nan_or_beyond_the_maximum_is_einval)
+{
+  const double bad[] = {__builtin_nan(""), __builtin_inf(), KZ_TIMEOUT_MAX * 2};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    struct kz_spawn_opts o = {.delay = bad[i]};
+    errno = 0;
+    cr_assert_eq(kz_spawn_with(use_stack, (void *)(size_t)64, &o), 0, "delay %g accepted", bad[i]);
+    cr_assert_eq(errno, EINVAL);
+  }
+}
+
+/* KUDZU_STACK_SIZE=value is refused with a message containing why, and
+   the default size is used: a green thread runs. */
+static void env_size_refused(const char *value, const char *why)
+{
+  char err[1024];
+  int p[2], saved = dup(2);
+  ssize_t n;
+  size_t got;
+  void *r;
+  cr_assert_eq(pipe(p), 0);
+  dup2(p[1], 2);
+  setenv("KUDZU_STACK_SIZE", value, 1);
+  got = kz_get_default_stack_size(); /* read once per process: here */
+  dup2(saved, 2);
+  close(p[1]);
+  n = read(p[0], err, sizeof err - 1);
+  err[n > 0 ? n : 0] = 0;
+  cr_assert_eq(got, 128 * 1024, "KUDZU_STACK_SIZE=%s gave %zu", value, got);
+  cr_assert(strstr(err, "ignoring KUDZU_STACK_SIZE=") && strstr(err, why),
+            "KUDZU_STACK_SIZE=%s: no message saying \"%s\": %s", value, why, err);
+  cr_assert_eq(kz_join(kz_spawn(use_stack, (void *)(size_t)(64 << 10)), &r, KZ_FOREVER), 0);
+  cr_assert_eq((uintptr_t)r, 3);
+}
+
+Test(stack, env_size_negative) { env_size_refused("-1", "negative"); }
+Test(stack, env_size_overflowing) { env_size_refused("99999999999999999999", "out of range"); }
+Test(stack, env_size_k_suffix_overflowing) { env_size_refused("18014398509481984k", "out of range"); }
+Test(stack, env_size_m_suffix_overflowing) { env_size_refused("17592186044416m", "out of range"); }
+Test(stack, env_size_g_suffix_overflowing) { env_size_refused("17179869184g", "out of range"); }
+Test(stack, env_size_above_the_maximum) { env_size_refused("2t", "out of range"); }
+Test(stack, env_size_below_the_minimum) { env_size_refused("1k", "out of range"); }
+Test(stack, env_size_not_a_number) { env_size_refused("lots", "not a size"); }
+Test(stack, env_size_with_junk) { env_size_refused("64kb", "not a size"); }

@@ -1,0 +1,166 @@
+/* fatal.c: a plain pthread program (built without kudzu) that dies of a
+ * fatal signal, for tests/shim/fatal_signals.sh: natively and under the
+ * launcher the process must end with the same signal.
+ *
+ *   fatal raise SIG          the main thread raises SIG (a number)
+ *   fatal thread-raise SIG   a second thread raises SIG
+ *   fatal thread-kill SIG    a second thread sends SIG to the process (kill)
+ *   fatal wait               "ready" on stdout, then waits (in a second
+ *                            thread's read of stdin) to be killed from outside
+ *   fatal overflow           a thread named "deep" recurses without end
+ *   fatal main-overflow      the main thread recurses without end
+ *   fatal null               a thread named "faulty" writes through NULL
+ *   fatal divide             a thread named "faulty" divides by zero
+ *   fatal chain-null         the program's own SIGSEGV handler, installed over
+ *   fatal chain-raise SIG    the one found, declines: it chains to the previous
+ *                            handler, or restores the default and (for a sent
+ *                            signal) raises again; then a NULL write in a
+ *                            thread, or raise(SIG)
+ *
+ * In every mode a thread named "sleeper" waits in a read meanwhile, so a
+ * crash report has another thread to list.  Exit 0 means the process
+ * survived its signal: a failure.
+ */
+#include "check.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <unistd.h>
+
+static volatile char sink;
+static int sig_arg;
+static struct sigaction previous;
+static int sleeper_pipe[2];
+
+#pragma GCC diagnostic ignored "-Winfinite-recursion"
+__attribute__((noinline)) static int recurse(int depth)
+{
+  volatile char frame[256];
+  frame[0] = (char)depth;
+  sink = frame[0];
+  return recurse(depth + 1) + frame[1];
+}
+
+__attribute__((noinline)) static void write_through_null(void)
+{
+  *(volatile int *)(uintptr_t)sink = 1;
+}
+
+__attribute__((noinline)) static int divide(int d) { return 1000 / d; }
+
+static void *deep(void *arg)
+{
+  (void)arg;
+  pthread_setname_np(pthread_self(), "deep");
+  return (void *)(intptr_t)recurse(0);
+}
+
+static void *faulty(void *arg)
+{
+  pthread_setname_np(pthread_self(), "faulty");
+  if (arg)
+    sink = (char)divide(sink);
+  else
+    write_through_null();
+  return NULL;
+}
+
+static void *raiser(void *arg)
+{
+  if (arg)
+    kill(getpid(), sig_arg);
+  else
+    raise(sig_arg);
+  for (;;)
+    pause();
+  return NULL;
+}
+
+static void *reader(void *arg)
+{
+  char c;
+  (void)arg;
+  (void)!read(0, &c, 1);
+  for (;;)
+    pause();
+  return NULL;
+}
+
+static void *sleeper(void *arg)
+{
+  char c;
+  (void)arg;
+  pthread_setname_np(pthread_self(), "sleeper");
+  (void)!read(sleeper_pipe[0], &c, 1);
+  return NULL;
+}
+
+/* Decline the signal, as a program that chains does (modes chain-*). */
+static void declining(int sig, siginfo_t *si, void *uc)
+{
+  if ((previous.sa_flags & SA_SIGINFO) && previous.sa_sigaction) {
+    previous.sa_sigaction(sig, si, uc);
+    return;
+  }
+  if (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN) {
+    previous.sa_handler(sig);
+    return;
+  }
+  sigaction(sig, &previous, NULL);
+  if (si->si_code <= 0)
+    raise(sig);
+}
+
+static void install_declining(int sig)
+{
+  struct sigaction sa = {.sa_sigaction = declining, .sa_flags = SA_SIGINFO};
+  sigemptyset(&sa.sa_mask);
+  CHECK(sigaction(sig, &sa, &previous) == 0);
+}
+
+static void run(void *(*fn)(void *), void *arg)
+{
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, fn, arg) == 0);
+  pthread_join(t, NULL);
+}
+
+int main(int argc, char **argv)
+{
+  const char *mode = argc > 1 ? argv[1] : "";
+  pthread_t s;
+  sig_arg = argc > 2 ? atoi(argv[2]) : SIGSEGV;
+  CHECK(pipe(sleeper_pipe) == 0);
+  CHECK(pthread_create(&s, NULL, sleeper, NULL) == 0);
+  if (!strcmp(mode, "raise"))
+    raise(sig_arg);
+  else if (!strcmp(mode, "thread-raise"))
+    run(raiser, NULL);
+  else if (!strcmp(mode, "thread-kill"))
+    run(raiser, "kill");
+  else if (!strcmp(mode, "wait")) {
+    printf("ready\n");
+    fflush(stdout);
+    run(reader, NULL);
+  } else if (!strcmp(mode, "overflow"))
+    run(deep, NULL);
+  else if (!strcmp(mode, "main-overflow"))
+    recurse(0);
+  else if (!strcmp(mode, "null"))
+    run(faulty, NULL);
+  else if (!strcmp(mode, "divide"))
+    run(faulty, "divide");
+  else if (!strcmp(mode, "chain-null")) {
+    install_declining(SIGSEGV);
+    run(faulty, NULL);
+  } else if (!strcmp(mode, "chain-raise")) {
+    install_declining(sig_arg);
+    raise(sig_arg);
+  } else {
+    fprintf(stderr, "fatal: unknown mode \"%s\"\n", mode);
+    return 2;
+  }
+  fprintf(stderr, "fatal: survived mode %s\n", mode);
+  return 0;
+}
