@@ -195,6 +195,22 @@ static inline struct kz_green *shim_active(unsigned family)
   return g;
 }
 
+/* The running green thread, for the calls that only ask who is running
+   (pthread_self, thread-specific data, a thread's stack): unlike
+   shim_active, also inside a signal handler, which natively runs in the
+   thread it interrupted, so these answer for the green thread the signal
+   interrupted (signal.c, note E).  NULL outside green threads, on the hub
+   context (a handler that interrupted the hub answers for the OS thread),
+   before start-up, or when family is not patched.  Never yields, never
+   counts: safe in a handler. */
+static inline struct kz_green *shim_identity(unsigned family)
+{
+  struct kz_green *g = kz__self();
+  if (!g || KZ_UNLIKELY(!kz_shim.ready) || !(kz_shim.patch & family))
+    return NULL;
+  return g;
+}
+
 /* ---- Descriptors (fd.c) -------------------------------------------------- */
 
 enum kz_fd_kind { KZ_FD_UNKNOWN, KZ_FD_SOCKET, KZ_FD_PIPE, KZ_FD_FILE, KZ_FD_OTHER };

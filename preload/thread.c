@@ -64,6 +64,16 @@
  *    signals go to its hub's OS thread, where the handler runs in whichever
  *    green thread is running.  pthread_sigmask is left alone: masks are per
  *    OS thread, shared by the green threads of a hub.
+ * I. Identity in signal handlers.  A handler runs in the thread it
+ *    interrupted, natively and here (on the green thread's own stack), so
+ *    pthread_self, pthread_getspecific and pthread_setspecific answer for
+ *    the interrupted green thread there too (shim_identity, not
+ *    kz_thr_active, which is NULL in a handler so that blocking calls pass
+ *    through).  A JVM's SIGSEGV handler finds its current thread with
+ *    pthread_getspecific before it resumes past a deliberate fault, and
+ *    declines the fault when it finds none.  A handler that interrupted the
+ *    hub context (every green thread parked, the hub in epoll_wait) answers
+ *    for the OS thread, that is for the main green thread.
  */
 #include "thread.h"
 
@@ -276,6 +286,10 @@ static struct thr *self_thr(bool create)
   return g ? thr_of(g, create) : NULL;
 }
 
+/* Who is running, for the identity calls (note I): the green thread, also
+   inside a signal handler that interrupted it. */
+static struct kz_green *identity(void) { return shim_identity(KZ_PATCH_THREAD); }
+
 /* ---- Keys (note D) -------------------------------------------------------------- */
 
 /* Per key: sequence number (odd while the key exists) and destructor. */
@@ -307,10 +321,10 @@ EXPORT int pthread_key_delete(pthread_key_t key)
 
 EXPORT void *pthread_getspecific(pthread_key_t key)
 {
-  struct thr *t = key < PTHREAD_KEYS_MAX ? self_thr(false) : NULL;
-  struct kz_green *g;
+  struct kz_green *g = key < PTHREAD_KEYS_MAX ? identity() : NULL;
+  struct thr *t = g ? thr_of(g, false) : NULL;
   if (!t) {
-    if (key < PTHREAD_KEYS_MAX && (g = kz_thr_active()) && !(g->flags & KZ__G_MAIN))
+    if (g && !(g->flags & KZ__G_MAIN))
       return NULL; /* a green thread that never set anything */
     return RT(pthread_getspecific)(key);
   }
@@ -338,7 +352,7 @@ static int values_grow(struct thr *t, pthread_key_t key)
 
 EXPORT int pthread_setspecific(pthread_key_t key, const void *value)
 {
-  struct kz_green *g = kz_thr_active();
+  struct kz_green *g = identity();
   struct thr *t;
   if (!g || (g->flags & KZ__G_MAIN) || key >= PTHREAD_KEYS_MAX)
     return RT(pthread_setspecific)(key, value);
@@ -934,7 +948,7 @@ EXPORT int pthread_sigqueue(pthread_t t, int sig, const union sigval value)
 
 EXPORT pthread_t pthread_self(void)
 {
-  struct kz_green *g = kz_thr_active();
+  struct kz_green *g = identity();
   if (!g || (g->flags & KZ__G_MAIN))
     return RT(pthread_self)();
   return (pthread_t)g->id;

@@ -1,0 +1,15 @@
+# Signal tests (label "shim;signal"): plain programs from tests/helpers,
+# built without kudzu, run natively and under the launcher (both must pass
+# and print the same).  A failure may be a hang, in a process whose other
+# threads block every signal: timeout kills the whole process group.
+set(KUDZU_SIGNAL_HELPERS sig_raise sig_from_process sig_segv_resume)
+set(_kz_helpers_dir ${PROJECT_SOURCE_DIR}/tests/helpers)
+foreach(h ${KUDZU_SIGNAL_HELPERS})
+  add_executable(${h} ${_kz_helpers_dir}/${h}.c)
+  target_link_libraries(${h} PRIVATE Threads::Threads)
+  set_target_properties(${h} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests/helpers)
+  target_compile_options(${h} PRIVATE -D_FORTIFY_SOURCE=2 -O2)
+  add_test(NAME shim_${h} COMMAND ${KZ_TIMEOUT} -s KILL 60 ${CMAKE_CURRENT_SOURCE_DIR}/both.sh
+           $<TARGET_FILE:kudzu-launcher> $<TARGET_FILE:${h}>)
+  set_tests_properties(shim_${h} PROPERTIES LABELS "shim;signal" TIMEOUT 120)
+endforeach()
