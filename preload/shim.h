@@ -83,6 +83,9 @@
   X(int, clock_nanosleep, (clockid_t, int, const struct timespec *, struct timespec *)) \
   X(int, fclose, (FILE *))                                                         \
   X(int, sigaction, (int, const struct sigaction *, struct sigaction *))           \
+  X(int, sigwait, (const sigset_t *, int *))                                       \
+  X(int, sigwaitinfo, (const sigset_t *, siginfo_t *))                             \
+  X(int, sigtimedwait, (const sigset_t *, siginfo_t *, const struct timespec *))   \
   X(pid_t, fork, (void))                                                           \
   X(pid_t, waitpid, (pid_t, int *, int))                                           \
   X(pid_t, wait4, (pid_t, int *, int, struct rusage *))                            \
