@@ -74,10 +74,21 @@
  *    declines the fault when it finds none.  A handler that interrupted the
  *    hub context (every green thread parked, the hub in epoll_wait) answers
  *    for the OS thread, that is for the main green thread.
+ * J. Some runtimes keep each thread's identity where the shim cannot follow:
+ *    HotSpot (libjvm.so) reads its current Thread from a __thread variable
+ *    (note E: shared by the green threads of a hub), so with its threads
+ *    converted one thread soon acts as another (G1 finds the heap lock
+ *    "not owned by self" and aborts).  Once such a library is in the
+ *    process, pthread_create makes real OS threads, for good, and says so
+ *    once on stderr; green threads made before stay green, and real threads
+ *    pass every call through.  The check costs one dl_iterate_phdr step per
+ *    pthread_create (its load counter tells whether anything was loaded
+ *    since the last look).
  */
 #include "thread.h"
 
 #include <dlfcn.h>
+#include <link.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <sched.h>
@@ -557,6 +568,49 @@ static void creator_name(struct kz_green *self, char name[16])
   }
 }
 
+/* ---- Runtimes whose threads stay OS threads (note J) ------------------------------ */
+
+/* Libraries that keep each thread's identity where the shim cannot follow. */
+static const char *const unconverted[] = {
+  "libjvm.so", /* HotSpot: Thread::current() is a __thread variable */
+};
+
+static _Atomic bool convert_off;               /* one of them is loaded: for good */
+static _Atomic unsigned long long loads_seen;  /* dlpi_adds when last looked */
+
+static int loads_cb(struct dl_phdr_info *info, size_t size, void *data)
+{
+  if (size >= offsetof(struct dl_phdr_info, dlpi_adds) + sizeof info->dlpi_adds)
+    *(unsigned long long *)data = info->dlpi_adds;
+  return 1; /* the counter is the same in every entry: one is enough */
+}
+
+/* May pthread_create make a green thread?  No once a library of
+   unconverted is in the process (said once on stderr).  Costs one
+   dl_iterate_phdr step while no object was loaded since the last look. */
+static bool may_convert(void)
+{
+  unsigned long long loads = 0;
+  if (atomic_load_explicit(&convert_off, memory_order_relaxed))
+    return false;
+  dl_iterate_phdr(loads_cb, &loads);
+  if (loads == atomic_load_explicit(&loads_seen, memory_order_relaxed))
+    return true;
+  atomic_store_explicit(&loads_seen, loads, memory_order_relaxed);
+  for (size_t i = 0; i < sizeof unconverted / sizeof *unconverted; i++) {
+    void *h = dlopen(unconverted[i], RTLD_NOLOAD | RTLD_LAZY); /* by soname */
+    if (h) {
+      dlclose(h);
+      if (!atomic_exchange(&convert_off, true))
+        kz__say("%s is loaded: its threads run as OS threads, not green threads (it keeps each "
+                "thread's identity in thread-local variables, which the green threads of a hub share)",
+                unconverted[i]);
+      return false;
+    }
+  }
+  return true;
+}
+
 EXPORT int pthread_create(pthread_t *out, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
 {
   struct kz_green *self = kz_thr_active(), *g;
@@ -567,7 +621,7 @@ EXPORT int pthread_create(pthread_t *out, const pthread_attr_t *attr, void *(*fn
   size_t size;
   int detach = PTHREAD_CREATE_JOINABLE, err = 0;
 
-  if (!self)
+  if (!self || !may_convert())
     return RT(pthread_create)(out, attr, fn, arg);
   attr_stack(attr, &stack, &size);
   if (attr)

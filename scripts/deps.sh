@@ -2,7 +2,8 @@
 # Sourced by scripts/test, scripts/demo and scripts/bench.
 
 KUDZU_DEPS=(cmake make gcc pkg-config libev-dev libunwind-dev libcriterion-dev valgrind
-            python3 curl socat redis-server redis-tools memcached libmemcached-tools gnuplot-nox)
+            python3 curl socat redis-server redis-tools memcached libmemcached-tools gnuplot-nox
+            default-jre-headless)
 
 kudzu_install_deps() {
   local missing=() p

@@ -20,3 +20,8 @@ foreach(h sig_wait sig_timedwait sig_signalfd)
            $<TARGET_FILE:${h}> 3)
   set_tests_properties(shim_${h}_os_threads PROPERTIES LABELS "shim;signal" TIMEOUT 120)
 endforeach()
+# The JVM, whose threads stay OS threads (preload/thread.c, note J); skipped
+# without java.
+add_test(NAME shim_java COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/java.sh)
+set_tests_properties(shim_java PROPERTIES LABELS "shim;tools;thread" TIMEOUT 180 SKIP_RETURN_CODE 77
+  ENVIRONMENT "KZ=$<TARGET_FILE:kudzu-launcher>")
