@@ -5,7 +5,7 @@
  * shim the green threads share an OS thread parked in the hub's epoll_wait,
  * which libev simply restarts, so the shim wraps every handler the program
  * installs: the wrapper marks the thread as in a handler (kz_shim_in_handler,
- * so the handler's own calls are never parked), runs the program's handler,
+ * so the handler's own calls are never parked: note E), runs the program's handler,
  * then tells the main hub (kz__hub_post, which is async-signal-safe).  On the
  * hub, the main green thread, if it is parked in an interposed call, is
  * woken with EINTR when the kernel would have interrupted that call:
@@ -35,6 +35,13 @@
  *    used, as the kernel does.
  * D. A handler that leaves with siglongjmp/longjmp never returns to the
  *    wrapper: the jump functions clear the in-handler mark.
+ * E. "Pass straight through" is for the calls that would park.  The calls
+ *    that only ask who is running (shim_identity in shim.h: pthread_self,
+ *    thread-specific data) answer in a handler for the green thread the
+ *    OS thread was running, whose stack the handler runs on, as natively
+ *    for the thread a handler interrupts (thread.c, note I).  They read
+ *    kz__self(), not the mark, so handlers installed before the shim
+ *    started, which are not wrapped, are answered the same way.
  */
 #include "shim.h"
 
