@@ -25,3 +25,7 @@ endforeach()
 add_test(NAME shim_java COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/java.sh)
 set_tests_properties(shim_java PROPERTIES LABELS "shim;tools;thread" TIMEOUT 180 SKIP_RETURN_CODE 77
   ENVIRONMENT "KZ=$<TARGET_FILE:kudzu-launcher>")
+# CPython's test_signal, the class of the signal waits; skipped without it.
+add_test(NAME shim_python_signal COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/python_signal.sh)
+set_tests_properties(shim_python_signal PROPERTIES LABELS "shim;tools;signal" TIMEOUT 300 SKIP_RETURN_CODE 77
+  ENVIRONMENT "KZ=$<TARGET_FILE:kudzu-launcher>")
