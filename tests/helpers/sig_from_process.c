@@ -11,6 +11,7 @@
  *     thread's stack: not checked).
  */
 #include "sig_identity.h"
+#include <semaphore.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,25 +22,42 @@ static void on_signal(int sig)
   sig_look();
 }
 
-/* A child that sends sig to this process, to thread tid if not 0, then
-   writes a byte to fd if >= 0. */
-static pid_t sender(int sig, pid_t tid, int fd)
+static pid_t child;
+static int go_fd;
+
+/* A child that, once told to go (go()), sends sig to this process, to
+   thread tid if not 0, then writes a byte to fd if >= 0.  The signal must
+   not arrive while the parent is still inside fork, which holds malloc's
+   locks that the handler's pthread_getattr_np takes. */
+static void sender(int sig, pid_t tid, int fd)
 {
-  pid_t parent = getpid(), pid = fork();
-  CHECK(pid >= 0);
-  if (pid == 0) {
-    int r = tid ? (int)syscall(SYS_tgkill, parent, tid, sig) : kill(parent, sig);
+  pid_t parent = getpid();
+  int p[2];
+  char c;
+  CHECK(pipe(p) == 0);
+  CHECK((child = fork()) >= 0);
+  if (child == 0) {
+    int r = read(p[0], &c, 1) == 1 ? 0 : -1;
+    if (r == 0)
+      r = tid ? (int)syscall(SYS_tgkill, parent, tid, sig) : kill(parent, sig);
     if (r == 0 && fd >= 0)
       r = write(fd, "x", 1) == 1 ? 0 : -1;
     _exit(r == 0 ? 0 : 1);
   }
-  return pid;
+  close(p[0]);
+  go_fd = p[1];
 }
 
-static void reap(pid_t pid)
+static void go(void)
+{
+  CHECK(write(go_fd, "g", 1) == 1);
+  close(go_fd);
+}
+
+static void reap(void)
 {
   int st;
-  CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  CHECK(waitpid(child, &st, 0) == child && WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
 /* Compute (never block) until a handler has run. */
@@ -54,25 +72,31 @@ static int tvalue;
 static void *computing(void *arg)
 {
   int before = sig_seen.runs;
-  pid_t pid;
   (void)arg;
   sig_register(&tvalue);
-  pid = sender(SIGUSR1, (pid_t)syscall(SYS_gettid), -1);
+  sender(SIGUSR1, (pid_t)syscall(SYS_gettid), -1);
+  go();
   spin_until_handled(before);
   sig_expect_self("tgkill while it computes", &tvalue);
-  reap(pid);
+  reap();
   before = sig_seen.runs;
-  pid = sender(SIGUSR1, 0, -1);
+  sender(SIGUSR1, 0, -1);
+  go();
   spin_until_handled(before);
   sig_expect_consistent("kill while a thread computes", 1);
-  reap(pid);
+  reap();
   return NULL;
 }
+
+static int rvalue;
+static sem_t registered;
 
 static void *reading(void *arg)
 {
   int *p = arg;
   char c;
+  sig_register(&rvalue); /* after the finished thread: the latest entry wins */
+  CHECK(sem_post(&registered) == 0);
   CHECK(read(p[0], &c, 1) == 1);
   return NULL;
 }
@@ -83,7 +107,6 @@ int main(void)
   struct sigaction sa;
   pthread_t t;
   int p[2];
-  pid_t pid;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
   sa.sa_flags = SA_RESTART;
@@ -94,10 +117,13 @@ int main(void)
   CHECK(pthread_join(t, NULL) == 0);
 
   CHECK(pipe(p) == 0);
+  sender(SIGUSR1, 0, p[1]);
+  CHECK(sem_init(&registered, 0, 0) == 0);
   CHECK(pthread_create(&t, NULL, reading, p) == 0);
-  pid = sender(SIGUSR1, 0, p[1]);
+  CHECK(sem_wait(&registered) == 0);
+  go();
   CHECK(pthread_join(t, NULL) == 0);
-  reap(pid);
+  reap();
   CHECK(sig_seen.runs == 3);
   sig_expect_consistent("kill while every thread waits", 0);
   return 0;

@@ -25,7 +25,8 @@ static int sig_nthreads;
 struct sig_seen {
   pthread_t self;   /* pthread_self() in the handler */
   void *value;      /* pthread_getspecific(sig_key) in the handler */
-  int known;        /* index in sig_threads of self (pthread_equal), or -1 */
+  int known;        /* last index in sig_threads of self (pthread_equal; a
+                       finished thread's identity may be reused), or -1 */
   int stack_ok;     /* the handler's frame lies in pthread_getattr_np(self)'s stack */
   int runs;         /* handlers run */
 };
