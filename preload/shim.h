@@ -86,6 +86,8 @@
   X(int, sigwait, (const sigset_t *, int *))                                       \
   X(int, sigwaitinfo, (const sigset_t *, siginfo_t *))                             \
   X(int, sigtimedwait, (const sigset_t *, siginfo_t *, const struct timespec *))   \
+  X(int, pause, (void))                                                            \
+  X(int, sigsuspend, (const sigset_t *))                                           \
   X(pid_t, fork, (void))                                                           \
   X(pid_t, waitpid, (pid_t, int *, int))                                           \
   X(pid_t, wait4, (pid_t, int *, int, struct rusage *))                            \
@@ -256,6 +258,15 @@ enum kz_shim_intr {
    between may end the park with -EINTR (signal.c).  g is the caller. */
 void kz_shim_intr_begin(struct kz_green *g, int intr);
 void kz_shim_intr_end(struct kz_green *g);
+
+/* Wrapped handlers run so far in the process (for kz_shim_suspend). */
+unsigned long kz_shim_handled(void);
+/* Park green thread g (the caller, on the main hub) until a wrapped handler
+   runs that had not run when kz_shim_handled() returned since: pause and
+   sigsuspend.  Returns -EINTR (at once if one ran already), or -ECANCELED
+   (the caller then calls kz_shim_cancel_point once it holds nothing).
+   -EPERM on another hub: the caller blocks as natively.  May switch. */
+int kz_shim_suspend(struct kz_green *g, unsigned long since);
 
 /* ---- Cancellation (init.c) -------------------------------------------------- */
 

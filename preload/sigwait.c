@@ -1,6 +1,6 @@
 /* sigwait.c: sigwait, sigwaitinfo and sigtimedwait in a green thread park
  * only that green thread (family "poll": like epoll_wait, they wait for a
- * descriptor's readiness).
+ * descriptor's readiness); so do pause and sigsuspend (note E).
  *
  * A waiting call makes a signalfd for its set, parks until the hub's poll
  * finds it readable, then takes the signal with the real sigtimedwait and a
@@ -40,6 +40,13 @@
  *    returns.  If the program closes it meanwhile (closefrom in another
  *    green thread), the wait ends with EBADF and a new one is made; the
  *    number, now the program's, is not closed again.
+ * E. pause and sigsuspend wait for a handler to run: the green thread parks
+ *    until a wrapped handler has run since its call began (signal.c, note
+ *    F), then fails with EINTR, as natively.  sigsuspend sets the OS
+ *    thread's mask for the wait, which the other green threads of the hub
+ *    share meanwhile (note B), and restores the mask it found; a signal
+ *    its mask unblocks that is already pending is handled as the mask
+ *    changes, and the call returns at once.
  */
 #include "shim.h"
 
@@ -181,4 +188,34 @@ KZ_INTERPOSE(int, sigwait, (const sigset_t *set, int *sig), (set, sig))
   }
   *sig = r;
   return 0;
+}
+
+/* ---- pause, sigsuspend (note E) ---------------------------------------------- */
+
+KZ_INTERPOSE(int, pause, (void), ())
+{
+  struct kz_green *g = shim_active(KZ_PATCH_POLL);
+  int r;
+  if (!g || (r = kz_shim_suspend(g, kz_shim_handled())) == -EPERM)
+    return REAL(pause)();
+  kz_shim_cancel_point(r);
+  errno = -r;
+  return -1;
+}
+
+KZ_INTERPOSE(int, sigsuspend, (const sigset_t *mask), (mask))
+{
+  struct kz_green *g = shim_active(KZ_PATCH_POLL);
+  unsigned long since = kz_shim_handled();
+  sigset_t old;
+  int r;
+  if (!g || !mask || pthread_sigmask(SIG_SETMASK, mask, &old) != 0)
+    return REAL(sigsuspend)(mask);
+  r = kz_shim_suspend(g, since);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (r == -EPERM)
+    return REAL(sigsuspend)(mask);
+  kz_shim_cancel_point(r); /* with the program's mask back */
+  errno = -r;
+  return -1;
 }

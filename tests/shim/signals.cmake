@@ -2,7 +2,7 @@
 # built without kudzu, run natively and under the launcher (both must pass
 # and print the same).  A failure may be a hang, in a process whose other
 # threads block every signal: timeout kills the whole process group.
-set(KUDZU_SIGNAL_HELPERS sig_raise sig_from_process sig_segv_resume sig_wait sig_timedwait sig_signalfd)
+set(KUDZU_SIGNAL_HELPERS sig_raise sig_from_process sig_segv_resume sig_wait sig_timedwait sig_signalfd sig_suspend)
 set(_kz_helpers_dir ${PROJECT_SOURCE_DIR}/tests/helpers)
 foreach(h ${KUDZU_SIGNAL_HELPERS})
   add_executable(${h} ${_kz_helpers_dir}/${h}.c)
@@ -15,7 +15,7 @@ foreach(h ${KUDZU_SIGNAL_HELPERS})
 endforeach()
 # The signal waits, under the launcher: at most 3 OS threads while a
 # thread waits and another ticks.
-foreach(h sig_wait sig_timedwait sig_signalfd)
+foreach(h sig_wait sig_timedwait sig_signalfd sig_suspend)
   add_test(NAME shim_${h}_os_threads COMMAND ${KZ_TIMEOUT} -s KILL 60 $<TARGET_FILE:kudzu-launcher>
            $<TARGET_FILE:${h}> 3)
   set_tests_properties(shim_${h}_os_threads PROPERTIES LABELS "shim;signal" TIMEOUT 120)
