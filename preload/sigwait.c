@@ -28,14 +28,16 @@
  *    for them (a count per signal, per OS thread), then unblocked again: a
  *    pending one then goes to its handler, as when it arrives just after a
  *    native sigtimedwait returned.  Meanwhile the other green threads see
- *    those signals blocked in pthread_sigmask, and a pthread_sigmask that
- *    unblocks them takes them away from the waiter.
+ *    those signals blocked in pthread_sigmask, a pthread_sigmask that
+ *    unblocks them takes them away from the waiter, and a program one of
+ *    them starts (fork and exec) inherits them blocked.
  * C. EINTR as natively: sigwaitinfo and sigtimedwait fail with EINTR when a
  *    handler interrupts them (signal(7): never restarted), which here means
  *    when the waiter is the main green thread (signal.c); sigwait retries,
  *    as glibc's does.  The waited signals themselves are blocked, so no
  *    handler of theirs runs.  A cancellation (pthread_cancel) ends the wait
- *    at once: the three calls are cancellation points.
+ *    at once: these calls, and pause and sigsuspend, are cancellation
+ *    points.
  * D. The signalfd is closed through the hub (kz_fd_forget) when the call
  *    returns.  If the program closes it meanwhile (closefrom in another
  *    green thread), the wait ends with EBADF and a new one is made; the
@@ -51,8 +53,6 @@
 #include "shim.h"
 
 #include <sys/signalfd.h>
-
-#define EXPORT KZ_SHIM_EXPORT
 
 /* Green threads of this OS thread waiting for each signal that the shim
    blocked on their behalf (note B). */
