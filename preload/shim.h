@@ -92,6 +92,11 @@
   X(int, clock_nanosleep, (clockid_t, int, const struct timespec *, struct timespec *)) \
   X(int, fclose, (FILE *))                                                         \
   X(int, sigaction, (int, const struct sigaction *, struct sigaction *))           \
+  X(int, sigwait, (const sigset_t *, int *))                                       \
+  X(int, sigwaitinfo, (const sigset_t *, siginfo_t *))                             \
+  X(int, sigtimedwait, (const sigset_t *, siginfo_t *, const struct timespec *))   \
+  X(int, pause, (void))                                                            \
+  X(int, sigsuspend, (const sigset_t *))                                           \
   X(pid_t, fork, (void))                                                           \
   X(pid_t, waitpid, (pid_t, int *, int))                                           \
   X(pid_t, wait4, (pid_t, int *, int, struct rusage *))                            \
@@ -224,6 +229,22 @@ static inline struct kz_green *shim_active(unsigned family)
   return g;
 }
 
+/* The running green thread, for the calls that only ask who is running
+   (pthread_self, thread-specific data, a thread's stack): unlike
+   shim_active, also inside a signal handler, which natively runs in the
+   thread it interrupted, so these answer for the green thread the signal
+   interrupted (signal.c, note E).  NULL outside green threads, on the hub
+   context (a handler that interrupted the hub answers for the OS thread),
+   before start-up, or when family is not patched.  Never yields, never
+   counts: safe in a handler. */
+static inline struct kz_green *shim_identity(unsigned family)
+{
+  struct kz_green *g = kz__self();
+  if (!g || KZ_UNLIKELY(!kz_shim.ready) || !(kz_shim.patch & family))
+    return NULL;
+  return g;
+}
+
 /* ---- Descriptors (fd.c) -------------------------------------------------- */
 
 enum kz_fd_kind { KZ_FD_UNKNOWN, KZ_FD_SOCKET, KZ_FD_PIPE, KZ_FD_FILE, KZ_FD_OTHER };
@@ -266,6 +287,15 @@ enum kz_shim_intr {
    between may end the park with -EINTR (signal.c).  g is the caller. */
 void kz_shim_intr_begin(struct kz_green *g, int intr);
 void kz_shim_intr_end(struct kz_green *g);
+
+/* Wrapped handlers run so far in the process (for kz_shim_suspend). */
+unsigned long kz_shim_handled(void);
+/* Park green thread g (the caller, on the main hub) until a wrapped handler
+   runs that had not run when kz_shim_handled() returned since: pause and
+   sigsuspend.  Returns -EINTR (at once if one ran already), or -ECANCELED
+   (the caller then calls kz_shim_cancel_point once it holds nothing).
+   -EPERM on another hub: the caller blocks as natively.  May switch. */
+int kz_shim_suspend(struct kz_green *g, unsigned long since);
 
 /* ---- Cancellation (init.c) -------------------------------------------------- */
 

@@ -5,7 +5,7 @@
  * shim the green threads share an OS thread parked in the hub's epoll_wait,
  * which libev simply restarts, so the shim wraps every handler the program
  * installs: the wrapper marks the thread as in a handler (kz_shim_in_handler,
- * so the handler's own calls are never parked), runs the program's handler,
+ * so the handler's own calls are never parked: note E), runs the program's handler,
  * then tells the main hub (kz__hub_post, which is async-signal-safe).  On the
  * hub, the main green thread, if it is parked in an interposed call, is
  * woken with EINTR when the kernel would have interrupted that call:
@@ -35,6 +35,21 @@
  *    used, as the kernel does.
  * D. A handler that leaves with siglongjmp/longjmp never returns to the
  *    wrapper: the jump functions clear the in-handler mark.
+ * E. "Pass straight through" is for the calls that would park.  The calls
+ *    that only ask who is running (shim_identity in shim.h: pthread_self,
+ *    thread-specific data) answer in a handler for the green thread the
+ *    OS thread was running, whose stack the handler runs on, as natively
+ *    for the thread a handler interrupts (thread.c, note I).  They read
+ *    kz__self(), not the mark, so handlers installed before the shim
+ *    started, which are not wrapped, are answered the same way.
+ * F. pause and sigsuspend (sigwait.c) wait for a handler to run.  Their
+ *    green threads, on the main hub, are listed here and all woken with
+ *    EINTR after any wrapped handler ran since their call began, wherever
+ *    it ran (the hub's context, another green thread, another OS thread):
+ *    natively one process-directed signal interrupts one thread, but a
+ *    thread waits in pause for exactly that, and which one the kernel picks
+ *    is not the program's to choose.  The wait holds the hub (a signal is
+ *    the only thing that ends it, so it is not a deadlock).
  */
 #include "shim.h"
 
@@ -82,11 +97,52 @@ void kz_shim_intr_end(struct kz_green *g)
     mark.intr = 0;
 }
 
+/* Green threads of the main hub in pause or sigsuspend (note F; hub thread
+   only). */
+struct suspender {
+  struct kz__link link;  /* in suspenders */
+  struct kz_green *g;
+  unsigned long handled; /* handlers run when its call began */
+};
+static struct kz__link suspenders = {&suspenders, &suspenders};
+
+unsigned long kz_shim_handled(void) { return atomic_load(&handled); }
+
+int kz_shim_suspend(struct kz_green *g, unsigned long since)
+{
+  struct suspender s = {.g = g, .handled = since};
+  int r;
+  if (g->hub != main_hub)
+    return -EPERM;
+  if (atomic_load(&handled) != since)
+    return -EINTR; /* one ran as the mask changed */
+  g->waiting = (struct kz__wait_info){.kind = KZ__WAIT_SYNC, .what = "a signal handler"};
+  kz__list_push(&suspenders, &s.link);
+  kz__hub_hold(g->hub); /* only a signal can end it: not a deadlock */
+  kz_shim_stats.parks++;
+  r = kz__park(-1);
+  kz__hub_unhold(g->hub);
+  kz__list_remove(&s.link);
+  return r == -ECANCELED ? r : -EINTR;
+}
+
+/* On the hub: wake every suspender a handler ran for. */
+static void interrupt_suspenders(void)
+{
+  unsigned long now = atomic_load(&handled);
+  for (struct kz__link *l = suspenders.next; l != &suspenders; l = l->next) {
+    struct suspender *s = kz__container_of(l, struct suspender, link);
+    if (s->handled != now && kz__wake(s->g, -EINTR))
+      kz_shim_stats.eintr++;
+  }
+}
+
 /* On the hub: wake the main green thread with EINTR if a handler ran since
-   it parked and would have interrupted its call. */
+   it parked and would have interrupted its call; and the suspenders. */
 static void interrupt_main(struct kz__post *p)
 {
   atomic_flag_clear(&interrupt_posted);
+  interrupt_suspenders();
   if (!mark.intr || main_green->state != KZ_BLOCKED)
     return;
   if (atomic_load(&handled_norestart) != mark.norestart ||

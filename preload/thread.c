@@ -64,10 +64,31 @@
  *    signals go to its hub's OS thread, where the handler runs in whichever
  *    green thread is running.  pthread_sigmask is left alone: masks are per
  *    OS thread, shared by the green threads of a hub.
+ * I. Identity in signal handlers.  A handler runs in the thread it
+ *    interrupted, natively and here (on the green thread's own stack), so
+ *    pthread_self, pthread_getspecific and pthread_setspecific answer for
+ *    the interrupted green thread there too (shim_identity, not
+ *    kz_thr_active, which is NULL in a handler so that blocking calls pass
+ *    through).  A JVM's SIGSEGV handler finds its current thread with
+ *    pthread_getspecific before it resumes past a deliberate fault, and
+ *    declines the fault when it finds none.  A handler that interrupted the
+ *    hub context (every green thread parked, the hub in epoll_wait) answers
+ *    for the OS thread, that is for the main green thread.
+ * J. Some runtimes keep each thread's identity where the shim cannot follow:
+ *    HotSpot (libjvm.so) reads its current Thread from a __thread variable
+ *    (note E: shared by the green threads of a hub), so with its threads
+ *    converted one thread soon acts as another (G1 finds the heap lock
+ *    "not owned by self" and aborts).  Once such a library is in the
+ *    process, pthread_create makes real OS threads, for good, and says so
+ *    once on stderr; green threads made before stay green, and real threads
+ *    pass every call through.  The check costs one dl_iterate_phdr step per
+ *    pthread_create (its load counter tells whether anything was loaded
+ *    since the last look).
  */
 #include "thread.h"
 
 #include <dlfcn.h>
+#include <link.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <sched.h>
@@ -276,6 +297,10 @@ static struct thr *self_thr(bool create)
   return g ? thr_of(g, create) : NULL;
 }
 
+/* Who is running, for the identity calls (note I): the green thread, also
+   inside a signal handler that interrupted it. */
+static struct kz_green *identity(void) { return shim_identity(KZ_PATCH_THREAD); }
+
 /* ---- Keys (note D) -------------------------------------------------------------- */
 
 /* Per key: sequence number (odd while the key exists) and destructor. */
@@ -307,10 +332,10 @@ EXPORT int pthread_key_delete(pthread_key_t key)
 
 EXPORT void *pthread_getspecific(pthread_key_t key)
 {
-  struct thr *t = key < PTHREAD_KEYS_MAX ? self_thr(false) : NULL;
-  struct kz_green *g;
+  struct kz_green *g = key < PTHREAD_KEYS_MAX ? identity() : NULL;
+  struct thr *t = g ? thr_of(g, false) : NULL;
   if (!t) {
-    if (key < PTHREAD_KEYS_MAX && (g = kz_thr_active()) && !(g->flags & KZ__G_MAIN))
+    if (g && !(g->flags & KZ__G_MAIN))
       return NULL; /* a green thread that never set anything */
     return RT(pthread_getspecific)(key);
   }
@@ -338,7 +363,7 @@ static int values_grow(struct thr *t, pthread_key_t key)
 
 EXPORT int pthread_setspecific(pthread_key_t key, const void *value)
 {
-  struct kz_green *g = kz_thr_active();
+  struct kz_green *g = identity();
   struct thr *t;
   if (!g || (g->flags & KZ__G_MAIN) || key >= PTHREAD_KEYS_MAX)
     return RT(pthread_setspecific)(key, value);
@@ -543,6 +568,49 @@ static void creator_name(struct kz_green *self, char name[16])
   }
 }
 
+/* ---- Runtimes whose threads stay OS threads (note J) ------------------------------ */
+
+/* Libraries that keep each thread's identity where the shim cannot follow. */
+static const char *const unconverted[] = {
+  "libjvm.so", /* HotSpot: Thread::current() is a __thread variable */
+};
+
+static _Atomic bool convert_off;               /* one of them is loaded: for good */
+static _Atomic unsigned long long loads_seen;  /* dlpi_adds when last looked */
+
+static int loads_cb(struct dl_phdr_info *info, size_t size, void *data)
+{
+  if (size >= offsetof(struct dl_phdr_info, dlpi_adds) + sizeof info->dlpi_adds)
+    *(unsigned long long *)data = info->dlpi_adds;
+  return 1; /* the counter is the same in every entry: one is enough */
+}
+
+/* May pthread_create make a green thread?  No once a library of
+   unconverted is in the process (said once on stderr).  Costs one
+   dl_iterate_phdr step while no object was loaded since the last look. */
+static bool may_convert(void)
+{
+  unsigned long long loads = 0;
+  if (atomic_load_explicit(&convert_off, memory_order_relaxed))
+    return false;
+  dl_iterate_phdr(loads_cb, &loads);
+  if (loads == atomic_load_explicit(&loads_seen, memory_order_relaxed))
+    return true;
+  atomic_store_explicit(&loads_seen, loads, memory_order_relaxed);
+  for (size_t i = 0; i < sizeof unconverted / sizeof *unconverted; i++) {
+    void *h = dlopen(unconverted[i], RTLD_NOLOAD | RTLD_LAZY); /* by soname */
+    if (h) {
+      dlclose(h);
+      if (!atomic_exchange(&convert_off, true))
+        kz__say("%s is loaded: its threads run as OS threads, not green threads (it keeps each "
+                "thread's identity in thread-local variables, which the green threads of a hub share)",
+                unconverted[i]);
+      return false;
+    }
+  }
+  return true;
+}
+
 EXPORT int pthread_create(pthread_t *out, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
 {
   struct kz_green *self = kz_thr_active(), *g;
@@ -553,7 +621,7 @@ EXPORT int pthread_create(pthread_t *out, const pthread_attr_t *attr, void *(*fn
   size_t size;
   int detach = PTHREAD_CREATE_JOINABLE, err = 0;
 
-  if (!self)
+  if (!self || !may_convert())
     return RT(pthread_create)(out, attr, fn, arg);
   attr_stack(attr, &stack, &size);
   if (attr)
@@ -934,7 +1002,7 @@ EXPORT int pthread_sigqueue(pthread_t t, int sig, const union sigval value)
 
 EXPORT pthread_t pthread_self(void)
 {
-  struct kz_green *g = kz_thr_active();
+  struct kz_green *g = identity();
   if (!g || (g->flags & KZ__G_MAIN))
     return RT(pthread_self)();
   return (pthread_t)g->id;

@@ -3,7 +3,7 @@
 
 KUDZU_DEPS=(cmake make gcc libc6-dev pkg-config libev-dev libunwind-dev libcriterion-dev valgrind gdb
             python3 musl-tools curl socat redis-server redis-tools memcached libmemcached-tools gnuplot-nox
-            libpython3.11-testsuite)
+            libpython3.11-testsuite default-jre-headless)
 
 kudzu_install_deps() {
   local missing=() p
