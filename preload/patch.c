@@ -1,0 +1,446 @@
+/* patch.c: libc's own calls reach the shim (family "libc").
+ *
+ * stdio (fgets, getline, fread, fwrite, fflush...), popen streams, syslog,
+ * getpass and the rest of libc call read, write, poll, nanosleep, send,
+ * connect... without the PLT: _IO_file_read calls __read, syslog calls
+ * __send and __connect, sleep calls __nanosleep.  An LD_PRELOAD interposer
+ * never sees those calls, so a green thread blocked in fgets on a socket
+ * held its hub's OS thread and every other green thread of the hub.
+ *
+ * So, once at start-up, before the program runs and before any other
+ * thread exists, the entry of each such libc function is overwritten with
+ * a jump to the shim's interposer of the same name.  The instructions the
+ * jump overwrites are copied (relocated) into a trampoline, followed by a
+ * jump back to the first instruction not copied; kz_real's slot for the
+ * function (and libkudzu's, kz__os_divert) then points at the trampoline,
+ * so the shim's own "real" call runs libc's original code.  A program's
+ * call through the PLT reached the interposer already; now libc's internal
+ * callers do too, and outside a green thread the interposer passes the
+ * call on at once (KZ_INTERPOSE), so nothing else changes.
+ *
+ *   libc: read+0: jmp <shim's read>     <- the PLT and __read callers alike
+ *         read+5: int3 int3             (the rest of the copied instruction)
+ *         read+7: je ...                (untouched from here on)
+ *   trampoline: cmpb $0,__libc_single_threaded(%rip)   (displacement fixed)
+ *               jmp read+7
+ *
+ * Notes.
+ * A. Why the patched bytes are safe.  The copied instructions are whole
+ *    instructions, found with zydis (the entry of the function, up to
+ *    the first instruction boundary at or past 5 bytes: in glibc 2.36 one
+ *    `cmpb $0x0,__libc_single_threaded(%rip)`, or a push and a mov, or a
+ *    sub of %rsp and a mov).  They run in the trampoline exactly as they
+ *    would have in place, in the same order, on the same registers and
+ *    stack, so when the trampoline jumps back into libc the state is the
+ *    one libc's code (and its unwind tables) expect at that point.  Only
+ *    while the trampoline's own 2 or 3 instructions run is there no unwind
+ *    information: nothing unwinds there (no call, no cancellation point; a
+ *    profiler's sample may fail to walk that one frame).
+ * B. What is refused (the function is then left as it is, entirely, and
+ *    one line on stderr names it): a function whose bytes zydis cannot
+ *    decode to its end (the symbol table's size); a copied instruction
+ *    that is a call, a return, a loop or jrcxz, or a relative jump other
+ *    than jmp/jcc (those are rewritten to their rel32 forms, to the same
+ *    target); a RIP-relative operand whose rewritten displacement does not
+ *    fit (the trampoline page is placed within reach of libc, so it does);
+ *    any direct branch in the function into the copied bytes other than to
+ *    the entry (it would land inside the jump); an indirect jump in the
+ *    function (its targets cannot be checked).  A function the program
+ *    reaches through another library first (kz_real's slot is not libc's
+ *    own address) is left alone too: that library's "real" call would
+ *    come back to the shim.
+ * C. What happens to a thread inside the patched bytes.  There is none:
+ *    patching runs in the shim's constructor, before main, before the
+ *    runtime starts a hub, worker or monitor thread, and only while libc's
+ *    __libc_single_threaded says no thread was ever created (otherwise
+ *    nothing is patched, with one line on stderr).  Even so, the five
+ *    bytes and their filler are written with one aligned 8-byte store
+ *    (glibc aligns functions to 16 bytes), so a concurrent fetch would see
+ *    the old instruction or the new jump, never half of each; a thread
+ *    suspended at the entry resumes on the jump, one suspended after the
+ *    copied instructions resumes on untouched code, and no thread can be
+ *    suspended between the two (the copied span is whole instructions and
+ *    nothing branches into it, note B).
+ * D. Protection: libc's text page is made writable (read-write-execute,
+ *    or read-write if the kernel refuses W+X: no other thread runs) for
+ *    the stores, then read-execute again.  The trampolines live in one
+ *    page of their own, written and then made read-execute.  The kernel's
+ *    copy-on-write keeps the change private to the process (and its
+ *    forks); the file on disk and other processes are untouched.
+ * E. The jump from libc to the interposer is a rel32 jmp when the shim is
+ *    within 2 GiB of libc (the usual case: the loader maps them side by
+ *    side), else a jmp to a stub in the trampoline page that jumps through
+ *    an absolute address.
+ * F. Costs.  Outside a green thread an internal call to a patched function
+ *    pays the jump to the interposer, its test of the thread's hub and the
+ *    jump to the trampoline and back: a few predicted jumps per system
+ *    call, measured in scripts/bench (libc_patch_overhead_ns).  A call
+ *    through the PLT pays the trampoline's jump back, once per call.
+ *    Start-up pays the decoding of a few functions (libc_patch_startup_us).
+ * G. What each patched function's internal callers are (glibc 2.36): read
+ *    (stdio's _IO_file_read, getpass, getline/fgets/fread/fscanf on any
+ *    FILE), write (_IO_new_file_write: fflush, fputs, printf when the
+ *    buffer fills), readv/writev (stdio on some paths, syslog's console
+ *    fallback), poll/ppoll/select/pselect (the resolver, getpass's tty
+ *    handling, programs' libraries), nanosleep/clock_nanosleep (sleep,
+ *    usleep, thrd_sleep), send/sendto/sendmsg/connect (syslog, the
+ *    resolver and nscd client, rcmd), recv/recvfrom/recvmsg/accept (the
+ *    same).  The _nocancel variants (__read_nocancel...) are separate code
+ *    that libc uses for files it opens for itself (/etc/..., /proc/...),
+ *    and for FILEs opened with fopen's "c" flag; those are left alone.
+ */
+#include "shim.h"
+
+#if defined(__x86_64__)
+#include <Zydis/Zydis.h>
+#include <dlfcn.h>
+#include <gnu/lib-names.h>
+#include <link.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+extern char __libc_single_threaded; /* glibc >= 2.32: no thread ever created */
+
+#define JMP_LEN 5     /* e9 rel32 */
+#define TRAMP_MAX 48  /* copied instructions (rel32 forms at most 6 bytes each) + jmp back */
+#define STUB_LEN 14   /* ff 25 00000000 + absolute address */
+
+/* One patched function: libc's name, which is also the shim's interposer's,
+   and the kz_real slot the shim reaches libc's code through. */
+struct site {
+  const char *name;
+  void **real;
+};
+
+#define SITE(n) {#n, (void **)&kz_real.n}
+static const struct site sites[] = {
+    SITE(read),     SITE(write),    SITE(readv),   SITE(writev),   SITE(recv),
+    SITE(send),     SITE(recvfrom), SITE(sendto),  SITE(recvmsg),  SITE(sendmsg),
+    SITE(recvmmsg), SITE(sendmmsg), SITE(accept),  SITE(accept4),  SITE(connect),
+    SITE(poll),     SITE(ppoll),    SITE(select),  SITE(pselect),  SITE(nanosleep),
+    SITE(clock_nanosleep),
+};
+#define NSITES (sizeof sites / sizeof *sites)
+
+/* What is decided for one site before anything is written. */
+struct plan {
+  uint8_t *entry;         /* libc's function */
+  size_t span;            /* bytes copied to the trampoline: whole instructions, >= JMP_LEN */
+  void *to;               /* the shim's interposer */
+  uint8_t tramp[TRAMP_MAX]; /* the trampoline, as written at tramp_at */
+  size_t tramp_len;
+  uint8_t *tramp_at;      /* its place in the trampoline page */
+  uint8_t *stub_at;       /* the absolute-jump stub, if the interposer is far (note E) */
+};
+
+static bool fits32(intptr_t v) { return v >= INT32_MIN && v <= INT32_MAX; }
+
+static void put32(uint8_t *p, intptr_t v)
+{
+  int32_t w = (int32_t)v;
+  memcpy(p, &w, 4);
+}
+
+static ZydisDecoder decoder; /* x86-64, set up once by kz_shim_patch_libc */
+
+/* One decoded instruction. */
+struct insn {
+  ZydisDecodedInstruction in;
+  ZydisDecodedOperand op[ZYDIS_MAX_OPERAND_COUNT];
+};
+
+static bool decode(const uint8_t *code, size_t left, struct insn *x)
+{
+  return ZYAN_SUCCESS(ZydisDecoderDecodeFull(&decoder, code, left, &x->in, x->op));
+}
+
+/* The target of a relative branch (jmp, jcc, call, loop...) decoded at
+   address at, or 0 if x is not one. */
+static uint64_t rel_target(const struct insn *x, uint64_t at)
+{
+  ZyanU64 t;
+  if (x->in.operand_count_visible < 1 || x->op[0].type != ZYDIS_OPERAND_TYPE_IMMEDIATE ||
+      !x->op[0].imm.is_relative || !ZYAN_SUCCESS(ZydisCalcAbsoluteAddress(&x->in, &x->op[0], at, &t)))
+    return 0;
+  return t;
+}
+
+static bool is_jump(const struct insn *x)
+{
+  return x->in.meta.category == ZYDIS_CATEGORY_UNCOND_BR || x->in.meta.category == ZYDIS_CATEGORY_COND_BR;
+}
+
+/* Copy instruction x (decoded at its libc address from) to out, to run at
+   address at; returns the bytes written (at most room), or 0 with *why
+   set (note B). */
+static size_t relocate(const struct insn *x, const uint8_t *from, uint8_t *out, size_t room, uint64_t at,
+                       const char **why)
+{
+  uint64_t target = rel_target(x, (uintptr_t)from);
+  ZydisMnemonic m = x->in.mnemonic;
+  if (x->in.meta.category == ZYDIS_CATEGORY_CALL || x->in.meta.category == ZYDIS_CATEGORY_RET ||
+      x->in.meta.category == ZYDIS_CATEGORY_SYSTEM || x->in.meta.category == ZYDIS_CATEGORY_INTERRUPT)
+    return *why = "a call, return or system call in its first bytes", 0;
+  if (m == ZYDIS_MNEMONIC_JRCXZ || m == ZYDIS_MNEMONIC_JECXZ || m == ZYDIS_MNEMONIC_LOOP ||
+      m == ZYDIS_MNEMONIC_LOOPE || m == ZYDIS_MNEMONIC_LOOPNE)
+    return *why = "a loop or jrcxz in its first bytes", 0;
+  if (is_jump(x) && !target)
+    return *why = "an indirect jump in its first bytes", 0;
+  if (target) { /* jmp or jcc: re-encoded by zydis for its new place, same target */
+    ZydisEncoderRequest req;
+    ZyanUSize len = room;
+    if (!ZYAN_SUCCESS(ZydisEncoderDecodedInstructionToEncoderRequest(&x->in, x->op,
+                                                                     x->in.operand_count_visible, &req)))
+      return *why = "a jump zydis cannot encode", 0;
+    req.branch_type = ZYDIS_BRANCH_TYPE_NONE;
+    req.branch_width = ZYDIS_BRANCH_WIDTH_NONE;
+    req.operands[0].imm.u = target;
+    if (!ZYAN_SUCCESS(ZydisEncoderEncodeInstructionAbsolute(&req, out, &len, at)))
+      return *why = "a jump out of reach", 0;
+    return len;
+  }
+  if (x->in.length > room)
+    return *why = "instructions too long", 0;
+  memcpy(out, from, x->in.length);
+  for (int i = 0; i < x->in.operand_count_visible; i++) {
+    const ZydisDecodedOperand *op = &x->op[i];
+    if (op->type == ZYDIS_OPERAND_TYPE_MEMORY && op->mem.base == ZYDIS_REGISTER_RIP) {
+      intptr_t disp = (intptr_t)op->mem.disp.value + (intptr_t)((uintptr_t)from - at);
+      if (x->in.raw.disp.size != 32 || !fits32(disp))
+        return *why = "a RIP-relative operand out of reach", 0;
+      put32(out + x->in.raw.disp.offset, disp);
+    }
+  }
+  return x->in.length;
+}
+
+/* Decide how fn (size bytes of code) is patched: the copied span and the
+   trampoline, to be placed at tramp_at.  NULL, or why not (note B). */
+static const char *plan_site(struct plan *p, size_t size, uint8_t *tramp_at)
+{
+  struct insn x;
+  size_t n = 0, off;
+  const char *why = NULL;
+  p->span = 0;
+  /* The first instructions, up to JMP_LEN bytes, into the trampoline. */
+  while (p->span < JMP_LEN) {
+    size_t len;
+    if (p->span >= size || !decode(p->entry + p->span, size - p->span, &x))
+      return "its first instructions do not decode";
+    len = relocate(&x, p->entry + p->span, p->tramp + n, TRAMP_MAX - JMP_LEN - n, (uintptr_t)tramp_at + n,
+                   &why);
+    if (!len)
+      return why;
+    n += len, p->span += x.in.length;
+  }
+  /* ...then a jump back to the first instruction not copied. */
+  p->tramp[n] = 0xe9;
+  put32(p->tramp + n + 1, (intptr_t)(p->entry + p->span - (tramp_at + n + JMP_LEN)));
+  p->tramp_len = n + JMP_LEN;
+  p->tramp_at = tramp_at;
+  /* The whole function: nothing may branch into the copied span. */
+  for (off = 0; off < size; off += x.in.length) {
+    uint64_t t;
+    if (!decode(p->entry + off, size - off, &x))
+      return "its code does not decode to the end";
+    t = rel_target(&x, (uintptr_t)p->entry + off);
+    if (t > (uintptr_t)p->entry && t < (uintptr_t)p->entry + p->span)
+      return "a branch into its first instructions";
+    if (!t && is_jump(&x))
+      return "an indirect jump";
+  }
+  return NULL;
+}
+
+/* One page within rel32 reach of [lo, hi), for the trampolines (note E). */
+static uint8_t *page_near(uintptr_t lo, uintptr_t hi)
+{
+  long pg = sysconf(_SC_PAGESIZE);
+  for (uintptr_t step = 1 << 20; step < (1ul << 30); step <<= 1) {
+    uintptr_t hints[2] = {(lo & ~(uintptr_t)(pg - 1)) - step, ((hi + (uintptr_t)pg - 1) & ~(uintptr_t)(pg - 1)) + step};
+    for (int i = 0; i < 2; i++) {
+      void *m = mmap((void *)hints[i], (size_t)pg, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+      if (m == MAP_FAILED)
+        continue;
+      if (fits32((intptr_t)((uintptr_t)m - lo)) && fits32((intptr_t)(hi - (uintptr_t)m)))
+        return m;
+      munmap(m, (size_t)pg);
+    }
+  }
+  return NULL;
+}
+
+/* Make [lo, hi) of libc's text writable (1) or read-execute again (0). */
+static int text_access(uintptr_t lo, uintptr_t hi, bool writable)
+{
+  uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+  void *start = (void *)(lo & ~(pg - 1));
+  size_t len = ((hi + pg - 1) & ~(pg - 1)) - (uintptr_t)start;
+  if (!writable)
+    return mprotect(start, len, PROT_READ | PROT_EXEC);
+  if (mprotect(start, len, PROT_READ | PROT_WRITE | PROT_EXEC) == 0)
+    return 0;
+  return mprotect(start, len, PROT_READ | PROT_WRITE); /* note D */
+}
+
+/* Write the jump at p's entry (note C): one 8-byte store when the span
+   lies in one aligned word, as it does in glibc 2.36. */
+static void write_jump(const struct plan *p)
+{
+  uint8_t *target = p->stub_at ? p->stub_at : p->to;
+  uint8_t jmp[16];
+  uintptr_t e = (uintptr_t)p->entry;
+  memset(jmp, 0xcc, sizeof jmp); /* int3 fills the rest of the copied span */
+  jmp[0] = 0xe9;
+  put32(jmp + 1, (intptr_t)(target - (p->entry + JMP_LEN)));
+  if ((e & 7) + p->span <= 8) {
+    uint64_t *word = (uint64_t *)(e & ~(uintptr_t)7), v = *word;
+    memcpy((uint8_t *)&v + (e & 7), jmp, p->span);
+    __atomic_store_n(word, v, __ATOMIC_RELEASE);
+  } else {
+    memcpy(p->entry, jmp, p->span);
+  }
+}
+
+/* Gather the plans; every site that cannot be patched is named in why. */
+static size_t plan_all(struct plan *plans, const struct site **of, uint8_t *page, long pagesz,
+                       char *why, size_t whylen)
+{
+  void *libc = dlopen(LIBC_SO, RTLD_LAZY | RTLD_NOLOAD), *self;
+  Dl_info me, info;
+  const ElfW(Sym) *sym;
+  size_t n = 0, used = 0, wl = 0;
+  if (!libc || !dladdr((void *)plan_all, &me) ||
+      !(self = dlopen(me.dli_fname, RTLD_LAZY | RTLD_NOLOAD)))
+    return 0;
+  for (size_t i = 0; i < NSITES; i++) {
+    struct plan *p = &plans[n];
+    const char *no = NULL;
+    memset(p, 0, sizeof *p);
+    p->entry = dlsym(libc, sites[i].name);
+    if (!p->entry)
+      continue; /* not in this libc: nothing calls it */
+    p->to = dlsym(self, sites[i].name);
+    if (*sites[i].real != p->entry)
+      no = "another library defines it first";
+    else if (!p->to || !dladdr(p->to, &info) || info.dli_fbase != me.dli_fbase)
+      no = "the shim's interposer is not found";
+    else if (!dladdr1(p->entry, &info, (void **)&sym, RTLD_DL_SYMENT) || !sym ||
+             info.dli_saddr != p->entry || sym->st_size == 0)
+      no = "its size is unknown";
+    else if (used + TRAMP_MAX + STUB_LEN > (size_t)pagesz)
+      no = "no room for its trampoline";
+    else
+      no = plan_site(p, sym->st_size, page + used);
+    if (no) {
+      wl += (size_t)snprintf(why + wl, wl < whylen ? whylen - wl : 0, "%s%s (%s)", wl ? ", " : "",
+                             sites[i].name, no);
+      continue;
+    }
+    used += p->tramp_len;
+    if (!fits32((intptr_t)((uint8_t *)p->to - (p->entry + JMP_LEN)))) { /* note E */
+      p->stub_at = page + used;
+      used += STUB_LEN;
+    }
+    of[n++] = &sites[i];
+  }
+  return n;
+}
+
+/* Place the trampolines and stubs in the page, then seal it (note D). */
+static int fill_page(uint8_t *page, long pagesz, const struct plan *plans, size_t n)
+{
+  static const uint8_t jmp_abs[6] = {0xff, 0x25, 0, 0, 0, 0}; /* jmp *0(%rip) */
+  for (size_t i = 0; i < n; i++) {
+    memcpy(plans[i].tramp_at, plans[i].tramp, plans[i].tramp_len);
+    if (plans[i].stub_at) {
+      memcpy(plans[i].stub_at, jmp_abs, sizeof jmp_abs);
+      memcpy(plans[i].stub_at + sizeof jmp_abs, &plans[i].to, sizeof plans[i].to);
+    }
+  }
+  return mprotect(page, (size_t)pagesz, PROT_READ | PROT_EXEC);
+}
+
+/* Patch libc's functions' entries; returns how many were patched. */
+static size_t patch(void)
+{
+  struct plan plans[NSITES];
+  const struct site *of[NSITES];
+  long pagesz = sysconf(_SC_PAGESIZE);
+  uintptr_t lo = UINTPTR_MAX, hi = 0;
+  char why[512] = "";
+  uint8_t *page;
+  size_t n;
+  /* Where libc's functions are: the page goes within reach of all of them. */
+  void *libc = dlopen(LIBC_SO, RTLD_LAZY | RTLD_NOLOAD);
+  for (size_t i = 0; libc && i < NSITES; i++) {
+    uintptr_t a = (uintptr_t)dlsym(libc, sites[i].name);
+    if (a)
+      lo = a < lo ? a : lo, hi = a > hi ? a : hi;
+  }
+  if (!hi || !(page = page_near(lo, hi + 4096))) {
+    kz__say("libc's code not found where expected; its internal calls block the OS thread");
+    return 0;
+  }
+  n = plan_all(plans, of, page, pagesz, why, sizeof why);
+  if (*why) /* once, naming every function left as it is (note B) */
+    kz__say("libc's %s: not patched; libc's own calls to them block the OS thread", why);
+  if (n == 0 || fill_page(page, pagesz, plans, n) != 0) {
+    munmap(page, (size_t)pagesz);
+    return 0;
+  }
+  lo = UINTPTR_MAX, hi = 0;
+  for (size_t i = 0; i < n; i++) {
+    uintptr_t e = (uintptr_t)plans[i].entry;
+    lo = e < lo ? e : lo, hi = e + plans[i].span > hi ? e + plans[i].span : hi;
+  }
+  if (text_access(lo, hi, true) != 0) {
+    kz__say("libc's code cannot be made writable (%s); its internal calls block the OS thread",
+            strerror(errno));
+    return 0; /* the page stays mapped, unused */
+  }
+  for (size_t i = 0; i < n; i++)
+    write_jump(&plans[i]);
+  text_access(lo, hi, false);
+  /* From now on the shim and libkudzu reach libc's original code through
+     the trampolines. */
+  for (size_t i = 0; i < n; i++) {
+    kz__os_divert(plans[i].entry, plans[i].tramp_at);
+    *of[i]->real = plans[i].tramp_at;
+  }
+  return n;
+}
+
+void kz_shim_patch_libc(void)
+{
+  size_t n;
+  if (!(kz_shim.patch & KZ_PATCH_LIBC)) {
+    if (kz_shim.debug)
+      kz__say("libc: not patched (family libc off)");
+    return;
+  }
+  if (!__libc_single_threaded) { /* note C */
+    kz__say("threads already run at start-up: libc's code left unpatched; "
+            "its internal calls block the OS thread");
+    return;
+  }
+  if (!ZYAN_SUCCESS(ZydisDecoderInit(&decoder, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64))) {
+    kz__say("zydis cannot decode x86-64: libc's code left unpatched");
+    return;
+  }
+  n = patch();
+  if (kz_shim.debug)
+    kz__say("libc: %zu functions patched", n);
+}
+#else
+/* Other architectures: libc's code is left as it is. */
+void kz_shim_patch_libc(void)
+{
+  if (kz_shim.debug)
+    kz__say("libc: not patched (x86-64 only)");
+}
+#endif

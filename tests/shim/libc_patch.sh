@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The libc family switches the patching of libc's code (preload/patch.c):
+# on by default, libc's read starts with the jump to the shim and the debug
+# log says how many functions were patched; with -libc the code is libc's
+# own and the log says so.  Nothing is refused on Debian 12's glibc.
+. "$(dirname "$0")/lib.sh"
+first_byte='import ctypes
+libc = ctypes.CDLL("libc.so.6")
+print("%02x" % ctypes.cast(ctypes.cast(libc.read, ctypes.c_void_p), ctypes.POINTER(ctypes.c_ubyte))[0])'
+
+log=$("$KZ" -d -- true 2>&1) || fail "true failed: $log"
+grep -Eq '^kudzu: libc: [1-9][0-9]* functions patched$' <<<"$log" || fail "no patch line: $log"
+grep -q 'not patched' <<<"$log" && fail "functions refused: $log"
+byte=$("$KZ" -- python3 -c "$first_byte") || fail "python3 failed"
+[ "$byte" = e9 ] || fail "libc's read starts with $byte, not the jump (e9)"
+
+log=$("$KZ" -d -p all,-libc -- true 2>&1) || fail "true failed: $log"
+grep -q '^kudzu: libc: not patched (family libc off)$' <<<"$log" || fail "no off line: $log"
+grep -q 'functions patched' <<<"$log" && fail "patched with -libc: $log"
+byte=$("$KZ" -p all,-libc -- python3 -c "$first_byte") || fail "python3 failed"
+[ "$byte" != e9 ] || fail "libc's read patched with -libc"
+byte=$(python3 -c "$first_byte")
+[ "$byte" != e9 ] || fail "libc's read starts with a jump natively: the check cannot tell"
+
+# Link-time patching: the same line without the launcher.
+log=$(KUDZU_DEBUG=1 "${LINKED:?}" 3 2>&1) || fail "linked server failed: $log"
+grep -Eq '^kudzu: libc: [1-9][0-9]* functions patched$' <<<"$log" || fail "linked: no patch line: $log"
+echo PASS
