@@ -88,6 +88,18 @@
  *    same).  The _nocancel variants (__read_nocancel...) are separate code
  *    that libc uses for files it opens for itself (/etc/..., /proc/...),
  *    and for FILEs opened with fopen's "c" flag; those are left alone.
+ * H. libc's internal locks (lll_lock: syslog's, a stream's when another OS
+ *    thread holds it, malloc's arenas, and some 250 more) wait in
+ *    __lll_lock_wait_private, a futex wait of the whole OS thread.  Once a
+ *    green thread may park inside libc while holding one (syslog sends
+ *    under its lock, and the send may park), another green thread of the
+ *    same hub waiting for that lock in the kernel would never let the
+ *    holder run again.  So __lll_lock_wait_private is patched too, to
+ *    lock_wait: in a green thread the lock is taken by glibc's own protocol
+ *    (exchange with 2; the holder's unlock then makes a futex wake that
+ *    finds nobody, harmless) between short parks that let the hub run.
+ *    Only the contended path changes: the uncontended lock is inline code
+ *    that never calls it.
  */
 #include "shim.h"
 
@@ -108,15 +120,21 @@ extern char __libc_single_threaded; /* glibc >= 2.32: no thread ever created */
 #define TRAMP_MAX 48  /* copied instructions (rel32 forms at most 6 bytes each) + jmp back */
 #define STUB_LEN 14   /* ff 25 00000000 + absolute address */
 
-/* One patched function: libc's name, which is also the shim's interposer's,
-   and the kz_real slot the shim reaches libc's code through. */
+static void lock_wait(int *futex);
+static void (*libc_lock_wait)(int *); /* __lll_lock_wait_private's trampoline (note H) */
+
+/* One patched function: libc's name, the slot the shim reaches libc's code
+   through, and where libc's entry now leads: the shim's interposer of the
+   same name, or (to) a function of this file. */
 struct site {
   const char *name;
   void **real;
+  void *to;
 };
 
-#define SITE(n) {#n, (void **)&kz_real.n}
+#define SITE(n) {#n, (void **)&kz_real.n, NULL}
 static const struct site sites[] = {
+    {"__lll_lock_wait_private", (void **)&libc_lock_wait, (void *)lock_wait},
     SITE(read),     SITE(write),    SITE(readv),   SITE(writev),   SITE(recv),
     SITE(send),     SITE(recvfrom), SITE(sendto),  SITE(recvmsg),  SITE(sendmsg),
     SITE(recvmmsg), SITE(sendmmsg), SITE(accept),  SITE(accept4),  SITE(connect),
@@ -255,6 +273,45 @@ static const char *plan_site(struct plan *p, size_t size, uint8_t *tramp_at)
   return NULL;
 }
 
+/* ---- libc's internal locks (note H) ---------------------------------------- */
+
+/* Wait for libc's lock *futex in green thread g: take it the way glibc
+   does (exchange with 2, "locked, maybe waiters"), parking between tries
+   instead of sleeping in the kernel, so the hub runs on; the holder may be
+   a green thread of this hub, parked inside libc.  A brief spin first: a
+   holder on another OS thread usually lets go within microseconds.  The
+   park is shielded: a lock wait is no cancellation point and has no
+   deadline, as natively. */
+static void green_lock_wait(struct kz_green *g, int *futex)
+{
+  struct kz__shield s;
+  double pause = 50e-6;
+  for (int i = 0; i < 100; i++) {
+    if (__atomic_load_n(futex, __ATOMIC_RELAXED) == 0 && __atomic_exchange_n(futex, 2, __ATOMIC_ACQUIRE) == 0)
+      return;
+    __builtin_ia32_pause();
+  }
+  kz__shield_up(g, &s);
+  while (__atomic_exchange_n(futex, 2, __ATOMIC_ACQUIRE) != 0) {
+    g->waiting = (struct kz__wait_info){.kind = KZ__WAIT_SYNC, .what = "a lock inside libc"};
+    kz__park(kz__now() + pause);
+    pause = pause < 1e-3 ? pause * 2 : 1e-3;
+  }
+  kz__shield_down(g, &s);
+}
+
+/* Where __lll_lock_wait_private now leads: libc's own wait outside green
+   threads (and in signal handlers, before start-up), the green wait in
+   them. */
+static void lock_wait(int *futex)
+{
+  struct kz__hub *h = kz__tls_hub;
+  if (KZ_LIKELY(h == NULL) || h->current == NULL || KZ_UNLIKELY(kz_shim_in_handler) || !kz_shim.ready)
+    libc_lock_wait(futex);
+  else
+    green_lock_wait(h->current, futex);
+}
+
 /* One page within rel32 reach of [lo, hi), for the trampolines (note E). */
 static uint8_t *page_near(uintptr_t lo, uintptr_t hi)
 {
@@ -324,8 +381,8 @@ static size_t plan_all(struct plan *plans, const struct site **of, uint8_t *page
     p->entry = dlsym(libc, sites[i].name);
     if (!p->entry)
       continue; /* not in this libc: nothing calls it */
-    p->to = dlsym(self, sites[i].name);
-    if (*sites[i].real != p->entry)
+    p->to = sites[i].to ? sites[i].to : dlsym(self, sites[i].name);
+    if (!sites[i].to && *sites[i].real != p->entry)
       no = "another library defines it first";
     else if (!p->to || !dladdr(p->to, &info) || info.dli_fbase != me.dli_fbase)
       no = "the shim's interposer is not found";
