@@ -100,6 +100,20 @@
  *    finds nobody, harmless) between short parks that let the hub run.
  *    Only the contended path changes: the uncontended lock is inline code
  *    that never calls it.
+ * I. A stream's lock (_IO_lock_t) is recursive: a thread whose TCB already
+ *    owns it enters again.  The green threads of one hub share one OS
+ *    thread, so while green thread A waits inside fputs(stdout) (its write
+ *    parked, the lock held), green thread B of the same hub would enter
+ *    printf on the same stream, and the two would corrupt its buffer.  So
+ *    libc's internal read, write, readv and writev lead to guards: in a
+ *    green thread, each of stdin, stdout and stderr whose lock this OS
+ *    thread holds gets the green thread as its owner for the duration of
+ *    the call, and its TCB back after: meanwhile B sees another owner,
+ *    waits for the lock (note H) and enters after A unlocks, as natively.
+ *    Only the standard streams, the ones threads share: finding any other
+ *    stream held would mean walking every open stream on every wait.  Two
+ *    green threads of a hub sharing another stream on a pipe or socket
+ *    are not kept apart (docs/SHIM.md).
  */
 #include "shim.h"
 
@@ -123,19 +137,33 @@ extern char __libc_single_threaded; /* glibc >= 2.32: no thread ever created */
 static void lock_wait(int *futex);
 static void (*libc_lock_wait)(int *); /* __lll_lock_wait_private's trampoline (note H) */
 
+/* read, write, readv and writev lead to guards (note I), which call the
+   shim's interposers through these. */
+static ssize_t (*shim_read)(int, void *, size_t);
+static ssize_t (*shim_write)(int, const void *, size_t);
+static ssize_t (*shim_readv)(int, const struct iovec *, int);
+static ssize_t (*shim_writev)(int, const struct iovec *, int);
+static ssize_t read_guard(int fd, void *buf, size_t len);
+static ssize_t write_guard(int fd, const void *buf, size_t len);
+static ssize_t readv_guard(int fd, const struct iovec *iov, int n);
+static ssize_t writev_guard(int fd, const struct iovec *iov, int n);
+
 /* One patched function: libc's name, the slot the shim reaches libc's code
    through, and where libc's entry now leads: the shim's interposer of the
-   same name, or (to) a function of this file. */
+   same name, or (to) a function of this file, which then reaches the
+   interposer through *shim if it needs it. */
 struct site {
   const char *name;
   void **real;
   void *to;
+  void **shim;
 };
 
-#define SITE(n) {#n, (void **)&kz_real.n, NULL}
+#define SITE(n) {#n, (void **)&kz_real.n, NULL, NULL}
+#define GUARDED(n) {#n, (void **)&kz_real.n, (void *)n##_guard, (void **)&shim_##n}
 static const struct site sites[] = {
-    {"__lll_lock_wait_private", (void **)&libc_lock_wait, (void *)lock_wait},
-    SITE(read),     SITE(write),    SITE(readv),   SITE(writev),   SITE(recv),
+    {"__lll_lock_wait_private", (void **)&libc_lock_wait, (void *)lock_wait, NULL},
+    GUARDED(read),  GUARDED(write), GUARDED(readv), GUARDED(writev), SITE(recv),
     SITE(send),     SITE(recvfrom), SITE(sendto),  SITE(recvmsg),  SITE(sendmsg),
     SITE(recvmmsg), SITE(sendmmsg), SITE(accept),  SITE(accept4),  SITE(connect),
     SITE(poll),     SITE(ppoll),    SITE(select),  SITE(pselect),  SITE(nanosleep),
@@ -312,6 +340,76 @@ static void lock_wait(int *futex)
     green_lock_wait(h->current, futex);
 }
 
+/* ---- The standard streams while their holder parks (note I) ----------------- */
+
+/* glibc's stream lock, _IO_lock_t (nptl's stdio-lock.h), which <stdio.h>
+   leaves opaque: the futex word, the recursion count, the owner's TCB. */
+struct io_lock {
+  int lock;
+  int cnt;
+  void *owner;
+};
+
+/* The standard streams a green thread handed over while it may park. */
+struct hidden {
+  FILE *f[3];
+};
+
+static inline void *thread_self(void) /* THREAD_SELF: the TCB's self pointer */
+{
+  void *self;
+  __asm__("mov %%fs:0x10, %0" : "=r"(self));
+  return self;
+}
+
+/* Before a call that may park green thread g inside libc: each of stdin,
+   stdout and stderr whose lock this OS thread holds (so g holds it: every
+   other green thread of the hub that holds one handed it over when it
+   parked) gets g as its owner, so that another green thread of the hub
+   waits for the lock (lock_wait) instead of entering the stream. */
+static void hide(struct kz_green *g, struct hidden *h)
+{
+  FILE *std[3] = {stdin, stdout, stderr};
+  void *self = thread_self();
+  for (int i = 0; i < 3; i++) {
+    struct io_lock *l = std[i] ? (struct io_lock *)std[i]->_lock : NULL;
+    h->f[i] = NULL;
+    if (l && l->owner == self && l->cnt > 0) {
+      l->owner = g;
+      h->f[i] = std[i];
+    }
+  }
+}
+
+/* After the call: the streams are this OS thread's again. */
+static void show(const struct hidden *h)
+{
+  void *self = thread_self();
+  for (int i = 0; i < 3; i++)
+    if (h->f[i])
+      ((struct io_lock *)h->f[i]->_lock)->owner = self;
+}
+
+/* A guard: outside green threads straight to the interposer (a tail call);
+   in one, the standard streams handed over around it. */
+#define GUARD(name, params, args)                                  \
+  static ssize_t name##_guard params                               \
+  {                                                                \
+    struct kz__hub *hub = kz__tls_hub;                             \
+    struct hidden h;                                               \
+    ssize_t r;                                                     \
+    if (KZ_LIKELY(hub == NULL) || hub->current == NULL)            \
+      return shim_##name args;                                     \
+    hide(hub->current, &h);                                        \
+    r = shim_##name args;                                          \
+    show(&h);                                                      \
+    return r;                                                      \
+  }
+GUARD(read, (int fd, void *buf, size_t len), (fd, buf, len))
+GUARD(write, (int fd, const void *buf, size_t len), (fd, buf, len))
+GUARD(readv, (int fd, const struct iovec *iov, int n), (fd, iov, n))
+GUARD(writev, (int fd, const struct iovec *iov, int n), (fd, iov, n))
+
 /* One page within rel32 reach of [lo, hi), for the trampolines (note E). */
 static uint8_t *page_near(uintptr_t lo, uintptr_t hi)
 {
@@ -381,10 +479,11 @@ static size_t plan_all(struct plan *plans, const struct site **of, uint8_t *page
     p->entry = dlsym(libc, sites[i].name);
     if (!p->entry)
       continue; /* not in this libc: nothing calls it */
-    p->to = sites[i].to ? sites[i].to : dlsym(self, sites[i].name);
-    if (!sites[i].to && *sites[i].real != p->entry)
+    void *shim = sites[i].to && !sites[i].shim ? NULL : dlsym(self, sites[i].name);
+    p->to = sites[i].to ? sites[i].to : shim;
+    if (sites[i].real != (void **)&libc_lock_wait && *sites[i].real != p->entry)
       no = "another library defines it first";
-    else if (!p->to || !dladdr(p->to, &info) || info.dli_fbase != me.dli_fbase)
+    else if ((p->to == shim || sites[i].shim) && (!shim || !dladdr(shim, &info) || info.dli_fbase != me.dli_fbase))
       no = "the shim's interposer is not found";
     else if (!dladdr1(p->entry, &info, (void **)&sym, RTLD_DL_SYMENT) || !sym ||
              info.dli_saddr != p->entry || sym->st_size == 0)
@@ -403,6 +502,8 @@ static size_t plan_all(struct plan *plans, const struct site **of, uint8_t *page
       p->stub_at = page + used;
       used += STUB_LEN;
     }
+    if (sites[i].shim)
+      *sites[i].shim = shim;
     of[n++] = &sites[i];
   }
   return n;
