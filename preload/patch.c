@@ -390,15 +390,17 @@ static void show(const struct hidden *h)
       ((struct io_lock *)h->f[i]->_lock)->owner = self;
 }
 
-/* A guard: outside green threads straight to the interposer (a tail call);
-   in one, the standard streams handed over around it. */
+/* A guard: outside green threads (and in signal handlers, whose calls pass
+   through) straight to the interposer, a tail call; in one, the standard
+   streams handed over around it. */
 #define GUARD(name, params, args)                                  \
   static ssize_t name##_guard params                               \
   {                                                                \
     struct kz__hub *hub = kz__tls_hub;                             \
     struct hidden h;                                               \
     ssize_t r;                                                     \
-    if (KZ_LIKELY(hub == NULL) || hub->current == NULL)            \
+    if (KZ_LIKELY(hub == NULL) || hub->current == NULL ||          \
+        KZ_UNLIKELY(kz_shim_in_handler))                           \
       return shim_##name args;                                     \
     hide(hub->current, &h);                                        \
     r = shim_##name args;                                          \
