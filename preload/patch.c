@@ -61,9 +61,11 @@
  *    copied instructions resumes on untouched code, and no thread can be
  *    suspended between the two (the copied span is whole instructions and
  *    nothing branches into it, note B).
- * D. Protection: libc's text page is made writable (read-write-execute,
- *    or read-write if the kernel refuses W+X: no other thread runs) for
- *    the stores, then read-execute again.  The trampolines live in one
+ * D. Protection: the page holding a function's entry is made writable
+ *    (read-write-execute: libc's own mprotect, which makes the change and
+ *    returns into libc, may live on it) for the store, then read-execute
+ *    again, one function at a time.  A kernel that refuses W+X leaves
+ *    libc as it is, with one line on stderr.  The trampolines live in one
  *    page of their own, written and then made read-execute.  The kernel's
  *    copy-on-write keeps the change private to the process (and its
  *    forks); the file on disk and other processes are untouched.
@@ -431,17 +433,15 @@ static uint8_t *page_near(uintptr_t lo, uintptr_t hi)
   return NULL;
 }
 
-/* Make [lo, hi) of libc's text writable (1) or read-execute again (0). */
+/* Make the pages holding [lo, hi) of libc's text writable (and still
+   executable: libc's own mprotect may be on one of them), or read-execute
+   again (note D). */
 static int text_access(uintptr_t lo, uintptr_t hi, bool writable)
 {
   uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
   void *start = (void *)(lo & ~(pg - 1));
   size_t len = ((hi + pg - 1) & ~(pg - 1)) - (uintptr_t)start;
-  if (!writable)
-    return mprotect(start, len, PROT_READ | PROT_EXEC);
-  if (mprotect(start, len, PROT_READ | PROT_WRITE | PROT_EXEC) == 0)
-    return 0;
-  return mprotect(start, len, PROT_READ | PROT_WRITE); /* note D */
+  return mprotect(start, len, PROT_READ | PROT_EXEC | (writable ? PROT_WRITE : 0));
 }
 
 /* Write the jump at p's entry (note C): one 8-byte store when the span
@@ -483,7 +483,7 @@ static size_t plan_all(struct plan *plans, const struct site **of, uint8_t *page
       continue; /* not in this libc: nothing calls it */
     void *shim = sites[i].to && !sites[i].shim ? NULL : dlsym(self, sites[i].name);
     p->to = sites[i].to ? sites[i].to : shim;
-    if (sites[i].real != (void **)&libc_lock_wait && *sites[i].real != p->entry)
+    if (*sites[i].real && *sites[i].real != p->entry)
       no = "another library defines it first";
     else if ((p->to == shim || sites[i].shim) && (!shim || !dladdr(shim, &info) || info.dli_fbase != me.dli_fbase))
       no = "the shim's interposer is not found";
@@ -553,22 +553,18 @@ static size_t patch(void)
     munmap(page, (size_t)pagesz);
     return 0;
   }
-  lo = UINTPTR_MAX, hi = 0;
+  /* One function at a time: its page writable, the jump, read-execute
+     again; then the shim and libkudzu reach its original code through the
+     trampoline. */
   for (size_t i = 0; i < n; i++) {
     uintptr_t e = (uintptr_t)plans[i].entry;
-    lo = e < lo ? e : lo, hi = e + plans[i].span > hi ? e + plans[i].span : hi;
-  }
-  if (text_access(lo, hi, true) != 0) {
-    kz__say("libc's code cannot be made writable (%s); its internal calls block the OS thread",
-            strerror(errno));
-    return 0; /* the page stays mapped, unused */
-  }
-  for (size_t i = 0; i < n; i++)
+    if (text_access(e, e + plans[i].span, true) != 0) {
+      kz__say("libc's code cannot be made writable (%s); its internal calls block the OS thread",
+              strerror(errno));
+      return i; /* the ones before are patched; the page stays mapped */
+    }
     write_jump(&plans[i]);
-  text_access(lo, hi, false);
-  /* From now on the shim and libkudzu reach libc's original code through
-     the trampolines. */
-  for (size_t i = 0; i < n; i++) {
+    text_access(e, e + plans[i].span, false);
     kz__os_divert(plans[i].entry, plans[i].tramp_at);
     *of[i]->real = plans[i].tramp_at;
   }
