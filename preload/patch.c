@@ -87,9 +87,9 @@
  *    handling, programs' libraries), nanosleep/clock_nanosleep (sleep,
  *    usleep, thrd_sleep), send/sendto/sendmsg/connect (syslog, the
  *    resolver and nscd client, rcmd), recv/recvfrom/recvmsg/accept (the
- *    same).  The _nocancel variants (__read_nocancel...) are separate code
- *    that libc uses for files it opens for itself (/etc/..., /proc/...),
- *    and for FILEs opened with fopen's "c" flag; those are left alone.
+ *    same).  The _nocancel variants of read and write are note J's; the
+ *    others (__open_nocancel, __pread64_nocancel...) reach files, which are
+ *    always ready, and are left alone.
  * H. libc's internal locks (lll_lock: syslog's, a stream's when another OS
  *    thread holds it, malloc's arenas, and some 250 more) wait in
  *    __lll_lock_wait_private, a futex wait of the whole OS thread.  Once a
@@ -116,6 +116,15 @@
  *    stream held would mean walking every open stream on every wait.  Two
  *    green threads of a hub sharing another stream on a pipe or socket
  *    are not kept apart (docs/SHIM.md).
+ * J. __read_nocancel and __write_nocancel are separate code that libc
+ *    calls where a cancellation point must not be: streams opened with
+ *    fopen's "c" flag (getpass's /dev/tty), the nscd client's socket,
+ *    files libc reads for itself.  They lead to guards that, in a green
+ *    thread, call the read and write interposers with a shield up (no
+ *    cancellation, no scoped deadline: neither exists natively there), and
+ *    elsewhere libc's own code, so a real thread's nocancel read stays
+ *    nocancel.  Their first instructions include the syscall itself,
+ *    which runs from the trampoline like any other.
  */
 #include "shim.h"
 
@@ -145,6 +154,12 @@ static ssize_t (*shim_read)(int, void *, size_t);
 static ssize_t (*shim_write)(int, const void *, size_t);
 static ssize_t (*shim_readv)(int, const struct iovec *, int);
 static ssize_t (*shim_writev)(int, const struct iovec *, int);
+static ssize_t (*libc_read_nocancel)(int, void *, size_t);       /* trampolines (note J) */
+static ssize_t (*libc_write_nocancel)(int, const void *, size_t);
+static ssize_t (*shim_read_nc)(int, void *, size_t);
+static ssize_t (*shim_write_nc)(int, const void *, size_t);
+static ssize_t read_nocancel_guard(int fd, void *buf, size_t len);
+static ssize_t write_nocancel_guard(int fd, const void *buf, size_t len);
 static ssize_t read_guard(int fd, void *buf, size_t len);
 static ssize_t write_guard(int fd, const void *buf, size_t len);
 static ssize_t readv_guard(int fd, const struct iovec *iov, int n);
@@ -153,18 +168,22 @@ static ssize_t writev_guard(int fd, const struct iovec *iov, int n);
 /* One patched function: libc's name, the slot the shim reaches libc's code
    through, and where libc's entry now leads: the shim's interposer of the
    same name, or (to) a function of this file, which then reaches the
-   interposer through *shim if it needs it. */
+   interposer named shim_name (by default name) through *shim if it needs
+   one. */
 struct site {
   const char *name;
   void **real;
   void *to;
   void **shim;
+  const char *shim_name;
 };
 
-#define SITE(n) {#n, (void **)&kz_real.n, NULL, NULL}
-#define GUARDED(n) {#n, (void **)&kz_real.n, (void *)n##_guard, (void **)&shim_##n}
+#define SITE(n) {#n, (void **)&kz_real.n, NULL, NULL, NULL}
+#define GUARDED(n) {#n, (void **)&kz_real.n, (void *)n##_guard, (void **)&shim_##n, NULL}
+#define NOCANCEL(n) {"__" #n "_nocancel", (void **)&libc_##n##_nocancel, (void *)n##_nocancel_guard, (void **)&shim_##n##_nc, #n}
 static const struct site sites[] = {
-    {"__lll_lock_wait_private", (void **)&libc_lock_wait, (void *)lock_wait, NULL},
+    {"__lll_lock_wait_private", (void **)&libc_lock_wait, (void *)lock_wait, NULL, NULL},
+    NOCANCEL(read), NOCANCEL(write),
     GUARDED(read),  GUARDED(write), GUARDED(readv), GUARDED(writev), SITE(recv),
     SITE(send),     SITE(recvfrom), SITE(sendto),  SITE(recvmsg),  SITE(sendmsg),
     SITE(recvmmsg), SITE(sendmmsg), SITE(accept),  SITE(accept4),  SITE(connect),
@@ -229,9 +248,12 @@ static size_t relocate(const struct insn *x, const uint8_t *from, uint8_t *out, 
 {
   uint64_t target = rel_target(x, (uintptr_t)from);
   ZydisMnemonic m = x->in.mnemonic;
+  /* A syscall runs anywhere (the kernel returns to the next instruction,
+     and a restart goes back two bytes, to the copy); calls, returns and
+     interrupts are refused. */
   if (x->in.meta.category == ZYDIS_CATEGORY_CALL || x->in.meta.category == ZYDIS_CATEGORY_RET ||
       x->in.meta.category == ZYDIS_CATEGORY_SYSTEM || x->in.meta.category == ZYDIS_CATEGORY_INTERRUPT)
-    return *why = "a call, return or system call in its first bytes", 0;
+    return *why = "a call, return or interrupt in its first bytes", 0;
   if (m == ZYDIS_MNEMONIC_JRCXZ || m == ZYDIS_MNEMONIC_JECXZ || m == ZYDIS_MNEMONIC_LOOP ||
       m == ZYDIS_MNEMONIC_LOOPE || m == ZYDIS_MNEMONIC_LOOPNE)
     return *why = "a loop or jrcxz in its first bytes", 0;
@@ -414,6 +436,29 @@ GUARD(write, (int fd, const void *buf, size_t len), (fd, buf, len))
 GUARD(readv, (int fd, const struct iovec *iov, int n), (fd, iov, n))
 GUARD(writev, (int fd, const struct iovec *iov, int n), (fd, iov, n))
 
+/* The _nocancel forms (note J): outside green threads libc's own code; in
+   one the interposer, shielded: no cancellation point, no deadline. */
+#define GUARD_NOCANCEL(name, params, args)                         \
+  static ssize_t name##_nocancel_guard params                      \
+  {                                                                \
+    struct kz__hub *hub = kz__tls_hub;                             \
+    struct kz__shield shield;                                      \
+    struct kz_green *g;                                            \
+    struct hidden h;                                               \
+    ssize_t r;                                                     \
+    if (KZ_LIKELY(hub == NULL) || (g = hub->current) == NULL ||    \
+        KZ_UNLIKELY(kz_shim_in_handler))                           \
+      return libc_##name##_nocancel args;                          \
+    kz__shield_up(g, &shield);                                     \
+    hide(g, &h);                                                   \
+    r = shim_##name##_nc args;                                     \
+    show(&h);                                                      \
+    kz__shield_down(g, &shield);                                   \
+    return r;                                                      \
+  }
+GUARD_NOCANCEL(read, (int fd, void *buf, size_t len), (fd, buf, len))
+GUARD_NOCANCEL(write, (int fd, const void *buf, size_t len), (fd, buf, len))
+
 /* One page within rel32 reach of [lo, hi), for the trampolines (note E). */
 static uint8_t *page_near(uintptr_t lo, uintptr_t hi)
 {
@@ -481,7 +526,8 @@ static size_t plan_all(struct plan *plans, const struct site **of, uint8_t *page
     p->entry = dlsym(libc, sites[i].name);
     if (!p->entry)
       continue; /* not in this libc: nothing calls it */
-    void *shim = sites[i].to && !sites[i].shim ? NULL : dlsym(self, sites[i].name);
+    void *shim = sites[i].to && !sites[i].shim ? NULL
+                 : dlsym(self, sites[i].shim_name ? sites[i].shim_name : sites[i].name);
     p->to = sites[i].to ? sites[i].to : shim;
     if (*sites[i].real && *sites[i].real != p->entry)
       no = "another library defines it first";
