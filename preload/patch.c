@@ -101,7 +101,13 @@
  *    (exchange with 2; the holder's unlock then makes a futex wake that
  *    finds nobody, harmless) between short parks that let the hub run.
  *    Only the contended path changes: the uncontended lock is inline code
- *    that never calls it.
+ *    that never calls it.  Only the program's calls wait that way: when the
+ *    runtime itself (this library, libkudzu, libev) called the libc
+ *    function that waits (malloc and free, whose arena another OS thread
+ *    holds), parking there would let another green thread into runtime
+ *    code that is half-way through a change (libev growing an array), so
+ *    the wait stays libc's.  The first frame outside libc on the stack
+ *    (libunwind, on this contended path only) tells who called.
  * I. A stream's lock (_IO_lock_t) is recursive: a thread whose TCB already
  *    owns it enters again.  The green threads of one hub share one OS
  *    thread, so while green thread A waits inside fputs(stdout) (its write
@@ -129,7 +135,11 @@
 #include "shim.h"
 
 #if defined(__x86_64__)
+#ifndef UNW_LOCAL_ONLY
+#define UNW_LOCAL_ONLY
+#endif
 #include <Zydis/Zydis.h>
+#include <libunwind.h>
 #include <dlfcn.h>
 #include <gnu/lib-names.h>
 #include <link.h>
@@ -327,6 +337,64 @@ static const char *plan_site(struct plan *p, size_t size, uint8_t *tramp_at)
 
 /* ---- libc's internal locks (note H) ---------------------------------------- */
 
+/* Executable ranges of the objects whose calls into libc must never park
+   (note H): libc itself first, then the runtime (this library, libkudzu,
+   libev).  Filled before patching. */
+struct text {
+  uintptr_t lo, hi;
+};
+static struct text libc_text, runtime_text[3];
+
+/* The executable segment of the object holding addr (empty if none). */
+static struct text text_of(const void *addr)
+{
+  struct text t = {0, 0};
+  struct link_map *lm;
+  Dl_info info;
+  if (!addr || !dladdr1(addr, &info, (void **)&lm, RTLD_DL_LINKMAP) || !lm)
+    return t;
+  const ElfW(Ehdr) *eh = info.dli_fbase;
+  const ElfW(Phdr) *ph = (const ElfW(Phdr) *)((const char *)eh + eh->e_phoff);
+  for (int i = 0; i < eh->e_phnum; i++)
+    if (ph[i].p_type == PT_LOAD && (ph[i].p_flags & PF_X)) {
+      uintptr_t lo = lm->l_addr + ph[i].p_vaddr;
+      if ((uintptr_t)addr >= lo && (uintptr_t)addr < lo + ph[i].p_memsz)
+        t.lo = lo, t.hi = lo + ph[i].p_memsz;
+    }
+  return t;
+}
+
+static bool in_text(const struct text *t, uintptr_t ip) { return ip >= t->lo && ip < t->hi; }
+
+/* Did the runtime, rather than the program, call the libc function that
+   waits for a lock?  The first frame outside libc above this library's
+   own frames tells; true (wait in the kernel, as before) if the stack
+   cannot be read. */
+static bool called_by_runtime(void)
+{
+  unw_context_t ctx;
+  unw_cursor_t cur;
+  unw_word_t ip = 0;
+  bool seen_libc = false;
+  if (unw_getcontext(&ctx) != 0 || unw_init_local(&cur, &ctx) != 0)
+    return true;
+  for (int i = 0; i < 16 && unw_step(&cur) > 0; i++) {
+    if (unw_get_reg(&cur, UNW_REG_IP, &ip) != 0)
+      return true;
+    if (in_text(&libc_text, ip)) {
+      seen_libc = true;
+      continue;
+    }
+    if (!seen_libc)
+      continue; /* this library's frames: lock_wait and its callers here */
+    for (int k = 0; k < 3; k++)
+      if (in_text(&runtime_text[k], ip))
+        return true;
+    return false;
+  }
+  return true;
+}
+
 /* Wait for libc's lock *futex in green thread g: take it the way glibc
    does (exchange with 2, "locked, maybe waiters"), parking between tries
    instead of sleeping in the kernel, so the hub runs on; the holder may be
@@ -353,12 +421,13 @@ static void green_lock_wait(struct kz_green *g, int *futex)
 }
 
 /* Where __lll_lock_wait_private now leads: libc's own wait outside green
-   threads (and in signal handlers, before start-up), the green wait in
-   them. */
+   threads (and in signal handlers, before start-up, and when the runtime
+   made the call), the green wait in them. */
 static void lock_wait(int *futex)
 {
   struct kz__hub *h = kz__tls_hub;
-  if (KZ_LIKELY(h == NULL) || h->current == NULL || KZ_UNLIKELY(kz_shim_in_handler) || !kz_shim.ready)
+  if (KZ_LIKELY(h == NULL) || h->current == NULL || KZ_UNLIKELY(kz_shim_in_handler) ||
+      !kz_shim.ready || called_by_runtime())
     libc_lock_wait(futex);
   else
     green_lock_wait(h->current, futex);
@@ -592,6 +661,10 @@ static size_t patch(void)
     kz__say("libc's code not found where expected; its internal calls block the OS thread");
     return 0;
   }
+  libc_text = text_of(libc ? dlsym(libc, "read") : NULL);
+  runtime_text[0] = text_of((void *)kz_shim_patch_libc);
+  runtime_text[1] = text_of((void *)kz__now);
+  runtime_text[2] = text_of(dlsym(RTLD_DEFAULT, "ev_run"));
   n = plan_all(plans, of, page, pagesz, why, sizeof why);
   if (*why) /* once, naming every function left as it is (note B) */
     kz__say("libc's %s: not patched; libc's own calls to them block the OS thread", why);
