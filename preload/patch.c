@@ -9,7 +9,9 @@
  *
  * So, once at start-up, before the program runs and before any other
  * thread exists, the entry of each such libc function is overwritten with
- * a jump to the shim's interposer of the same name.  The instructions the
+ * a jump to the shim's interposer of the same name (for a few, to a guard
+ * here that then calls it: notes I and J; libc's lock wait leads to a green
+ * lock wait: note H).  The instructions the
  * jump overwrites are copied (relocated) into a trampoline, followed by a
  * jump back to the first instruction not copied; kz_real's slot for the
  * function (and libkudzu's, kz__os_divert) then points at the trampoline,
@@ -29,13 +31,16 @@
  *    instructions, found with zydis (the entry of the function, up to
  *    the first instruction boundary at or past 5 bytes: in glibc 2.36 one
  *    `cmpb $0x0,__libc_single_threaded(%rip)`, or a push and a mov, or a
- *    sub of %rsp and a mov).  They run in the trampoline exactly as they
- *    would have in place, in the same order, on the same registers and
- *    stack, so when the trampoline jumps back into libc the state is the
- *    one libc's code (and its unwind tables) expect at that point.  Only
- *    while the trampoline's own 2 or 3 instructions run is there no unwind
- *    information: nothing unwinds there (no call, no cancellation point; a
- *    profiler's sample may fail to walk that one frame).
+ *    sub of %rsp and a mov, or a cmp and a short jcc (rewritten to its
+ *    rel32 form, same target), or the _nocancel forms' xor, syscall and
+ *    cmp).  They run in the trampoline exactly as they would have in
+ *    place, in the same order, on the same registers and stack, so when
+ *    the trampoline jumps back into libc the state is the one libc's code
+ *    (and its unwind tables) expect at that point.  Only while the
+ *    trampoline's own few instructions run is there no unwind information:
+ *    nothing unwinds there (no call, no cancellation point; a profiler's
+ *    sample, or a backtrace from a signal handler that interrupts the
+ *    _nocancel forms' system call, may fail to walk that one frame).
  * B. What is refused (the function is then left as it is, entirely, and
  *    one line on stderr names it): a function whose bytes zydis cannot
  *    decode to its end (the symbol table's size); a copied instruction
