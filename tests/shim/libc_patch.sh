@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The libc family switches the patching of libc's code (preload/patch.c):
-# on by default, libc's read starts with the jump to the shim and the debug
-# log says how many functions were patched; with -libc the code is libc's
-# own and the log says so.  Nothing is refused on Debian 12's glibc.
+# on by default, libc's read starts with the jump to the shim, the debug
+# log says how many functions were patched, and no mapping is left
+# writable and executable; with -libc the code is libc's own and the log
+# says so.  Nothing is refused on Debian 12's glibc.
 . "$(dirname "$0")/lib.sh"
 first_byte='import ctypes
 libc = ctypes.CDLL("libc.so.6")
@@ -13,6 +14,12 @@ grep -Eq '^kudzu: libc: [1-9][0-9]* functions patched$' <<<"$log" || fail "no pa
 grep -q 'not patched' <<<"$log" && fail "functions refused: $log"
 byte=$("$KZ" -- python3 -c "$first_byte") || fail "python3 failed"
 [ "$byte" = e9 ] || fail "libc's read starts with $byte, not the jump (e9)"
+
+# Written and sealed again: no mapping is left writable and executable
+# (libc's text is r-x again, the trampolines' page too).
+maps=$("$KZ" -- cat /proc/self/maps) || fail "cat failed"
+grep -q 'libc\.so' <<<"$maps" || fail "no libc in the maps: $maps"
+if grep -E '^[0-9a-f]+-[0-9a-f]+ .wx' <<<"$maps"; then fail "a writable, executable mapping is left"; fi
 
 log=$("$KZ" -d -p all,-libc -- true 2>&1) || fail "true failed: $log"
 grep -q '^kudzu: libc: not patched (family libc off)$' <<<"$log" || fail "no off line: $log"
