@@ -239,6 +239,24 @@ static bool decode(const uint8_t *code, size_t left, struct insn *x)
   return ZYAN_SUCCESS(ZydisDecoderDecodeFull(&decoder, code, left, &x->in, x->op));
 }
 
+/* The same, with the operands only of branches (the scan of a whole
+   function needs no more, and decoding operands is most of the cost);
+   the others' operand count reads 0. */
+static bool decode_for_scan(const uint8_t *code, size_t left, struct insn *x)
+{
+  ZydisDecoderContext ctx;
+  ZyanU8 category;
+  if (!ZYAN_SUCCESS(ZydisDecoderDecodeInstruction(&decoder, &ctx, code, left, &x->in)))
+    return false;
+  category = x->in.meta.category;
+  if (category != ZYDIS_CATEGORY_UNCOND_BR && category != ZYDIS_CATEGORY_COND_BR &&
+      category != ZYDIS_CATEGORY_CALL) {
+    x->in.operand_count_visible = 0;
+    return true;
+  }
+  return ZYAN_SUCCESS(ZydisDecoderDecodeOperands(&decoder, &ctx, &x->in, x->op, x->in.operand_count));
+}
+
 /* The target of a relative branch (jmp, jcc, call, loop...) decoded at
    address at, or 0 if x is not one. */
 static uint64_t rel_target(const struct insn *x, uint64_t at)
@@ -329,7 +347,7 @@ static const char *plan_site(struct plan *p, size_t size, uint8_t *tramp_at)
   /* The whole function: nothing may branch into the copied span. */
   for (off = 0; off < size; off += x.in.length) {
     uint64_t t;
-    if (!decode(p->entry + off, size - off, &x))
+    if (!decode_for_scan(p->entry + off, size - off, &x))
       return "its code does not decode to the end";
     t = rel_target(&x, (uintptr_t)p->entry + off);
     if (t > (uintptr_t)p->entry && t < (uintptr_t)p->entry + p->span)
@@ -582,22 +600,65 @@ static void write_jump(const struct plan *p)
   }
 }
 
+/* The size of each of libc's functions at entry[0..n) from libc's dynamic
+   symbol table, 0 if not found: one pass over the table (DT_HASH gives its
+   length), where dladdr1 searches it once per function (the way taken
+   without DT_HASH). */
+static void sizes_of(void *libc, uint8_t *const *entry, size_t *size, size_t n)
+{
+  struct link_map *lm;
+  const ElfW(Sym) *symtab = NULL;
+  const ElfW(Word) *hash = NULL;
+  memset(size, 0, n * sizeof *size);
+  if (dlinfo(libc, RTLD_DI_LINKMAP, &lm) != 0)
+    return;
+  for (const ElfW(Dyn) *d = lm->l_ld; d->d_tag != DT_NULL; d++) {
+    /* glibc relocates these entries in place; a raw offset is below l_addr */
+    uintptr_t a = d->d_un.d_ptr < lm->l_addr ? lm->l_addr + d->d_un.d_ptr : d->d_un.d_ptr;
+    if (d->d_tag == DT_SYMTAB)
+      symtab = (const ElfW(Sym) *)a;
+    else if (d->d_tag == DT_HASH)
+      hash = (const ElfW(Word) *)a;
+  }
+  if (!symtab || !hash) {
+    for (size_t k = 0; k < n; k++) {
+      const ElfW(Sym) *sym = NULL;
+      Dl_info info;
+      if (entry[k] && dladdr1(entry[k], &info, (void **)&sym, RTLD_DL_SYMENT) && sym &&
+          info.dli_saddr == entry[k])
+        size[k] = sym->st_size;
+    }
+    return;
+  }
+  for (ElfW(Word) i = 0; i < hash[1]; i++) { /* hash[1]: nchain, the symbol count */
+    const ElfW(Sym) *sym = &symtab[i];
+    if (ELF64_ST_TYPE(sym->st_info) != STT_FUNC || sym->st_shndx == SHN_UNDEF)
+      continue;
+    for (size_t k = 0; k < n; k++)
+      if (entry[k] == (uint8_t *)(lm->l_addr + sym->st_value) && sym->st_size > size[k])
+        size[k] = sym->st_size;
+  }
+}
+
 /* Gather the plans; every site that cannot be patched is named in why. */
 static size_t plan_all(struct plan *plans, const struct site **of, uint8_t *page, long pagesz,
                        char *why, size_t whylen)
 {
   void *libc = dlopen(LIBC_SO, RTLD_LAZY | RTLD_NOLOAD), *self;
   Dl_info me, info;
-  const ElfW(Sym) *sym;
-  size_t n = 0, used = 0, wl = 0;
+  uint8_t *entries[NSITES];
+  size_t sizes[NSITES], n = 0, used = 0, wl = 0;
   if (!libc || !dladdr((void *)plan_all, &me) ||
       !(self = dlopen(me.dli_fname, RTLD_LAZY | RTLD_NOLOAD)))
     return 0;
+  for (size_t i = 0; i < NSITES; i++)
+    entries[i] = dlsym(libc, sites[i].name);
+  sizes_of(libc, entries, sizes, NSITES);
   for (size_t i = 0; i < NSITES; i++) {
     struct plan *p = &plans[n];
     const char *no = NULL;
     memset(p, 0, sizeof *p);
-    p->entry = dlsym(libc, sites[i].name);
+    p->entry = entries[i];
     if (!p->entry)
       continue; /* not in this libc: nothing calls it */
     void *shim = sites[i].to && !sites[i].shim ? NULL
@@ -607,13 +668,12 @@ static size_t plan_all(struct plan *plans, const struct site **of, uint8_t *page
       no = "another library defines it first";
     else if ((p->to == shim || sites[i].shim) && (!shim || !dladdr(shim, &info) || info.dli_fbase != me.dli_fbase))
       no = "the shim's interposer is not found";
-    else if (!dladdr1(p->entry, &info, (void **)&sym, RTLD_DL_SYMENT) || !sym ||
-             info.dli_saddr != p->entry || sym->st_size == 0)
+    else if (sizes[i] == 0)
       no = "its size is unknown";
     else if (used + TRAMP_MAX + STUB_LEN > (size_t)pagesz)
       no = "no room for its trampoline";
     else
-      no = plan_site(p, sym->st_size, page + used);
+      no = plan_site(p, sizes[i], page + used);
     if (no) {
       wl += (size_t)snprintf(why + wl, wl < whylen ? whylen - wl : 0, "%s%s (%s)", wl ? ", " : "",
                              sites[i].name, no);
@@ -697,6 +757,7 @@ static size_t patch(void)
 
 void kz_shim_patch_libc(void)
 {
+  double t0;
   size_t n;
   if (!(kz_shim.patch & KZ_PATCH_LIBC)) {
     if (kz_shim.debug)
@@ -712,9 +773,10 @@ void kz_shim_patch_libc(void)
     kz__say("zydis cannot decode x86-64: libc's code left unpatched");
     return;
   }
+  t0 = kz__now();
   n = patch();
   if (kz_shim.debug)
-    kz__say("libc: %zu functions patched", n);
+    kz__say("libc: %zu functions patched (%.0f us)", n, (kz__now() - t0) * 1e6);
 }
 #else
 /* Other architectures: libc's code is left as it is. */
