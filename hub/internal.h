@@ -598,6 +598,10 @@ KZ_INTERNAL ssize_t kz__os_write(int fd, const void *buf, size_t n);
 KZ_INTERNAL int kz__os_close(int fd);
 KZ_INTERNAL int kz__os_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
 KZ_INTERNAL void kz__os_sched_yield(void);
+/* From now on, reach libc's function at libc_fn through fn instead: the
+   shim patched libc's entry to lead to its interposer, and fn runs the
+   original code (preload/patch.c).  Before any other thread exists. */
+KZ_INTERNAL void kz__os_divert(void *libc_fn, void *fn);
 
 /* A shield: while it is up, the running green thread's parks ignore its
    cancellation and scoped deadline (both stay pending and apply to the next

@@ -199,6 +199,17 @@ void kz__os_thread_exit(void *result)
   __builtin_unreachable();
 }
 
+void kz__os_divert(void *libc_fn, void *fn)
+{
+  if (!atomic_load_explicit(&real.filled, memory_order_acquire))
+    real_fill();
+#define X(ret, name, args)                \
+  if ((void *)real.name == libc_fn)       \
+    real.name = (ret(*) args)fn;
+  OS_REAL(X)
+#undef X
+}
+
 ssize_t kz__os_read(int fd, void *buf, size_t n) { return OS(read)(fd, buf, n); }
 ssize_t kz__os_write(int fd, const void *buf, size_t n) { return OS(write)(fd, buf, n); }
 int kz__os_close(int fd) { return OS(close)(fd); }

@@ -37,6 +37,7 @@ static const struct {
     {"poll", KZ_PATCH_POLL},   {"select", KZ_PATCH_POLL},   {"sleep", KZ_PATCH_SLEEP},
     {"time", KZ_PATCH_SLEEP},  {"thread", KZ_PATCH_THREAD}, {"dns", KZ_PATCH_DNS},
     {"proc", KZ_PATCH_PROC},   {"subprocess", KZ_PATCH_PROC}, {"ipc", KZ_PATCH_IPC},
+    {"libc", KZ_PATCH_LIBC},
 };
 
 /* "all", "io,sleep", "-thread", "all,-thread": a list applied left to right
@@ -55,7 +56,7 @@ static unsigned parse_patch(const char *s)
       if (!strcmp(name, families[i].name))
         break;
     if (i == sizeof families / sizeof *families) {
-      kz__say("KUDZU_PATCH: unknown family \"%s\" (all, io, poll, sleep, thread, dns, proc, ipc)", name);
+      kz__say("KUDZU_PATCH: unknown family \"%s\" (all, io, poll, sleep, thread, dns, proc, ipc, libc)", name);
       continue;
     }
     if (minus) {
@@ -113,6 +114,7 @@ __attribute__((constructor(101))) static void kz_shim_init(void)
   kz_shim.debug = flag("KUDZU_DEBUG");
   kz_shim.stats = flag("KUDZU_STATS");
   kz_shim.torture = flag("KUDZU_TORTURE");
+  kz_shim_patch_libc(); /* before the hub: no other thread may exist (patch.c) */
   struct kz__hub *hub = main_hub = kz__hub_get(&err);
   if (!hub) { /* note B */
     kz__say("cannot create the main thread's hub (%s); running unpatched", strerror(-err));

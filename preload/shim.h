@@ -183,8 +183,9 @@ enum {
   KZ_PATCH_THREAD = 1 << 3, /* pthreads (see docs/SHIM.md) */
   KZ_PATCH_DNS = 1 << 4,    /* getaddrinfo and friends, on the worker pool */
   KZ_PATCH_PROC = 1 << 5,   /* waitpid and friends, system */
+  KZ_PATCH_LIBC = 1 << 6,   /* libc's own calls reach the interposers (patch.c) */
   KZ_PATCH_IPC = 1 << 7,    /* file locks, System V IPC, POSIX message queues (block.c) */
-  KZ_PATCH_ALL = 0x3f | KZ_PATCH_IPC,
+  KZ_PATCH_ALL = 0x3f | KZ_PATCH_LIBC | KZ_PATCH_IPC,
 };
 
 struct kz_shim_config {
@@ -195,6 +196,11 @@ struct kz_shim_config {
   bool ready;      /* initialisation finished: interposers may act */
 };
 extern struct kz_shim_config kz_shim;
+
+/* Patch libc's code so that its internal calls to the blocking functions
+   reach the shim (family "libc", patch.c).  Once, from the constructor,
+   before any other thread exists; says on stderr what it leaves alone. */
+void kz_shim_patch_libc(void);
 
 /* Per-OS-thread counters for KUDZU_STATS: plain increments, no atomics.
    Each thread adds its own to the process's totals when it exits (init.c). */

@@ -3,7 +3,10 @@
  *   bench_passthrough PRELOAD_LIBRARY
  *
  * Runs a copy of itself with LD_PRELOAD=PRELOAD_LIBRARY (thread family off,
- * so its measuring thread is a real OS thread without a hub), which times
+ * so its measuring thread is a real OS thread without a hub; libc family
+ * off, so libc's own function is libc's untouched code: with the family on,
+ * libc's entry leads to the shim too, and what that costs is
+ * bench_libc_patch's row), which times
  * the same libc function called two ways, in pairs of back-to-back rounds:
  *   - as the program calls it: the name resolves to the shim, which finds
  *     it is not in a green thread and calls libc's;
@@ -95,7 +98,7 @@ int main(int argc, char **argv)
     fprintf(stderr, "usage: bench_passthrough PRELOAD_LIBRARY\n");
     return 2;
   }
-  snprintf(cmd, sizeof cmd, "KUDZU_PATCH=all,-thread LD_PRELOAD='%s' '/proc/%d/exe' --measure",
+  snprintf(cmd, sizeof cmd, "KUDZU_PATCH=all,-thread,-libc LD_PRELOAD='%s' '/proc/%d/exe' --measure",
            argv[1], (int)getpid());
   return system(cmd) == 0 ? 0 : 1;
 }
