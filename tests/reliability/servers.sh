@@ -96,6 +96,7 @@ fds() { ls "/proc/$pid/fd" 2>/dev/null | wc -l; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status"; }
 # utime + stime of the whole process, in clock ticks (fields 14 and 15,
 # counted after the command name, which may hold spaces).
+# shellcheck disable=SC2086 # the fields, split on purpose
 ticks() { local s; s=$(< "/proc/$pid/stat"); s=${s##*) }; set -- $s; echo $((${12} + ${13})); }
 
 # One verified request on a fresh connection.
