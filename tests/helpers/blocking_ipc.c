@@ -100,10 +100,15 @@ static int take(void)
     r = fcntl(fd, F_OFD_SETLKW, &fl);
   else if (!strcmp(mode, "lockf"))
     r = lockf(fd, F_LOCK, 0);
-  else if (!strcmp(mode, "semop"))
-    r = semop(semid, &down, 1);
-  else if (!strcmp(mode, "msgrcv"))
-    r = msgrcv(msqid, &m, sizeof m.text, 1, 0) == 6 && !strcmp(m.text, "hello") ? 0 : -1;
+  else if (!strcmp(mode, "semop")) /* a stop signal (SIGSTOP, SIGCONT) fails them with EINTR */
+    while ((r = semop(semid, &down, 1)) < 0 && errno == EINTR)
+      ;
+  else if (!strcmp(mode, "msgrcv")) {
+    ssize_t n;
+    while ((n = msgrcv(msqid, &m, sizeof m.text, 1, 0)) < 0 && errno == EINTR)
+      ;
+    r = n == 6 && !strcmp(m.text, "hello") ? 0 : -1;
+  }
   else if (!strcmp(mode, "mq"))
     r = mq_receive(mq, buf, sizeof buf, NULL) == 6 && !strcmp(buf, "hello") ? 0 : -1;
   else if (!strcmp(mode, "fifo")) {
