@@ -78,7 +78,10 @@
  * E. When nothing is ready, no callback is due and libev has no active
  *    watcher, no event can ever wake anyone: the main green thread's
  *    blocking call fails with EDEADLK (gevent's "this operation would block
- *    forever") instead of the process hanging silently.
+ *    forever") instead of the process hanging silently.  In a fork child
+ *    whose main green thread was left behind (the fork came from another
+ *    thread, kz__green_forget), the end of the last live green thread ends
+ *    the process with status 0, as the end of a process's last thread does.
  */
 #include "internal.h"
 
@@ -400,6 +403,8 @@ void kz__hub_destroy(struct kz__hub *hub)
 /* Note E: nothing can ever happen again on this hub. */
 static void hub_deadlock(struct kz__hub *hub)
 {
+  if (hub->main->state == KZ__S_GONE && hub->nlive == 1)
+    exit(0); /* a fork child's last thread has ended (kz__green_forget) */
   if (!kz__wake(hub->main, -EDEADLK)) {
     kz__say("hub deadlock: nothing is ready and nothing can wake the parked green threads");
     abort();

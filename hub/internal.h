@@ -117,7 +117,10 @@ struct kz__stack {
 };
 
 /* Green thread states (enum kz_state) plus the internal ones. */
-enum { KZ__S_READY = 16 }; /* started and in the run queue */
+enum {
+  KZ__S_READY = 16, /* started and in the run queue */
+  KZ__S_GONE = 17,  /* left behind in a fork child: never runs again (kz__green_forget) */
+};
 
 /* A green thread.  For stacks kudzu allocates, this struct lives at the top
    of the stack itself: an idle green thread then costs one page of stack plus
@@ -338,6 +341,13 @@ KZ_INTERNAL size_t kz__waitq_wake_all(struct kz__waitq *q, int r);
 
 /* Handle -> green thread, or NULL if the handle is 0, stale or malformed. */
 KZ_INTERNAL struct kz_green *kz__green_get(kz_green_t h);
+/* In a fork child: g stands for a thread that does not exist there (a
+   pthread of the parent other than the forking one).  It never runs again:
+   out of the run queue, its timer stopped, every wake of it ignored (wait
+   queues skip it), and, unless it is the main green thread, out of the
+   hub's live list.  Not the running green thread.  Hub thread; does not
+   switch. */
+KZ_INTERNAL void kz__green_forget(struct kz_green *g);
 
 /* Spawn on hub; returns the green thread (state pending, queued or delayed)
    or NULL with -errno in *err.  user_stack/user_size: a stack the caller owns

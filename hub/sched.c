@@ -84,6 +84,27 @@ static inline struct kz_green *runq_pop(struct kz__hub *hub)
   return g;
 }
 
+void kz__green_forget(struct kz_green *g)
+{
+  struct kz__hub *hub = g->hub;
+  struct kz_green *q = hub->run_head, *next;
+  if (g == hub->current || g->state == KZ_DONE || g->state == KZ_CANCELLED || g->state == KZ__S_GONE)
+    return;
+  hub->run_head = hub->run_tail = NULL; /* the run queue without g */
+  hub->nready = 0;
+  for (; q; q = next) {
+    next = q->run_next;
+    if (q != g)
+      runq_push(hub, q);
+  }
+  ev_timer_stop(hub->loop, &g->timer);
+  g->state = KZ__S_GONE; /* kz__wake and the wait queues pass it by */
+  if (g != hub->main) {
+    kz__list_remove(&g->all);
+    hub->nlive--;
+  }
+}
+
 void kz__ready(struct kz_green *g)
 {
   if (g->state != KZ_PENDING)

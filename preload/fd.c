@@ -79,6 +79,7 @@ static bool classify(int fd, struct kz_fd *f)
     return false;
   f->owned = 0;
   f->drained = 0;
+  f->pending_err = 0;
   f->user_nb = (fl & O_NONBLOCK) != 0;
   f->rcvtimeo = f->sndtimeo = 0;
   if (S_ISSOCK(st.st_mode)) {

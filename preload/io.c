@@ -69,6 +69,15 @@
  *    B), where only a program aiming at them by number meets this.  libev's
  *    epoll_create1, made in the runtime's scope, is moved there as it is
  *    created.
+ * I. A socket error after some bytes moved (a reset in the middle of a
+ *    blocking write): the kernel reports it once, to the call that meets it,
+ *    and a blocking call that moved bytes natively returns their count and
+ *    leaves the error for the next call.  The shim's own retry inside the
+ *    call is the one that meets it, so it keeps the error on the descriptor
+ *    (pending_err) and the next call there fails with it, without a system
+ *    call; a retry after bytes moved sends with MSG_NOSIGNAL, since natively
+ *    that call would return its count without SIGPIPE, which comes with the
+ *    next write.
  * G. errno is the program's: a call that succeeds leaves it as it was,
  *    even after an attempt inside failed with EAGAIN, or when recvmmsg,
  *    sendmmsg or sendfile return what they moved before an error (as the
@@ -241,7 +250,7 @@ static void xfer_window(struct xfer *x, size_t cap)
 static ssize_t sock_once(int fd, struct xfer *x, bool rd)
 {
   struct msghdr *m = x->mp;
-  int fl = x->flags | MSG_DONTWAIT;
+  int fl = x->flags | MSG_DONTWAIT | (x->done && !rd ? MSG_NOSIGNAL : 0); /* note I */
   if (m->msg_iovlen == 1 && !m->msg_control && m == &x->m) {
     struct iovec *v = m->msg_iov;
     if (rd)
@@ -277,6 +286,11 @@ static ssize_t xfer_run(int fd, struct kz_fd *f, struct xfer *x, int events)
   int saved = errno; /* note G */
   ssize_t r;
 
+  if (KZ_UNLIKELY(f->pending_err)) { /* note I */
+    errno = f->pending_err;
+    f->pending_err = 0;
+    return -1;
+  }
   if (cap != SIZE_MAX)
     xfer_window(x, cap);
   if (rd && f->drained && deadline < 0 && !(kz__self()->deadline > 0) &&
@@ -309,7 +323,15 @@ static ssize_t xfer_run(int fd, struct kz_fd *f, struct xfer *x, int events)
         return plain_once(fd, x, rd);
       continue;
     }
-    if ((errno != EAGAIN && errno != EWOULDBLOCK) || kz_shim_wait_until(fd, events, deadline, intr) < 0) {
+    if (errno != EAGAIN && errno != EWOULDBLOCK) { /* the call's own error */
+      if (!x->done)
+        return -1;
+      if (f->kind == KZ_FD_SOCKET && errno != EPIPE)
+        f->pending_err = errno; /* note I: the kernel told it once */
+      errno = saved;
+      return (ssize_t)x->done;
+    }
+    if (kz_shim_wait_until(fd, events, deadline, intr) < 0) {
       if (!x->done)
         return -1;
       errno = saved;

@@ -262,6 +262,7 @@ struct kz_fd {
   uint8_t user_nb;   /* the program's own view: O_NONBLOCK set */
   uint8_t owned;     /* created by the program through the shim, not inherited */
   uint8_t drained;   /* a socket whose last read came back short (io.c, note F) */
+  int pending_err;   /* an error met after bytes moved, for the next call (io.c, note I) */
   double rcvtimeo;   /* SO_RCVTIMEO in seconds, 0: none */
   double sndtimeo;   /* SO_SNDTIMEO in seconds, 0: none */
 };

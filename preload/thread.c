@@ -84,6 +84,17 @@
  *    pass every call through.  The check costs one dl_iterate_phdr step per
  *    pthread_create (its load counter tells whether anything was loaded
  *    since the last look).
+ * K. fork(): natively the child has one thread, the one that forked.  The
+ *    fork copies the whole hub, with a green thread for every pthread of
+ *    the parent, parked where the parent's were: left alone they would run
+ *    on in the child, a copy of a reader taking the data of a socket the two
+ *    processes share.  So in the child every green pthread but the forking
+ *    one, and the main green thread if another thread forked, is left
+ *    behind (kz__green_forget): it never runs again, as a thread that does
+ *    not exist; a lock it held stays held, as natively.  Green threads spawned
+ *    through the API stay, as gevent's greenlets do.  If the main green
+ *    thread was left behind, the end of the forking thread (and of the
+ *    threads it starts) ends the child with status 0, as natively.
  */
 #include "thread.h"
 
@@ -1102,13 +1113,29 @@ enum { ONCE_RUNNING = 1, ONCE_DONE = 2 };
 
 static _Atomic int fork_generation; /* multiple of 4, bumped in each child */
 
-/* In a forked child: the once generation moves on, and registry locks other
-   threads held are free. */
+/* Note K: the green pthreads of hub other than the running one do not
+   exist in this fork child. */
+static void leave_behind(struct kz__hub *hub)
+{
+  struct kz_green *self = hub->current, *g;
+  for (unsigned i = 0; i < NREG; i++)
+    for (struct thr *t = registry[i].head; t; t = t->reg_next)
+      if (t->fn && t->hub == hub && (g = kz__green_get(t->id)) && g != self)
+        kz__green_forget(g);
+  if (self != hub->main)
+    kz__green_forget(hub->main);
+}
+
+/* In a forked child: the once generation moves on, registry locks other
+   threads held are free, and the other threads are left behind (note K). */
 static void once_atfork_child(void)
 {
+  struct kz__hub *hub = kz__tls_hub;
   atomic_fetch_add(&fork_generation, 4);
   for (unsigned i = 0; i < NREG; i++)
     atomic_flag_clear(&registry[i].lock);
+  if (hub && hub->current && kz_shim.ready && (kz_shim.patch & KZ_PATCH_THREAD))
+    leave_behind(hub);
 }
 
 /* The family's start-up: the once generation follows forks, and the other

@@ -8,8 +8,7 @@
 #   threaded_native    build/bin/echo_threaded: a thread per connection
 #   threaded_kudzu     the same, unmodified, under build/bin/kudzu
 #   green_api          build/bin/echo_green: green threads on the API
-#   green_libc_kudzu   build/bin/echo_green --libc under build/bin/kudzu,
-#                      started with SIGPIPE ignored (below)
+#   green_libc_kudzu   build/bin/echo_green --libc under build/bin/kudzu
 #
 # CASE:
 #   abrupt  idle clients, clients that never read while the server echoes
@@ -65,12 +64,8 @@ case $server in
 esac
 # echo_green leaves SIGPIPE at its default, which natively costs it
 # nothing: it stops writing at its first error, which the kernel reports
-# as ECONNRESET.  Under the launcher a blocking write that moved some bytes
-# loses that error, and the next write raises SIGPIPE (known failure,
-# tests/helpers/rel_reset_write.c); the server starts with SIGPIPE ignored
-# (inherited through exec), so the cases here measure what they name.
-sigpipe=
-[ "$server" = green_libc_kudzu ] && sigpipe=ignore
+# as ECONNRESET.  Under the launcher too (preload/io.c, note I): the abrupt
+# case would end it with SIGPIPE otherwise.
 
 # start [NOFILE]: starts the server (its soft descriptor limit NOFILE if
 # given) and sets pid and port.  The launcher execs the program, so pid is
@@ -78,7 +73,6 @@ sigpipe=
 start() {
   (
     [ -n "${1:-}" ] && { ulimit -n "$1" || exit 1; }
-    [ -n "$sigpipe" ] && trap '' PIPE
     exec "${cmd[@]}"
   ) > "$tmp/server.out" 2>&1 &
   pid=$!; pids+=("$pid")
