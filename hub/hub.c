@@ -403,8 +403,6 @@ void kz__hub_destroy(struct kz__hub *hub)
 /* Note E: nothing can ever happen again on this hub. */
 static void hub_deadlock(struct kz__hub *hub)
 {
-  if (hub->main->state == KZ__S_GONE && hub->nlive == 1)
-    exit(0); /* a fork child's last thread has ended (kz__green_forget) */
   if (!kz__wake(hub->main, -EDEADLK)) {
     kz__say("hub deadlock: nothing is ready and nothing can wake the parked green threads");
     abort();
@@ -422,6 +420,8 @@ void *kz__hub_loop(void *arg)
       hub_after_fork(hub);
       primed = true; /* its events are pending: run them without blocking */
     }
+    if (KZ_UNLIKELY(hub->main->state == KZ__S_GONE) && hub->nlive == 1)
+      exit(0); /* note E: a fork child's last thread has ended (kz__green_forget) */
     __atomic_store_n(&hub->pass, hub->pass + 1, __ATOMIC_RELAXED); /* monitor.c reads */
     kz__run_soon(hub);
     busy = primed || hub->run_head || !kz__list_empty(&hub->soon);
