@@ -79,6 +79,7 @@ static bool classify(int fd, struct kz_fd *f)
     return false;
   f->owned = 0;
   f->drained = 0;
+  f->accmode = (uint8_t)(fl & O_ACCMODE);
   f->pending_err = 0;
   f->user_nb = (fl & O_NONBLOCK) != 0;
   f->rcvtimeo = f->sndtimeo = 0;
@@ -117,12 +118,13 @@ void kz_fd_reclassify(int fd)
     f->known = 0;
 }
 
-void kz_fd_created(int fd, int kind, bool user_nb)
+void kz_fd_created(int fd, int kind, bool user_nb, int accmode)
 {
   struct kz_fd *f = slot(fd, true);
   if (!f)
     return;
-  *f = (struct kz_fd){.known = 1, .kind = (uint8_t)kind, .user_nb = user_nb, .owned = 1};
+  *f = (struct kz_fd){.known = 1, .kind = (uint8_t)kind, .user_nb = user_nb, .owned = 1,
+                      .accmode = (uint8_t)accmode};
   kz__fd_forget(fd); /* note E */
 }
 

@@ -78,6 +78,12 @@
  *    call; a retry after bytes moved sends with MSG_NOSIGNAL, since natively
  *    that call would return its count without SIGPIPE, which comes with the
  *    next write.
+ * J. A read from a descriptor open only for writing (a pipe's write end),
+ *    or a write to one open only for reading, fails at once with EBADF
+ *    natively.  Polled first, it would never be ready for that direction
+ *    and its green thread would park for ever: such calls go straight to
+ *    the kernel (the open file's access mode is known from its creation or
+ *    its classification).
  * G. errno is the program's: a call that succeeds leaves it as it was,
  *    even after an attempt inside failed with EAGAIN, or when recvmmsg,
  *    sendmmsg or sendfile return what they moved before an error (as the
@@ -291,6 +297,8 @@ static ssize_t xfer_run(int fd, struct kz_fd *f, struct xfer *x, int events)
     f->pending_err = 0;
     return -1;
   }
+  if (f->kind != KZ_FD_SOCKET && f->accmode != O_RDWR && f->accmode != (rd ? O_RDONLY : O_WRONLY))
+    return plain_once(fd, x, rd); /* note J: fails at once, as natively */
   if (cap != SIZE_MAX)
     xfer_window(x, cap);
   if (rd && f->drained && deadline < 0 && !(kz__self()->deadline > 0) &&
@@ -713,7 +721,7 @@ KZ_INTERPOSE(int, accept4, (int fd, struct sockaddr *addr, socklen_t *addrlen, i
   struct kz_fd *f = blocking_fd(KZ_PATCH_IO, fd, true);
   int r = f ? accept_wait(fd, f, addr, addrlen, flags) : REAL(accept4)(fd, addr, addrlen, flags);
   if (r >= 0)
-    kz_fd_created(r, KZ_FD_SOCKET, (flags & SOCK_NONBLOCK) != 0);
+    kz_fd_created(r, KZ_FD_SOCKET, (flags & SOCK_NONBLOCK) != 0, O_RDWR);
   return r;
 }
 
@@ -722,7 +730,7 @@ KZ_INTERPOSE(int, accept, (int fd, struct sockaddr *addr, socklen_t *addrlen), (
   struct kz_fd *f = blocking_fd(KZ_PATCH_IO, fd, true);
   int r = f ? accept_wait(fd, f, addr, addrlen, 0) : REAL(accept)(fd, addr, addrlen);
   if (r >= 0)
-    kz_fd_created(r, KZ_FD_SOCKET, false);
+    kz_fd_created(r, KZ_FD_SOCKET, false, O_RDWR);
   return r;
 }
 
@@ -786,7 +794,7 @@ KZ_INTERPOSE(int, socket, (int domain, int type, int protocol), (domain, type, p
 {
   int fd = REAL(socket)(domain, type, protocol);
   if (fd >= 0)
-    kz_fd_created(fd, KZ_FD_SOCKET, (type & SOCK_NONBLOCK) != 0);
+    kz_fd_created(fd, KZ_FD_SOCKET, (type & SOCK_NONBLOCK) != 0, O_RDWR);
   return fd;
 }
 
@@ -794,8 +802,8 @@ KZ_INTERPOSE(int, socketpair, (int domain, int type, int protocol, int sv[2]), (
 {
   int r = REAL(socketpair)(domain, type, protocol, sv);
   if (r == 0) {
-    kz_fd_created(sv[0], KZ_FD_SOCKET, (type & SOCK_NONBLOCK) != 0);
-    kz_fd_created(sv[1], KZ_FD_SOCKET, (type & SOCK_NONBLOCK) != 0);
+    kz_fd_created(sv[0], KZ_FD_SOCKET, (type & SOCK_NONBLOCK) != 0, O_RDWR);
+    kz_fd_created(sv[1], KZ_FD_SOCKET, (type & SOCK_NONBLOCK) != 0, O_RDWR);
   }
   return r;
 }
@@ -804,8 +812,8 @@ KZ_INTERPOSE(int, pipe2, (int p[2], int flags), (p, flags))
 {
   int r = REAL(pipe2)(p, flags);
   if (r == 0) {
-    kz_fd_created(p[0], KZ_FD_PIPE, (flags & O_NONBLOCK) != 0);
-    kz_fd_created(p[1], KZ_FD_PIPE, (flags & O_NONBLOCK) != 0);
+    kz_fd_created(p[0], KZ_FD_PIPE, (flags & O_NONBLOCK) != 0, O_RDONLY);
+    kz_fd_created(p[1], KZ_FD_PIPE, (flags & O_NONBLOCK) != 0, O_WRONLY);
   }
   return r;
 }

@@ -262,6 +262,7 @@ struct kz_fd {
   uint8_t user_nb;   /* the program's own view: O_NONBLOCK set */
   uint8_t owned;     /* created by the program through the shim, not inherited */
   uint8_t drained;   /* a socket whose last read came back short (io.c, note F) */
+  uint8_t accmode;   /* O_RDONLY, O_WRONLY or O_RDWR: the directions the open file allows */
   int pending_err;   /* an error met after bytes moved, for the next call (io.c, note I) */
   double rcvtimeo;   /* SO_RCVTIMEO in seconds, 0: none */
   double sndtimeo;   /* SO_SNDTIMEO in seconds, 0: none */
@@ -270,8 +271,9 @@ struct kz_fd {
 /* The state of fd (classified on first sight), or NULL if fd is out of range
    or not open. */
 struct kz_fd *kz_fd_get(int fd);
-/* Record a descriptor the program just created through the shim. */
-void kz_fd_created(int fd, int kind, bool user_nb);
+/* Record a descriptor the program just created through the shim, open for
+   accmode (O_RDONLY, O_WRONLY, O_RDWR). */
+void kz_fd_created(int fd, int kind, bool user_nb, int accmode);
 /* Forget what is cached about fd, so it is classified again on next use. */
 void kz_fd_reclassify(int fd);
 /* Forget fd (closed or replaced): wakes waiters, drops the hub's watcher. */
