@@ -56,15 +56,6 @@
 
 /* ---- Blocking calls on a worker ------------------------------------------------ */
 
-/* One call to run on the blocking pool: call(a) with errno captured.  It
-   lives on the caller's stack: the caller waits until it has run. */
-struct blk {
-  long (*call)(const long *a);
-  long a[6]; /* the call's arguments */
-  long r;    /* its result */
-  int err;   /* errno after it */
-};
-
 static void blk_run(void *arg)
 {
   struct blk *b = arg;
@@ -72,10 +63,7 @@ static void blk_run(void *arg)
   b->err = errno;
 }
 
-/* Run b on the blocking pool (note A), errno as libc's: the call's result,
-   or -1 with errno (the call's own, or EINTR, ETIMEDOUT, ECANCELED when the
-   wait ended first and the call was interrupted). */
-static long blocking(struct blk *b, int intr, bool cancel_point, int saved_errno)
+long kz_shim_blocking(struct blk *b, int intr, bool cancel_point, int saved_errno)
 {
   struct kz_green *g = kz__self();
   for (;;) {
@@ -128,7 +116,7 @@ EXPORT int flock(int fd, int op)
     return 0;
   if (errno != EWOULDBLOCK)
     return -1;
-  return (int)blocking(&b, KZ_INTR_RESTART, false, saved);
+  return (int)kz_shim_blocking(&b, KZ_INTR_RESTART, false, saved);
 }
 
 static long call_fcntl_lock(const long *a) { return REAL(fcntl)((int)a[0], (int)a[1], (void *)a[2]); }
@@ -143,7 +131,7 @@ int kz_shim_lock_wait(int fd, int cmd, void *lock)
     return 0;
   if (errno != EAGAIN && errno != EACCES)
     return -1;
-  return (int)blocking(&b, KZ_INTR_RESTART, true, saved);
+  return (int)kz_shim_blocking(&b, KZ_INTR_RESTART, true, saved);
 }
 
 static long call_lockf(const long *a) { return REAL(lockf)((int)a[0], (int)a[1], (off_t)a[2]); }
@@ -158,7 +146,7 @@ EXPORT int lockf(int fd, int cmd, off_t len)
     return 0;
   if (errno != EAGAIN && errno != EACCES)
     return -1;
-  return (int)blocking(&b, KZ_INTR_RESTART, true, saved);
+  return (int)kz_shim_blocking(&b, KZ_INTR_RESTART, true, saved);
 }
 
 EXPORT int lockf64(int fd, int cmd, off_t len) __attribute__((alias("lockf")));
@@ -190,7 +178,7 @@ static int sem_common(int id, struct sembuf *sops, size_t n, const struct timesp
     free(nw);
   if (r == 0 || errno != EAGAIN)
     return r;
-  return (int)blocking(&b, KZ_INTR_ALWAYS, false, saved);
+  return (int)kz_shim_blocking(&b, KZ_INTR_ALWAYS, false, saved);
 }
 
 /* A blocking semop: some operation would wait (it lacks IPC_NOWAIT). */
@@ -228,7 +216,7 @@ EXPORT int msgsnd(int id, const void *msg, size_t size, int flags)
     return 0;
   if (errno != EAGAIN)
     return -1;
-  return (int)blocking(&b, KZ_INTR_ALWAYS, true, saved);
+  return (int)kz_shim_blocking(&b, KZ_INTR_ALWAYS, true, saved);
 }
 
 static long call_msgrcv(const long *a)
@@ -247,7 +235,7 @@ EXPORT ssize_t msgrcv(int id, void *msg, size_t size, long type, int flags)
     return r;
   if (errno != ENOMSG)
     return -1;
-  return blocking(&b, KZ_INTR_ALWAYS, true, saved);
+  return kz_shim_blocking(&b, KZ_INTR_ALWAYS, true, saved);
 }
 
 /* ---- POSIX message queues: waited for on the hub --------------------------------------- */
@@ -380,7 +368,7 @@ static int open_common(int dirfd, const char *path, int flags, mode_t mode)
   struct blk b = {.call = call_openat, .a = {dirfd, (long)path, flags, mode}};
   if (!shim_active(KZ_PATCH_IPC) || !path || !fifo_at(dirfd, path, flags))
     return REAL(openat)(dirfd, path, flags, mode);
-  return (int)blocking(&b, KZ_INTR_RESTART, true, saved);
+  return (int)kz_shim_blocking(&b, KZ_INTR_RESTART, true, saved);
 }
 
 /* The mode argument is there only with O_CREAT or O_TMPFILE. */

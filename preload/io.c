@@ -746,32 +746,27 @@ static int connect_nb(int fd, const struct sockaddr *addr, socklen_t len)
   return r;
 }
 
-/* A Unix socket whose listener's backlog is full fails a non-blocking
+/* A Unix socket's listener with a full backlog refuses a non-blocking
    connect with EAGAIN, and nothing on the connecting side becomes ready
-   when room appears (natively the caller sleeps on the listener): park
-   briefly, growing from 1 to 50 ms, and try again.  0, or -1 with errno. */
-static int connect_backoff(double *backoff)
+   when room appears (natively the caller sleeps on the listener): the
+   blocking connect runs on the blocking pool (block.c), interrupted rather
+   than abandoned. */
+static long call_connect(const long *a)
 {
-  struct kz_green *g = kz__self();
-  int r = kz_shim_park(kz__now() + *backoff, KZ_INTR_RESTART);
-  *backoff = *backoff * 2 < 0.05 ? *backoff * 2 : 0.05;
-  if (r == -ETIMEDOUT && !(g->deadline > 0 && kz__now() >= g->deadline))
-    return 0;
-  errno = -r;
-  return -1;
+  return REAL(connect)((int)a[0], (const struct sockaddr *)a[1], (socklen_t)a[2]);
 }
 
 KZ_INTERPOSE(int, connect, (int fd, const struct sockaddr *addr, socklen_t len), (fd, addr, len))
 {
   struct kz_fd *f = blocking_fd(KZ_PATCH_IO, fd, true);
-  double backoff = 0.001;
-  int r, err = 0;
+  int r, err = 0, saved = errno;
   socklen_t elen = sizeof err;
   if (!f)
     return REAL(connect)(fd, addr, len);
-  while ((r = connect_nb(fd, addr, len)) < 0 && errno == EAGAIN && addr && addr->sa_family == AF_UNIX)
-    if (connect_backoff(&backoff) < 0)
-      return -1;
+  if ((r = connect_nb(fd, addr, len)) < 0 && errno == EAGAIN && addr && addr->sa_family == AF_UNIX) {
+    struct blk b = {.call = call_connect, .a = {fd, (long)addr, (long)len}};
+    return (int)kz_shim_blocking(&b, KZ_INTR_RESTART, true, saved);
+  }
   if (r == 0 || errno != EINPROGRESS)
     return r;
   if (kz_shim_wait(fd, KZ_WRITE, f->sndtimeo) < 0) {

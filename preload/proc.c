@@ -4,10 +4,11 @@
  * A wait for a child parks the green thread instead of the OS thread: the
  * call is tried with WNOHANG; if no child has changed state yet, the green
  * thread waits on a pidfd of that child (readable when it exits), or, when
- * no pidfd applies (any child, a process group, stops and continues),
- * polls again after a short park that grows from 1 ms to 50 ms.  The
- * answer always comes from the real call, so statuses, rusage, ECHILD and
- * reaping are exactly native.
+ * no pidfd applies (any child, a process group, stops and continues), the
+ * blocking call runs on a worker of the blocking pool (block.c), whose
+ * system call a cancellation or a signal handler interrupts rather than
+ * abandons.  The answer always comes from the real call, so statuses,
+ * rusage, ECHILD and reaping are exactly native.
  *
  * Notes.
  * A. fork() needs nothing here: the hub's fork handler gives the child's
@@ -79,19 +80,13 @@ static int child_pidfd(const struct child_wait *w, bool *own)
   return w->idtype == P_PID ? (int)syscall(SYS_pidfd_open, (pid_t)w->id, 0) : -1;
 }
 
-/* Park until the child may have changed state: 0, or -1 with errno. */
-static int park_child(int pidfd, double *backoff)
+/* The blocking form of the wait, for a worker of the blocking pool. */
+static long call_wait(const long *a)
 {
-  struct kz_green *g = kz__self();
-  int r;
-  if (pidfd >= 0)
-    return kz_shim_wait_until(pidfd, KZ_READ, -1, KZ_INTR_RESTART);
-  r = kz_shim_park(kz__now() + *backoff, KZ_INTR_RESTART);
-  *backoff = *backoff * 2 < 0.05 ? *backoff * 2 : 0.05;
-  if (r == -ETIMEDOUT && !(g->deadline > 0 && kz__now() >= g->deadline))
-    return 0;
-  errno = -r;
-  return -1;
+  struct child_wait *w = (struct child_wait *)a[0];
+  if (w->kind == W_WAIT4)
+    return REAL(wait4)(w->pid, w->status, w->options, w->ru);
+  return REAL(waitid)(w->idtype, w->id, w->si, w->options) < 0 ? -1 : 1;
 }
 
 /* Close a pidfd the wait opened, also when a cancellation unwinds. */
@@ -105,22 +100,25 @@ static void pidfd_release(void *arg)
   errno = err;
 }
 
-/* Try, park, try again; *owned receives a pidfd opened here. */
+/* Try, park, try again; *owned receives a pidfd opened here.  Without a
+   pidfd (any child, a group, stops and continues) the blocking wait runs on
+   the blocking pool, interrupted rather than abandoned (block.c, note A): a
+   child it reaps is always the caller's. */
 static long wait_until_done(struct child_wait *w, volatile int *owned)
 {
-  double backoff = 0.001;
-  int pidfd = -1;
-  bool own = false, tried = false;
+  int saved = errno, pidfd;
+  bool own = false;
   long r;
-  while ((r = attempt(w)) == 0) {
-    if (!tried) {
-      pidfd = child_pidfd(w, &own);
-      *owned = own ? pidfd : -1;
-      tried = true;
-    }
-    if (park_child(pidfd, &backoff) < 0)
+  struct blk b = {.call = call_wait, .a = {(long)w}};
+  if ((r = attempt(w)) != 0)
+    return r;
+  pidfd = child_pidfd(w, &own);
+  *owned = own ? pidfd : -1;
+  if (pidfd < 0)
+    return kz_shim_blocking(&b, KZ_INTR_RESTART, true, saved);
+  while ((r = attempt(w)) == 0)
+    if (kz_shim_wait_until(pidfd, KZ_READ, -1, KZ_INTR_RESTART) < 0)
       return -1;
-  }
   return r;
 }
 

@@ -339,6 +339,23 @@ int kz_shim_park(double deadline, int intr);
 
 /* ---- Calls that block in the kernel (block.c) ------------------------------------- */
 
+/* One call to run on the blocking pool: call(a) with errno captured.  It
+   lives on the caller's stack: the caller waits until it has run. */
+struct blk {
+  long (*call)(const long *a);
+  long a[6]; /* the call's arguments */
+  long r;    /* its result */
+  int err;   /* errno after it */
+};
+
+/* Run b on the blocking pool (block.c, note A) while the calling green
+   thread parks; errno as libc's: the call's result, or -1 with errno (the
+   call's own, or EINTR, ETIMEDOUT, ECANCELED when the wait ended first and
+   the call was interrupted).  intr: enum kz_shim_intr; cancel_point: a
+   pthread_cancel ends the wait (else it waits for the next point);
+   saved_errno: the program's errno, restored on success.  May switch. */
+long kz_shim_blocking(struct blk *b, int intr, bool cancel_point, int saved_errno);
+
 /* fcntl F_SETLKW and F_OFD_SETLKW (io.c hands them here): without holding
    the hub.  libc's convention. */
 int kz_shim_lock_wait(int fd, int cmd, void *lock);
