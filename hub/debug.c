@@ -543,8 +543,8 @@ static void die_default(int sig, const siginfo_t *si)
     return;
   sigemptyset(&set);
   sigaddset(&set, sig);
-  syscall(SYS_tgkill, getpid(), (pid_t)syscall(SYS_gettid), sig);
-  syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &set, NULL, _NSIG / 8);
+  kz__syscall(SYS_tgkill, getpid(), (pid_t)kz__syscall(SYS_gettid), sig);
+  kz__syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &set, NULL, _NSIG / 8);
 }
 
 /* Pass the signal to the handler that was there before ours (note C). */

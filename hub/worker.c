@@ -274,9 +274,9 @@ static void job_run_interruptible(struct job *j)
   sigemptyset(&one);
   sigaddset(&one, KZ__SIG_INTERRUPT);
   atomic_store(&j->tid, gettid());
-  syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &one, NULL, _NSIG / 8);
+  kz__syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &one, NULL, _NSIG / 8);
   j->vfn(j->arg);
-  syscall(SYS_rt_sigprocmask, SIG_BLOCK, &one, NULL, _NSIG / 8);
+  kz__syscall(SYS_rt_sigprocmask, SIG_BLOCK, &one, NULL, _NSIG / 8);
 }
 
 /* Run one job on a worker and hand it back (note A). */
@@ -460,7 +460,7 @@ static void job_interrupt(struct kz_green *g, struct job *j)
   kz__shield_up(g, &s);
   while (!j->posted) {
     if ((tid = atomic_load(&j->tid)) > 0)
-      syscall(SYS_tgkill, getpid(), tid, KZ__SIG_INTERRUPT);
+      kz__syscall(SYS_tgkill, getpid(), tid, KZ__SIG_INTERRUPT);
     kz__park(kz__now() + backoff);
     backoff = backoff * 2 > 0.05 ? 0.05 : backoff * 2;
   }

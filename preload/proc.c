@@ -70,14 +70,14 @@ static int child_pidfd(const struct child_wait *w, bool *own)
   *own = true;
   if (w->kind == W_WAIT4)
     return w->pid > 0 && !(w->options & (WUNTRACED | WCONTINUED))
-               ? (int)syscall(SYS_pidfd_open, w->pid, 0) : -1;
+               ? (int)kz__syscall(SYS_pidfd_open, w->pid, 0) : -1;
   if (w->options & (WSTOPPED | WCONTINUED))
     return -1;
   if (w->idtype == P_PIDFD) {
     *own = false;
     return (int)w->id;
   }
-  return w->idtype == P_PID ? (int)syscall(SYS_pidfd_open, (pid_t)w->id, 0) : -1;
+  return w->idtype == P_PID ? (int)kz__syscall(SYS_pidfd_open, (pid_t)w->id, 0) : -1;
 }
 
 /* The blocking form of the wait, for a worker of the blocking pool. */

@@ -177,14 +177,14 @@ static void sync_real_fill(void)
 static void futex_wait(_Atomic uint32_t *word, uint32_t val, const struct timespec *rel)
 {
   int saved = errno;
-  syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, rel, NULL, 0);
+  kz__syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, rel, NULL, 0);
   errno = saved;
 }
 
 static void futex_wake(_Atomic uint32_t *word, int n)
 {
   int saved = errno;
-  syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+  kz__syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
   errno = saved;
 }
 
@@ -192,14 +192,14 @@ static void futex_wake(_Atomic uint32_t *word, int n)
 static void futex_wait_shared(void *word, uint32_t val)
 {
   int saved = errno;
-  syscall(SYS_futex, word, FUTEX_WAIT, val, NULL, NULL, 0);
+  kz__syscall(SYS_futex, word, FUTEX_WAIT, val, NULL, NULL, 0);
   errno = saved;
 }
 
 static void futex_wake_shared(void *word, int n)
 {
   int saved = errno;
-  syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
+  kz__syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
   errno = saved;
 }
 
@@ -586,12 +586,12 @@ static void pw_sleep(struct pwait *p, void *word, uint32_t val)
         {.val = val, .uaddr = (uintptr_t)word, .flags = FUTEX_32},
         {.val = 0, .uaddr = (uintptr_t)&p->stop, .flags = FUTEX_32 | FUTEX_PRIVATE_FLAG},
     };
-    if (syscall(SYS_futex_waitv, v, 2, 0, ts, p->clk) >= 0 || errno != ENOSYS)
+    if (kz__syscall(SYS_futex_waitv, v, 2, 0, ts, p->clk) >= 0 || errno != ENOSYS)
       return;
     atomic_store(&no_waitv, true);
   }
   if (!atomic_load(&p->stop))
-    syscall(SYS_futex, word, FUTEX_WAIT_BITSET | (p->clk == CLOCK_REALTIME ? FUTEX_CLOCK_REALTIME : 0),
+    kz__syscall(SYS_futex, word, FUTEX_WAIT_BITSET | (p->clk == CLOCK_REALTIME ? FUTEX_CLOCK_REALTIME : 0),
             val, ts, NULL, FUTEX_BITSET_MATCH_ANY);
 }
 

@@ -360,6 +360,11 @@ long kz_shim_blocking(struct blk *b, int intr, bool cancel_point, int saved_errn
    the hub.  libc's convention. */
 int kz_shim_lock_wait(int fd, int cmd, void *lock);
 
+/* The program's raw futex call, a[0..5] as syscall(SYS_futex, ...) got
+   them (syscall.c hands it here): a wait without holding the hub.
+   syscall()'s convention. */
+long kz_shim_futex(const long *a);
+
 /* ---- Offloading (dns.c) ------------------------------------------------------ */
 
 /* Run fn(job) on the worker pool while the calling green thread parks (in

@@ -1149,7 +1149,7 @@ __attribute__((constructor)) static void thread_family_init(void)
 
 static void futex_wake_all(_Atomic int *word)
 {
-  syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+  kz__syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
 /* The routine was cancelled: let another thread run it. */
@@ -1178,7 +1178,7 @@ static void once_wait(_Atomic int *word, int v)
   if (kz__self())
     kz_sync_wait(word, once_changed, &ctx, -1, 0, false, "pthread_once");
   else
-    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, v, NULL, NULL, 0);
+    kz__syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, v, NULL, NULL, 0);
 }
 
 EXPORT int pthread_once(pthread_once_t *once, void (*init)(void))
