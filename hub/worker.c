@@ -207,7 +207,8 @@ static void pools_child(void)
 {
   for (struct kz__link *l = pools.next; l != &pools; l = l->next) {
     struct kz_executor *ex = kz__container_of(l, struct kz_executor, pools);
-    ex->nthreads = ex->nidle = 0;
+    if (ex->nthreads != 0 || ex->nidle != 0) /* a page only read stays shared */
+      ex->nthreads = ex->nidle = 0;
     if (!kz__list_empty(&ex->queue) && !ex->stopping && ex->threads &&
         kz__os_thread_start(&ex->threads[0], worker_main, ex) == 0)
       ex->nthreads = 1;

@@ -143,6 +143,11 @@
  *    elsewhere libc's own code, so a real thread's nocancel read stays
  *    nocancel.  Their first instructions include the syscall itself,
  *    which runs from the trampoline like any other.
+ * K. zydis is needed only while patching: it is loaded with dlopen for
+ *    that and unloaded after, not linked.  A library that stays mapped
+ *    costs every fork of the program: five more mappings to copy and
+ *    tear down (about 0.6 us each), for the life of the process.  If it
+ *    cannot be loaded, libc is left as it is, with one line on stderr.
  */
 #include "shim.h"
 #include "thread.h"
@@ -239,6 +244,33 @@ static void put32(uint8_t *p, intptr_t v)
 
 static ZydisDecoder decoder; /* x86-64, set up once by kz_shim_patch_libc */
 
+/* zydis, loaded for the patching and unloaded after it (note K). */
+#define ZYDIS_FUNCS(X)                                                                     \
+  X(ZydisDecoderInit) X(ZydisDecoderDecodeFull) X(ZydisDecoderDecodeInstruction)            \
+  X(ZydisDecoderDecodeOperands) X(ZydisCalcAbsoluteAddress)                                 \
+  X(ZydisEncoderDecodedInstructionToEncoderRequest) X(ZydisEncoderEncodeInstructionAbsolute)
+static struct {
+#define X(f) __typeof__(f) *f;
+  ZYDIS_FUNCS(X)
+#undef X
+} zy;
+
+/* Load zydis and fill zy: its handle, or NULL (nothing to patch with). */
+static void *zydis_open(void)
+{
+  void *h = dlopen(KZ_ZYDIS_SONAME, RTLD_NOW | RTLD_LOCAL);
+  if (!h)
+    return NULL;
+#define X(f)                                                                               \
+  if (!(*(void **)&zy.f = dlsym(h, #f))) {                                                 \
+    dlclose(h);                                                                            \
+    return NULL;                                                                           \
+  }
+  ZYDIS_FUNCS(X)
+#undef X
+  return h;
+}
+
 /* One decoded instruction. */
 struct insn {
   ZydisDecodedInstruction in;
@@ -247,7 +279,7 @@ struct insn {
 
 static bool decode(const uint8_t *code, size_t left, struct insn *x)
 {
-  return ZYAN_SUCCESS(ZydisDecoderDecodeFull(&decoder, code, left, &x->in, x->op));
+  return ZYAN_SUCCESS(zy.ZydisDecoderDecodeFull(&decoder, code, left, &x->in, x->op));
 }
 
 /* The same, with the operands only of branches (the scan of a whole
@@ -257,7 +289,7 @@ static bool decode_for_scan(const uint8_t *code, size_t left, struct insn *x)
 {
   ZydisDecoderContext ctx;
   ZyanU8 category;
-  if (!ZYAN_SUCCESS(ZydisDecoderDecodeInstruction(&decoder, &ctx, code, left, &x->in)))
+  if (!ZYAN_SUCCESS(zy.ZydisDecoderDecodeInstruction(&decoder, &ctx, code, left, &x->in)))
     return false;
   category = x->in.meta.category;
   if (category != ZYDIS_CATEGORY_UNCOND_BR && category != ZYDIS_CATEGORY_COND_BR &&
@@ -265,7 +297,7 @@ static bool decode_for_scan(const uint8_t *code, size_t left, struct insn *x)
     x->in.operand_count_visible = 0;
     return true;
   }
-  return ZYAN_SUCCESS(ZydisDecoderDecodeOperands(&decoder, &ctx, &x->in, x->op, x->in.operand_count));
+  return ZYAN_SUCCESS(zy.ZydisDecoderDecodeOperands(&decoder, &ctx, &x->in, x->op, x->in.operand_count));
 }
 
 /* The target of a relative branch (jmp, jcc, call, loop...) decoded at
@@ -274,7 +306,7 @@ static uint64_t rel_target(const struct insn *x, uint64_t at)
 {
   ZyanU64 t;
   if (x->in.operand_count_visible < 1 || x->op[0].type != ZYDIS_OPERAND_TYPE_IMMEDIATE ||
-      !x->op[0].imm.is_relative || !ZYAN_SUCCESS(ZydisCalcAbsoluteAddress(&x->in, &x->op[0], at, &t)))
+      !x->op[0].imm.is_relative || !ZYAN_SUCCESS(zy.ZydisCalcAbsoluteAddress(&x->in, &x->op[0], at, &t)))
     return 0;
   return t;
 }
@@ -306,13 +338,13 @@ static size_t relocate(const struct insn *x, const uint8_t *from, uint8_t *out, 
   if (target) { /* jmp or jcc: re-encoded by zydis for its new place, same target */
     ZydisEncoderRequest req;
     ZyanUSize len = room;
-    if (!ZYAN_SUCCESS(ZydisEncoderDecodedInstructionToEncoderRequest(&x->in, x->op,
+    if (!ZYAN_SUCCESS(zy.ZydisEncoderDecodedInstructionToEncoderRequest(&x->in, x->op,
                                                                      x->in.operand_count_visible, &req)))
       return *why = "a jump zydis cannot encode", 0;
     req.branch_type = ZYDIS_BRANCH_TYPE_NONE;
     req.branch_width = ZYDIS_BRANCH_WIDTH_NONE;
     req.operands[0].imm.u = target;
-    if (!ZYAN_SUCCESS(ZydisEncoderEncodeInstructionAbsolute(&req, out, &len, at)))
+    if (!ZYAN_SUCCESS(zy.ZydisEncoderEncodeInstructionAbsolute(&req, out, &len, at)))
       return *why = "a jump out of reach", 0;
     return len;
   }
@@ -794,6 +826,7 @@ void kz_shim_patch_libc(void)
 {
   double t0;
   size_t n;
+  void *zydis;
   if (!(kz_shim.patch & KZ_PATCH_LIBC)) {
     if (kz_shim.debug)
       kz__say("libc: not patched (family libc off)");
@@ -804,12 +837,19 @@ void kz_shim_patch_libc(void)
             "its internal calls block the OS thread");
     return;
   }
-  if (!ZYAN_SUCCESS(ZydisDecoderInit(&decoder, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64))) {
-    kz__say("zydis cannot decode x86-64: libc's code left unpatched");
+  t0 = kz__now();
+  if (!(zydis = zydis_open())) {
+    kz__say("zydis (" KZ_ZYDIS_SONAME ") cannot be loaded: libc's code left unpatched; "
+            "its internal calls block the OS thread");
     return;
   }
-  t0 = kz__now();
+  if (!ZYAN_SUCCESS(zy.ZydisDecoderInit(&decoder, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64))) {
+    kz__say("zydis cannot decode x86-64: libc's code left unpatched");
+    dlclose(zydis);
+    return;
+  }
   n = patch();
+  dlclose(zydis); /* note K */
   if (kz_shim.debug)
     kz__say("libc: %zu functions patched (%.0f us)", n, (kz__now() - t0) * 1e6);
 }

@@ -234,7 +234,7 @@ struct owner {
 #define NBUCKET 256
 
 struct bucket {
-  atomic_flag lock;       /* short critical sections only */
+  atomic_bool lock;       /* short critical sections only */
   struct kz__link waiters; /* struct waiter, FIFO; lazily initialised */
   struct owner *owners;   /* struct owner */
 };
@@ -251,7 +251,7 @@ static struct bucket *bucket_of(const void *addr)
 static void bucket_lock(struct bucket *b)
 {
   unsigned spins = 0;
-  while (atomic_flag_test_and_set_explicit(&b->lock, memory_order_acquire))
+  while (atomic_exchange_explicit(&b->lock, true, memory_order_acquire))
     if (++spins % 64 == 0)
       RS(sched_yield)(); /* the holder's OS thread was preempted */
   if (KZ_UNLIKELY(!b->waiters.next))
@@ -260,7 +260,7 @@ static void bucket_lock(struct bucket *b)
 
 static void bucket_unlock(struct bucket *b)
 {
-  atomic_flag_clear_explicit(&b->lock, memory_order_release);
+  atomic_store_explicit(&b->lock, false, memory_order_release);
 }
 
 /* Runs on the waiter's hub: the wake-up arrives. */
@@ -430,10 +430,14 @@ int kz_sync_wait(const void *addr, kz_sync_check check, void *ctx, double deadli
 static void sync_atfork_child(void)
 {
   struct kz__hub *hub = kz__hub();
+  /* Only what must change is written: a page the child only reads stays
+     shared with the parent, where a write costs a copy (about 2 us each;
+     a fork child that writes every bucket made four copies per fork). */
   for (struct bucket *b = buckets; b < buckets + NBUCKET; b++) {
     struct kz__link *l, *next;
-    atomic_flag_clear(&b->lock);
-    if (!b->waiters.next)
+    if (atomic_load_explicit(&b->lock, memory_order_relaxed))
+      atomic_store_explicit(&b->lock, false, memory_order_relaxed);
+    if (!b->waiters.next || kz__list_empty(&b->waiters))
       continue;
     for (l = b->waiters.next; l != &b->waiters; l = next) {
       struct waiter *w = kz__container_of(l, struct waiter, link);

@@ -94,7 +94,10 @@
  *    not exist; a lock it held stays held, as natively.  Green threads spawned
  *    through the API stay, as gevent's greenlets do.  If the main green
  *    thread was left behind, the end of the forking thread (and of the
- *    threads it starts) ends the child with status 0, as natively.
+ *    threads it starts) ends the child with status 0, as natively.  The
+ *    child's handler writes only what must change (a registry lock another
+ *    thread held): a page it only reads stays shared with the parent, and
+ *    each page written costs the child a copy.
  */
 #include "thread.h"
 
@@ -200,7 +203,7 @@ struct thr {
 
 #define NREG 256
 static struct {
-  atomic_flag lock;
+  atomic_bool lock;
   struct thr *head;
 } registry[NREG];
 
@@ -208,11 +211,11 @@ static unsigned reg_index(kz_green_t id) { return (unsigned)(id ^ id >> 17) % NR
 
 static void reg_lock(unsigned i)
 {
-  while (atomic_flag_test_and_set_explicit(&registry[i].lock, memory_order_acquire))
+  while (atomic_exchange_explicit(&registry[i].lock, true, memory_order_acquire))
     RT(sched_yield)();
 }
 
-static void reg_unlock(unsigned i) { atomic_flag_clear_explicit(&registry[i].lock, memory_order_release); }
+static void reg_unlock(unsigned i) { atomic_store_explicit(&registry[i].lock, false, memory_order_release); }
 
 static void reg_add(struct thr *t)
 {
@@ -1132,8 +1135,9 @@ static void once_atfork_child(void)
 {
   struct kz__hub *hub = kz__tls_hub;
   atomic_fetch_add(&fork_generation, 4);
-  for (unsigned i = 0; i < NREG; i++)
-    atomic_flag_clear(&registry[i].lock);
+  for (unsigned i = 0; i < NREG; i++) /* written only if held: note K */
+    if (atomic_load_explicit(&registry[i].lock, memory_order_relaxed))
+      atomic_store_explicit(&registry[i].lock, false, memory_order_relaxed);
   if (hub && hub->current && kz_shim.ready && (kz_shim.patch & KZ_PATCH_THREAD))
     leave_behind(hub);
 }
