@@ -57,6 +57,11 @@
  *    priority-inheritance operations (FUTEX_LOCK_PI...) name the caller's
  *    thread id as the lock's owner and cannot run elsewhere: they stay on
  *    the hub's thread (docs/SHIM.md).
+ * F. A green thread alone on its hub (kz_shim_alone: nothing else it could
+ *    run, the single-threaded program, the pre-fork worker) makes the
+ *    blocking call itself, on its own OS thread, in the kernel: exactly the
+ *    native call (its EINTR and restart, its cancellation point), without
+ *    the hand-off to a worker and back (two thread wake-ups).
  */
 #include "shim.h"
 
@@ -88,6 +93,13 @@ static void blk_run(void *arg)
 long kz_shim_blocking(struct blk *b, int intr, bool cancel_point, int saved_errno)
 {
   struct kz_green *g = kz__self();
+  if (g && kz_shim_alone(g)) { /* note F: the call itself, as natively */
+    kz_shim_kernel_begin(g);
+    blk_run(b);
+    kz_shim_kernel_end(g);
+    errno = b->r >= 0 ? saved_errno : b->err;
+    return b->r;
+  }
   for (;;) {
     int cut, r;
     bool nocancel = g->flags & KZ__G_NO_CANCEL;

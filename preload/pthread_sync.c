@@ -41,7 +41,7 @@
  *    always acquires it on the green thread's own OS thread (the real call,
  *    or a non-blocking attempt on the hub), so ownership (the owner TID, the
  *    robust list, error checks) is the program's, as natively:
- *    - alone on its hub (hub_alone: no other green thread, callback or
+ *    - alone on its hub (kz_shim_alone: no other green thread, callback or
  *      remote completion: the pre-fork worker) it makes the real blocking
  *      call, in the kernel, exactly as natively (its timeout, EINTR);
  *    - otherwise a worker of a pool of their own (pw_pool) announces itself as
@@ -492,31 +492,6 @@ static int wait_retry(const void *addr, kz_sync_check check, void *ctx, double d
 
 /* ---- Process-shared objects (note D) ------------------------------------------------- */
 
-/* Is green g the only thing its hub could run?  Then blocking its OS thread
-   in the kernel stops nothing else: no other green thread (ready, parked or
-   sleeping), no callback due or armed, no completion expected from another
-   thread.  A message another thread posts meanwhile (a remote spawn, a
-   dump request) runs when the wait ends, as one posted just after it began
-   would anyway; a signal handler runs at once, on this OS thread. */
-static bool hub_alone(struct kz_green *g)
-{
-  struct kz__hub *h = g->hub;
-  return h->nlive == 1 && h->nready == 0 && h->holds == 0 && kz__list_empty(&h->soon) &&
-         kz__list_empty(&h->timed);
-}
-
-/* Around a real blocking call of a lone green thread: its hub is waiting,
-   as it would be in libev, and the blocked-hub monitor must not report it. */
-static void kernel_wait_begin(struct kz_green *g)
-{
-  __atomic_store_n(&g->hub->in_loop, true, __ATOMIC_RELAXED);
-}
-
-static void kernel_wait_end(struct kz_green *g)
-{
-  __atomic_store_n(&g->hub->in_loop, false, __ATOMIC_RELAXED);
-}
-
 /* What a worker does for a green thread's wait. */
 enum {
   PW_SEM,    /* sem_t: count itself a waiter, sleep while the value is 0 */
@@ -853,13 +828,13 @@ static void mutex_mark_contended(pthread_mutex_t *m)
 static int mutex_in_kernel(pthread_mutex_t *m, struct kz_green *g, clockid_t clk,
                            const struct timespec *abs)
 {
-  bool alone = hub_alone(g);
+  bool alone = kz_shim_alone(g);
   int r;
   if (alone)
-    kernel_wait_begin(g);
+    kz_shim_kernel_begin(g);
   r = abs ? RS(pthread_mutex_clocklock)(m, clk, abs) : RS(pthread_mutex_lock)(m);
   if (alone)
-    kernel_wait_end(g);
+    kz_shim_kernel_end(g);
   if ((r == 0 || r == EOWNERDEAD) && mutex_tracked(m) && owner_set(m, g->id, 1) != 0) {
     RS(pthread_mutex_unlock)(m);
     return EAGAIN;
@@ -900,7 +875,7 @@ static int green_mutex_lock(pthread_mutex_t *m, struct kz_green *g, clockid_t cl
         return -r; /* acquired (0), or ETIMEDOUT, or trylock's error */
       continue;
     }
-    if ((kind = mutex_pw_kind(m)) < 0 || hub_alone(g) ||
+    if ((kind = mutex_pw_kind(m)) < 0 || kz_shim_alone(g) ||
         pshared_park(g, kind, &m->__data.__lock, 0, clk, abs, false, 0, NULL, NULL) > 0)
       return mutex_in_kernel(m, g, clk, abs);
     waited = true;
@@ -1018,7 +993,7 @@ static bool cond_ours(const pthread_cond_t *c)
 static int cond_pshared_wait(struct kz_green *g, pthread_cond_t *c, pthread_mutex_t *m,
                              clockid_t clk, const struct timespec *abs)
 {
-  bool alone = hub_alone(g);
+  bool alone = kz_shim_alone(g);
   int r, res = 0;
   if (!alone && mutex_pshared(m) && mutex_kind(m) != PTHREAD_MUTEX_RECURSIVE &&
       mutex_kind(m) != PTHREAD_MUTEX_ERRORCHECK && !(m->__data.__kind & (16 | 32 | 64)) &&
@@ -1031,10 +1006,10 @@ static int cond_pshared_wait(struct kz_green *g, pthread_cond_t *c, pthread_mute
     return res;
   }
   if (alone)
-    kernel_wait_begin(g);
+    kz_shim_kernel_begin(g);
   r = abs ? RS(pthread_cond_clockwait)(c, m, clk, abs) : RS(pthread_cond_wait)(c, m);
   if (alone)
-    kernel_wait_end(g);
+    kz_shim_kernel_end(g);
   return r;
 }
 
@@ -1113,16 +1088,16 @@ static int rw_check(void *c)
 static int rw_in_kernel(pthread_rwlock_t *rw, struct kz_green *g, bool write, clockid_t clk,
                         const struct timespec *abs)
 {
-  bool alone = hub_alone(g);
+  bool alone = kz_shim_alone(g);
   int r;
   if (alone)
-    kernel_wait_begin(g);
+    kz_shim_kernel_begin(g);
   if (abs)
     r = write ? RS(pthread_rwlock_clockwrlock)(rw, clk, abs) : RS(pthread_rwlock_clockrdlock)(rw, clk, abs);
   else
     r = write ? RS(pthread_rwlock_wrlock)(rw) : RS(pthread_rwlock_rdlock)(rw);
   if (alone)
-    kernel_wait_end(g);
+    kz_shim_kernel_end(g);
   return r;
 }
 
@@ -1140,7 +1115,7 @@ static int green_rw_lock(pthread_rwlock_t *rw, struct kz_green *g, bool write, c
     if (r == EBUSY && !try_only && rw->__data.__shared != 0) {
       if (abs && past(clk, abs))
         return ETIMEDOUT;
-      if (hub_alone(g) ||
+      if (kz_shim_alone(g) ||
           pshared_park(g, write ? PW_WR : PW_RD, rw, 0, clk, abs, false, 0, NULL, NULL) > 0)
         r = rw_in_kernel(rw, g, write, clk, abs);
       else
@@ -1305,14 +1280,14 @@ static void barrier_pshared_wait(struct barrier_ctx *x)
 {
   struct kz_green *g = kz_thr_active();
   while (!barrier_check(x)) {
-    if (g && !hub_alone(g) && pshared_park(g, PW_WORD, &x->b->round, x->round, CLOCK_MONOTONIC, NULL,
+    if (g && !kz_shim_alone(g) && pshared_park(g, PW_WORD, &x->b->round, x->round, CLOCK_MONOTONIC, NULL,
                                           false, 0, NULL, NULL) <= 0)
       continue;
     if (g)
-      kernel_wait_begin(g); /* alone, or nothing could be handed over */
+      kz_shim_kernel_begin(g); /* alone, or nothing could be handed over */
     futex_wait_shared(&x->b->round, x->round);
     if (g)
-      kernel_wait_end(g);
+      kz_shim_kernel_end(g);
   }
 }
 
@@ -1352,13 +1327,13 @@ static int sem_check(void *s)
 /* Wait for process-shared s in the kernel (note D): the real call. */
 static int sem_in_kernel(struct kz_green *g, sem_t *s, clockid_t clk, const struct timespec *abs)
 {
-  bool alone = hub_alone(g);
+  bool alone = kz_shim_alone(g);
   int r;
   if (alone)
-    kernel_wait_begin(g);
+    kz_shim_kernel_begin(g);
   r = abs ? RS(sem_clockwait)(s, clk, abs) : RS(sem_wait)(s);
   if (alone)
-    kernel_wait_end(g);
+    kz_shim_kernel_end(g);
   return r;
 }
 
@@ -1373,7 +1348,7 @@ static int sem_wait_once(struct kz_green *g, sem_t *s, clockid_t clk, const stru
   }
   if (abs && past(clk, abs))
     return -ETIMEDOUT;
-  if (!hub_alone(g) &&
+  if (!kz_shim_alone(g) &&
       (r = pshared_park(g, PW_SEM, s, 0, clk, abs, true, KZ_INTR_RESTART, NULL, NULL)) <= 0)
     return r;
   return sem_in_kernel(g, s, clk, abs) == 0 ? 1 : -errno;

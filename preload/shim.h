@@ -339,6 +339,34 @@ int kz_shim_park(double deadline, int intr);
 
 /* ---- Calls that block in the kernel (block.c) ------------------------------------- */
 
+/* Is green g the only thing its hub could run?  Then blocking its OS thread
+   in the kernel stops nothing else: no other green thread (ready, parked or
+   sleeping), no callback due or armed, no completion expected from another
+   thread.  Such a call is then made in the kernel, on g's own OS thread,
+   exactly as natively (the pre-fork worker, a single-threaded program): no
+   hand-off, no worker.  A message another thread posts meanwhile (a remote
+   spawn, a dump request) runs when the call returns, as one posted just
+   after it began would anyway; a signal handler runs at once, on this OS
+   thread, and the kernel restarts the call or fails it with EINTR as it
+   would natively. */
+static inline bool kz_shim_alone(struct kz_green *g)
+{
+  struct kz__hub *h = g->hub;
+  return h->nlive == 1 && h->nready == 0 && h->holds == 0 && kz__list_empty(&h->soon) &&
+         kz__list_empty(&h->timed);
+}
+
+/* Around such a call: the hub is waiting, as it would be in libev, and the
+   blocked-hub monitor must not report it. */
+static inline void kz_shim_kernel_begin(struct kz_green *g)
+{
+  __atomic_store_n(&g->hub->in_loop, true, __ATOMIC_RELAXED);
+}
+static inline void kz_shim_kernel_end(struct kz_green *g)
+{
+  __atomic_store_n(&g->hub->in_loop, false, __ATOMIC_RELAXED);
+}
+
 /* One call to run on the blocking pool: call(a) with errno captured.  It
    lives on the caller's stack: the caller waits until it has run. */
 struct blk {
