@@ -360,6 +360,15 @@ long kz_shim_blocking(struct blk *b, int intr, bool cancel_point, int saved_errn
    the hub.  libc's convention. */
 int kz_shim_lock_wait(int fd, int cmd, void *lock);
 
+/* ---- io_uring (uring.c) ----------------------------------------------------------- */
+
+/* The io_uring_enter system call, with libc's syscall() convention (the
+   result, or -1 with errno): in a green thread, a wait for completions
+   parks the caller on the hub (or runs on the blocking pool) instead of
+   blocking the OS thread; everything else is the bare system call.  For an
+   interposer of syscall(SYS_io_uring_enter, ...).  May switch. */
+int kz_shim_uring_enter(unsigned fd, unsigned submit, unsigned min, unsigned flags, const void *arg, size_t sz);
+
 /* ---- Offloading (dns.c) ------------------------------------------------------ */
 
 /* Run fn(job) on the worker pool while the calling green thread parks (in
