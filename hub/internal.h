@@ -301,6 +301,9 @@ KZ_INTERNAL bool kz__wake(struct kz_green *g, int r);
 
 /* Yield: requeue the running green thread behind the ready ones. */
 KZ_INTERNAL void kz__yield(void);
+/* Yield to the hub itself: it polls (timers, descriptors, messages) before
+   any green thread runs again, the caller included.  May switch. */
+KZ_INTERNAL void kz__yield_poll(void);
 
 /* Leave the running green thread for the next ready one, or the hub.  The
    caller has already queued itself somewhere (or is finishing). */
@@ -575,7 +578,7 @@ KZ_INTERNAL int kz__cancel(struct kz_green *g);
    dependencies, never the preloads).  Functions the shim does not interpose
    (pthread_mutex_init, pthread_cond_destroy, pthread_sigmask...) may be
    called by name.  The same goes for read, write, close, sigaction,
-   sched_yield and pthread_exit: the shim would park the runtime's own
+   sched_yield, raise and pthread_exit: the shim would park the runtime's own
    diagnostics output, or wrap its signal handlers as the program's (a dump
    request would then interrupt the program's blocked call with EINTR).
    tests/test_os_calls.c checks the rule at run time for the pthread
@@ -608,6 +611,7 @@ KZ_INTERNAL ssize_t kz__os_write(int fd, const void *buf, size_t n);
 KZ_INTERNAL int kz__os_close(int fd);
 KZ_INTERNAL int kz__os_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
 KZ_INTERNAL void kz__os_sched_yield(void);
+KZ_INTERNAL int kz__os_raise(int sig);
 /* A system call made here, never through libc's syscall(): the shim
    interposes syscall() for the program's raw calls (preload/syscall.c), and
    the runtime's own raw calls (its eventfd, its runtime descriptors, the

@@ -220,6 +220,13 @@ int kz_shim_give_fd(int fd);
    handler pass straight through. */
 extern KZ_TLS int kz_shim_in_handler;
 
+/* Fairness (init.c, note D): every KZ_SHIM_FAIR_CALLS interposed calls
+   made in green threads of an OS thread, the caller yields to the hub if
+   nothing has switched on the hub since the last such check.  May
+   switch. */
+#define KZ_SHIM_FAIR_CALLS 1024
+void kz_shim_fair(void);
+
 /* Should an interposer of family f act?  Only inside a green thread, once
    initialised, and not in a signal handler.  Everything else (the hub
    itself and libev, worker threads, threads without a hub, handlers) passes
@@ -231,9 +238,14 @@ static inline struct kz_green *shim_active(unsigned family)
     return NULL;
   if (KZ_UNLIKELY(kz_shim.torture))
     kz__yield();
-  kz_shim_stats.calls++;
+  if (KZ_UNLIKELY(++kz_shim_stats.calls % KZ_SHIM_FAIR_CALLS == 0))
+    kz_shim_fair();
   return g;
 }
+
+/* A call that never blocks, made by a green thread, counted as a switch
+   point (kz_shim_fair): sigaction, raise. */
+static inline void kz_shim_switch_point(void) { (void)shim_active(KZ_PATCH_THREAD); }
 
 /* The running green thread, for the calls that only ask who is running
    (pthread_self, thread-specific data, a thread's stack): unlike
@@ -392,6 +404,15 @@ int kz_shim_lock_wait(int fd, int cmd, void *lock);
    them (syscall.c hands it here): a wait without holding the hub.
    syscall()'s convention. */
 long kz_shim_futex(const long *a);
+
+/* ---- io_uring (uring.c) ----------------------------------------------------------- */
+
+/* The io_uring_enter system call, with libc's syscall() convention (the
+   result, or -1 with errno): in a green thread, a wait for completions
+   parks the caller on the hub (or runs on the blocking pool) instead of
+   blocking the OS thread; everything else is the bare system call.  For an
+   interposer of syscall(SYS_io_uring_enter, ...).  May switch. */
+int kz_shim_uring_enter(unsigned fd, unsigned submit, unsigned min, unsigned flags, const void *arg, size_t sz);
 
 /* ---- Offloading (dns.c) ------------------------------------------------------ */
 

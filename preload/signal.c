@@ -206,6 +206,7 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
   }
   if (REAL(sigaction)(sig, wrap ? &mine : act, &prev) < 0)
     return -1;
+  kz_shim_switch_point(); /* init.c, note D */
   if (old) /* note A */
     *old = (prev.sa_flags & SA_SIGINFO) && prev.sa_sigaction == wrapper ? prev_user : prev;
   return 0;

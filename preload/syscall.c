@@ -108,6 +108,9 @@ EXPORT long syscall(long nr, ...)
     return flock((int)a[0], (int)a[1]);
   case SYS_futex:
     return kz_shim_futex(a);
+  case SYS_io_uring_enter:
+    return kz_shim_uring_enter((unsigned)a[0], (unsigned)a[1], (unsigned)a[2], (unsigned)a[3],
+                               (const void *)a[4], (size_t)a[5]);
   }
   return kz__syscall6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 }

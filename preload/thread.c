@@ -98,6 +98,11 @@
  *    child's handler writes only what must change (a registry lock another
  *    thread held): a page it only reads stays shared with the parent, and
  *    each page written costs the child a copy.
+ * L. raise is interposed only to be a switch point (init.c, note D): a
+ *    thread raising a signal in a loop calls nothing else the shim sees
+ *    (CPython's test_signal raises SIGUSR1 in a loop in a thread holding
+ *    the interpreter lock, while the thread waiting for the lock needs its
+ *    5 ms timer to fire to ask for it).
  */
 #include "thread.h"
 
@@ -132,6 +137,7 @@
   X(int, pthread_getname_np, (pthread_t, char *, size_t))                                     \
   X(int, pthread_getattr_np, (pthread_t, pthread_attr_t *))                                   \
   X(int, pthread_kill, (pthread_t, int))                                                      \
+  X(int, raise, (int))                                                                        \
   X(int, pthread_sigqueue, (pthread_t, int, const union sigval))                              \
   X(int, pthread_cancel, (pthread_t))                                                         \
   X(int, pthread_setcancelstate, (int, int *))                                                \
@@ -1000,6 +1006,13 @@ EXPORT int pthread_kill(pthread_t t, int sig)
   if (sig == 0)
     return 0;
   return RT(pthread_kill)(os ? os : RT(pthread_self)(), sig); /* note H */
+}
+
+/* The handler has run when it returns, as natively (note L). */
+EXPORT int raise(int sig)
+{
+  kz_shim_switch_point();
+  return RT(raise)(sig);
 }
 
 EXPORT int pthread_sigqueue(pthread_t t, int sig, const union sigval value)
