@@ -11,8 +11,8 @@ py=/usr/bin/python3 # Debian's, with libpython3.11-testsuite (scripts/deps.sh)
 "$py" -c 'import test.test_signal' 2>/dev/null || { echo "SKIP: no test.test_signal"; exit 77; }
 run() { "$@" "$py" -m test test_signal > "$tmp/out" 2>&1; }
 run env || { cat "$tmp/out"; fail "natively"; }
-grep -q "Result: SUCCESS" "$tmp/out" || { cat "$tmp/out"; fail "natively: no success"; }
+grep -q "[Rr]esult: SUCCESS" "$tmp/out" || { cat "$tmp/out"; fail "natively: no success"; }
 run timeout -s KILL 240 "$KZ" || { cat "$tmp/out"; fail "under the launcher"; }
-grep -q "Result: SUCCESS" "$tmp/out" || { cat "$tmp/out"; fail "under the launcher: no success"; }
+grep -q "[Rr]esult: SUCCESS" "$tmp/out" || { cat "$tmp/out"; fail "under the launcher: no success"; }
 grep -E "^Total tests" "$tmp/out"
 echo PASS
