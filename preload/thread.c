@@ -95,6 +95,16 @@
  *    through the API stay, as gevent's greenlets do.  If the main green
  *    thread was left behind, the end of the forking thread (and of the
  *    threads it starts) ends the child with status 0, as natively.
+ * L. Note J holds, for want of anything better, for every module with
+ *    thread-local variables of its own (a PT_TLS segment): the program, a
+ *    library, a module loaded later with dlopen.  Green threads would share
+ *    those variables (note E), and a program that keeps a thread's number,
+ *    buffers or epoll descriptor there breaks in ways nobody could trace
+ *    back; as OS threads its threads keep them, as natively.  Exempt are
+ *    libc's own (errno is switched; the rest is state no blocking call
+ *    leaves half-changed) and the runtime's (libkudzu, the shim, libunwind).
+ *    A module loaded once green threads exist stops conversion from then
+ *    on; the green threads made before stay green.
  */
 #include "thread.h"
 
@@ -106,6 +116,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -596,12 +607,49 @@ static int loads_cb(struct dl_phdr_info *info, size_t size, void *data)
   return 1; /* the counter is the same in every entry: one is enough */
 }
 
+/* Modules whose thread-local variables green threads may share (note L):
+   libc's own (errno, which the hub switches, and state no blocking call
+   leaves half-changed) and the runtime's. */
+static const char *const shared_tls[] = {
+  "libc.so", "libkudzu.so", "libkudzu-preload.so", "libunwind",
+};
+
+/* dl_iterate_phdr callback: the first module with a TLS segment that is not
+   in shared_tls goes to *data (its path, or "" for the program). */
+static int tls_cb(struct dl_phdr_info *info, size_t size, void *data)
+{
+  const char *base = strrchr(info->dlpi_name, '/');
+  (void)size;
+  base = base ? base + 1 : info->dlpi_name;
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    if (info->dlpi_phdr[i].p_type != PT_TLS || info->dlpi_phdr[i].p_memsz == 0)
+      continue;
+    for (size_t k = 0; k < sizeof shared_tls / sizeof *shared_tls; k++)
+      if (!strncmp(base, shared_tls[k], strlen(shared_tls[k])))
+        return 0;
+    *(const char **)data = info->dlpi_name;
+    return 1;
+  }
+  return 0;
+}
+
+/* Threads stay OS threads from now on, for good; why is said once. */
+static bool convert_stop(const char *what, const char *why)
+{
+  if (!atomic_exchange(&convert_off, true))
+    kz__say("%s: its threads run as OS threads, not green threads (%s)", what, why);
+  return false;
+}
+
 /* May pthread_create make a green thread?  No once a library of
-   unconverted is in the process (said once on stderr).  Costs one
-   dl_iterate_phdr step while no object was loaded since the last look. */
+   unconverted, or a module with thread-local variables of its own, is in
+   the process (said once on stderr).  Costs one dl_iterate_phdr step while
+   no object was loaded since the last look. */
 static bool may_convert(void)
 {
   unsigned long long loads = 0;
+  const char *tls = NULL;
+  char what[PATH_MAX + 64];
   if (atomic_load_explicit(&convert_off, memory_order_relaxed))
     return false;
   dl_iterate_phdr(loads_cb, &loads);
@@ -612,12 +660,15 @@ static bool may_convert(void)
     void *h = dlopen(unconverted[i], RTLD_NOLOAD | RTLD_LAZY); /* by soname */
     if (h) {
       dlclose(h);
-      if (!atomic_exchange(&convert_off, true))
-        kz__say("%s is loaded: its threads run as OS threads, not green threads (it keeps each "
-                "thread's identity in thread-local variables, which the green threads of a hub share)",
-                unconverted[i]);
-      return false;
+      snprintf(what, sizeof what, "%s is loaded", unconverted[i]);
+      return convert_stop(what, "it keeps each thread's identity in thread-local variables, "
+                                "which the green threads of a hub share");
     }
+  }
+  if (dl_iterate_phdr(tls_cb, &tls)) { /* note L */
+    snprintf(what, sizeof what, "%s has thread-local variables",
+             tls[0] ? tls : program_invocation_short_name);
+    return convert_stop(what, "the green threads of a hub would share them");
   }
   return true;
 }

@@ -16,6 +16,16 @@ foreach(h ${KUDZU_THREAD_HELPERS})
            $<TARGET_FILE:${h}>)
   set_tests_properties(shim_${h} PROPERTIES LABELS "shim;thread" TIMEOUT 120)
 endforeach()
+# A program with __thread variables of its own (tests/helpers/tls_vars):
+# its threads keep them (preload/thread.c, note L).
+if(NOT TARGET tls_vars)
+  add_executable(tls_vars ${_kz_helpers_dir}/tls_vars.c)
+  target_link_libraries(tls_vars PRIVATE Threads::Threads)
+  set_target_properties(tls_vars PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests/helpers)
+endif()
+add_test(NAME shim_tls_safety_net COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/tls_safety_net.sh)
+set_tests_properties(shim_tls_safety_net PROPERTIES LABELS "shim;thread" TIMEOUT 60
+  ENVIRONMENT "KZ=$<TARGET_FILE:kudzu-launcher>;TLS_VARS=$<TARGET_FILE:tls_vars>")
 # At most 3 OS threads with 200 connections and 400 threads open.
 add_test(NAME shim_thread_server_os_threads
          COMMAND $<TARGET_FILE:kudzu-launcher> $<TARGET_FILE:thread_server> 3)
