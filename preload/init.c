@@ -26,7 +26,7 @@
 #include <sys/auxv.h>
 
 struct kz_shim_config kz_shim = {.patch = KZ_PATCH_ALL};
-KZ_TLS struct kz_shim_stats kz_shim_stats;
+KZ_TLS struct kz_shim_stats kz_shim_stats_tls;
 void (*kz_shim_on_cancel)(void);
 
 static const struct {
@@ -84,7 +84,7 @@ static int stats_fd = 2; /* note C */
    thread spawned on its hub run. */
 static void print_stats(void)
 {
-  struct kz_shim_stats *c = &kz_shim_stats;
+  struct kz_shim_stats *c = &kz_shim_stats();
   dprintf(stats_fd,
           "kudzu: pid %d, main thread: %lu interposed calls in green threads, %lu parks, "
           "%lu interrupted by signals, %lu on worker threads; %llu green threads spawned\n",

@@ -40,9 +40,15 @@
  *    create and delete), so a deleted and re-created key reads NULL.
  *    Destructors run when the green thread returns or exits, up to
  *    PTHREAD_DESTRUCTOR_ITERATIONS rounds, in the green thread itself.
- * E. Thread-local variables (__thread, thread_local, and C11 tss_*, whose
- *    glibc calls bypass the interposed key functions) are the OS thread's:
- *    the green threads of one hub share them.  Only errno is switched.
+ * E. Thread-local storage: each green pthread gets its own (hub/tls.c):
+ *    every module's static TLS block, dynamic TLS for dlopen'ed modules, a
+ *    glibc thread descriptor (so errno, C11 tss_* values, stdio's lock
+ *    owners and libc's other per-thread state are its own), and the switch
+ *    loads its thread pointer.  It begins with libc's per-thread set-up
+ *    (kz__tls_started) and ends with thread_local destructors and glibc's
+ *    key destructors (kz__tls_exiting); the area goes with the record
+ *    (note B).  Where glibc's layout is not the one known, green threads
+ *    share the OS thread's (note L).
  * F. Cancellation (deferred; an asynchronous type is treated as deferred):
  *    pthread_cancel marks the record and cancels the green thread, so its
  *    current and later blocking calls end with ECANCELED; at a cancellation
@@ -76,9 +82,10 @@
  *    for the OS thread, that is for the main green thread.
  * J. Some runtimes keep each thread's identity where the shim cannot follow:
  *    HotSpot (libjvm.so) reads its current Thread from a __thread variable
- *    (note E: shared by the green threads of a hub), so with its threads
- *    converted one thread soon acts as another (G1 finds the heap lock
- *    "not owned by self" and aborts).  Once such a library is in the
+ *    (shared by the green threads of a hub before they had TLS of their
+ *    own, note E) and plays its own tricks with signals and stack guard
+ *    pages, so with its threads converted one thread soon acts as another
+ *    (G1 found the heap lock "not owned by self" and aborted).  Once such a library is in the
  *    process, pthread_create makes real OS threads, for good, and says so
  *    once on stderr; green threads made before stay green, and real threads
  *    pass every call through.  The check costs one dl_iterate_phdr step per
@@ -95,16 +102,18 @@
  *    through the API stay, as gevent's greenlets do.  If the main green
  *    thread was left behind, the end of the forking thread (and of the
  *    threads it starts) ends the child with status 0, as natively.
- * L. Note J holds, for want of anything better, for every module with
+ * L. The safety net: where green threads cannot get TLS of their own
+ *    (kz__tls_available says why: an unknown glibc layout, a symbol
+ *    missing, a sanitizer build), note J holds for every module with
  *    thread-local variables of its own (a PT_TLS segment): the program, a
  *    library, a module loaded later with dlopen.  Green threads would share
- *    those variables (note E), and a program that keeps a thread's number,
- *    buffers or epoll descriptor there breaks in ways nobody could trace
- *    back; as OS threads its threads keep them, as natively.  Exempt are
- *    libc's own (errno is switched; the rest is state no blocking call
- *    leaves half-changed) and the runtime's (libkudzu, the shim, libunwind).
- *    A module loaded once green threads exist stops conversion from then
- *    on; the green threads made before stay green.
+ *    those variables, and a program that keeps a thread's number, buffers
+ *    or epoll descriptor there breaks in ways nobody could trace back; as
+ *    OS threads its threads keep them, as natively.  Exempt are libc's own
+ *    (errno is switched; the rest is state no blocking call leaves
+ *    half-changed) and the runtime's (libkudzu, the shim, libunwind).  A
+ *    module loaded once green threads exist stops conversion from then on;
+ *    the green threads made before stay green.
  */
 #include "thread.h"
 
@@ -205,6 +214,7 @@ struct thr {
   int cancel_state;               /* PTHREAD_CANCEL_ENABLE / _DISABLE */
   int cancel_type;                /* as the program set it (note F) */
   __pthread_unwind_buf_t *cleanup; /* innermost cleanup buffer */
+  void *tp;                       /* its own TLS (hub/tls.c), or NULL */
   void *exit_value;               /* what it finishes with once unwound */
   struct thr *reg_next;           /* registry chain */
 };
@@ -266,6 +276,8 @@ static bool reg_find(kz_green_t id, struct kz__hub **hub, pthread_t *os)
 static void thr_free(struct thr *t)
 {
   reg_remove(t);
+  if (t->tp)
+    kz__tls_free(t->tp);
   free(t->values);
   free(t);
 }
@@ -398,6 +410,19 @@ EXPORT int pthread_setspecific(pthread_key_t key, const void *value)
 }
 
 /* Run the destructors of t's values, in rounds while they set new ones. */
+static void run_key_destructors(struct thr *t);
+
+/* What a thread runs as it exits, in this order natively too: C++
+   thread_local destructors, then the keys' (the shim's for pthread keys,
+   glibc's for C11 tss_*). */
+static void thr_exiting(struct thr *t)
+{
+  if (t->tp)
+    kz__tls_exiting();
+  run_key_destructors(t);
+}
+
+
 static void run_key_destructors(struct thr *t)
 {
   for (int round = 0; round < PTHREAD_DESTRUCTOR_ITERATIONS; round++) {
@@ -425,7 +450,7 @@ static __pthread_unwind_buf_t *buf_prev(__pthread_unwind_buf_t *buf) { return bu
    the hub's finish (joiners see the value). */
 static _Noreturn void thr_finish(struct thr *t)
 {
-  run_key_destructors(t);
+  thr_exiting(t);
   kz__green_finish(t->exit_value, 0);
 }
 
@@ -517,8 +542,10 @@ EXPORT void __pthread_unwind_next(__pthread_unwind_buf_t *buf)
 static void *thr_start(void *arg)
 {
   struct thr *t = arg;
+  if (t->tp)
+    kz__tls_started();
   t->exit_value = t->fn(t->arg);
-  run_key_destructors(t);
+  thr_exiting(t);
   return t->exit_value;
 }
 
@@ -648,8 +675,8 @@ static bool convert_stop(const char *what, const char *why)
 static bool may_convert(void)
 {
   unsigned long long loads = 0;
-  const char *tls = NULL;
-  char what[PATH_MAX + 64];
+  const char *tls = NULL, *why;
+  char what[PATH_MAX + 64], because[256];
   if (atomic_load_explicit(&convert_off, memory_order_relaxed))
     return false;
   dl_iterate_phdr(loads_cb, &loads);
@@ -665,10 +692,11 @@ static bool may_convert(void)
                                 "which the green threads of a hub share");
     }
   }
-  if (dl_iterate_phdr(tls_cb, &tls)) { /* note L */
+  if (!kz__tls_available(&why) && dl_iterate_phdr(tls_cb, &tls)) { /* note L */
     snprintf(what, sizeof what, "%s has thread-local variables",
              tls[0] ? tls : program_invocation_short_name);
-    return convert_stop(what, "the green threads of a hub would share them");
+    snprintf(because, sizeof because, "green threads cannot have their own here: %s", why);
+    return convert_stop(what, because);
   }
   return true;
 }
@@ -696,9 +724,19 @@ EXPORT int pthread_create(pthread_t *out, const pthread_attr_t *attr, void *(*fn
     return EAGAIN;
   t->fn = fn;
   t->arg = arg;
+  if (kz__tls_available(NULL) && !(t->tp = kz__tls_new(self->hub))) { /* note E */
+    free(t);
+    return EAGAIN;
+  }
   if (!(g = kz__spawn(self->hub, thr_start, t, &opts, stack, stack ? size : 0, &err))) {
+    if (t->tp)
+      kz__tls_free(t->tp);
     free(t);
     return err == -EINVAL ? EINVAL : EAGAIN;
+  }
+  if (t->tp) {
+    kz__tls_stack(t->tp, g->stack.base, g->stack.size);
+    g->tp = t->tp; /* before it first runs: the switch loads it */
   }
   thr_attach(g, t);
   *out = (pthread_t)g->id;
@@ -1191,8 +1229,13 @@ static void once_atfork_child(void)
 
 /* The family's start-up: the once generation follows forks, and the other
    families' blocking calls become cancellation points (shim.h). */
+static void tls_fork_parent(void) { kz__tls_fork_done(false); }
+static void tls_fork_child(void) { kz__tls_fork_done(true); }
+
 __attribute__((constructor)) static void thread_family_init(void)
 {
+  /* first registered: its prepare runs last, the others first (hub/tls.c, note H) */
+  pthread_atfork(kz__tls_fork_prepare, tls_fork_parent, tls_fork_child);
   pthread_atfork(NULL, NULL, once_atfork_child);
   kz_shim_on_cancel = kz_thr_cancel_point;
   kz__ext_release = thr_release; /* note B */
