@@ -287,6 +287,12 @@ KZ_INTERNAL void kz__tls_free(void *tp);
    of its own, the green thread's again after it. */
 KZ_INTERNAL void kz__tls_fork_prepare(void);
 KZ_INTERNAL void kz__tls_fork_done(bool child);
+/* Load the OS thread's TLS for a call made for the running green thread
+   (tls.c, note I): returns what kz__tls_os_leave takes to load the green
+   thread's again (NULL if nothing changed).  errno follows.  No switch to
+   another green thread in between. */
+KZ_INTERNAL void *kz__tls_os_enter(void);
+KZ_INTERNAL void kz__tls_os_leave(void *tp);
 
 static inline struct kz__hub *kz__hub(void) { return kz__tls_hub; }
 

@@ -96,6 +96,13 @@
  *    the green thread's again after it.  errno crosses over: a failed fork
  *    sets it in the OS thread's TLS.  In the child, the green thread's
  *    descriptor takes the child's tid.
+ * I. Robust mutexes: glibc puts one on the robust list of THREAD_SELF,
+ *    and the kernel walks only the list the OS thread registered when the
+ *    process dies.  So the shim takes and releases robust mutexes for a
+ *    green thread with the OS thread's TLS loaded for the call
+ *    (kz__tls_os_enter and _leave): they go on the OS thread's list, as
+ *    they did when green threads shared its descriptor, and another
+ *    process still gets EOWNERDEAD.
  * G. rseq: the kernel updates only the area the OS thread registered (in
  *    its own descriptor), never a green thread's copy, so a green thread's
  *    area says "not registered" (cpu_id -2) and sched_getcpu asks the
@@ -428,33 +435,49 @@ void kz__tls_free(void *tp)
   L.deallocate(tp, true);
 }
 
-/* Note H.  prepare: the green thread's errno goes to the OS thread's, free
-   while a green thread with TLS of its own runs (sched.c note A). */
-void kz__tls_fork_prepare(void)
+/* Notes H and I: the OS thread's TLS for a moment.  The green thread's
+   errno goes to the OS thread's, which is free while a green thread with
+   TLS of its own runs (sched.c note A), and comes back. */
+void *kz__tls_os_enter(void)
 {
   struct kz__hub *hub = kz__tls_hub;
   struct kz_green *g = hub ? hub->current : NULL;
   int e;
-  if (!g || !g->tp)
-    return;
+  if (!g || !g->tp || hub->tp != g->tp)
+    return NULL;
   e = errno;
   hub->tp = hub->os_tp;
   kz__tp_set(hub->os_tp);
   *hub->errnop = e;
+  return g->tp;
 }
 
-/* Parent and child: back to the green thread's TLS, with errno. */
+void kz__tls_os_leave(void *tp)
+{
+  struct kz__hub *hub;
+  int e;
+  if (!tp)
+    return;
+  hub = kz__tls_hub;
+  e = *hub->errnop;
+  hub->tp = tp;
+  kz__tp_set(tp);
+  set_errno(e);
+}
+
+/* Note H. */
+/* The forking green thread's tp, between prepare and done: in the OS
+   thread's TLS, which is loaded then (a real thread may fork meanwhile). */
+static KZ_TLS void *forking;
+
+void kz__tls_fork_prepare(void) { forking = kz__tls_os_enter(); }
+
 void kz__tls_fork_done(bool child)
 {
   struct kz__hub *hub = kz__tls_hub;
-  struct kz_green *g = hub ? hub->current : NULL;
-  int e;
-  if (!g || !g->tp)
-    return;
-  e = *hub->errnop;
-  if (child)
-    AT(g->tp, L.tid, pid_t) = AT(hub->os_tp, L.tid, pid_t);
-  hub->tp = g->tp;
-  kz__tp_set(g->tp);
-  set_errno(e);
+  void *tp = forking;
+  forking = NULL;
+  if (tp && child)
+    AT(tp, L.tid, pid_t) = AT(hub->os_tp, L.tid, pid_t);
+  kz__tls_os_leave(tp);
 }
