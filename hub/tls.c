@@ -399,22 +399,25 @@ void kz__tls_stack(void *tp, void *base, size_t size)
 void kz__tls_started(void) { L.ctype_init(); }
 
 /* glibc's key destructors for the running thread's values (C11 tss_*), in
-   rounds while they set new values, as libc does at a thread's exit. */
+   rounds while they set new values, as libc does at a thread's exit.  Only
+   the blocks of values glibc allocated are looked at (the first always). */
 static void key_destructors(char *tp)
 {
   size_t per = L.level2 / sizeof(struct key_data);
   for (int round = 0; round < 4; round++) {
     bool any = false;
-    for (size_t k = 0; k < L.nkeys; k++) {
-      struct key_data *block = AT(tp, L.specific + k / per * sizeof(void *), struct key_data *);
-      struct key_data *d = block ? &block[k % per] : NULL;
-      void *v;
-      if (!d || !(v = d->data))
-        continue;
-      d->data = NULL;
-      if (d->seq == L.keys[k].seq && L.keys[k].destr && (L.keys[k].seq & 1)) {
-        L.keys[k].destr(v);
-        any = true;
+    for (size_t i = 0; i < L.nspecific; i++) {
+      struct key_data *block = AT(tp, L.specific + i * sizeof(void *), struct key_data *);
+      for (size_t j = 0; block && j < per && i * per + j < L.nkeys; j++) {
+        struct key_struct *k = &L.keys[i * per + j];
+        void *v = block[j].data;
+        if (!v)
+          continue;
+        block[j].data = NULL;
+        if (block[j].seq == k->seq && (k->seq & 1) && k->destr) {
+          k->destr(v);
+          any = true;
+        }
       }
     }
     if (!any)

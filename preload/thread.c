@@ -113,7 +113,9 @@
  *    (errno is switched; the rest is state no blocking call leaves
  *    half-changed) and the runtime's (libkudzu, the shim, libunwind).  A
  *    module loaded once green threads exist stops conversion from then on;
- *    the green threads made before stay green.
+ *    the green threads made before stay green.  A sanitizer build, which
+ *    tests the runtime itself, keeps green threads sharing the OS thread's
+ *    TLS: the sanitizers' runtimes have TLS of their own in every program.
  */
 #include "thread.h"
 
@@ -692,6 +694,18 @@ static bool may_convert(void)
                                 "which the green threads of a hub share");
     }
   }
+#ifdef KZ_ASAN
+  /* A sanitizer build tests the runtime itself: its sanitizers' own
+     runtimes (and libstdc++ under them) have TLS, which green threads
+     cannot have of their own there (hub/tls.c); they share the OS
+     thread's, as before, rather than every program losing its green
+     threads. */
+  (void)why;
+  (void)tls;
+  (void)because;
+  (void)tls_cb;
+  return true;
+#endif
   if (!kz__tls_available(&why) && dl_iterate_phdr(tls_cb, &tls)) { /* note L */
     snprintf(what, sizeof what, "%s has thread-local variables",
              tls[0] ? tls : program_invocation_short_name);
