@@ -2,13 +2,17 @@
 // destroyed when their thread exits, in that thread.  Four threads construct
 // a thread_local object holding their number and a thread_local string,
 // block (a sleep, a condition wait), check both, and exit; each object's
-// destructor records its number once, before the thread is joined.
+// destructor records its number once, before the thread is joined.  The
+// exception being handled is each thread's own too (libstdc++ keeps it in
+// thread-local storage): each thread blocks inside a catch block while the
+// others throw and catch, and still finds its own.
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -48,6 +52,16 @@ static void run(int i)
   name = "thread " + std::to_string(i) + std::string(40, '.'); // on the heap
   std::this_thread::sleep_for(std::chrono::milliseconds(2));
   CHECK(mine.number == i && name.compare(0, 8, "thread " + std::to_string(i)) == 0);
+  try {
+    throw std::runtime_error("thrown by " + std::to_string(i));
+  } catch (const std::exception &e) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2)); // the others throw meanwhile
+    try {
+      std::rethrow_exception(std::current_exception());
+    } catch (const std::exception &again) {
+      CHECK(&again == &e && std::string(again.what()) == "thrown by " + std::to_string(i));
+    }
+  }
   {
     std::unique_lock<std::mutex> l(m);
     arrived++;
