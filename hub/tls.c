@@ -19,7 +19,13 @@
  *    descriptors, the ones libthread_db reads, or the ABI's):
  *      header.tcb, header.self  the descriptor itself (%fs:0, %fs:16)
  *      header.dtv               glibc's (A)
- *      header.multiple_threads  1: libc takes its locks (a fresh thread's)
+ *      header.multiple_threads  1, and 1 in the OS thread's descriptor too,
+ *                               as pthread_create leaves the two: glibc's
+ *                               single-thread fast paths (x86's atomics
+ *                               without a lock prefix, in malloc among
+ *                               others) read it, and a real thread may be
+ *                               started from any of the contexts, setting
+ *                               only that context's flag
  *      header.sysinfo, stack_guard (%fs:0x28, -fstack-protector's canary),
  *      pointer_guard (%fs:0x30, setjmp's and atexit's mangling),
  *      feature_1 (CET)          copied from the OS thread: a longjmp
@@ -382,6 +388,7 @@ void *kz__tls_new(struct kz__hub *hub)
   if (!tp)
     return NULL;
   describe(tp, os);
+  AT(os, H_MULTIPLE_THREADS, int) = 1; /* note B */
   AT(tp - L.libc_block, L.tcache, void *) = AT(os - L.libc_block, L.tcache, void *); /* note E */
   AT(tp - L.libc_block, L.arena, void *) = AT(os - L.libc_block, L.arena, void *);
   /* note D: the same offset from every thread pointer */
