@@ -282,9 +282,9 @@ KZ_INTERNAL void kz__tls_started(void);
 KZ_INTERNAL void kz__tls_exiting(void);
 /* Free a TLS area no context runs with any more. */
 KZ_INTERNAL void kz__tls_free(void *tp);
-/* fork() handlers (tls.c, note H), to be registered before any other: the
-   OS thread's TLS for glibc's part of a fork from a green thread with TLS
-   of its own, the green thread's again after it. */
+/* fork() handlers (tls.c, note H), to be registered before the program's:
+   the OS thread's TLS for glibc's part of a fork from a green thread with
+   TLS of its own, the green thread's again after it. */
 KZ_INTERNAL void kz__tls_fork_prepare(void);
 KZ_INTERNAL void kz__tls_fork_done(bool child);
 /* Load the OS thread's TLS for a call made for the running green thread

@@ -97,9 +97,11 @@
  *    its robust list is registered), which must be the OS thread's own
  *    descriptor, or the child's glibc would keep a green thread's, freed
  *    when that green thread ends.  So the shim's fork handlers, registered
- *    before any other (their prepare step runs last, the others first),
- *    load the OS thread's thread pointer for glibc's part of the fork and
- *    the green thread's again after it.  errno crosses over: a failed fork
+ *    from its constructor, before the program's (so their prepare step
+ *    runs after the program's, their parent and child steps before), load
+ *    the OS thread's thread pointer for glibc's part of the fork and the
+ *    green thread's again after it; the runtime's own fork handlers work
+ *    with either (note D).  errno crosses over: a failed fork
  *    sets it in the OS thread's TLS.  In the child, the green thread's
  *    descriptor takes the child's tid.
  * I. Robust mutexes: glibc puts one on the robust list of THREAD_SELF,

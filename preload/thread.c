@@ -1248,7 +1248,8 @@ static void tls_fork_child(void) { kz__tls_fork_done(true); }
 
 __attribute__((constructor)) static void thread_family_init(void)
 {
-  /* first registered: its prepare runs last, the others first (hub/tls.c, note H) */
+  /* before the program's: its prepare runs after theirs, its parent and
+     child steps before theirs (hub/tls.c, note H) */
   pthread_atfork(kz__tls_fork_prepare, tls_fork_parent, tls_fork_child);
   pthread_atfork(NULL, NULL, once_atfork_child);
   kz_shim_on_cancel = kz_thr_cancel_point;
