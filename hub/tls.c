@@ -87,7 +87,8 @@
  * F. The switch loads a green thread's thread pointer only when it differs
  *    from the one loaded.  wrfsbase when AT_HWCAP2 has HWCAP2_FSGSBASE (the
  *    kernel sets it once it enabled the instruction for user space, Linux
- *    5.9 and later), else arch_prctl(ARCH_SET_FS), a system call
+ *    5.9 and later; not under Valgrind, which does not run it), else
+ *    arch_prctl(ARCH_SET_FS), a system call
  *    (bench/bench_core's switch_tls_ns measures the one in use).  errno is
  *    then each green thread's own for free: the hub saves and restores it
  *    only for the contexts that share the OS thread's TLS (sched.c).
@@ -129,6 +130,12 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#ifdef KZ_VALGRIND
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
 
 #ifndef HWCAP2_FSGSBASE
 #define HWCAP2_FSGSBASE (1 << 1)
@@ -369,7 +376,8 @@ static bool learn(void)
   if (!L.allocate || !L.deallocate || !L.call_tls_dtors || !L.ctype_init || !L.keys)
     return fail("ld.so or libc lacks _dl_allocate_tls, _dl_deallocate_tls, __call_tls_dtors, "
                 "__ctype_init or __pthread_keys");
-  kz__fsgsbase = (getauxval(AT_HWCAP2) & HWCAP2_FSGSBASE) != 0;
+  /* Valgrind passes the CPU's HWCAP2 on but does not run wrfsbase */
+  kz__fsgsbase = (getauxval(AT_HWCAP2) & HWCAP2_FSGSBASE) != 0 && !RUNNING_ON_VALGRIND;
   return learn_layout(tp) && learn_libc_block(tp) && learn_malloc(tp);
 }
 
