@@ -35,7 +35,11 @@
  *                               and pthread_kill act on the OS thread
  *      specific[0]              the descriptor's first block of key values
  *                               (tss_* and libc's own keys are per green
- *                               thread; the shim keeps pthread keys, E)
+ *                               thread; the shim keeps pthread keys)
+ *      specific_used            read at the end: set by glibc when a key's
+ *                               value was set, so the key destructors are
+ *                               looked for only then (its place, after
+ *                               specific[], is checked once with a probe)
  *      robust_head              an empty list (its place is where the
  *                               kernel's get_robust_list reports the OS
  *                               thread's); futex_offset copied
@@ -129,6 +133,7 @@
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <threads.h>
 #include <unistd.h>
 
 #ifdef KZ_VALGRIND
@@ -178,6 +183,7 @@ static struct {
   size_t size;              /* sizeof (struct pthread) */
   size_t tid, specific, first_block, level2, robust, stackblock;
   size_t nspecific;         /* first-level entries of specific */
+  size_t specific_used;     /* the bool glibc sets with a key's value */
   long rseq;                /* __rseq_offset, or -1 */
   ptrdiff_t libc_block;     /* libc's TLS block, from the thread pointer */
   size_t libc_modid, libc_size;
@@ -285,6 +291,27 @@ static bool readable(void *p)
          mincore((void *)first, a + 640 - first, vec) == 0;
 }
 
+/* Where glibc notes that a thread set a key's value (specific_used, the
+   bool after specific[]): checked on the probe, with a key of C11's, which
+   glibc's own setspecific sets (note B, key destructors). */
+static bool learn_specific_used(char *probe, char *os)
+{
+  tss_t k;
+  size_t off = L.specific + L.nspecific * sizeof(void *);
+  bool before = AT(probe, off, bool), after;
+  if (tss_create(&k, NULL) != thrd_success)
+    return fail("no key for a probe");
+  kz__tp_set(probe); /* nothing but glibc's setspecific runs with it */
+  tss_set(k, &k);
+  kz__tp_set(os);
+  after = AT(probe, off, bool);
+  tss_delete(k);
+  if (before || !after)
+    return fail("glibc's thread descriptor does not say where keys were set");
+  L.specific_used = off;
+  return true;
+}
+
 /* glibc's own malloc, whatever malloc the program uses. */
 extern void *__libc_malloc(size_t);
 extern void __libc_free(void *);
@@ -326,7 +353,9 @@ static bool learn_malloc(char *os)
   /* The probe's tcache and arena stay behind: one chunk, once. */
   if (L.tcache < 0 || L.arena < 0)
     return fail("malloc's thread cache was not found");
-  L.deallocate(probe, true);
+  if (!learn_specific_used(probe, os))
+    return false;
+  kz__tls_free(probe);
   return true;
 }
 
@@ -421,6 +450,8 @@ void kz__tls_started(void) { L.ctype_init(); }
 static void key_destructors(char *tp)
 {
   size_t per = L.level2 / sizeof(struct key_data);
+  if (!AT(tp, L.specific_used, bool))
+    return; /* no value was ever set: the usual case */
   for (int round = 0; round < 4; round++) {
     bool any = false;
     for (size_t i = 0; i < L.nspecific; i++) {
@@ -450,7 +481,8 @@ void kz__tls_exiting(void)
 
 void kz__tls_free(void *tp)
 {
-  for (size_t i = 1; i < L.nspecific; i++) /* second-level blocks glibc allocated */
+  /* the second-level blocks of key values glibc allocated, if it set any */
+  for (size_t i = 1; AT(tp, L.specific_used, bool) && i < L.nspecific; i++)
     free(AT(tp, L.specific + i * sizeof(void *), void *));
   L.deallocate(tp, true);
 }
