@@ -28,9 +28,12 @@
  *                               only that context's flag
  *      header.sysinfo, stack_guard (%fs:0x28, -fstack-protector's canary),
  *      pointer_guard (%fs:0x30, setjmp's and atexit's mangling),
- *      feature_1 (CET)          copied from the OS thread: a longjmp
- *                               between green threads of one process
- *                               must demangle what the other mangled
+ *      feature_1 (CET)          copied from the OS thread: a function
+ *                               whose frame sees the thread pointer change
+ *                               (the switch, fork's and robust mutexes'
+ *                               calls, H and I) checks the canary it
+ *                               stored, and a jmp_buf or atexit entry one
+ *                               thread mangled is demangled by another
  *      tid                      the OS thread's: libc's mutexes, raise()
  *                               and pthread_kill act on the OS thread
  *      specific[0]              the descriptor's first block of key values
@@ -96,6 +99,12 @@
  *    (bench/bench_core's switch_tls_ns measures the one in use).  errno is
  *    then each green thread's own for free: the hub saves and restores it
  *    only for the contexts that share the OS thread's TLS (sched.c).
+ * G. rseq: the kernel updates only the area the OS thread registered (in
+ *    its own descriptor), never a green thread's copy, so a green thread's
+ *    area says "not registered" (cpu_id -2) and sched_getcpu asks the
+ *    kernel.  The launcher also turns glibc's registration off
+ *    (glibc.pthread.rseq=0): __rseq_size is then 0 and a program that
+ *    reads %fs:__rseq_offset itself (librseq, tcmalloc) knows not to.
  * H. fork() from a green thread with TLS of its own: glibc's fork takes
  *    THREAD_SELF as the thread that goes on in the child (the kernel writes
  *    the child's tid into it, it is put back on glibc's list of threads,
@@ -116,12 +125,6 @@
  *    (kz__tls_os_enter and _leave): they go on the OS thread's list, as
  *    they did when green threads shared its descriptor, and another
  *    process still gets EOWNERDEAD.
- * G. rseq: the kernel updates only the area the OS thread registered (in
- *    its own descriptor), never a green thread's copy, so a green thread's
- *    area says "not registered" (cpu_id -2) and sched_getcpu asks the
- *    kernel.  The launcher also turns glibc's registration off
- *    (glibc.pthread.rseq=0): __rseq_size is then 0 and a program that
- *    reads %fs:__rseq_offset itself (librseq, tcmalloc) knows not to.
  */
 #include "internal.h"
 
