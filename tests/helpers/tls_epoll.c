@@ -52,6 +52,8 @@ static void *worker(void *arg)
   add(inbox[mine][0]);
   while (served < PER) {
     int n = epoll_wait(epfd, evs, 8, -1);
+    if (n < 0 && errno == EINTR)
+      continue; /* a stop signal ends it so, even without a handler */
     CHECK(n > 0 && me == mine);
     for (int i = 0; i < n; i++) {
       int fd = evs[i].data.fd;
