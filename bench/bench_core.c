@@ -13,9 +13,24 @@
  * errors on stderr.  Exit status 1 if a measurement could not be taken.
  *
  * Rows:
- *   switch_ns             one-way kz__switch between two contexts: the raw
- *                         assembly, linked in from hub/switch_x86_64.S (the
- *                         cost of the instruction sequence alone)
+ *   switch_floor_ns       one-way switch that only pushes and pops the six
+ *                         callee-saved registers and swaps stack pointers
+ *                         (bench/switch_floor_x86_64.S): this machine's
+ *                         floor for any stack switch
+ *   switch_ns             one-way switch as the scheduler makes it between
+ *                         two green threads that share TLS: the thread
+ *                         pointer check (hub/sched.c) and kz__switch, the
+ *                         raw assembly linked in from hub/switch_x86_64.S
+ *   switch_vs_floor       switch_ns / switch_floor_ns of this run
+ *   switch_raw_ns         kz__switch alone (no thread pointer check): what
+ *                         the floating-point control state costs over the
+ *                         floor
+ *   switch_tls_ns         the same between two green threads with TLS of
+ *                         their own (hub/tls.c): the thread pointer loaded
+ *                         on every switch, with wrfsbase where the CPU and
+ *                         kernel allow it (the runtime's choice)
+ *   switch_tls_syscall_ns the same with arch_prctl(ARCH_SET_FS), the
+ *                         fallback
  *   ucontext_switch_ns    one-way glibc swapcontext, same loop
  *   yield_ns              kz_yield through the scheduler with two ready green
  *                         threads, total time / total yields: the scheduler's
@@ -26,6 +41,7 @@
  *   idle_bytes_100k/_1m   growth of resident memory (/proc/self/statm) per
  *                         green thread with 100,000 and 1,000,000 green
  *                         threads parked in kz_sleep, default stack size
+ *                         (spawned through the API: the OS thread's TLS)
  *   maps_1m               lines of /proc/self/maps with the 1,000,000 parked
  *   spawn_1m_s            seconds to spawn the 1,000,000 and let all park
  *   vm_max_map_count      the system's setting during the run (65530 is the
@@ -52,7 +68,10 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "switch.h"
+
+#include <sys/auxv.h>
 
 static int reps = 5;
 
@@ -80,7 +99,7 @@ static double best_of(double (*fn)(long), long n)
   return best;
 }
 
-/* ---- switch_ns: the raw switch ------------------------------------------ */
+/* ---- switch_raw_ns: the raw switch -------------------------------------- */
 
 static void *main_sp, *peer_sp;
 static long peer_n;
@@ -114,6 +133,73 @@ static double switch_once(long n)
   t = now();
   ping_pong(&main_sp, &peer_sp, n);
   return (now() - t) * 1e9 / (2.0 * (double)n);
+}
+
+/* ---- switch_floor_ns ----------------------------------------------------- */
+
+void bench_floor_switch(void **from_sp, void *to_sp);
+void *bench_floor_init(void *stack_top, void (*entry)(void));
+
+static __attribute__((noinline)) void floor_ping_pong(void **self, void **other, long n)
+{
+  for (long i = 0; i < n; i++)
+    bench_floor_switch(self, *other);
+}
+
+static void floor_peer(void)
+{
+  floor_ping_pong(&peer_sp, &main_sp, peer_n + 1);
+  abort();
+}
+
+static double floor_once(long n)
+{
+  static char stack[64 * 1024] __attribute__((aligned(16)));
+  double t;
+  peer_n = n;
+  peer_sp = bench_floor_init(stack + sizeof stack, floor_peer);
+  bench_floor_switch(&main_sp, peer_sp);
+  t = now();
+  floor_ping_pong(&main_sp, &peer_sp, n);
+  return (now() - t) * 1e9 / (2.0 * (double)n);
+}
+
+/* ---- switch_tls_ns: the thread pointer too ---------------------------------- */
+
+static void *main_tp, *peer_tp, *loaded_tp;
+
+/* sched.c's switch_to, less its bookkeeping: the target's thread pointer is
+   loaded when it is not the one loaded (the one global, as hub->tp). */
+static __attribute__((noinline)) void tls_ping_pong(void **self, void **other, void *other_tp, long n)
+{
+  for (long i = 0; i < n; i++) {
+    if (__builtin_expect(other_tp != loaded_tp, 0)) {
+      loaded_tp = other_tp;
+      kz__tp_set(other_tp);
+    }
+    kz__switch(self, *other);
+  }
+}
+
+static void *tls_peer(void *arg)
+{
+  (void)arg;
+  tls_ping_pong(&peer_sp, &main_sp, main_tp, peer_n + 1);
+  abort();
+}
+
+static double tls_once(long n)
+{
+  static char stack[64 * 1024] __attribute__((aligned(16)));
+  double t;
+  peer_n = n;
+  loaded_tp = main_tp;
+  peer_sp = kz__switch_init(stack + sizeof stack, tls_peer, NULL, kz__fpctl_get());
+  kz__switch(&main_sp, peer_sp);
+  t = now();
+  tls_ping_pong(&main_sp, &peer_sp, peer_tp, n);
+  t = (now() - t) * 1e9 / (2.0 * (double)n);
+  return t;
 }
 
 /* ---- ucontext_switch_ns -------------------------------------------------- */
@@ -337,10 +423,28 @@ static int idle_measure(long n, double *bytes, long *maps, double *secs)
 
 static int do_switch(void)
 {
-  int saved = reps;
+  int saved = reps, err = 0;
+  struct kz__hub *hub;
+  const char *why;
+  double floor, same;
   reps = 2 * reps; /* 0.1 s each: more tries against a disturbed start */
-  row("switch_ns", best_of(switch_once, 20000000), "ns");
+  main_tp = peer_tp = __builtin_thread_pointer();
+  row("switch_floor_ns", floor = best_of(floor_once, 20000000), "ns");
+  row("switch_ns", same = best_of(tls_once, 20000000), "ns");
+  row("switch_vs_floor", same / floor, "x");
+  row("switch_raw_ns", best_of(switch_once, 20000000), "ns");
+  if (!(hub = kz__hub_get(&err)) || !kz__tls_available(&why) || !(peer_tp = kz__tls_new(hub))) {
+    fprintf(stderr, "bench_core: no TLS of their own for green threads here: %s\n",
+                    hub && !err ? why : "no hub");
+    reps = saved;
+    return 1;
+  }
+  kz__fsgsbase = (getauxval(AT_HWCAP2) & (1 << 1)) != 0; /* as tls.c chooses */
+  row("switch_tls_ns", best_of(tls_once, kz__fsgsbase ? 10000000 : 1000000), "ns");
+  kz__fsgsbase = false;
   reps = saved;
+  row("switch_tls_syscall_ns", best_of(tls_once, 1000000), "ns");
+  kz__tls_free(peer_tp);
   return 0;
 }
 

@@ -43,8 +43,15 @@ static _Atomic uint32_t next_fresh;
    from a green thread must not become a green wait on the runtime's lock. */
 static pthread_mutex_t chunk_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static KZ_TLS uint32_t free_head = NONE;  /* this thread's free slots */
-static KZ_TLS uint32_t fresh_next, fresh_end; /* this thread's fresh range */
+/* This OS thread's slots (note A), reached through kz__os_tls: a green
+   thread with TLS of its own allocates from its OS thread's (tls.c, D). */
+struct mine {
+  uint32_t free_head;             /* free slots */
+  uint32_t fresh_next, fresh_end; /* fresh range */
+};
+static KZ_TLS struct mine mine_tls = {NONE, 0, 0};
+
+static struct mine *mine(void) { return kz__os_tls(&mine_tls); }
 
 static struct slot *slot_at(uint32_t idx)
 {
@@ -80,21 +87,22 @@ static bool chunk_ensure(uint32_t idx)
 
 static uint32_t index_alloc(void)
 {
-  uint32_t idx = free_head;
+  struct mine *m = mine();
+  uint32_t idx = m->free_head;
   if (idx != NONE) {
-    free_head = slot_at(idx)->next_free;
+    m->free_head = slot_at(idx)->next_free;
     return idx;
   }
-  if (fresh_next == fresh_end) {
-    fresh_next = atomic_fetch_add_explicit(&next_fresh, BATCH, memory_order_relaxed);
-    fresh_end = fresh_next + BATCH;
-    if (fresh_end < fresh_next) /* wrapped: out of indices */
-      return fresh_next = fresh_end = NONE;
+  if (m->fresh_next == m->fresh_end) {
+    m->fresh_next = atomic_fetch_add_explicit(&next_fresh, BATCH, memory_order_relaxed);
+    m->fresh_end = m->fresh_next + BATCH;
+    if (m->fresh_end < m->fresh_next) /* wrapped: out of indices */
+      return m->fresh_next = m->fresh_end = NONE;
   }
-  idx = fresh_next;
+  idx = m->fresh_next;
   if (!chunk_ensure(idx))
     return NONE;
-  fresh_next++;
+  m->fresh_next++;
   return idx;
 }
 
@@ -138,6 +146,6 @@ void kz__handle_free(uint64_t h)
   /* Only the owning thread frees a slot (note B): no locked increment. */
   atomic_store_explicit(&s->gen, atomic_load_explicit(&s->gen, memory_order_relaxed) + 1,
                         memory_order_relaxed);
-  s->next_free = free_head;
-  free_head = idx;
+  s->next_free = mine()->free_head;
+  mine()->free_head = idx;
 }

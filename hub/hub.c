@@ -319,6 +319,7 @@ struct kz__hub *kz__hub_create(int *err)
   if (!hub)
     goto error1;
   hub->errnop = &errno;
+  hub->os_tp = hub->tp = __builtin_thread_pointer(); /* created on its own OS thread's TLS */
   kz__list_init(&hub->all);
   kz__list_init(&hub->zombies);
   kz__list_init(&hub->soon);

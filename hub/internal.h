@@ -135,6 +135,7 @@ struct kz_green {
   struct kz_green *run_next;  /* next in the hub's run queue */
   void *run_next_sp;          /* run_next's sp when it was queued (sched.c note E) */
   struct kz__hub *hub;        /* the hub it belongs to */
+  void *tp;                   /* its own thread pointer (tls.c), or NULL: the OS thread's */
   struct kz__wait_info waiting; /* what it is parked on, for kz_dump */
   /* second cache line */
   ev_timer timer;             /* park deadline, or delayed start */
@@ -197,6 +198,8 @@ struct kz__hub {
   void *sp;                     /* hub context's saved stack pointer */
   int err;                      /* hub context's saved errno */
   int *errnop;                  /* this OS thread's errno (cached __errno_location) */
+  void *os_tp;                  /* this OS thread's own thread pointer (tls.c) */
+  void *tp;                     /* the thread pointer loaded now: os_tp or a green's */
   struct kz_green *run_head;    /* run queue (FIFO, singly linked) */
   struct kz_green *run_tail;
   size_t nready;                /* how many are on it */
@@ -236,8 +239,60 @@ struct kz__hub {
 #endif
 };
 
-/* This OS thread's hub, or NULL.  Cheap: one TLS load. */
+/* This OS thread's hub, or NULL.  Cheap: one TLS load.  A green thread with
+   TLS of its own has its own copy, set to its hub (tls.c, note D). */
 extern KZ_TLS struct kz__hub *kz__tls_hub KZ_INTERNAL;
+
+/* ---- Thread-local storage of green threads (tls.c) ---------------------------- */
+
+/* NULL in an OS thread's own TLS; in a green thread's own TLS, the thread
+   pointer of the OS thread it runs on (tls.c, note D). */
+extern KZ_TLS void *kz__tls_os_tp KZ_INTERNAL;
+/* wrfsbase may be used (tls.c, note F); read by kz__tp_set. */
+extern bool kz__fsgsbase __attribute__((visibility("hidden")));
+
+/* Load tp as the thread pointer (switch_x86_64.S). */
+KZ_INTERNAL void kz__tp_set(void *tp);
+
+/* The address, in the TLS of the OS thread the caller runs on, of the
+   runtime's per-OS-thread TLS variable at addr (an initial-exec variable of
+   libkudzu or the shim): addr itself, unless the caller runs with a green
+   thread's own TLS (tls.c, note D). */
+static inline void *kz__os_tls(void *addr)
+{
+  char *os = (char *)kz__tls_os_tp;
+  return KZ_LIKELY(os == NULL) ? addr : (char *)addr - (char *)__builtin_thread_pointer() + os;
+}
+
+/* Can green threads get TLS of their own here (glibc's layout is the one
+   tls.c knows)?  Decided once; *why says what is missing when not. */
+KZ_INTERNAL bool kz__tls_available(const char **why);
+/* A new TLS area for a green thread of hub (made on hub's OS thread, by
+   any of its contexts): every module's static TLS block from its image, a
+   dtv of its own, a thread descriptor.  Returns its thread pointer, or NULL
+   (out of memory).  It runs with it once a green thread's tp is set. */
+KZ_INTERNAL void *kz__tls_new(struct kz__hub *hub);
+/* The stack of the green thread that runs with tp (glibc's alloca limit
+   follows it). */
+KZ_INTERNAL void kz__tls_stack(void *tp, void *base, size_t size);
+/* First thing in the green thread that owns tp: libc's per-thread set-up. */
+KZ_INTERNAL void kz__tls_started(void);
+/* Last thing in that green thread: thread_local destructors (C++), then
+   the destructors of libc's own keys (C11 tss_*), as at a thread's exit. */
+KZ_INTERNAL void kz__tls_exiting(void);
+/* Free a TLS area no context runs with any more. */
+KZ_INTERNAL void kz__tls_free(void *tp);
+/* fork() handlers (tls.c, note H), to be registered before the program's:
+   the OS thread's TLS for glibc's part of a fork from a green thread with
+   TLS of its own, the green thread's again after it. */
+KZ_INTERNAL void kz__tls_fork_prepare(void);
+KZ_INTERNAL void kz__tls_fork_done(bool child);
+/* Load the OS thread's TLS for a call made for the running green thread
+   (tls.c, note I): returns what kz__tls_os_leave takes to load the green
+   thread's again (NULL if nothing changed).  errno follows.  No switch to
+   another green thread in between. */
+KZ_INTERNAL void *kz__tls_os_enter(void);
+KZ_INTERNAL void kz__tls_os_leave(void *tp);
 
 static inline struct kz__hub *kz__hub(void) { return kz__tls_hub; }
 

@@ -1,9 +1,14 @@
 /* sched.c: the run queue, switching, parking and waking, wait queues.
  *
  * Notes.
- * A. errno belongs to each green thread: kz__switch_to saves it on the way
- *    out and restores it on the way back in, through the OS thread's errno
- *    address cached in the hub (__errno_location() is a call into libc).
+ * A. errno belongs to each green thread.  One with TLS of its own (tls.c)
+ *    has its own errno there, and the switch loads its thread pointer.  For
+ *    the contexts that share the OS thread's TLS (the hub, the main green
+ *    thread, those spawned through the API) kz__switch_to saves errno on
+ *    the way out and restores it on the way back in, through the OS
+ *    thread's errno address cached in the hub (__errno_location() is a
+ *    call into libc).  The thread pointer is loaded just before the stack
+ *    switch, and no code in between touches TLS.
  * B. Wakes are idempotent: kz__wake() only acts on a parked green thread and
  *    makes it ready, so a timer, a cancel and an I/O readiness may all fire
  *    for the same park and only the first one counts.  The woken green thread
@@ -166,7 +171,10 @@ static inline __attribute__((always_inline)) void resumed(void *fake)
   struct kz__hub *hub = kz__tls_hub;
   struct kz_green *self = hub->current;
   kz__switched(hub, fake);
-  *hub->errnop = self ? self->err : hub->err;
+  if (!self)
+    *hub->errnop = hub->err;
+  else if (!self->tp) /* note A */
+    *hub->errnop = self->err;
 }
 
 /* The switch itself, inlined into the scheduler's paths. */
@@ -174,7 +182,7 @@ static inline __attribute__((always_inline)) void switch_to(struct kz__hub *hub,
 {
   struct kz_green *from = hub->current;
   void **from_sp = from ? &from->sp : &hub->sp;
-  int err = *hub->errnop;
+  void *tp = to && to->tp ? to->tp : hub->os_tp;
 #ifdef KZ_ASAN
   const void *bottom;
   size_t size;
@@ -185,14 +193,21 @@ static inline __attribute__((always_inline)) void switch_to(struct kz__hub *hub,
     if (KZ_UNLIKELY(atomic_load_explicit(&kz__stack_canaries, memory_order_relaxed)) &&
         from->stack.guard == KZ__GUARD_CANARY && !kz__stack_canary_ok(&from->stack))
       kz__overflow_die(from, from->stack.base);
-    from->err = err;
+    if (!from->tp) /* note A */
+      from->err = *hub->errnop;
   } else {
-    hub->err = err;
+    hub->err = *hub->errnop;
   }
   hub->current = to;
 #ifdef KZ_ASAN
   hub->prev = from;
   __sanitizer_start_switch_fiber(from && from == hub->dying ? NULL : fake, bottom, size);
+#endif
+  if (KZ_UNLIKELY(tp != hub->tp)) { /* tls.c, note F */
+    hub->tp = tp;
+    kz__tp_set(tp);
+  }
+#ifdef KZ_ASAN
   kz__switch(from_sp, to ? to->sp : hub->sp);
   resumed(*fake);
 #else

@@ -197,4 +197,37 @@ kz__fpctl_get:
         .cfi_endproc
         .size   kz__fpctl_get, .-kz__fpctl_get
 
+/* void kz__tp_set(void *tp): load the thread pointer (the %fs base) for a
+   green thread with TLS of its own (tls.c, note F).  wrfsbase where the CPU
+   has it and the kernel lets user space use it (kz__fsgsbase, read from
+   AT_HWCAP2 by tls.c), else arch_prctl(ARCH_SET_FS), which cannot fail for
+   an address of this process.  Clobbers only what a call may. */
+        .globl  kz__tp_set
+        .hidden kz__tp_set
+        .type   kz__tp_set, @function
+        .p2align 4
+kz__tp_set:
+        .cfi_startproc
+        endbr64
+        cmpb    $0, kz__fsgsbase(%rip)
+        je      1f
+        wrfsbase %rdi
+        ret
+1:      movq    %rdi, %rsi
+        movl    $0x1002, %edi           /* ARCH_SET_FS */
+        movl    $158, %eax              /* SYS_arch_prctl */
+        syscall
+        ret
+        .cfi_endproc
+        .size   kz__tp_set, .-kz__tp_set
+
+/* bool kz__fsgsbase: wrfsbase may be used (set once by tls.c). */
+        .data
+        .globl  kz__fsgsbase
+        .hidden kz__fsgsbase
+        .type   kz__fsgsbase, @object
+        .size   kz__fsgsbase, 1
+kz__fsgsbase:
+        .byte   0
+
         .section .note.GNU-stack, "", @progbits

@@ -103,7 +103,7 @@ long kz_shim_blocking(struct blk *b, int intr, bool cancel_point, int saved_errn
   for (;;) {
     int cut, r;
     bool nocancel = g->flags & KZ__G_NO_CANCEL;
-    kz_shim_stats.worker++;
+    kz_shim_stats().worker++;
     if (!cancel_point) /* note B: a cancellation waits for the next point */
       g->flags |= KZ__G_NO_CANCEL;
     kz_shim_intr_begin(g, intr);

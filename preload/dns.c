@@ -31,7 +31,7 @@
 int kz_shim_offload(void (*fn)(void *), void *job, void (*discard)(void *))
 {
   int r;
-  kz_shim_stats.worker++;
+  kz_shim_stats().worker++;
   r = kz__worker_call(fn, job, discard, -1);
   if (KZ_UNLIKELY(kz_shim.debug) && r < 0 && r != -EPERM)
     kz__say("a call run on a worker thread was abandoned: %s", strerror(-r));

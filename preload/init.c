@@ -45,8 +45,9 @@
 #include <sys/auxv.h>
 
 struct kz_shim_config kz_shim = {.patch = KZ_PATCH_ALL};
-KZ_TLS struct kz_shim_stats kz_shim_stats;
-/* The hub's state at the last fairness check (note D). */
+KZ_TLS struct kz_shim_stats kz_shim_stats_tls;
+/* The hub's state at the last fairness check (note D): the OS thread's
+   (hub/tls.c, note D), reached through kz__os_tls. */
 static KZ_TLS struct {
   struct kz_green *current; /* the green thread running */
   uint64_t pass;            /* the hub's loop passes */
@@ -57,11 +58,12 @@ void (*kz_shim_on_cancel)(void);
 void kz_shim_fair(void)
 {
   struct kz__hub *hub = kz__tls_hub;
-  if (hub->current == fair.current && hub->pass == fair.pass && hub->budget == fair.budget)
+  __typeof__(fair) *f = kz__os_tls(&fair);
+  if (hub->current == f->current && hub->pass == f->pass && hub->budget == f->budget)
     kz__yield_poll(); /* nothing else has run for KZ_SHIM_FAIR_CALLS calls */
-  fair.current = hub->current;
-  fair.pass = hub->pass;
-  fair.budget = hub->budget;
+  f->current = hub->current;
+  f->pass = hub->pass;
+  f->budget = hub->budget;
 }
 
 static const struct {
@@ -119,7 +121,7 @@ static int stats_fd = 2; /* note C */
    thread spawned on its hub run. */
 static void print_stats(void)
 {
-  struct kz_shim_stats *c = &kz_shim_stats;
+  struct kz_shim_stats *c = &kz_shim_stats();
   dprintf(stats_fd,
           "kudzu: pid %d, main thread: %lu interposed calls in green threads, %lu parks, "
           "%lu interrupted by signals, %lu on worker threads; %llu green threads spawned\n",

@@ -111,7 +111,7 @@ int kz_shim_wait_until(int fd, int events, double deadline, int intr)
 {
   struct kz_green *g = kz__self();
   int r;
-  kz_shim_stats.parks++;
+  kz_shim_stats().parks++;
   kz_shim_intr_begin(g, intr);
   r = kz__wait_fd(fd, events, deadline);
   kz_shim_intr_end(g);

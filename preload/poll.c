@@ -58,7 +58,7 @@ static int park_fds(struct kz__fdev *v, int n, double deadline)
 {
   struct kz_green *g = kz__self();
   int r;
-  kz_shim_stats.parks++;
+  kz_shim_stats().parks++;
   kz_shim_intr_begin(g, KZ_INTR_ALWAYS);
   r = kz__wait_fds(v, n, deadline);
   kz_shim_intr_end(g);

@@ -716,6 +716,18 @@ static bool mutex_tracked(const pthread_mutex_t *m)
   return k == PTHREAD_MUTEX_RECURSIVE || k == PTHREAD_MUTEX_ERRORCHECK;
 }
 static bool mutex_pshared(const pthread_mutex_t *m) { return (m->__data.__kind & 128) != 0; }
+static bool mutex_robust(const pthread_mutex_t *m) { return (m->__data.__kind & 16) != 0; }
+
+/* The real call expr on mutex m, made with the OS thread's TLS loaded when m
+   is robust: glibc then puts it on the OS thread's robust list, the one the
+   kernel knows (hub/tls.c, note I). */
+#define ON_OS_LIST(m, expr)                                                    \
+  ({                                                                           \
+    void *tp_ = mutex_robust(m) ? kz__tls_os_enter() : NULL;                   \
+    int r_ = (expr);                                                           \
+    kz__tls_os_leave(tp_);                                                     \
+    r_;                                                                        \
+  })
 
 /* The owner record of addr in b (locked), or NULL. */
 static struct owner **owner_slot(struct bucket *b, const void *addr)
@@ -777,13 +789,13 @@ static int mutex_try(pthread_mutex_t *m, struct kz_green *g)
   unsigned count;
   int r;
   if (!mutex_tracked(m))
-    return RS(pthread_mutex_trylock)(m);
+    return ON_OS_LIST(m, RS(pthread_mutex_trylock)(m));
   if (owner_get(m, &count)) /* another green thread of some hub holds it */
     return EBUSY;
-  if ((r = RS(pthread_mutex_trylock)(m)) != 0)
+  if ((r = ON_OS_LIST(m, RS(pthread_mutex_trylock)(m))) != 0)
     return r;
   if (owner_set(m, g->id, 1) != 0) {
-    RS(pthread_mutex_unlock)(m);
+    ON_OS_LIST(m, RS(pthread_mutex_unlock)(m));
     return EAGAIN;
   }
   return 0;
@@ -832,11 +844,11 @@ static int mutex_in_kernel(pthread_mutex_t *m, struct kz_green *g, clockid_t clk
   int r;
   if (alone)
     kz_shim_kernel_begin(g);
-  r = abs ? RS(pthread_mutex_clocklock)(m, clk, abs) : RS(pthread_mutex_lock)(m);
+  r = ON_OS_LIST(m, abs ? RS(pthread_mutex_clocklock)(m, clk, abs) : RS(pthread_mutex_lock)(m));
   if (alone)
     kz_shim_kernel_end(g);
   if ((r == 0 || r == EOWNERDEAD) && mutex_tracked(m) && owner_set(m, g->id, 1) != 0) {
-    RS(pthread_mutex_unlock)(m);
+    ON_OS_LIST(m, RS(pthread_mutex_unlock)(m));
     return EAGAIN;
   }
   return r;
@@ -928,7 +940,7 @@ EXPORT int pthread_mutex_unlock(pthread_mutex_t *m)
     if (o)
       owner_set(m, 0, 0); /* before the release: the next owner records itself */
   }
-  r = RS(pthread_mutex_unlock)(m);
+  r = g ? ON_OS_LIST(m, RS(pthread_mutex_unlock)(m)) : RS(pthread_mutex_unlock)(m);
   if (r == 0)
     kz_sync_wake(m, 1);
   return r;
@@ -1007,7 +1019,7 @@ static int cond_pshared_wait(struct kz_green *g, pthread_cond_t *c, pthread_mute
   }
   if (alone)
     kz_shim_kernel_begin(g);
-  r = abs ? RS(pthread_cond_clockwait)(c, m, clk, abs) : RS(pthread_cond_wait)(c, m);
+  r = ON_OS_LIST(m, abs ? RS(pthread_cond_clockwait)(c, m, clk, abs) : RS(pthread_cond_wait)(c, m));
   if (alone)
     kz_shim_kernel_end(g);
   return r;

@@ -210,7 +210,10 @@ struct kz_shim_stats {
   unsigned long eintr;  /* parks ended by a signal handler (EINTR) */
   unsigned long worker; /* calls run on the worker pool (DNS, system) */
 };
-extern KZ_TLS struct kz_shim_stats kz_shim_stats;
+extern KZ_TLS struct kz_shim_stats kz_shim_stats_tls;
+/* The OS thread's counters, also from a green thread with TLS of its own
+   (hub/tls.c, note D). */
+#define kz_shim_stats() (*(struct kz_shim_stats *)kz__os_tls(&kz_shim_stats_tls))
 
 /* dup2 onto the shim's own runtime descriptor (KUDZU_STATS's copy of
    stderr, init.c): move it elsewhere.  0, or -1 if fd is not the shim's. */
@@ -238,7 +241,7 @@ static inline struct kz_green *shim_active(unsigned family)
     return NULL;
   if (KZ_UNLIKELY(kz_shim.torture))
     kz__yield();
-  if (KZ_UNLIKELY(++kz_shim_stats.calls % KZ_SHIM_FAIR_CALLS == 0))
+  if (KZ_UNLIKELY(++kz_shim_stats().calls % KZ_SHIM_FAIR_CALLS == 0))
     kz_shim_fair();
   return g;
 }

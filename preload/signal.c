@@ -119,7 +119,7 @@ int kz_shim_suspend(struct kz_green *g, unsigned long since)
   g->waiting = (struct kz__wait_info){.kind = KZ__WAIT_SYNC, .what = "a signal handler"};
   kz__list_push(&suspenders, &s.link);
   kz__hub_hold(g->hub); /* only a signal can end it: not a deadlock */
-  kz_shim_stats.parks++;
+  kz_shim_stats().parks++;
   r = kz__park(-1);
   kz__hub_unhold(g->hub);
   kz__list_remove(&s.link);
@@ -133,7 +133,7 @@ static void interrupt_suspenders(void)
   for (struct kz__link *l = suspenders.next; l != &suspenders; l = l->next) {
     struct suspender *s = kz__container_of(l, struct suspender, link);
     if (s->handled != now && kz__wake(s->g, -EINTR))
-      kz_shim_stats.eintr++;
+      kz_shim_stats().eintr++;
   }
 }
 
@@ -148,7 +148,7 @@ static void interrupt_main(struct kz__post *p)
   if (atomic_load(&handled_norestart) != mark.norestart ||
       (mark.intr == KZ_INTR_ALWAYS && atomic_load(&handled) != mark.handled)) {
     if (kz__wake(main_green, -EINTR)) {
-      kz_shim_stats.eintr++;
+      kz_shim_stats().eintr++;
       if (KZ_UNLIKELY(kz_shim.debug))
         kz__say("a signal handler ran: the main green thread's blocked call fails with EINTR");
     }

@@ -55,8 +55,10 @@
 #include <sys/signalfd.h>
 
 /* Green threads of this OS thread waiting for each signal that the shim
-   blocked on their behalf (note B). */
-static KZ_TLS unsigned held[_NSIG];
+   blocked on their behalf (note B); the OS thread's, also from a green
+   thread with TLS of its own (hub/tls.c, note D). */
+static KZ_TLS unsigned held_tls[_NSIG];
+#define held ((unsigned *)kz__os_tls(held_tls))
 
 /* Block the signals of set that the OS thread does not block, or that other
    waiters hold blocked already; the ones this waiter holds go in *mine. */

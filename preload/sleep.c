@@ -23,7 +23,7 @@ int kz_shim_park(double deadline, int intr)
   struct kz_green *g = kz__self();
   int r;
   g->waiting = (struct kz__wait_info){.kind = KZ__WAIT_SLEEP};
-  kz_shim_stats.parks++;
+  kz_shim_stats().parks++;
   kz_shim_intr_begin(g, intr);
   r = kz__park(deadline);
   kz_shim_intr_end(g);

@@ -40,9 +40,15 @@
  *    create and delete), so a deleted and re-created key reads NULL.
  *    Destructors run when the green thread returns or exits, up to
  *    PTHREAD_DESTRUCTOR_ITERATIONS rounds, in the green thread itself.
- * E. Thread-local variables (__thread, thread_local, and C11 tss_*, whose
- *    glibc calls bypass the interposed key functions) are the OS thread's:
- *    the green threads of one hub share them.  Only errno is switched.
+ * E. Thread-local storage: each green pthread gets its own (hub/tls.c):
+ *    every module's static TLS block, dynamic TLS for dlopen'ed modules, a
+ *    glibc thread descriptor (so errno, C11 tss_* values, stdio's lock
+ *    owners and libc's other per-thread state are its own), and the switch
+ *    loads its thread pointer.  It begins with libc's per-thread set-up
+ *    (kz__tls_started) and ends with thread_local destructors and glibc's
+ *    key destructors (kz__tls_exiting); the area goes with the record
+ *    (note B).  Where glibc's layout is not the one known, green threads
+ *    share the OS thread's (note M).
  * F. Cancellation (deferred; an asynchronous type is treated as deferred):
  *    pthread_cancel marks the record and cancels the green thread, so its
  *    current and later blocking calls end with ECANCELED; at a cancellation
@@ -76,9 +82,10 @@
  *    for the OS thread, that is for the main green thread.
  * J. Some runtimes keep each thread's identity where the shim cannot follow:
  *    HotSpot (libjvm.so) reads its current Thread from a __thread variable
- *    (note E: shared by the green threads of a hub), so with its threads
- *    converted one thread soon acts as another (G1 finds the heap lock
- *    "not owned by self" and aborts).  Once such a library is in the
+ *    (shared by the green threads of a hub before they had TLS of their
+ *    own, note E) and plays its own tricks with signals and stack guard
+ *    pages, so with its threads converted one thread soon acts as another
+ *    (G1 found the heap lock "not owned by self" and aborted).  Once such a library is in the
  *    process, pthread_create makes real OS threads, for good, and says so
  *    once on stderr; green threads made before stay green, and real threads
  *    pass every call through.  The check costs one dl_iterate_phdr step per
@@ -103,6 +110,21 @@
  *    (CPython's test_signal raises SIGUSR1 in a loop in a thread holding
  *    the interpreter lock, while the thread waiting for the lock needs its
  *    5 ms timer to fire to ask for it).
+ *    threads it starts) ends the child with status 0, as natively.
+ * M. The safety net: where green threads cannot get TLS of their own
+ *    (kz__tls_available says why: an unknown glibc layout, a symbol
+ *    missing, a sanitizer build), note J holds for every module with
+ *    thread-local variables of its own (a PT_TLS segment): the program, a
+ *    library, a module loaded later with dlopen.  Green threads would share
+ *    those variables, and a program that keeps a thread's number, buffers
+ *    or epoll descriptor there breaks in ways nobody could trace back; as
+ *    OS threads its threads keep them, as natively.  Exempt are libc's own
+ *    (errno is switched; the rest is state no blocking call leaves
+ *    half-changed) and the runtime's (libkudzu, the shim, libunwind).  A
+ *    module loaded once green threads exist stops conversion from then on;
+ *    the green threads made before stay green.  A sanitizer build, which
+ *    tests the runtime itself, keeps green threads sharing the OS thread's
+ *    TLS: the sanitizers' runtimes have TLS of their own in every program.
  */
 #include "thread.h"
 
@@ -114,6 +136,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -203,6 +226,7 @@ struct thr {
   int cancel_state;               /* PTHREAD_CANCEL_ENABLE / _DISABLE */
   int cancel_type;                /* as the program set it (note F) */
   __pthread_unwind_buf_t *cleanup; /* innermost cleanup buffer */
+  void *tp;                       /* its own TLS (hub/tls.c), or NULL */
   void *exit_value;               /* what it finishes with once unwound */
   struct thr *reg_next;           /* registry chain */
 };
@@ -264,6 +288,8 @@ static bool reg_find(kz_green_t id, struct kz__hub **hub, pthread_t *os)
 static void thr_free(struct thr *t)
 {
   reg_remove(t);
+  if (t->tp)
+    kz__tls_free(t->tp);
   free(t->values);
   free(t);
 }
@@ -396,6 +422,19 @@ EXPORT int pthread_setspecific(pthread_key_t key, const void *value)
 }
 
 /* Run the destructors of t's values, in rounds while they set new ones. */
+static void run_key_destructors(struct thr *t);
+
+/* What a thread runs as it exits, in this order natively too: C++
+   thread_local destructors, then the keys' (the shim's for pthread keys,
+   glibc's for C11 tss_*). */
+static void thr_exiting(struct thr *t)
+{
+  if (t->tp)
+    kz__tls_exiting();
+  run_key_destructors(t);
+}
+
+
 static void run_key_destructors(struct thr *t)
 {
   for (int round = 0; round < PTHREAD_DESTRUCTOR_ITERATIONS; round++) {
@@ -423,7 +462,7 @@ static __pthread_unwind_buf_t *buf_prev(__pthread_unwind_buf_t *buf) { return bu
    the hub's finish (joiners see the value). */
 static _Noreturn void thr_finish(struct thr *t)
 {
-  run_key_destructors(t);
+  thr_exiting(t);
   kz__green_finish(t->exit_value, 0);
 }
 
@@ -515,8 +554,10 @@ EXPORT void __pthread_unwind_next(__pthread_unwind_buf_t *buf)
 static void *thr_start(void *arg)
 {
   struct thr *t = arg;
+  if (t->tp)
+    kz__tls_started();
   t->exit_value = t->fn(t->arg);
-  run_key_destructors(t);
+  thr_exiting(t);
   return t->exit_value;
 }
 
@@ -605,12 +646,49 @@ static int loads_cb(struct dl_phdr_info *info, size_t size, void *data)
   return 1; /* the counter is the same in every entry: one is enough */
 }
 
+/* Modules whose thread-local variables green threads may share (note M):
+   libc's own (errno, which the hub switches, and state no blocking call
+   leaves half-changed) and the runtime's. */
+static const char *const shared_tls[] = {
+  "libc.so", "libkudzu.so", "libkudzu-preload.so", "libunwind",
+};
+
+/* dl_iterate_phdr callback: the first module with a TLS segment that is not
+   in shared_tls goes to *data (its path, or "" for the program). */
+static int tls_cb(struct dl_phdr_info *info, size_t size, void *data)
+{
+  const char *base = strrchr(info->dlpi_name, '/');
+  (void)size;
+  base = base ? base + 1 : info->dlpi_name;
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    if (info->dlpi_phdr[i].p_type != PT_TLS || info->dlpi_phdr[i].p_memsz == 0)
+      continue;
+    for (size_t k = 0; k < sizeof shared_tls / sizeof *shared_tls; k++)
+      if (!strncmp(base, shared_tls[k], strlen(shared_tls[k])))
+        return 0;
+    *(const char **)data = info->dlpi_name;
+    return 1;
+  }
+  return 0;
+}
+
+/* Threads stay OS threads from now on, for good; why is said once. */
+static bool convert_stop(const char *what, const char *why)
+{
+  if (!atomic_exchange(&convert_off, true))
+    kz__say("%s: its threads run as OS threads, not green threads (%s)", what, why);
+  return false;
+}
+
 /* May pthread_create make a green thread?  No once a library of
-   unconverted is in the process (said once on stderr).  Costs one
-   dl_iterate_phdr step while no object was loaded since the last look. */
+   unconverted, or a module with thread-local variables of its own, is in
+   the process (said once on stderr).  Costs one dl_iterate_phdr step while
+   no object was loaded since the last look. */
 static bool may_convert(void)
 {
   unsigned long long loads = 0;
+  const char *tls = NULL, *why;
+  char what[PATH_MAX + 64], because[256];
   if (atomic_load_explicit(&convert_off, memory_order_relaxed))
     return false;
   dl_iterate_phdr(loads_cb, &loads);
@@ -621,12 +699,28 @@ static bool may_convert(void)
     void *h = dlopen(unconverted[i], RTLD_NOLOAD | RTLD_LAZY); /* by soname */
     if (h) {
       dlclose(h);
-      if (!atomic_exchange(&convert_off, true))
-        kz__say("%s is loaded: its threads run as OS threads, not green threads (it keeps each "
-                "thread's identity in thread-local variables, which the green threads of a hub share)",
-                unconverted[i]);
-      return false;
+      snprintf(what, sizeof what, "%s is loaded", unconverted[i]);
+      return convert_stop(what, "it keeps each thread's identity in thread-local variables, "
+                                "which the green threads of a hub share");
     }
+  }
+#ifdef KZ_ASAN
+  /* A sanitizer build tests the runtime itself: its sanitizers' own
+     runtimes (and libstdc++ under them) have TLS, which green threads
+     cannot have of their own there (hub/tls.c); they share the OS
+     thread's, as before, rather than every program losing its green
+     threads. */
+  (void)why;
+  (void)tls;
+  (void)because;
+  (void)tls_cb;
+  return true;
+#endif
+  if (!kz__tls_available(&why) && dl_iterate_phdr(tls_cb, &tls)) { /* note M */
+    snprintf(what, sizeof what, "%s has thread-local variables",
+             tls[0] ? tls : program_invocation_short_name);
+    snprintf(because, sizeof because, "green threads cannot have their own here: %s", why);
+    return convert_stop(what, because);
   }
   return true;
 }
@@ -654,9 +748,19 @@ EXPORT int pthread_create(pthread_t *out, const pthread_attr_t *attr, void *(*fn
     return EAGAIN;
   t->fn = fn;
   t->arg = arg;
+  if (kz__tls_available(NULL) && !(t->tp = kz__tls_new(self->hub))) { /* note E */
+    free(t);
+    return EAGAIN;
+  }
   if (!(g = kz__spawn(self->hub, thr_start, t, &opts, stack, stack ? size : 0, &err))) {
+    if (t->tp)
+      kz__tls_free(t->tp);
     free(t);
     return err == -EINVAL ? EINVAL : EAGAIN;
+  }
+  if (t->tp) {
+    kz__tls_stack(t->tp, g->stack.base, g->stack.size);
+    g->tp = t->tp; /* before it first runs: the switch loads it */
   }
   thr_attach(g, t);
   *out = (pthread_t)g->id;
@@ -1157,8 +1261,14 @@ static void once_atfork_child(void)
 
 /* The family's start-up: the once generation follows forks, and the other
    families' blocking calls become cancellation points (shim.h). */
+static void tls_fork_parent(void) { kz__tls_fork_done(false); }
+static void tls_fork_child(void) { kz__tls_fork_done(true); }
+
 __attribute__((constructor)) static void thread_family_init(void)
 {
+  /* before the program's: its prepare runs after theirs, its parent and
+     child steps before theirs (hub/tls.c, note H) */
+  pthread_atfork(kz__tls_fork_prepare, tls_fork_parent, tls_fork_child);
   pthread_atfork(NULL, NULL, once_atfork_child);
   kz_shim_on_cancel = kz_thr_cancel_point;
   kz__ext_release = thr_release; /* note B */

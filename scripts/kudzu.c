@@ -26,6 +26,14 @@
  *    AT_SECURE: the loader ignores LD_PRELOAD paths, and the shim would
  *    ignore KUDZU_* anyway).  A script is judged by its interpreter (one
  *    level of "#!").  COMMAND is found in PATH as execvp finds it.
+ * C. glibc registers each OS thread's rseq area (restartable sequences:
+ *    the kernel keeps the running CPU there) in the thread's descriptor.
+ *    A green thread with TLS of its own has a descriptor of its own, which
+ *    the kernel never updates (hub/tls.c, note G), so the launcher turns
+ *    the registration off (GLIBC_TUNABLES=glibc.pthread.rseq=0, in front
+ *    of the user's tunables; left alone when the user set it): __rseq_size
+ *    is then 0 in every thread, and a program that uses rseq itself falls
+ *    back on the system calls, as on a kernel without it.
  */
 #define _GNU_SOURCE
 #include <elf.h>
@@ -49,6 +57,17 @@
 #define KUDZU_INSTALL_LIBDIR "/usr/local/lib"
 #endif
 #define PRELOAD_NAME "libkudzu-preload.so"
+
+/* Note C: glibc's rseq registration off, unless the user chose. */
+static void rseq_off(void)
+{
+  const char *old = getenv("GLIBC_TUNABLES");
+  char *tunables;
+  if (old && strstr(old, "glibc.pthread.rseq="))
+    return;
+  if (asprintf(&tunables, "glibc.pthread.rseq=0%s%s", old && *old ? ":" : "", old && *old ? old : "") >= 0)
+    setenv("GLIBC_TUNABLES", tunables, 1);
+}
 
 static void usage(FILE *out)
 {
@@ -330,6 +349,7 @@ int main(int argc, char **argv)
   if (asprintf(&preload, "%s%s%s", lib, old && *old ? ":" : "", old && *old ? old : "") < 0)
     return 127;
   setenv("LD_PRELOAD", preload, 1);
+  rseq_off();
   execvp(argv[optind], argv + optind);
 failed:
   fprintf(stderr, "kudzu: cannot run %s: %s\n", argv[optind], strerror(errno));

@@ -3,7 +3,8 @@
 # (both must pass and print the same), plus the threaded server's OS-thread
 # bound under the launcher.
 set(KUDZU_THREAD_HELPERS thread_basic thread_exit_main thread_mutex thread_cond thread_sync
-    thread_cancel thread_server thread_real errno_sync pshared_sync)
+    thread_cancel thread_server thread_real errno_sync pshared_sync
+    tls_vars tls_epoll tls_errno tls_dtors tls_file_lock tls_robust)
 set(_kz_helpers_dir ${PROJECT_SOURCE_DIR}/tests/helpers)
 foreach(h ${KUDZU_THREAD_HELPERS})
   if(NOT TARGET ${h})
@@ -16,6 +17,32 @@ foreach(h ${KUDZU_THREAD_HELPERS})
            $<TARGET_FILE:${h}>)
   set_tests_properties(shim_${h} PROPERTIES LABELS "shim;thread" TIMEOUT 120)
 endforeach()
+# Thread-local storage (hub/tls.c): tls_* above; a module loaded with
+# dlopen; C++ thread_local objects with destructors.
+add_library(tls_module MODULE ${_kz_helpers_dir}/tls_module.c)
+set_target_properties(tls_module PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests/helpers)
+add_executable(tls_dlopen ${_kz_helpers_dir}/tls_dlopen.c)
+target_link_libraries(tls_dlopen PRIVATE Threads::Threads ${CMAKE_DL_LIBS})
+set_target_properties(tls_dlopen PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests/helpers)
+add_test(NAME shim_tls_dlopen COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/both.sh $<TARGET_FILE:kudzu-launcher>
+         $<TARGET_FILE:tls_dlopen> $<TARGET_FILE:tls_module>)
+set_tests_properties(shim_tls_dlopen PROPERTIES LABELS "shim;thread" TIMEOUT 60)
+include(CheckLanguage)
+check_language(CXX)
+if(CMAKE_CXX_COMPILER)
+  enable_language(CXX)
+  add_executable(tls_cxx ${_kz_helpers_dir}/tls_cxx.cc)
+  target_link_libraries(tls_cxx PRIVATE Threads::Threads)
+  set_target_properties(tls_cxx PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests/helpers)
+  add_test(NAME shim_tls_cxx COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/both.sh $<TARGET_FILE:kudzu-launcher>
+           $<TARGET_FILE:tls_cxx>)
+  set_tests_properties(shim_tls_cxx PROPERTIES LABELS "shim;thread" TIMEOUT 60)
+endif()
+# Where green threads cannot have TLS of their own, a program with TLS of
+# its own keeps OS threads (preload/thread.c, note L).
+add_test(NAME shim_tls_safety_net COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/tls_safety_net.sh)
+set_tests_properties(shim_tls_safety_net PROPERTIES LABELS "shim;thread" TIMEOUT 60
+  ENVIRONMENT "KZ=$<TARGET_FILE:kudzu-launcher>;TLS_VARS=$<TARGET_FILE:tls_vars>")
 # At most 3 OS threads with 200 connections and 400 threads open.
 add_test(NAME shim_thread_server_os_threads
          COMMAND $<TARGET_FILE:kudzu-launcher> $<TARGET_FILE:thread_server> 3)
