@@ -674,23 +674,11 @@ KZ_INTERNAL int kz__os_raise(int sig);
    redirected there nor refused as the program's (a raw close of a runtime
    descriptor).  libc's conventions: -1 and errno on failure.  Signal-safe.
    x86-64, as the context switch (hub/switch_x86_64.S).  Use kz__syscall(nr,
-   up to six arguments); arguments are passed as long. */
-static inline long kz__syscall6(long nr, long a, long b, long c, long d, long e, long f)
-{
-  register long r10 __asm__("r10") = d;
-  register long r8 __asm__("r8") = e;
-  register long r9 __asm__("r9") = f;
-  long ret;
-  __asm__ volatile("syscall"
-                   : "=a"(ret)
-                   : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
-                   : "rcx", "r11", "memory");
-  if ((unsigned long)ret > -4096UL) {
-    errno = (int)-ret;
-    return -1;
-  }
-  return ret;
-}
+   up to six arguments); arguments are passed as long.  A function of its
+   own (os.c), never inlined: a pointer passed as a number into an inline
+   asm does not make the compiler reload what the kernel wrote there (a
+   local's address given to get_robust_list read back as NULL). */
+KZ_INTERNAL long kz__syscall6(long nr, long a, long b, long c, long d, long e, long f);
 #define KZ__SYSCALL_(nr, a, b, c, d, e, f, ...)                                            \
   kz__syscall6((long)(nr), (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), (long)(f))
 #define kz__syscall(...) KZ__SYSCALL_(__VA_ARGS__, 0, 0, 0, 0, 0, 0, 0)

@@ -225,3 +225,23 @@ int kz__os_sigaction(int sig, const struct sigaction *act, struct sigaction *old
 
 void kz__os_sched_yield(void) { OS(sched_yield)(); }
 int kz__os_raise(int sig) { return OS(raise)(sig); }
+
+/* A system call made here (internal.h, kz__syscall): the kernel's result,
+   or -1 with errno.  Out of line, so that every caller treats it as a call
+   that may write through any pointer it was given. */
+long kz__syscall6(long nr, long a, long b, long c, long d, long e, long f)
+{
+  register long r10 __asm__("r10") = d;
+  register long r8 __asm__("r8") = e;
+  register long r9 __asm__("r9") = f;
+  long ret;
+  __asm__ volatile("syscall"
+                   : "=a"(ret)
+                   : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+                   : "rcx", "r11", "memory");
+  if ((unsigned long)ret > -4096UL) {
+    errno = (int)-ret;
+    return -1;
+  }
+  return ret;
+}

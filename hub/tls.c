@@ -219,7 +219,7 @@ static bool find_stackblock(char *tp)
 {
   void **end = dlsym(RTLD_DEFAULT, "__libc_stack_end");
   size_t found = 0, n = 0;
-  if (!end || getpid() != (pid_t)syscall(SYS_gettid))
+  if (!end || getpid() != (pid_t)kz__syscall(SYS_gettid))
     return fail("the layout is learnt on the main thread");
   for (size_t off = L.tid; off + 16 <= L.size; off += 8)
     if (AT(tp, off, void *) == *end)
@@ -253,9 +253,9 @@ static bool learn_layout(char *tp)
   if (AT(tp, H_TCB, char *) != tp || AT(tp, H_SELF, char *) != tp || dtvp[2] != H_DTV ||
       *kd != sizeof(struct key_data) || L.level2 % *kd || L.specific >= L.size ||
       AT(tp, L.specific, char *) != tp + L.first_block || L.tid + 4 > L.size ||
-      AT(tp, L.tid, pid_t) != (pid_t)syscall(SYS_gettid))
+      AT(tp, L.tid, pid_t) != (pid_t)kz__syscall(SYS_gettid))
     return fail("glibc's thread descriptor is not the one known");
-  if (syscall(SYS_get_robust_list, 0, &head, &len) != 0 || (char *)head < tp + L.tid ||
+  if (kz__syscall(SYS_get_robust_list, 0, &head, &len) != 0 || (char *)head < tp + L.tid ||
       (char *)head + 24 > tp + L.size)
     return fail("the robust list is not in glibc's thread descriptor");
   L.robust = (size_t)((char *)head - tp);
