@@ -615,7 +615,7 @@ void kz__overflow_die(struct kz_green *g, const void *addr)
     others_out(&o, g->hub);
   }
   kz__os_sigaction(SIGSEGV, &dfl, NULL);
-  raise(SIGSEGV);
+  syscall(SYS_tgkill, getpid(), (pid_t)syscall(SYS_gettid), SIGSEGV); /* raise is the shim's */
   abort();
 }
 

@@ -72,6 +72,9 @@ struct kz_green *kz__green_main(struct kz__hub *hub)
   strcpy(g->name, "main");
   kz__list_push(&hub->all, &g->all);
   hub->nlive = 1;
+  kz__sig_join(hub, g, NULL); /* the OS thread's mask becomes its own */
+  hub->sig.os = g->sig.mask;
+  kz__sigmask_keep(hub, 0, 0);
   return g;
 }
 
@@ -132,6 +135,7 @@ struct kz_green *kz__spawn(struct kz__hub *hub, kz_fn fn, void *arg,
   g->stack = st;
   g->waiting.kind = KZ__WAIT_NONE;
   g->ext = NULL;
+  kz__sig_join(hub, g, hub->current ? hub->current : hub->main); /* the creator's mask */
 #ifdef KZ_ASAN
   g->asan_fake = NULL;
   g->asan_bottom = NULL;
@@ -182,6 +186,7 @@ static struct kz__hub *finish(struct kz__hub *hub, struct kz_green *g, void *res
   kz__waitq_wake_all(&g->joiners, 0);
   kz__list_remove(&g->all);
   hub->nlive--;
+  kz__sig_leave(hub, g);
   if (hub->nlive == 1)
     kz__waitq_wake_all(&hub->quiesce, 0);
   if (g->flags & KZ__G_DETACHED)

@@ -10,6 +10,7 @@
 #define KZ_INTERNAL_H
 
 #include <errno.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdatomic.h>
@@ -116,6 +117,18 @@ struct kz__stack {
   uint8_t user;    /* supplied by the program: never freed by kudzu */
 };
 
+/* A green thread's signals (sigmask.c; the shim's preload/signal.c acts on
+   them).  Signal s is bit s-1, as in the kernel's mask. */
+struct kz__green_sig {
+  uint64_t mask;     /* the signals it blocks: its own, as a thread's natively */
+  uint64_t pend;     /* sent to it (pthread_kill) while it blocks them: pending for it alone */
+  uint32_t park;     /* bumped at each park of an interposed call (signal.c) */
+  uint32_t req;      /* park a handler interrupted (EINTR to give), 0: none */
+  uint32_t handled;  /* handlers run on its behalf (pause, sigsuspend) */
+  uint64_t waiting;  /* signals it waits for in sigwait and the like */
+  uint8_t intr;      /* enum kz_shim_intr of the call it is parked in, 0: none */
+};
+
 /* Green thread states (enum kz_state) plus the internal ones. */
 enum {
   KZ__S_READY = 16, /* started and in the run queue */
@@ -151,6 +164,7 @@ struct kz_green {
   struct kz__link done_hooks; /* struct kz__done_hook, run when it finishes */
   struct kz__stack stack;     /* its stack (none for the main green thread) */
   void *ext;                  /* per-green data of the shim (pthread emulation) */
+  struct kz__green_sig sig;   /* its own signal mask (sigmask.c) */
 #ifdef KZ_ASAN
   void *asan_fake;            /* ASan fake stack while switched out */
   const void *asan_bottom;    /* stack bounds for the fiber API */
@@ -185,6 +199,26 @@ struct kz__hub_watch {
   bool reported;                /* this stall has been reported */
   struct kz__post dump;         /* the dump message (runs kz_dump on the hub) */
   _Atomic bool dump_queued;     /* dump is posted and has not run yet */
+};
+
+/* The signal masks of a hub's green threads, summed up (sigmask.c), and
+   the shim's deliveries of signals to them (preload/signal.c). */
+struct kz__hub_sig {
+  uint32_t block[64];        /* per signal (index s-1): how many of them block it */
+  uint32_t n;                /* how many are counted: every green thread not finished */
+  uint32_t nmasked;          /* how many of them have a mask that is not empty */
+  uint64_t os;               /* what sigmask.c has blocked on the OS thread */
+  uint64_t keep;             /* what the shim keeps blocked there besides (signal waits) */
+  /* delivery, preload/signal.c */
+  struct kz__post post;      /* runs the deliveries below on the hub context */
+  _Atomic int posted;        /* post is in the mailbox */
+  _Atomic uint64_t deferred; /* signals taken by a handler and held for the hub context */
+  kz_green_t deferred_to[64]; /* the green thread each is for, 0: any that takes it */
+  siginfo_t info[64];        /* what came with each */
+  kz_green_t wake[16];       /* green threads a handler interrupted (a hint: sig.req) */
+  volatile unsigned nwake;   /* entries in wake; more: look at every green thread */
+  struct kz_green *direct;   /* who a signal sent to this very thread is for */
+  int direct_sig;            /* that signal */
 };
 
 struct kz__fdtab; /* io.c */
@@ -229,6 +263,7 @@ struct kz__hub {
   void *dying;                  /* a finished green thread's struct to release */
   uint64_t nspawned;            /* for default names */
   void *altstack;               /* sigaltstack installed for this thread, or NULL */
+  struct kz__hub_sig sig;       /* its green threads' masks, and the OS thread's (sigmask.c) */
 #ifdef KZ_ASAN
   void *asan_fake;
   const void *asan_bottom;
@@ -273,6 +308,54 @@ KZ_INTERNAL void kz__hub_post(struct kz__hub *hub, struct kz__post *p);
    only. */
 KZ_INTERNAL void kz__hub_hold(struct kz__hub *hub);
 KZ_INTERNAL void kz__hub_unhold(struct kz__hub *hub);
+
+/* ---- Signal masks (sigmask.c) ---------------------------------------------------- */
+
+/* Each green thread has its own mask (g->sig.mask); the OS thread blocks
+   the signals that every green thread of its hub blocks, plus hub->sig.keep,
+   never the runtime's own (sigmask.c, note A).  All hub thread only. */
+
+/* Add (by 1) or take (by -1) mask's signals to or from hub's counts. */
+KZ_INTERNAL void kz__sigmask_count(struct kz__hub *hub, uint64_t mask, int by);
+/* The calling OS thread's mask, from the kernel. */
+KZ_INTERNAL uint64_t kz__sigmask_os_read(void);
+/* kz__sig_leave's slow half. */
+KZ_INTERNAL void kz__sigmask_leave(struct kz__hub *hub, struct kz_green *g);
+
+/* A new green thread g of hub, inheriting from's mask (the creator's; the
+   main green thread's from the hub context), or the OS thread's for the
+   main one (from NULL). */
+static inline void kz__sig_join(struct kz__hub *hub, struct kz_green *g, struct kz_green *from)
+{
+  g->sig = (struct kz__green_sig){.mask = from ? from->sig.mask : kz__sigmask_os_read()};
+  hub->sig.n++;
+  if (KZ_UNLIKELY(g->sig.mask != 0))
+    kz__sigmask_count(hub, g->sig.mask, 1);
+}
+
+/* Green thread g of hub finishes (or is left behind in a fork child): its
+   mask counts no more, and the OS thread may block what all the others
+   block.  Costs a test while no green thread of the hub has a mask. */
+static inline void kz__sig_leave(struct kz__hub *hub, struct kz_green *g)
+{
+  hub->sig.n--;
+  if (KZ_UNLIKELY(hub->sig.nmasked != 0))
+    kz__sigmask_leave(hub, g);
+}
+
+/* Give green thread g of the calling hub the mask mask: counts, then the
+   OS thread's mask (a system call only when that changes).  A signal the
+   OS thread unblocks that is pending for the process is delivered before
+   this returns, as natively. */
+KZ_INTERNAL void kz__sigmask_set(struct kz_green *g, uint64_t mask);
+/* Add add to hub->sig.keep and take drop from it, then bring the OS
+   thread's mask in line. */
+KZ_INTERNAL void kz__sigmask_keep(struct kz__hub *hub, uint64_t add, uint64_t drop);
+/* Count every unfinished green thread of hub again (a fork child, whose
+   other threads were left behind), and bring the OS thread's mask in line. */
+KZ_INTERNAL void kz__sigmask_recount(struct kz__hub *hub);
+/* The OS thread's mask as it should be now. */
+KZ_INTERNAL uint64_t kz__sigmask_want(const struct kz__hub *hub);
 
 /* The hub context's main loop (hub.c); entered on the hub stack, never
    returns. */

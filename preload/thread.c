@@ -61,9 +61,9 @@
  *    Green threads wait for another's init routine in the wait table,
  *    real threads on a futex.
  * H. pthread_kill on a green thread: signal 0 checks that it exists; other
- *    signals go to its hub's OS thread, where the handler runs in whichever
- *    green thread is running.  pthread_sigmask is left alone: masks are per
- *    OS thread, shared by the green threads of a hub.
+ *    signals are for that green thread alone (signal.c, note H): pending
+ *    for it while it blocks them, then handled for it.  Each green thread
+ *    has its own signal mask (pthread_sigmask is signal.c's).
  * I. Identity in signal handlers.  A handler runs in the thread it
  *    interrupted, natively and here (on the green thread's own stack), so
  *    pthread_self, pthread_getspecific and pthread_setspecific answer for
@@ -989,14 +989,22 @@ static pthread_t os_thread_of(pthread_t t)
 
 EXPORT int pthread_kill(pthread_t t, int sig)
 {
+  struct kz_green *self = kz_thr_active(), *g = NULL;
+  struct kz__hub *hub;
   pthread_t os;
-  if (!kz_thr_is_green(t))
+  if (!kz_thr_is_green(t)) {
+    if (self && t == RT(pthread_self)()) /* the main green thread (note A) */
+      return kz_shim_kill(self->hub, self->hub->main->id, sig);
     return RT(pthread_kill)(t, sig);
-  if (!(os = os_thread_of(t)) && !kz__green_get((kz_green_t)t))
-    return ESRCH;
-  if (sig == 0)
-    return 0;
-  return RT(pthread_kill)(os ? os : RT(pthread_self)(), sig); /* note H */
+  }
+  if (!reg_find((kz_green_t)t, &hub, &os)) {
+    if (!(g = kz__green_get((kz_green_t)t)))
+      return ESRCH;
+    hub = g->hub; /* spawned through the API */
+  }
+  if (sig < 0 || sig >= _NSIG)
+    return EINVAL;
+  return kz_shim_kill(hub, (kz_green_t)t, sig); /* note H */
 }
 
 EXPORT int pthread_sigqueue(pthread_t t, int sig, const union sigval value)
@@ -1136,6 +1144,8 @@ static void once_atfork_child(void)
     atomic_flag_clear(&registry[i].lock);
   if (hub && hub->current && kz_shim.ready && (kz_shim.patch & KZ_PATCH_THREAD))
     leave_behind(hub);
+  if (hub && hub->main)
+    kz_shim_signal_forked(hub); /* the masks of the threads that are left */
 }
 
 /* The family's start-up: the once generation follows forks, and the other
