@@ -5,6 +5,8 @@
  *     then the handler runs before pthread_sigmask returns, in that thread;
  *   - a thread's mask is its own: what one thread blocks or unblocks does
  *     not change what another one reads back;
+ *   - once the one thread that did not block it has exited, a signal sent
+ *     to the process stays pending until the main thread unblocks it;
  *   - raise in a thread that blocks the signal: pending for that thread,
  *     handled when it unblocks it.
  */
@@ -84,10 +86,18 @@ int main(void)
   CHECK(sem_post(&sent) == 0);
   CHECK(pthread_join(t, NULL) == 0);
 
-  CHECK(raise(SIGUSR1) == 0);
+  CHECK(kill(getpid(), SIGUSR1) == 0);
   CHECK(runs == 1 && pending(SIGUSR1));
+  printf("the one thread that did not block it has exited: a signal to the process stays pending\n");
   CHECK(pthread_sigmask(SIG_UNBLOCK, &usr1, NULL) == 0);
   CHECK(runs == 2 && pthread_equal(ran_in, pthread_self()) && !pending(SIGUSR1));
+  printf("the main thread unblocks it: handled at once, in the main thread\n");
+
+  CHECK(pthread_sigmask(SIG_BLOCK, &usr1, NULL) == 0);
+  CHECK(raise(SIGUSR1) == 0);
+  CHECK(runs == 2 && pending(SIGUSR1));
+  CHECK(pthread_sigmask(SIG_UNBLOCK, &usr1, NULL) == 0);
+  CHECK(runs == 3 && pthread_equal(ran_in, pthread_self()) && !pending(SIGUSR1));
   printf("raise while blocked: pending, handled at the unblock\n");
   return 0;
 }
