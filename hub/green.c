@@ -72,9 +72,8 @@ struct kz_green *kz__green_main(struct kz__hub *hub)
   strcpy(g->name, "main");
   kz__list_push(&hub->all, &g->all);
   hub->nlive = 1;
-  kz__sig_join(hub, g, NULL); /* the OS thread's mask becomes its own */
-  hub->sig.os = g->sig.mask;
-  kz__sigmask_keep(hub, 0, 0);
+  hub->sig.os = kz__sigmask_os_read(); /* what the OS thread blocks... */
+  kz__sigmask_adopt(g, hub->sig.os);    /* ...becomes its own mask */
   return g;
 }
 
@@ -135,7 +134,7 @@ struct kz_green *kz__spawn(struct kz__hub *hub, kz_fn fn, void *arg,
   g->stack = st;
   g->waiting.kind = KZ__WAIT_NONE;
   g->ext = NULL;
-  kz__sig_join(hub, g, hub->current ? hub->current : hub->main); /* the creator's mask */
+  g->sig = (struct kz__green_sig){0}; /* follows the main one's mask (kz__sig_owner) */
 #ifdef KZ_ASAN
   g->asan_fake = NULL;
   g->asan_bottom = NULL;

@@ -120,13 +120,14 @@ struct kz__stack {
 /* A green thread's signals (sigmask.c; the shim's preload/signal.c acts on
    them).  Signal s is bit s-1, as in the kernel's mask. */
 struct kz__green_sig {
-  uint64_t mask;     /* the signals it blocks: its own, as a thread's natively */
-  uint64_t pend;     /* sent to it (pthread_kill) while it blocks them: pending for it alone */
+  uint64_t mask;     /* the signals it blocks, if own (kz__sig_owner) */
+  uint64_t pend;     /* sent to it (pthread_kill) while it blocks them, if own */
   uint32_t park;     /* bumped at each park of an interposed call (signal.c) */
   uint32_t req;      /* park a handler interrupted (EINTR to give), 0: none */
   uint32_t handled;  /* handlers run on its behalf (pause, sigsuspend) */
   uint64_t waiting;  /* signals it waits for in sigwait and the like */
   uint8_t intr;      /* enum kz_shim_intr of the call it is parked in, 0: none */
+  uint8_t own;       /* a thread with a mask of its own; else mask and pend are unused */
 };
 
 /* Green thread states (enum kz_state) plus the internal ones. */
@@ -205,7 +206,7 @@ struct kz__hub_watch {
    the shim's deliveries of signals to them (preload/signal.c). */
 struct kz__hub_sig {
   uint32_t block[64];        /* per signal (index s-1): how many of them block it */
-  uint32_t n;                /* how many are counted: every green thread not finished */
+  uint32_t n;                /* how many are counted: the threads (sig.own) not finished */
   uint32_t nmasked;          /* how many of them have a mask that is not empty */
   uint64_t os;               /* what sigmask.c has blocked on the OS thread */
   uint64_t keep;             /* what the shim keeps blocked there besides (signal waits) */
@@ -311,48 +312,54 @@ KZ_INTERNAL void kz__hub_unhold(struct kz__hub *hub);
 
 /* ---- Signal masks (sigmask.c) ---------------------------------------------------- */
 
-/* Each green thread has its own mask (g->sig.mask); the OS thread blocks
-   the signals that every green thread of its hub blocks, plus hub->sig.keep,
-   never the runtime's own (sigmask.c, note A).  All hub thread only. */
+/* A thread has its own mask (g->sig.mask, g->sig.own): the main green thread
+   and each green thread made by the shim's pthread_create.  Green threads
+   spawned through the API are not threads: they share the main green
+   thread's (as without the shim they share the OS thread's).  The OS thread
+   blocks the signals that every thread of its hub blocks, plus
+   hub->sig.keep, never the runtime's own (sigmask.c, note A).  All hub
+   thread only. */
 
 /* Add (by 1) or take (by -1) mask's signals to or from hub's counts. */
 KZ_INTERNAL void kz__sigmask_count(struct kz__hub *hub, uint64_t mask, int by);
-/* The calling OS thread's mask, from the kernel. */
-KZ_INTERNAL uint64_t kz__sigmask_os_read(void);
 /* kz__sig_leave's slow half. */
 KZ_INTERNAL void kz__sigmask_leave(struct kz__hub *hub, struct kz_green *g);
 
-/* A new green thread g of hub, inheriting from's mask (the creator's; the
-   main green thread's from the hub context), or the OS thread's for the
-   main one (from NULL). */
-static inline void kz__sig_join(struct kz__hub *hub, struct kz_green *g, struct kz_green *from)
+/* The green thread whose mask g follows: itself, or its hub's main one. */
+static inline struct kz_green *kz__sig_owner(struct kz_green *g)
 {
-  g->sig = (struct kz__green_sig){.mask = from ? from->sig.mask : kz__sigmask_os_read()};
-  hub->sig.n++;
-  if (KZ_UNLIKELY(g->sig.mask != 0))
-    kz__sigmask_count(hub, g->sig.mask, 1);
+  return g->sig.own ? g : g->hub->main;
 }
 
 /* Green thread g of hub finishes (or is left behind in a fork child): its
    mask counts no more, and the OS thread may block what all the others
-   block.  Costs a test while no green thread of the hub has a mask. */
+   block.  Costs a test unless it had a mask of its own while some thread
+   of the hub has one that is not empty. */
 static inline void kz__sig_leave(struct kz__hub *hub, struct kz_green *g)
 {
+  if (!g->sig.own)
+    return;
   hub->sig.n--;
   if (KZ_UNLIKELY(hub->sig.nmasked != 0))
     kz__sigmask_leave(hub, g);
 }
 
-/* Give green thread g of the calling hub the mask mask: counts, then the
-   OS thread's mask (a system call only when that changes).  A signal the
-   OS thread unblocks that is pending for the process is delivered before
+/* Green thread g (just made, on the calling hub) becomes a thread with a
+   mask of its own, mask (its creator's); the main green thread of a new
+   hub takes the OS thread's (kz__sigmask_os_read). */
+KZ_INTERNAL void kz__sigmask_adopt(struct kz_green *g, uint64_t mask);
+/* The calling OS thread's mask, from the kernel. */
+KZ_INTERNAL uint64_t kz__sigmask_os_read(void);
+/* Give g's owner (kz__sig_owner) the mask mask: counts, then the OS
+   thread's mask (a system call only when that changes).  A signal the OS
+   thread unblocks that is pending for the process is delivered before
    this returns, as natively. */
 KZ_INTERNAL void kz__sigmask_set(struct kz_green *g, uint64_t mask);
 /* Add add to hub->sig.keep and take drop from it, then bring the OS
    thread's mask in line. */
 KZ_INTERNAL void kz__sigmask_keep(struct kz__hub *hub, uint64_t add, uint64_t drop);
-/* Count every unfinished green thread of hub again (a fork child, whose
-   other threads were left behind), and bring the OS thread's mask in line. */
+/* Count the unfinished threads of hub again (a fork child, whose other
+   threads were left behind), and bring the OS thread's mask in line. */
 KZ_INTERNAL void kz__sigmask_recount(struct kz__hub *hub);
 /* The OS thread's mask as it should be now. */
 KZ_INTERNAL uint64_t kz__sigmask_want(const struct kz__hub *hub);

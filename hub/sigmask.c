@@ -1,10 +1,13 @@
 /* sigmask.c: each green thread's own signal mask, and the mask of the OS
  * thread its hub runs on.
  *
- * A green thread's mask (g->sig.mask) is its own, as a thread's is
- * natively: the shim's pthread_sigmask changes only the caller's.  The OS
- * thread, which all green threads of the hub share, blocks exactly the
- * signals that every one of them blocks (plus what the shim keeps blocked
+ * A thread's mask (g->sig.mask) is its own, as natively: the shim's
+ * pthread_sigmask changes only the caller's.  The threads are the main green
+ * thread and the green threads the shim's pthread_create makes (g->sig.own);
+ * a green thread spawned through the API is not a thread and follows the
+ * main green thread's mask, as it follows the OS thread's without the shim.
+ * The OS thread, which all green threads of the hub share, blocks exactly
+ * the signals that every thread blocks (plus what the shim keeps blocked
  * for its waits, hub->sig.keep).  A signal that some green thread does not
  * block therefore reaches the OS thread, and the shim's handler wrapper
  * gives it to such a green thread (preload/signal.c); a signal that all of
@@ -22,14 +25,13 @@
  *    cancellation, 33: set*id across threads, which would wait for ever for
  *    a thread that blocks it; glibc's pthread_sigmask refuses them too), the
  *    runtime's backtrace signal (monitor.c), SIGKILL and SIGSTOP.
- * B. Counting.  hub->sig.block[s-1] counts the green threads that block s,
- *    hub->sig.n the green threads counted, so s is blocked by all of them
- *    when the two are equal.  A new green thread inherits its creator's
- *    mask, which holds every signal they all block: the intersection stays
- *    as it is, and a spawn with an empty mask (every program that never
- *    calls pthread_sigmask) costs one increment.  A finish may make the
- *    remaining threads agree on a signal: checked only while some green
- *    thread of the hub has a mask at all (hub->sig.nmasked).
+ * B. Counting.  hub->sig.block[s-1] counts the threads that block s,
+ *    hub->sig.n the threads counted, so s is blocked by all of them when
+ *    the two are equal.  A new thread inherits its creator's mask, which
+ *    holds every signal they all block: the intersection stays as it is.
+ *    A spawn through the API costs nothing here.  A finish may make the
+ *    remaining threads agree on a signal: checked only while some thread of
+ *    the hub has a mask at all (hub->sig.nmasked).
  * C. The OS mask is changed with SIG_BLOCK and SIG_UNBLOCK of the
  *    difference (raw system calls: pthread_sigmask is the shim's), so bits
  *    set by someone else meanwhile (glibc blocks everything around a
@@ -95,9 +97,19 @@ void kz__sigmask_leave(struct kz__hub *hub, struct kz_green *g)
   sync_os(hub);
 }
 
+void kz__sigmask_adopt(struct kz_green *g, uint64_t mask)
+{
+  struct kz__hub *hub = g->hub;
+  g->sig = (struct kz__green_sig){.mask = mask, .own = 1};
+  hub->sig.n++;
+  kz__sigmask_count(hub, mask, 1);
+  sync_os(hub);
+}
+
 void kz__sigmask_set(struct kz_green *g, uint64_t mask)
 {
   struct kz__hub *hub = g->hub;
+  g = kz__sig_owner(g);
   if (mask == g->sig.mask)
     return;
   kz__sigmask_count(hub, g->sig.mask, -1);
@@ -118,7 +130,7 @@ void kz__sigmask_recount(struct kz__hub *hub)
   hub->sig.n = hub->sig.nmasked = 0;
   for (struct kz__link *l = hub->all.next; l != &hub->all; l = l->next) {
     struct kz_green *g = kz__container_of(l, struct kz_green, all);
-    if (g->state == KZ__S_GONE || g->state == KZ_DONE || g->state == KZ_CANCELLED)
+    if (!g->sig.own || g->state == KZ__S_GONE || g->state == KZ_DONE || g->state == KZ_CANCELLED)
       continue;
     hub->sig.n++;
     kz__sigmask_count(hub, g->sig.mask, 1);

@@ -164,13 +164,15 @@ static bool alive(const struct kz_green *g)
   return g->state != KZ__S_GONE && g->state != KZ_DONE && g->state != KZ_CANCELLED;
 }
 
-static bool admits(const struct kz_green *g, int sig) { return !(g->sig.mask & bit(sig)) && alive(g); }
+/* Does g not block sig (a green thread spawned through the API follows the
+   main green thread's mask: hub/sigmask.c)? */
+static bool admits(struct kz_green *g, int sig) { return !(kz__sig_owner(g)->sig.mask & bit(sig)) && alive(g); }
 
 /* Note C. */
 static bool restarts(int sig);
 
 /* Would a handler for sig end g's blocked call with EINTR? */
-static bool interrupts(const struct kz_green *g, int sig)
+static bool interrupts(struct kz_green *g, int sig)
 {
   return g->state == KZ_BLOCKED &&
          (g->sig.intr == KZ_INTR_ALWAYS || (g->sig.intr == KZ_INTR_RESTART && !restarts(sig)));
@@ -428,7 +430,9 @@ EXPORT sighandler_t bsd_signal(int sig, sighandler_t handler) { return signal(si
    the call that unblocked it returns, as natively (note H). */
 static void deliver_pending(struct kz_green *g)
 {
-  uint64_t p = g->sig.pend & ~g->sig.mask;
+  uint64_t p;
+  g = kz__sig_owner(g);
+  p = g->sig.pend & ~g->sig.mask;
   for (; p; p &= p - 1) {
     int sig = __builtin_ctzll(p) + 1;
     g->sig.pend &= ~bit(sig);
@@ -438,7 +442,7 @@ static void deliver_pending(struct kz_green *g)
 
 uint64_t kz_shim_sigmask_set(struct kz_green *g, uint64_t mask)
 {
-  uint64_t old = g->sig.mask;
+  uint64_t old = kz__sig_owner(g)->sig.mask;
   kz__sigmask_set(g, mask & ~unmaskable);
   deliver_pending(g);
   return old;
@@ -449,7 +453,7 @@ uint64_t kz_shim_sigmask_of(const sigset_t *set) { return set_bits(set); }
 /* pthread_sigmask for green thread g: an error number. */
 static int green_sigmask(struct kz_green *g, int how, const sigset_t *set, sigset_t *old)
 {
-  uint64_t cur = g->sig.mask, m;
+  uint64_t cur = kz__sig_owner(g)->sig.mask, m;
   if (set) {
     m = set_bits(set);
     if (how == SIG_BLOCK)
@@ -503,6 +507,7 @@ EXPORT int sigpending(sigset_t *set)
   int r = REAL(sigpending)(set);
   if (r != 0 || !g)
     return r;
+  g = kz__sig_owner(g);
   bits_set((set_bits(set) | g->sig.pend) & g->sig.mask, set);
   return 0;
 }
@@ -513,14 +518,14 @@ EXPORT int sigpending(sigset_t *set)
    thread of it or its hub context. */
 static void kill_local(struct kz__hub *hub, struct kz_green *g, int sig)
 {
-  struct kz_green *cur = hub->current;
-  if (g->sig.mask & bit(sig)) { /* pending for it alone */
-    g->sig.pend |= bit(sig);
+  struct kz_green *cur = hub->current, *own = kz__sig_owner(g);
+  if (own->sig.mask & bit(sig)) { /* pending for it alone */
+    own->sig.pend |= bit(sig);
     if ((g->sig.waiting & bit(sig)) && g->state == KZ_BLOCKED)
       kz__wake(g, -EINTR); /* its sigwait takes it */
     return;
   }
-  if (cur && cur != g && (cur->sig.mask & bit(sig))) { /* not in the middle of the caller (note G) */
+  if (cur && cur != g && !admits(cur, sig)) { /* not in the middle of the caller (note G) */
     siginfo_t si = {.si_signo = sig, .si_code = SI_TKILL};
     si.si_pid = getpid();
     si.si_uid = getuid();
@@ -594,7 +599,8 @@ void kz_shim_signal_forked(struct kz__hub *hub)
   hub->sig.direct = NULL;
   for (struct kz__link *l = hub->all.next; l != &hub->all; l = l->next) {
     struct kz_green *g = kz__container_of(l, struct kz_green, all);
-    g->sig.pend = g->sig.req = 0;
+    g->sig.pend = 0;
+    g->sig.req = 0;
   }
   kz__sigmask_recount(hub);
 }

@@ -90,10 +90,11 @@ static void release(struct kz_green *g, uint64_t mine)
 static int take(struct kz_green *g, const sigset_t *set, siginfo_t *info)
 {
   static const struct timespec zero;
-  uint64_t mine = g->sig.pend & kz_shim_sigmask_of(set);
+  struct kz_green *own = kz__sig_owner(g);
+  uint64_t mine = own->sig.pend & kz_shim_sigmask_of(set);
   if (mine) {
     int sig = __builtin_ctzll(mine) + 1;
-    g->sig.pend &= ~(1ull << (sig - 1));
+    own->sig.pend &= ~(1ull << (sig - 1));
     memset(info, 0, sizeof *info);
     info->si_signo = sig;
     info->si_code = SI_TKILL; /* what pthread_kill sends */
@@ -130,7 +131,7 @@ static int green_wait(struct kz_green *g, const sigset_t *set, siginfo_t *info, 
       break;
     }
     if (kz_shim_wait_until(fd, KZ_READ, deadline, KZ_INTR_ALWAYS) < 0) {
-      if (errno == EINTR && (g->sig.pend & mine))
+      if (errno == EINTR && (kz__sig_owner(g)->sig.pend & mine))
         continue; /* woken for a signal sent to it (signal.c, note H) */
       if (errno != EBADF)
         break;

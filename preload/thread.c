@@ -650,6 +650,7 @@ EXPORT int pthread_create(pthread_t *out, const pthread_attr_t *attr, void *(*fn
     return err == -EINVAL ? EINVAL : EAGAIN;
   }
   thr_attach(g, t);
+  kz__sigmask_adopt(g, kz__sig_owner(self)->sig.mask); /* a thread: its creator's mask, its own */
   *out = (pthread_t)g->id;
   return 0;
 }
