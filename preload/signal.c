@@ -5,8 +5,9 @@
  * pass straight through.
  *
  * Masks.  pthread_sigmask and sigprocmask change only the calling green
- * thread's mask (g->sig.mask); the OS thread blocks what every green thread
- * of its hub blocks (hub/sigmask.c, which says why).  So a signal that some
+ * thread's mask (g->sig.mask; a green thread spawned through the API follows
+ * the main green thread's, kz__sig_owner); the OS thread blocks what every
+ * thread of its hub blocks (hub/sigmask.c, which says why).  So a signal that some
  * green thread does not block reaches the OS thread, and the shim's wrapper
  * around every handler the program installs decides which green thread
  * takes it (the taker); one they all block stays pending in the kernel.
