@@ -270,6 +270,7 @@ static void deliver_deferred(struct kz__hub *hub, uint64_t d, kz_green_t *to, si
     if (!t || !admits(t, sig))
       t = taker_later(hub, sig);
     if (!t) { /* nobody takes it: pending for the process, which all block */
+      hub->sig.os |= one; /* as the handler left it, and as sigmask.c wants it */
       if (syscall(SYS_rt_sigqueueinfo, getpid(), sig, &info[sig - 1]) != 0)
         kill(getpid(), sig);
       continue;

@@ -3,10 +3,13 @@
  * a worker, which does not block it, sleeps in nanosleep; another process
  * sends SIGUSR1 to the process.  The handler (installed without
  * SA_RESTART) runs in the worker and its sleep fails with EINTR; the main
- * thread's wait is not interrupted.
+ * thread's wait is not interrupted.  Then the other way round: a thread
+ * that blocks the signal sends it to the process while the main thread
+ * waits in pause: the handler runs in the main thread.
  */
 #include "sig_sender.h"
 #include <pthread.h>
+#include <sched.h>
 
 static volatile sig_atomic_t runs;
 static pthread_t ran_in;
@@ -26,6 +29,20 @@ static void *sleeper(void *arg)
   CHECK(r == -1 && errno == EINTR && runs >= 1);
   CHECK(pthread_equal(ran_in, pthread_self()));
   printf("the worker's nanosleep fails with EINTR, the handler ran in the worker\n");
+  return NULL;
+}
+
+static volatile sig_atomic_t before;
+
+/* Blocks SIGUSR1 (inherited), sends it to the process, and yields until
+   some thread handled it. */
+static void *sender_thread(void *arg)
+{
+  (void)arg;
+  CHECK(kill(getpid(), SIGUSR1) == 0);
+  while (runs == before)
+    sched_yield();
+  CHECK(!pthread_equal(ran_in, pthread_self()));
   return NULL;
 }
 
@@ -49,5 +66,16 @@ int main(void)
   while (sigtimedwait(&usr1, NULL, &(struct timespec){0, 0}) == SIGUSR1)
     ; /* the sender's last ones, if they came while nobody took them */
   printf("the main thread, which blocks it, was not interrupted\n");
+
+  /* The other way round: a thread that blocks it sends it to the process
+     while the main thread, which does not, waits in pause. */
+  before = runs;
+  CHECK(pthread_create(&t, NULL, sender_thread, NULL) == 0);
+  CHECK(pthread_sigmask(SIG_UNBLOCK, &usr1, NULL) == 0);
+  while (runs == before)
+    CHECK(pause() == -1 && errno == EINTR);
+  CHECK(pthread_equal(ran_in, pthread_self()));
+  CHECK(pthread_join(t, NULL) == 0);
+  printf("sent by a thread that blocks it: handled in the main thread, whose pause ends\n");
   return 0;
 }
