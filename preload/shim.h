@@ -96,6 +96,14 @@
   X(int, sigprocmask, (int, const sigset_t *, sigset_t *))                         \
   X(int, sigpending, (sigset_t *))                                                 \
   X(int, raise, (int))                                                             \
+  X(int, sigblock, (int))                                                          \
+  X(int, sigsetmask, (int))                                                        \
+  X(int, siggetmask, (void))                                                       \
+  X(int, sighold, (int))                                                           \
+  X(int, sigrelse, (int))                                                          \
+  X(int, sigpause, (int))                                                          \
+  X(int, __xpg_sigpause, (int))                                                    \
+  X(int, __sigpause, (int, int))                                                   \
   X(int, sigwait, (const sigset_t *, int *))                                       \
   X(int, sigwaitinfo, (const sigset_t *, siginfo_t *))                             \
   X(int, sigtimedwait, (const sigset_t *, siginfo_t *, const struct timespec *))   \

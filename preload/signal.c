@@ -105,6 +105,11 @@
  *    does a handler installed with SA_RESETHAND: the kernel
  *    reset it to the default as it delivered the signal, so it cannot be
  *    sent again for a later taker.
+ * J. The older mask calls (sigblock, sigsetmask, siggetmask, sighold,
+ *    sigrelse, and sigpause in its BSD and XSI forms) reach the kernel
+ *    through glibc's internal calls, which no interposer sees: they are
+ *    reimplemented here on the caller's own mask (sigpause on the shim's
+ *    sigsuspend, which parks only the caller).
  */
 #include "shim.h"
 
@@ -512,6 +517,102 @@ EXPORT int sigpending(sigset_t *set)
   g = kz__sig_owner(g);
   bits_set((set_bits(set) | g->sig.pend) & g->sig.mask, set);
   return 0;
+}
+
+/* ---- The older mask calls (note J) --------------------------------------------- */
+
+/* The caller's mask as old BSD calls see it: signals 1 to 32. */
+static int bsd_mask(struct kz_green *g) { return (int)(uint32_t)kz__sig_owner(g)->sig.mask; }
+
+EXPORT int sigblock(int mask)
+{
+  struct kz_green *g = mask_owner();
+  int old;
+  if (!g)
+    return REAL(sigblock)(mask);
+  old = bsd_mask(g);
+  kz_shim_sigmask_set(g, kz__sig_owner(g)->sig.mask | (uint32_t)mask);
+  return old;
+}
+
+EXPORT int sigsetmask(int mask)
+{
+  struct kz_green *g = mask_owner();
+  int old;
+  if (!g)
+    return REAL(sigsetmask)(mask);
+  old = bsd_mask(g);
+  kz_shim_sigmask_set(g, (uint32_t)mask);
+  return old;
+}
+
+EXPORT int siggetmask(void)
+{
+  struct kz_green *g = mask_owner();
+  return g ? bsd_mask(g) : REAL(siggetmask)();
+}
+
+/* sighold (how SIG_BLOCK) and sigrelse (SIG_UNBLOCK) for g: 0 or -1. */
+static int one_signal(struct kz_green *g, int how, int sig)
+{
+  sigset_t set;
+  if (sig <= 0 || sig >= _NSIG) {
+    errno = EINVAL;
+    return -1;
+  }
+  sigemptyset(&set);
+  sigaddset(&set, sig);
+  return green_sigmask(g, how, &set, NULL) == 0 ? 0 : -1;
+}
+
+EXPORT int sighold(int sig)
+{
+  struct kz_green *g = mask_owner();
+  return g ? one_signal(g, SIG_BLOCK, sig) : REAL(sighold)(sig);
+}
+
+EXPORT int sigrelse(int sig)
+{
+  struct kz_green *g = mask_owner();
+  return g ? one_signal(g, SIG_UNBLOCK, sig) : REAL(sigrelse)(sig);
+}
+
+/* sigsuspend with the caller's mask less sig (is_sig), or with the BSD
+   mask sig_or_mask. */
+static int green_sigpause(struct kz_green *g, int sig_or_mask, bool is_sig)
+{
+  uint64_t m = is_sig ? kz__sig_owner(g)->sig.mask : (uint32_t)sig_or_mask;
+  sigset_t set;
+  if (is_sig) {
+    if (sig_or_mask <= 0 || sig_or_mask >= _NSIG) {
+      errno = EINVAL;
+      return -1;
+    }
+    m &= ~bit(sig_or_mask);
+  }
+  bits_set(m, &set);
+  return sigsuspend(&set); /* the shim's (sigwait.c) */
+}
+
+EXPORT int __sigpause(int sig_or_mask, int is_sig)
+{
+  struct kz_green *g = mask_owner();
+  return g ? green_sigpause(g, sig_or_mask, is_sig) : REAL(__sigpause)(sig_or_mask, is_sig);
+}
+
+/* glibc's own sigpause symbol is the BSD one; <signal.h> names the XSI one
+   sigpause for programs like this file. */
+EXPORT int bsd_sigpause(int mask) __asm__("sigpause");
+EXPORT int bsd_sigpause(int mask)
+{
+  struct kz_green *g = mask_owner();
+  return g ? green_sigpause(g, mask, false) : REAL(sigpause)(mask);
+}
+
+EXPORT int __xpg_sigpause(int sig)
+{
+  struct kz_green *g = mask_owner();
+  return g ? green_sigpause(g, sig, true) : REAL(__xpg_sigpause)(sig);
 }
 
 /* ---- Sending (note H) ------------------------------------------------------------ */

@@ -8,7 +8,8 @@
  *   - once the one thread that did not block it has exited, a signal sent
  *     to the process stays pending until the main thread unblocks it;
  *   - raise in a thread that blocks the signal: pending for that thread,
- *     handled when it unblocks it.
+ *     handled when it unblocks it;
+ *   - sighold and sigrelse change the calling thread's mask alone.
  */
 #include "check.h"
 #include <pthread.h>
@@ -61,6 +62,18 @@ static void *target(void *arg)
   return NULL;
 }
 
+/* The older calls act on the caller's mask too (deprecated: tested as
+   programs still call them). */
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+static void *holder(void *arg)
+{
+  (void)arg;
+  CHECK(sighold(SIGUSR2) == 0 && blocked(SIGUSR2));
+  CHECK(sigrelse(SIGUSR2) == 0 && !blocked(SIGUSR2));
+  CHECK(sighold(SIGUSR2) == 0 && blocked(SIGUSR2));
+  return NULL;
+}
+
 int main(void)
 {
   struct sigaction sa;
@@ -99,5 +112,11 @@ int main(void)
   CHECK(pthread_sigmask(SIG_UNBLOCK, &usr1, NULL) == 0);
   CHECK(runs == 3 && pthread_equal(ran_in, pthread_self()) && !pending(SIGUSR1));
   printf("raise while blocked: pending, handled at the unblock\n");
+
+  CHECK(!blocked(SIGUSR2));
+  CHECK(pthread_create(&t, NULL, holder, NULL) == 0);
+  CHECK(pthread_join(t, NULL) == 0);
+  CHECK(!blocked(SIGUSR2));
+  printf("sighold and sigrelse change the calling thread's mask alone\n");
   return 0;
 }
