@@ -102,9 +102,9 @@
  *    whatever it blocks: natively the kernel forces it on the faulting
  *    thread.  So does SIGABRT from abort(), which unblocks it and raises it
  *    through glibc's internal calls, on the OS thread's mask alone.  So
- *    does a handler installed with SA_RESETHAND: the kernel
- *    reset it to the default as it delivered the signal, so it cannot be
- *    sent again for a later taker.
+ *    does a handler installed with SA_RESETHAND: the kernel reset it to the
+ *    default as it delivered the signal, so it cannot be sent again for a
+ *    later taker.
  * J. The older mask calls (sigblock, sigsetmask, siggetmask, sighold,
  *    sigrelse, and sigpause in its BSD and XSI forms) reach the kernel
  *    through glibc's internal calls, which no interposer sees: they are
