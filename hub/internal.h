@@ -210,6 +210,7 @@ struct kz__hub_sig {
   uint32_t nmasked;          /* how many of them have a mask that is not empty */
   uint64_t os;               /* what sigmask.c has blocked on the OS thread */
   uint64_t keep;             /* what the shim keeps blocked there besides (signal waits) */
+  uint32_t held[64];         /* per signal: green threads waiting for it (preload/sigwait.c) */
   /* delivery, preload/signal.c */
   struct kz__post post;      /* runs the deliveries below on the hub context */
   _Atomic int posted;        /* post is in the mailbox */

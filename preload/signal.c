@@ -700,6 +700,8 @@ void kz_shim_signal_forked(struct kz__hub *hub)
   atomic_store(&hub->sig.deferred, 0);
   hub->sig.nwake = 0;
   hub->sig.direct = NULL;
+  memset(hub->sig.held, 0, sizeof hub->sig.held); /* the forking thread waits for none */
+  hub->sig.keep = 0;
   for (struct kz__link *l = hub->all.next; l != &hub->all; l = l->next) {
     struct kz_green *g = kz__container_of(l, struct kz_green, all);
     g->sig.pend = 0;

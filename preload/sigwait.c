@@ -55,17 +55,14 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-/* Green threads of this OS thread waiting for each signal (note B). */
-static KZ_TLS unsigned held[_NSIG];
-
 /* Keep the signals of set blocked on the OS thread while g waits for them;
    they go in *mine. */
 static void hold(struct kz_green *g, const sigset_t *set, uint64_t *mine)
 {
   uint64_t add = 0;
   *mine = kz_shim_sigmask_of(set) & ~((1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1)));
-  for (uint64_t m = *mine; m; m &= m - 1)
-    if (!held[__builtin_ctzll(m) + 1]++)
+  for (uint64_t m = *mine; m; m &= m - 1) /* counted per hub (note B) */
+    if (!g->hub->sig.held[__builtin_ctzll(m)]++)
       add |= m & -m;
   g->sig.waiting = *mine;
   if (add)
@@ -77,7 +74,7 @@ static void release(struct kz_green *g, uint64_t mine)
 {
   uint64_t drop = 0;
   for (uint64_t m = mine; m; m &= m - 1)
-    if (!--held[__builtin_ctzll(m) + 1])
+    if (!--g->hub->sig.held[__builtin_ctzll(m)])
       drop |= m & -m;
   g->sig.waiting = 0;
   if (drop)
