@@ -3,7 +3,7 @@
  * reports requests per second and round-trip latency percentiles.
  *
  *   echo_load -p PORT [-h HOST] [-c CONNS] [-d SECONDS] [-n REQUESTS]
- *             [-s SIZE] [-t THREADS] [--tsv]
+ *             [-s SIZE] [-t THREADS] [--lines] [--tsv]
  *
  *   -p PORT      the server's port (required); -h HOST its IPv4 address
  *                (default 127.0.0.1)
@@ -12,6 +12,8 @@
  *   -n REQUESTS  stop after this many requests in all, if that comes first
  *   -s SIZE      bytes per message (default 64)
  *   -t THREADS   worker threads (default 1), the connections split among them
+ *   --lines      each message is a line of text (note G), for servers that
+ *                read lines (fgets) instead of bytes
  *   --tsv        print "key<TAB>value" lines instead of the one-line summary
  *
  * Each connection sends a SIZE-byte message (note A), reads exactly SIZE
@@ -51,6 +53,10 @@
  *    is watched only while a request is partly sent.
  * F. The soft RLIMIT_NOFILE is raised to the hard limit first; if even that
  *    is too small for CONNS, the tool says so before opening anything.
+ * G. With --lines every byte of the stream is mapped to printable ASCII
+ *    (no newline, no NUL, which fputs would stop at) and the last one is a
+ *    newline.  The header of note A is then text too: a wrong reply is
+ *    still caught, but not named.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -96,6 +102,7 @@ struct config {
   double duration;         /* -d, seconds */
   uint64_t limit;          /* -n, total requests; 0: none */
   size_t size;             /* -s, bytes per message */
+  bool lines;              /* --lines (note G) */
   bool tsv;                /* --tsv */
 };
 
@@ -207,6 +214,11 @@ static void message_fill(unsigned char *out, size_t size, uint32_t id, uint32_t 
     memcpy(out, &id, 4);
     memcpy(out + 4, &seq, 4);
   }
+  if (cfg.lines) { /* note G */
+    for (size_t i = 0; i + 1 < size; i++)
+      out[i] = (unsigned char)(' ' + out[i] % 95);
+    out[size - 1] = '\n';
+  }
 }
 
 /* ---- Failing ---------------------------------------------------------------- */
@@ -240,7 +252,7 @@ static int fail_mismatch(struct worker *w, struct conn *c, size_t off, const uns
 
   while (i < n && got[i] == want[i])
     i++;
-  if (off > 0 || n < 8)
+  if (off > 0 || n < 8 || cfg.lines)
     return fail(w, "connection %u request %u: reply byte %zu is 0x%02x, expected 0x%02x", c->id,
                 c->seq, off + i, got[i], want[i]);
   memcpy(&id, got, 4);
@@ -612,7 +624,7 @@ static void arm_deadline(void)
 static int usage(void)
 {
   fprintf(stderr, "usage: echo_load -p PORT [-h IPV4-ADDRESS] [-c CONNS] [-d SECONDS] "
-                  "[-n REQUESTS] [-s SIZE] [-t THREADS] [--tsv]\n");
+                  "[-n REQUESTS] [-s SIZE] [-t THREADS] [--lines] [--tsv]\n");
   return -1;
 }
 
@@ -641,6 +653,10 @@ static int parse_args(int argc, char **argv)
     const char *a = argv[i], *v = argv[i + 1];
     if (!strcmp(a, "--tsv")) {
       cfg.tsv = true;
+      continue;
+    }
+    if (!strcmp(a, "--lines")) {
+      cfg.lines = true;
       continue;
     }
     if (!v)

@@ -543,8 +543,8 @@ static void die_default(int sig, const siginfo_t *si)
     return;
   sigemptyset(&set);
   sigaddset(&set, sig);
-  syscall(SYS_tgkill, getpid(), (pid_t)syscall(SYS_gettid), sig);
-  syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &set, NULL, _NSIG / 8);
+  kz__syscall(SYS_tgkill, getpid(), (pid_t)kz__syscall(SYS_gettid), sig);
+  kz__syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &set, NULL, _NSIG / 8);
 }
 
 /* Pass the signal to the handler that was there before ours (note C). */
@@ -615,7 +615,7 @@ void kz__overflow_die(struct kz_green *g, const void *addr)
     others_out(&o, g->hub);
   }
   kz__os_sigaction(SIGSEGV, &dfl, NULL);
-  syscall(SYS_tgkill, getpid(), (pid_t)syscall(SYS_gettid), SIGSEGV); /* raise is the shim's */
+  kz__os_raise(SIGSEGV);
   abort();
 }
 

@@ -141,7 +141,7 @@ static void wake_write(struct kz__hub *hub)
   int fd = atomic_load(&hub->wake_fd);
   /* A raw write: posts come from signal handlers too, and the eventfd is
      not the program's to see in an interposer. */
-  if (syscall(SYS_write, fd, &one, sizeof one) < 0 && errno == EBADF)
+  if (kz__syscall(SYS_write, fd, &one, sizeof one) < 0 && errno == EBADF)
     kz__rtfd_lost(fd, "a hub's wake-up eventfd");
 }
 
@@ -164,11 +164,11 @@ static void wake_renew(struct kz__hub *hub)
     kz__say("fork: no eventfd for the child's hub (%s)", strerror(errno));
     abort();
   }
-  if (syscall(SYS_dup3, fd, hub->wake_fd, O_CLOEXEC) >= 0) {
-    (void)syscall(SYS_close, fd);
+  if (kz__syscall(SYS_dup3, fd, hub->wake_fd, O_CLOEXEC) >= 0) {
+    (void)kz__syscall(SYS_close, fd);
   } else { /* the child has only this thread: no poster can race here */
     kz__rtfd_drop(hub->wake_fd);
-    (void)syscall(SYS_close, hub->wake_fd);
+    (void)kz__syscall(SYS_close, hub->wake_fd);
     hub->wake_fd = kz__rtfd_adopt(fd);
     wake_watch(hub, hub->wake_fd);
   }
@@ -201,7 +201,7 @@ static int wake_move(struct kz__hub *hub)
     kz__os_sched_yield();
   wake_watch(hub, fd);
   if (hub->backend_fd >= 0)
-    (void)syscall(SYS_epoll_ctl, hub->backend_fd, EPOLL_CTL_DEL, old, NULL);
+    (void)kz__syscall(SYS_epoll_ctl, hub->backend_fd, EPOLL_CTL_DEL, old, NULL);
   kz__rtfd_drop(old);
   return 0;
 }
@@ -258,7 +258,7 @@ static void wakeup_cb(struct ev_loop *loop, ev_io *w, int revents)
   (void)loop;
   if (KZ_UNLIKELY(revents & EV_ERROR))
     kz__rtfd_lost(hub->wake_fd, "a hub's wake-up eventfd");
-  if (syscall(SYS_read, hub->wake_fd, &n, sizeof n) < 0 && errno == EBADF)
+  if (kz__syscall(SYS_read, hub->wake_fd, &n, sizeof n) < 0 && errno == EBADF)
     kz__rtfd_lost(hub->wake_fd, "a hub's wake-up eventfd");
   atomic_store(&hub->wake_pending, false);
   p = atomic_exchange(&hub->inbox, NULL);

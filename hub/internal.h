@@ -392,6 +392,9 @@ KZ_INTERNAL bool kz__wake(struct kz_green *g, int r);
 
 /* Yield: requeue the running green thread behind the ready ones. */
 KZ_INTERNAL void kz__yield(void);
+/* Yield to the hub itself: it polls (timers, descriptors, messages) before
+   any green thread runs again, the caller included.  May switch. */
+KZ_INTERNAL void kz__yield_poll(void);
 
 /* Leave the running green thread for the next ready one, or the hub.  The
    caller has already queued itself somewhere (or is finishing). */
@@ -666,7 +669,7 @@ KZ_INTERNAL int kz__cancel(struct kz_green *g);
    dependencies, never the preloads).  Functions the shim does not interpose
    (pthread_mutex_init, pthread_cond_destroy, pthread_sigmask...) may be
    called by name.  The same goes for read, write, close, sigaction,
-   sched_yield and pthread_exit: the shim would park the runtime's own
+   sched_yield, raise and pthread_exit: the shim would park the runtime's own
    diagnostics output, or wrap its signal handlers as the program's (a dump
    request would then interrupt the program's blocked call with EINTR).
    tests/test_os_calls.c checks the rule at run time for the pthread
@@ -699,6 +702,35 @@ KZ_INTERNAL ssize_t kz__os_write(int fd, const void *buf, size_t n);
 KZ_INTERNAL int kz__os_close(int fd);
 KZ_INTERNAL int kz__os_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
 KZ_INTERNAL void kz__os_sched_yield(void);
+KZ_INTERNAL int kz__os_raise(int sig);
+/* A system call made here, never through libc's syscall(): the shim
+   interposes syscall() for the program's raw calls (preload/syscall.c), and
+   the runtime's own raw calls (its eventfd, its runtime descriptors, the
+   futex words of its once-controls and the monitor, gettid) must neither be
+   redirected there nor refused as the program's (a raw close of a runtime
+   descriptor).  libc's conventions: -1 and errno on failure.  Signal-safe.
+   x86-64, as the context switch (hub/switch_x86_64.S).  Use kz__syscall(nr,
+   up to six arguments); arguments are passed as long. */
+static inline long kz__syscall6(long nr, long a, long b, long c, long d, long e, long f)
+{
+  register long r10 __asm__("r10") = d;
+  register long r8 __asm__("r8") = e;
+  register long r9 __asm__("r9") = f;
+  long ret;
+  __asm__ volatile("syscall"
+                   : "=a"(ret)
+                   : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+                   : "rcx", "r11", "memory");
+  if ((unsigned long)ret > -4096UL) {
+    errno = (int)-ret;
+    return -1;
+  }
+  return ret;
+}
+#define KZ__SYSCALL_(nr, a, b, c, d, e, f, ...)                                            \
+  kz__syscall6((long)(nr), (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), (long)(f))
+#define kz__syscall(...) KZ__SYSCALL_(__VA_ARGS__, 0, 0, 0, 0, 0, 0, 0)
+
 /* From now on, reach libc's function at libc_fn through fn instead: the
    shim patched libc's entry to lead to its interposer, and fn runs the
    original code (preload/patch.c).  Before any other thread exists. */

@@ -255,7 +255,7 @@ static int fdw_start(struct kz__hub *hub, struct fdw *w, int events)
   w->stray = 0;
   if (!events)
     return 0;
-  if ((w->reset || w->stop_pass != hub->pass) && syscall(SYS_fcntl, w->io.fd, F_GETFD) < 0 &&
+  if ((w->reset || w->stop_pass != hub->pass) && kz__syscall(SYS_fcntl, w->io.fd, F_GETFD) < 0 &&
       errno == EBADF)
     return -EBADF;
   if (w->reset) {

@@ -147,7 +147,7 @@ static void dump_handler(int sig)
   int saved = errno;
   (void)sig;
   atomic_fetch_add_explicit(&mon.dumps, 1, memory_order_release);
-  syscall(SYS_futex, &mon.dumps, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+  kz__syscall(SYS_futex, &mon.dumps, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
   errno = saved;
 }
 
@@ -194,7 +194,7 @@ static void watch_one(struct kz__hub *hub, double now)
   kz__say("monitor: the hub of OS thread %d has not run for %.3f s (threshold %.3f s)",
           (int)w->tid, now - w->seen_at, mon.threshold);
   if (bt_ours())
-    syscall(SYS_tgkill, getpid(), w->tid, BT_SIGNAL);
+    kz__syscall(SYS_tgkill, getpid(), w->tid, BT_SIGNAL);
   else
     kz__say("monitor: no backtrace: the program handles signal %d itself", BT_SIGNAL);
 }
@@ -209,7 +209,7 @@ static void monitor_sleep(unsigned seen, double timeout)
     ts.tv_nsec = (long)((timeout - (double)ts.tv_sec) * 1e9);
     tp = &ts;
   }
-  syscall(SYS_futex, &mon.dumps, FUTEX_WAIT_PRIVATE, seen, tp, NULL, 0);
+  kz__syscall(SYS_futex, &mon.dumps, FUTEX_WAIT_PRIVATE, seen, tp, NULL, 0);
 }
 
 static void *monitor_main(void *arg)
@@ -309,7 +309,7 @@ out:
     return -1;
   }
   /* Wake the monitor so a new threshold takes effect now. */
-  syscall(SYS_futex, &mon.dumps, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+  kz__syscall(SYS_futex, &mon.dumps, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
   return 0;
 }
 
@@ -337,7 +337,7 @@ static void monitor_atfork_child(void)
   kz__list_init(&mon.hubs);
   atomic_store(&nhubs, hub ? 1 : 0);
   if (hub) {
-    hub->watch.tid = (pid_t)syscall(SYS_gettid);
+    hub->watch.tid = (pid_t)kz__syscall(SYS_gettid);
     atomic_store(&hub->watch.dump_queued, false);
     kz__list_push(&mon.hubs, &hub->watch.link);
   }
@@ -351,7 +351,7 @@ void kz__monitor_main_left(void)
 {
   atomic_store_explicit(&mon.quit, true, memory_order_release);
   atomic_fetch_add_explicit(&mon.dumps, 1, memory_order_release); /* the futex word moves */
-  syscall(SYS_futex, &mon.dumps, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+  kz__syscall(SYS_futex, &mon.dumps, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
 void kz__monitor_init(void)
@@ -363,7 +363,7 @@ void kz__monitor_init(void)
 void kz__monitor_add(struct kz__hub *hub)
 {
   struct kz__hub_watch *w = &hub->watch;
-  w->tid = (pid_t)syscall(SYS_gettid);
+  w->tid = (pid_t)kz__syscall(SYS_gettid);
   w->dump.fn = dump_run;
   w->seen_at = kz__now();
   kz__os_lock(&mon.lock);

@@ -41,6 +41,9 @@
  *                                   interrupt) are not the program's, which
  *                                   the shim wraps for EINTR
  *   sched_yield                     a real spin step between OS threads
+ *   raise                           the default action of a fatal signal,
+ *                                   on a stack that may have overflowed (the
+ *                                   shim's raise is a switch point)
  *
  * Notes.
  * A. A call from libkudzu.so to, say, pthread_mutex_lock by name goes
@@ -97,7 +100,8 @@
   X(ssize_t, write, (int, const void *, size_t))                                              \
   X(int, close, (int))                                                                        \
   X(int, sigaction, (int, const struct sigaction *, struct sigaction *))                      \
-  X(int, sched_yield, (void))
+  X(int, sched_yield, (void))                                                                 \
+  X(int, raise, (int))
 
 static struct {
 #define X(ret, name, args) ret(*name) args;
@@ -184,9 +188,9 @@ int kz__os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
      so handlers run on the program's own threads and their blocking calls
      are never interrupted with EINTR.  Raw system calls: pthread_sigmask is
      the shim's, for green threads' own masks (sigmask.c). */
-  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, sizeof all);
+  kz__syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, sizeof all);
   r = OS(pthread_create)(t, NULL, fn, arg);
-  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, sizeof old);
+  kz__syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, sizeof old);
   return -r;
 }
 
@@ -221,3 +225,4 @@ int kz__os_sigaction(int sig, const struct sigaction *act, struct sigaction *old
 }
 
 void kz__os_sched_yield(void) { OS(sched_yield)(); }
+int kz__os_raise(int sig) { return OS(raise)(sig); }

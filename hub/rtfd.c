@@ -101,9 +101,9 @@ static int dup_high(int fd)
 {
   int floor = rtfd_floor(), high;
   for (int min = floor; min >= 2 * RTFD_SPAN; min -= RTFD_SPAN)
-    if ((high = (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, min)) >= 0)
+    if ((high = (int)kz__syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, min)) >= 0)
       return high;
-  high = (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 0);
+  high = (int)kz__syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 0);
   return high >= 0 ? high : -errno;
 }
 
@@ -112,12 +112,12 @@ int kz__rtfd_move(int fd)
   int floor = rtfd_floor(), high = -1;
   if (fd < 0 || floor < 0 || fd >= floor || (high = dup_high(fd)) < 0 || high < fd) {
     if (high >= 0 && high < fd)
-      (void)syscall(SYS_close, high);
+      (void)kz__syscall(SYS_close, high);
     if (fd >= 0) /* stay, but close-on-exec */
-      (void)syscall(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC);
+      (void)kz__syscall(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC);
     return fd;
   }
-  (void)syscall(SYS_close, fd);
+  (void)kz__syscall(SYS_close, fd);
   return high;
 }
 

@@ -225,6 +225,12 @@ void kz__yield(void)
   kz__schedule(hub);
 }
 
+void kz__yield_poll(void)
+{
+  kz__tls_hub->budget = 0; /* kz__schedule then switches to the hub */
+  kz__yield();
+}
+
 int kz_yield(void)
 {
   struct kz__hub *hub = kz__tls_hub;

@@ -56,7 +56,7 @@ static uint64_t never_blocked(void)
 uint64_t kz__sigmask_os_read(void)
 {
   uint64_t m = 0;
-  syscall(SYS_rt_sigprocmask, SIG_BLOCK, NULL, &m, sizeof m);
+  kz__syscall(SYS_rt_sigprocmask, SIG_BLOCK, NULL, &m, sizeof m);
   return m;
 }
 
@@ -86,9 +86,9 @@ static void sync_os(struct kz__hub *hub)
   uint64_t want = kz__sigmask_want(hub), add = want & ~hub->sig.os, drop = hub->sig.os & ~want;
   hub->sig.os = want;
   if (add)
-    syscall(SYS_rt_sigprocmask, SIG_BLOCK, &add, NULL, sizeof add);
+    kz__syscall(SYS_rt_sigprocmask, SIG_BLOCK, &add, NULL, sizeof add);
   if (drop) /* a pending one is delivered on the way out */
-    syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &drop, NULL, sizeof drop);
+    kz__syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &drop, NULL, sizeof drop);
 }
 
 void kz__sigmask_leave(struct kz__hub *hub, struct kz_green *g)

@@ -100,7 +100,7 @@ static long read_max_map_count(void)
   long v = 65530;
   /* A raw openat: the shim interposes open (hub/internal.h, "Reaching libc,
      not the shim"). */
-  int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/sys/vm/max_map_count", O_RDONLY | O_CLOEXEC);
+  int fd = (int)kz__syscall(SYS_openat, AT_FDCWD, "/proc/sys/vm/max_map_count", O_RDONLY | O_CLOEXEC);
   if (fd >= 0) {
     if (kz__os_read(fd, buf, sizeof buf - 1) > 0)
       v = strtol(buf, NULL, 10);

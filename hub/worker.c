@@ -207,7 +207,8 @@ static void pools_child(void)
 {
   for (struct kz__link *l = pools.next; l != &pools; l = l->next) {
     struct kz_executor *ex = kz__container_of(l, struct kz_executor, pools);
-    ex->nthreads = ex->nidle = 0;
+    if (ex->nthreads != 0 || ex->nidle != 0) /* a page only read stays shared */
+      ex->nthreads = ex->nidle = 0;
     if (!kz__list_empty(&ex->queue) && !ex->stopping && ex->threads &&
         kz__os_thread_start(&ex->threads[0], worker_main, ex) == 0)
       ex->nthreads = 1;
@@ -274,9 +275,9 @@ static void job_run_interruptible(struct job *j)
   sigemptyset(&one);
   sigaddset(&one, KZ__SIG_INTERRUPT);
   atomic_store(&j->tid, gettid());
-  syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &one, NULL, _NSIG / 8);
+  kz__syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &one, NULL, _NSIG / 8);
   j->vfn(j->arg);
-  syscall(SYS_rt_sigprocmask, SIG_BLOCK, &one, NULL, _NSIG / 8);
+  kz__syscall(SYS_rt_sigprocmask, SIG_BLOCK, &one, NULL, _NSIG / 8);
 }
 
 /* Run one job on a worker and hand it back (note A). */
@@ -460,7 +461,7 @@ static void job_interrupt(struct kz_green *g, struct job *j)
   kz__shield_up(g, &s);
   while (!j->posted) {
     if ((tid = atomic_load(&j->tid)) > 0)
-      syscall(SYS_tgkill, getpid(), tid, KZ__SIG_INTERRUPT);
+      kz__syscall(SYS_tgkill, getpid(), tid, KZ__SIG_INTERRUPT);
     kz__park(kz__now() + backoff);
     backoff = backoff * 2 > 0.05 ? 0.05 : backoff * 2;
   }

@@ -38,6 +38,30 @@
  * D. Waits on the program's own non-blocking forms (LOCK_NB, IPC_NOWAIT,
  *    an O_NONBLOCK queue) and every call outside a green thread pass
  *    straight through.
+ * E. A raw futex wait (syscall(SYS_futex, FUTEX_WAIT or FUTEX_WAIT_BITSET),
+ *    syscall.c) is how Rust's standard library and several C++ libraries
+ *    wait for their locks: natively the thread sleeps in the kernel until
+ *    the holder's FUTEX_WAKE.  In a green thread that sleep held the hub,
+ *    and a holder parked on the same hub never ran again.  The wait runs
+ *    on the blocking pool instead, whoever wakes it (a green thread of any
+ *    hub, a real thread, another process for a shared futex): the kernel
+ *    matches the wake to the worker's wait by address, not by thread.
+ *    There is no try-first: the wait's own comparison with the expected
+ *    value is the kernel's, atomic with the wait (and the caller usually
+ *    compared just before calling).  FUTEX_WAIT's timeout is relative;
+ *    made an absolute CLOCK_MONOTONIC deadline (FUTEX_WAIT_BITSET with
+ *    every bit, the same wait) so that a wait restarted after the
+ *    runtime's own interruption does not start its timeout over.  Like the
+ *    kernel's: an untimed wait restarts after an SA_RESTART handler, a
+ *    timed one fails with EINTR; neither is a cancellation point.  The
+ *    priority-inheritance operations (FUTEX_LOCK_PI...) name the caller's
+ *    thread id as the lock's owner and cannot run elsewhere: they stay on
+ *    the hub's thread (docs/SHIM.md).
+ * F. A green thread alone on its hub (kz_shim_alone: nothing else it could
+ *    run, the single-threaded program, the pre-fork worker) makes the
+ *    blocking call itself, on its own OS thread, in the kernel: exactly the
+ *    native call (its EINTR and restart, its cancellation point), without
+ *    the hand-off to a worker and back (two thread wake-ups).
  */
 #include "shim.h"
 
@@ -46,10 +70,13 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/file.h>
 #include <sys/msg.h>
 #include <sys/sem.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #define EXPORT KZ_SHIM_EXPORT
@@ -66,6 +93,13 @@ static void blk_run(void *arg)
 long kz_shim_blocking(struct blk *b, int intr, bool cancel_point, int saved_errno)
 {
   struct kz_green *g = kz__self();
+  if (g && kz_shim_alone(g)) { /* note F: the call itself, as natively */
+    kz_shim_kernel_begin(g);
+    blk_run(b);
+    kz_shim_kernel_end(g);
+    errno = b->r >= 0 ? saved_errno : b->err;
+    return b->r;
+  }
   for (;;) {
     int cut, r;
     bool nocancel = g->flags & KZ__G_NO_CANCEL;
@@ -150,6 +184,37 @@ EXPORT int lockf(int fd, int cmd, off_t len)
 }
 
 EXPORT int lockf64(int fd, int cmd, off_t len) __attribute__((alias("lockf")));
+
+/* ---- Raw futex waits (note E) ---------------------------------------------------- */
+
+static long call_futex(const long *a) { return kz__syscall6(SYS_futex, a[0], a[1], a[2], a[3], a[4], a[5]); }
+
+long kz_shim_futex(const long *a)
+{
+  int saved = errno, op = (int)a[1], cmd = op & FUTEX_CMD_MASK;
+  const struct timespec *rel = (const struct timespec *)a[3];
+  struct blk b = {.call = call_futex, .a = {a[0], a[1], a[2], a[3], a[4], a[5]}};
+  struct timespec until;
+  if ((cmd != FUTEX_WAIT && cmd != FUTEX_WAIT_BITSET) || !shim_active(KZ_PATCH_IPC))
+    return call_futex(a);
+  if (cmd == FUTEX_WAIT && rel) { /* note E: a relative timeout becomes a deadline */
+    if (rel->tv_sec < 0 || rel->tv_nsec < 0 || rel->tv_nsec >= 1000000000L) {
+      errno = EINVAL;
+      return -1;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += rel->tv_sec;
+    until.tv_nsec += rel->tv_nsec;
+    if (until.tv_nsec >= 1000000000L) {
+      until.tv_sec++;
+      until.tv_nsec -= 1000000000L;
+    }
+    b.a[1] = FUTEX_WAIT_BITSET | (op & FUTEX_PRIVATE_FLAG);
+    b.a[3] = (long)&until;
+    b.a[5] = (long)FUTEX_BITSET_MATCH_ANY;
+  }
+  return kz_shim_blocking(&b, rel ? KZ_INTR_ALWAYS : KZ_INTR_RESTART, false, saved);
+}
 
 /* ---- System V semaphores and messages ------------------------------------------------ */
 

@@ -16,6 +16,25 @@
  *    start-up, one of the runtime's descriptors (hub/rtfd.c), so the low
  *    numbers a program may expect to be free stay free and the program's
  *    closefrom() spares it.
+ * D. Fairness.  Green threads switch where they wait; a green thread that
+ *    never waits holds its hub, timers included, as in gevent.  Natively
+ *    the kernel's scheduler preempts it, and programs rely on that in one
+ *    common way: a thread waiting for a lock with a timeout asks the holder
+ *    to let go when the timeout fires (CPython's interpreter lock, 5 ms),
+ *    while the holder computes and calls nothing that waits (CPython's
+ *    test_signal: signal.signal or signal.raise_signal in a loop).  So
+ *    every interposed call, even one that does not wait, is counted
+ *    (shim_active, kz_shim_switch_point), and every KZ_SHIM_FAIR_CALLS of
+ *    them the caller yields to the hub if nothing has switched on the hub
+ *    since the previous check: the same green thread is running, the hub
+ *    has not polled, and no direct switch was made (the hub's budget is
+ *    unchanged).  A starved hub runs its timers within that many calls.
+ *    A busy hub is never disturbed: it switches on every wait, and the
+ *    batch of green threads one poll woke runs to its end before the next
+ *    poll (docs/ARCHITECTURE.md, Scheduling); a check that only asked
+ *    whether the hub had polled made a thousand echo connections poll
+ *    mid-batch and lose a quarter of their requests.  The cost in a call
+ *    is one increment and one test of a thread-local counter.
  */
 #include "shim.h"
 
@@ -27,7 +46,23 @@
 
 struct kz_shim_config kz_shim = {.patch = KZ_PATCH_ALL};
 KZ_TLS struct kz_shim_stats kz_shim_stats;
+/* The hub's state at the last fairness check (note D). */
+static KZ_TLS struct {
+  struct kz_green *current; /* the green thread running */
+  uint64_t pass;            /* the hub's loop passes */
+  size_t budget;            /* its direct switches left */
+} fair;
 void (*kz_shim_on_cancel)(void);
+
+void kz_shim_fair(void)
+{
+  struct kz__hub *hub = kz__tls_hub;
+  if (hub->current == fair.current && hub->pass == fair.pass && hub->budget == fair.budget)
+    kz__yield_poll(); /* nothing else has run for KZ_SHIM_FAIR_CALLS calls */
+  fair.current = hub->current;
+  fair.pass = hub->pass;
+  fair.budget = hub->budget;
+}
 
 static const struct {
   const char *name;

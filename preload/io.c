@@ -860,7 +860,7 @@ KZ_INTERPOSE(int, fclose, (FILE *stream), (stream))
 static int close_range_around(unsigned first, unsigned last, int flags)
 {
   if (flags & CLOSE_RANGE_UNSHARE) {
-    if (syscall(SYS_unshare, CLONE_FILES) < 0)
+    if (kz__syscall(SYS_unshare, CLONE_FILES) < 0)
       return -1;
     flags &= ~CLOSE_RANGE_UNSHARE;
   }

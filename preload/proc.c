@@ -24,6 +24,10 @@
  *    glibc gives the child the mask of the thread that calls system().
  * C. Waits for children are restarted after an SA_RESTART handler and fail
  *    with EINTR after one without, as natively.
+ * D. A green thread alone on its hub (a single-threaded parent: the
+ *    pre-fork server's) makes the blocking wait itself, in the kernel, as
+ *    natively (block.c, note F): one system call per child instead of a
+ *    pidfd, its registration, a loop pass and its close.
  */
 #include "shim.h"
 
@@ -70,14 +74,14 @@ static int child_pidfd(const struct child_wait *w, bool *own)
   *own = true;
   if (w->kind == W_WAIT4)
     return w->pid > 0 && !(w->options & (WUNTRACED | WCONTINUED))
-               ? (int)syscall(SYS_pidfd_open, w->pid, 0) : -1;
+               ? (int)kz__syscall(SYS_pidfd_open, w->pid, 0) : -1;
   if (w->options & (WSTOPPED | WCONTINUED))
     return -1;
   if (w->idtype == P_PIDFD) {
     *own = false;
     return (int)w->id;
   }
-  return w->idtype == P_PID ? (int)syscall(SYS_pidfd_open, (pid_t)w->id, 0) : -1;
+  return w->idtype == P_PID ? (int)kz__syscall(SYS_pidfd_open, (pid_t)w->id, 0) : -1;
 }
 
 /* The blocking form of the wait, for a worker of the blocking pool. */
@@ -110,6 +114,8 @@ static long wait_until_done(struct child_wait *w, volatile int *owned)
   bool own = false;
   long r;
   struct blk b = {.call = call_wait, .a = {(long)w}};
+  if (kz_shim_alone(kz__self())) /* note D */
+    return kz_shim_blocking(&b, KZ_INTR_RESTART, true, saved);
   if ((r = attempt(w)) != 0)
     return r;
   pidfd = child_pidfd(w, &own);

@@ -41,7 +41,7 @@
  *    always acquires it on the green thread's own OS thread (the real call,
  *    or a non-blocking attempt on the hub), so ownership (the owner TID, the
  *    robust list, error checks) is the program's, as natively:
- *    - alone on its hub (hub_alone: no other green thread, callback or
+ *    - alone on its hub (kz_shim_alone: no other green thread, callback or
  *      remote completion: the pre-fork worker) it makes the real blocking
  *      call, in the kernel, exactly as natively (its timeout, EINTR);
  *    - otherwise a worker of a pool of their own (pw_pool) announces itself as
@@ -177,14 +177,14 @@ static void sync_real_fill(void)
 static void futex_wait(_Atomic uint32_t *word, uint32_t val, const struct timespec *rel)
 {
   int saved = errno;
-  syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, rel, NULL, 0);
+  kz__syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, rel, NULL, 0);
   errno = saved;
 }
 
 static void futex_wake(_Atomic uint32_t *word, int n)
 {
   int saved = errno;
-  syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+  kz__syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
   errno = saved;
 }
 
@@ -192,14 +192,14 @@ static void futex_wake(_Atomic uint32_t *word, int n)
 static void futex_wait_shared(void *word, uint32_t val)
 {
   int saved = errno;
-  syscall(SYS_futex, word, FUTEX_WAIT, val, NULL, NULL, 0);
+  kz__syscall(SYS_futex, word, FUTEX_WAIT, val, NULL, NULL, 0);
   errno = saved;
 }
 
 static void futex_wake_shared(void *word, int n)
 {
   int saved = errno;
-  syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
+  kz__syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
   errno = saved;
 }
 
@@ -234,7 +234,7 @@ struct owner {
 #define NBUCKET 256
 
 struct bucket {
-  atomic_flag lock;       /* short critical sections only */
+  atomic_bool lock;       /* short critical sections only */
   struct kz__link waiters; /* struct waiter, FIFO; lazily initialised */
   struct owner *owners;   /* struct owner */
 };
@@ -251,7 +251,7 @@ static struct bucket *bucket_of(const void *addr)
 static void bucket_lock(struct bucket *b)
 {
   unsigned spins = 0;
-  while (atomic_flag_test_and_set_explicit(&b->lock, memory_order_acquire))
+  while (atomic_exchange_explicit(&b->lock, true, memory_order_acquire))
     if (++spins % 64 == 0)
       RS(sched_yield)(); /* the holder's OS thread was preempted */
   if (KZ_UNLIKELY(!b->waiters.next))
@@ -260,7 +260,7 @@ static void bucket_lock(struct bucket *b)
 
 static void bucket_unlock(struct bucket *b)
 {
-  atomic_flag_clear_explicit(&b->lock, memory_order_release);
+  atomic_store_explicit(&b->lock, false, memory_order_release);
 }
 
 /* Runs on the waiter's hub: the wake-up arrives. */
@@ -430,10 +430,14 @@ int kz_sync_wait(const void *addr, kz_sync_check check, void *ctx, double deadli
 static void sync_atfork_child(void)
 {
   struct kz__hub *hub = kz__hub();
+  /* Only what must change is written: a page the child only reads stays
+     shared with the parent, where a write costs a copy (about 2 us each;
+     a fork child that writes every bucket made four copies per fork). */
   for (struct bucket *b = buckets; b < buckets + NBUCKET; b++) {
     struct kz__link *l, *next;
-    atomic_flag_clear(&b->lock);
-    if (!b->waiters.next)
+    if (atomic_load_explicit(&b->lock, memory_order_relaxed))
+      atomic_store_explicit(&b->lock, false, memory_order_relaxed);
+    if (!b->waiters.next || kz__list_empty(&b->waiters))
       continue;
     for (l = b->waiters.next; l != &b->waiters; l = next) {
       struct waiter *w = kz__container_of(l, struct waiter, link);
@@ -487,31 +491,6 @@ static int wait_retry(const void *addr, kz_sync_check check, void *ctx, double d
 }
 
 /* ---- Process-shared objects (note D) ------------------------------------------------- */
-
-/* Is green g the only thing its hub could run?  Then blocking its OS thread
-   in the kernel stops nothing else: no other green thread (ready, parked or
-   sleeping), no callback due or armed, no completion expected from another
-   thread.  A message another thread posts meanwhile (a remote spawn, a
-   dump request) runs when the wait ends, as one posted just after it began
-   would anyway; a signal handler runs at once, on this OS thread. */
-static bool hub_alone(struct kz_green *g)
-{
-  struct kz__hub *h = g->hub;
-  return h->nlive == 1 && h->nready == 0 && h->holds == 0 && kz__list_empty(&h->soon) &&
-         kz__list_empty(&h->timed);
-}
-
-/* Around a real blocking call of a lone green thread: its hub is waiting,
-   as it would be in libev, and the blocked-hub monitor must not report it. */
-static void kernel_wait_begin(struct kz_green *g)
-{
-  __atomic_store_n(&g->hub->in_loop, true, __ATOMIC_RELAXED);
-}
-
-static void kernel_wait_end(struct kz_green *g)
-{
-  __atomic_store_n(&g->hub->in_loop, false, __ATOMIC_RELAXED);
-}
 
 /* What a worker does for a green thread's wait. */
 enum {
@@ -586,12 +565,12 @@ static void pw_sleep(struct pwait *p, void *word, uint32_t val)
         {.val = val, .uaddr = (uintptr_t)word, .flags = FUTEX_32},
         {.val = 0, .uaddr = (uintptr_t)&p->stop, .flags = FUTEX_32 | FUTEX_PRIVATE_FLAG},
     };
-    if (syscall(SYS_futex_waitv, v, 2, 0, ts, p->clk) >= 0 || errno != ENOSYS)
+    if (kz__syscall(SYS_futex_waitv, v, 2, 0, ts, p->clk) >= 0 || errno != ENOSYS)
       return;
     atomic_store(&no_waitv, true);
   }
   if (!atomic_load(&p->stop))
-    syscall(SYS_futex, word, FUTEX_WAIT_BITSET | (p->clk == CLOCK_REALTIME ? FUTEX_CLOCK_REALTIME : 0),
+    kz__syscall(SYS_futex, word, FUTEX_WAIT_BITSET | (p->clk == CLOCK_REALTIME ? FUTEX_CLOCK_REALTIME : 0),
             val, ts, NULL, FUTEX_BITSET_MATCH_ANY);
 }
 
@@ -849,13 +828,13 @@ static void mutex_mark_contended(pthread_mutex_t *m)
 static int mutex_in_kernel(pthread_mutex_t *m, struct kz_green *g, clockid_t clk,
                            const struct timespec *abs)
 {
-  bool alone = hub_alone(g);
+  bool alone = kz_shim_alone(g);
   int r;
   if (alone)
-    kernel_wait_begin(g);
+    kz_shim_kernel_begin(g);
   r = abs ? RS(pthread_mutex_clocklock)(m, clk, abs) : RS(pthread_mutex_lock)(m);
   if (alone)
-    kernel_wait_end(g);
+    kz_shim_kernel_end(g);
   if ((r == 0 || r == EOWNERDEAD) && mutex_tracked(m) && owner_set(m, g->id, 1) != 0) {
     RS(pthread_mutex_unlock)(m);
     return EAGAIN;
@@ -896,7 +875,7 @@ static int green_mutex_lock(pthread_mutex_t *m, struct kz_green *g, clockid_t cl
         return -r; /* acquired (0), or ETIMEDOUT, or trylock's error */
       continue;
     }
-    if ((kind = mutex_pw_kind(m)) < 0 || hub_alone(g) ||
+    if ((kind = mutex_pw_kind(m)) < 0 || kz_shim_alone(g) ||
         pshared_park(g, kind, &m->__data.__lock, 0, clk, abs, false, 0, NULL, NULL) > 0)
       return mutex_in_kernel(m, g, clk, abs);
     waited = true;
@@ -1014,7 +993,7 @@ static bool cond_ours(const pthread_cond_t *c)
 static int cond_pshared_wait(struct kz_green *g, pthread_cond_t *c, pthread_mutex_t *m,
                              clockid_t clk, const struct timespec *abs)
 {
-  bool alone = hub_alone(g);
+  bool alone = kz_shim_alone(g);
   int r, res = 0;
   if (!alone && mutex_pshared(m) && mutex_kind(m) != PTHREAD_MUTEX_RECURSIVE &&
       mutex_kind(m) != PTHREAD_MUTEX_ERRORCHECK && !(m->__data.__kind & (16 | 32 | 64)) &&
@@ -1027,10 +1006,10 @@ static int cond_pshared_wait(struct kz_green *g, pthread_cond_t *c, pthread_mute
     return res;
   }
   if (alone)
-    kernel_wait_begin(g);
+    kz_shim_kernel_begin(g);
   r = abs ? RS(pthread_cond_clockwait)(c, m, clk, abs) : RS(pthread_cond_wait)(c, m);
   if (alone)
-    kernel_wait_end(g);
+    kz_shim_kernel_end(g);
   return r;
 }
 
@@ -1109,16 +1088,16 @@ static int rw_check(void *c)
 static int rw_in_kernel(pthread_rwlock_t *rw, struct kz_green *g, bool write, clockid_t clk,
                         const struct timespec *abs)
 {
-  bool alone = hub_alone(g);
+  bool alone = kz_shim_alone(g);
   int r;
   if (alone)
-    kernel_wait_begin(g);
+    kz_shim_kernel_begin(g);
   if (abs)
     r = write ? RS(pthread_rwlock_clockwrlock)(rw, clk, abs) : RS(pthread_rwlock_clockrdlock)(rw, clk, abs);
   else
     r = write ? RS(pthread_rwlock_wrlock)(rw) : RS(pthread_rwlock_rdlock)(rw);
   if (alone)
-    kernel_wait_end(g);
+    kz_shim_kernel_end(g);
   return r;
 }
 
@@ -1136,7 +1115,7 @@ static int green_rw_lock(pthread_rwlock_t *rw, struct kz_green *g, bool write, c
     if (r == EBUSY && !try_only && rw->__data.__shared != 0) {
       if (abs && past(clk, abs))
         return ETIMEDOUT;
-      if (hub_alone(g) ||
+      if (kz_shim_alone(g) ||
           pshared_park(g, write ? PW_WR : PW_RD, rw, 0, clk, abs, false, 0, NULL, NULL) > 0)
         r = rw_in_kernel(rw, g, write, clk, abs);
       else
@@ -1301,14 +1280,14 @@ static void barrier_pshared_wait(struct barrier_ctx *x)
 {
   struct kz_green *g = kz_thr_active();
   while (!barrier_check(x)) {
-    if (g && !hub_alone(g) && pshared_park(g, PW_WORD, &x->b->round, x->round, CLOCK_MONOTONIC, NULL,
+    if (g && !kz_shim_alone(g) && pshared_park(g, PW_WORD, &x->b->round, x->round, CLOCK_MONOTONIC, NULL,
                                           false, 0, NULL, NULL) <= 0)
       continue;
     if (g)
-      kernel_wait_begin(g); /* alone, or nothing could be handed over */
+      kz_shim_kernel_begin(g); /* alone, or nothing could be handed over */
     futex_wait_shared(&x->b->round, x->round);
     if (g)
-      kernel_wait_end(g);
+      kz_shim_kernel_end(g);
   }
 }
 
@@ -1348,13 +1327,13 @@ static int sem_check(void *s)
 /* Wait for process-shared s in the kernel (note D): the real call. */
 static int sem_in_kernel(struct kz_green *g, sem_t *s, clockid_t clk, const struct timespec *abs)
 {
-  bool alone = hub_alone(g);
+  bool alone = kz_shim_alone(g);
   int r;
   if (alone)
-    kernel_wait_begin(g);
+    kz_shim_kernel_begin(g);
   r = abs ? RS(sem_clockwait)(s, clk, abs) : RS(sem_wait)(s);
   if (alone)
-    kernel_wait_end(g);
+    kz_shim_kernel_end(g);
   return r;
 }
 
@@ -1369,7 +1348,7 @@ static int sem_wait_once(struct kz_green *g, sem_t *s, clockid_t clk, const stru
   }
   if (abs && past(clk, abs))
     return -ETIMEDOUT;
-  if (!hub_alone(g) &&
+  if (!kz_shim_alone(g) &&
       (r = pshared_park(g, PW_SEM, s, 0, clk, abs, true, KZ_INTR_RESTART, NULL, NULL)) <= 0)
     return r;
   return sem_in_kernel(g, s, clk, abs) == 0 ? 1 : -errno;

@@ -34,16 +34,16 @@ static KZ_TLS bool filling;     /* this thread is inside fill() (note C) */
 
 /* ---- Raw system calls for nested bootstrap calls (note C) ---------------- */
 
-static ssize_t raw_read(int fd, void *b, size_t n) { return syscall(SYS_read, fd, b, n); }
-static ssize_t raw_write(int fd, const void *b, size_t n) { return syscall(SYS_write, fd, b, n); }
-static ssize_t raw_readv(int fd, const struct iovec *v, int n) { return syscall(SYS_readv, fd, v, n); }
-static ssize_t raw_writev(int fd, const struct iovec *v, int n) { return syscall(SYS_writev, fd, v, n); }
-static ssize_t raw_pread(int fd, void *b, size_t n, off_t o) { return syscall(SYS_pread64, fd, b, n, o); }
-static int raw_close(int fd) { return (int)syscall(SYS_close, fd); }
-static int raw_poll(struct pollfd *p, nfds_t n, int ms) { return (int)syscall(SYS_poll, p, n, ms); }
+static ssize_t raw_read(int fd, void *b, size_t n) { return kz__syscall(SYS_read, fd, b, n); }
+static ssize_t raw_write(int fd, const void *b, size_t n) { return kz__syscall(SYS_write, fd, b, n); }
+static ssize_t raw_readv(int fd, const struct iovec *v, int n) { return kz__syscall(SYS_readv, fd, v, n); }
+static ssize_t raw_writev(int fd, const struct iovec *v, int n) { return kz__syscall(SYS_writev, fd, v, n); }
+static ssize_t raw_pread(int fd, void *b, size_t n, off_t o) { return kz__syscall(SYS_pread64, fd, b, n, o); }
+static int raw_close(int fd) { return (int)kz__syscall(SYS_close, fd); }
+static int raw_poll(struct pollfd *p, nfds_t n, int ms) { return (int)kz__syscall(SYS_poll, p, n, ms); }
 static int raw_nanosleep(const struct timespec *r, struct timespec *m)
 {
-  return (int)syscall(SYS_nanosleep, r, m);
+  return (int)kz__syscall(SYS_nanosleep, r, m);
 }
 static int raw_openat(int dirfd, const char *path, int flags, ...)
 {
@@ -52,7 +52,7 @@ static int raw_openat(int dirfd, const char *path, int flags, ...)
   va_start(ap, flags);
   mode = va_arg(ap, unsigned long);
   va_end(ap);
-  return (int)syscall(SYS_openat, dirfd, path, flags, mode);
+  return (int)kz__syscall(SYS_openat, dirfd, path, flags, mode);
 }
 static int raw_fcntl(int fd, int cmd, ...)
 {
@@ -61,7 +61,7 @@ static int raw_fcntl(int fd, int cmd, ...)
   va_start(ap, cmd);
   arg = va_arg(ap, unsigned long);
   va_end(ap);
-  return (int)syscall(SYS_fcntl, fd, cmd, arg);
+  return (int)kz__syscall(SYS_fcntl, fd, cmd, arg);
 }
 
 static const struct {
@@ -114,6 +114,6 @@ void kz_shim_real_init(void)
     atomic_store_explicit(&real_state, 2, memory_order_release);
   } else {
     while (atomic_load_explicit(&real_state, memory_order_acquire) != 2)
-      syscall(SYS_sched_yield); /* another thread is filling: microseconds */
+      kz__syscall(SYS_sched_yield); /* another thread is filling: microseconds */
   }
 }

@@ -235,6 +235,13 @@ extern KZ_TLS int kz_shim_in_handler;
    running green thread (signal.c, note E), else NULL. */
 extern KZ_TLS struct kz_green *kz_shim_handler_for;
 
+/* Fairness (init.c, note D): every KZ_SHIM_FAIR_CALLS interposed calls
+   made in green threads of an OS thread, the caller yields to the hub if
+   nothing has switched on the hub since the last such check.  May
+   switch. */
+#define KZ_SHIM_FAIR_CALLS 1024
+void kz_shim_fair(void);
+
 /* Should an interposer of family f act?  Only inside a green thread, once
    initialised, and not in a signal handler.  Everything else (the hub
    itself and libev, worker threads, threads without a hub, handlers) passes
@@ -246,9 +253,14 @@ static inline struct kz_green *shim_active(unsigned family)
     return NULL;
   if (KZ_UNLIKELY(kz_shim.torture))
     kz__yield();
-  kz_shim_stats.calls++;
+  if (KZ_UNLIKELY(++kz_shim_stats.calls % KZ_SHIM_FAIR_CALLS == 0))
+    kz_shim_fair();
   return g;
 }
+
+/* A call that never blocks, made by a green thread, counted as a switch
+   point (kz_shim_fair): sigaction, raise. */
+static inline void kz_shim_switch_point(void) { (void)shim_active(KZ_PATCH_THREAD); }
 
 /* The running green thread, for the calls that only ask who is running
    (pthread_self, thread-specific data, a thread's stack): unlike
@@ -364,6 +376,34 @@ int kz_shim_park(double deadline, int intr);
 
 /* ---- Calls that block in the kernel (block.c) ------------------------------------- */
 
+/* Is green g the only thing its hub could run?  Then blocking its OS thread
+   in the kernel stops nothing else: no other green thread (ready, parked or
+   sleeping), no callback due or armed, no completion expected from another
+   thread.  Such a call is then made in the kernel, on g's own OS thread,
+   exactly as natively (the pre-fork worker, a single-threaded program): no
+   hand-off, no worker.  A message another thread posts meanwhile (a remote
+   spawn, a dump request) runs when the call returns, as one posted just
+   after it began would anyway; a signal handler runs at once, on this OS
+   thread, and the kernel restarts the call or fails it with EINTR as it
+   would natively. */
+static inline bool kz_shim_alone(struct kz_green *g)
+{
+  struct kz__hub *h = g->hub;
+  return h->nlive == 1 && h->nready == 0 && h->holds == 0 && kz__list_empty(&h->soon) &&
+         kz__list_empty(&h->timed);
+}
+
+/* Around such a call: the hub is waiting, as it would be in libev, and the
+   blocked-hub monitor must not report it. */
+static inline void kz_shim_kernel_begin(struct kz_green *g)
+{
+  __atomic_store_n(&g->hub->in_loop, true, __ATOMIC_RELAXED);
+}
+static inline void kz_shim_kernel_end(struct kz_green *g)
+{
+  __atomic_store_n(&g->hub->in_loop, false, __ATOMIC_RELAXED);
+}
+
 /* One call to run on the blocking pool: call(a) with errno captured.  It
    lives on the caller's stack: the caller waits until it has run. */
 struct blk {
@@ -384,6 +424,20 @@ long kz_shim_blocking(struct blk *b, int intr, bool cancel_point, int saved_errn
 /* fcntl F_SETLKW and F_OFD_SETLKW (io.c hands them here): without holding
    the hub.  libc's convention. */
 int kz_shim_lock_wait(int fd, int cmd, void *lock);
+
+/* The program's raw futex call, a[0..5] as syscall(SYS_futex, ...) got
+   them (syscall.c hands it here): a wait without holding the hub.
+   syscall()'s convention. */
+long kz_shim_futex(const long *a);
+
+/* ---- io_uring (uring.c) ----------------------------------------------------------- */
+
+/* The io_uring_enter system call, with libc's syscall() convention (the
+   result, or -1 with errno): in a green thread, a wait for completions
+   parks the caller on the hub (or runs on the blocking pool) instead of
+   blocking the OS thread; everything else is the bare system call.  For an
+   interposer of syscall(SYS_io_uring_enter, ...).  May switch. */
+int kz_shim_uring_enter(unsigned fd, unsigned submit, unsigned min, unsigned flags, const void *arg, size_t sz);
 
 /* ---- Offloading (dns.c) ------------------------------------------------------ */
 

@@ -256,11 +256,11 @@ static void post(struct kz__hub *hub)
    this returns unless the OS thread blocks it. */
 static void send_self(struct kz__hub *hub, struct kz_green *g, int sig, siginfo_t *info)
 {
-  pid_t pid = getpid(), tid = (pid_t)syscall(SYS_gettid);
+  pid_t pid = getpid(), tid = (pid_t)kz__syscall(SYS_gettid);
   hub->sig.direct = g;
   hub->sig.direct_sig = sig;
-  if (!info || syscall(SYS_rt_tgsigqueueinfo, pid, tid, sig, info) != 0)
-    syscall(SYS_tgkill, pid, tid, sig);
+  if (!info || kz__syscall(SYS_rt_tgsigqueueinfo, pid, tid, sig, info) != 0)
+    kz__syscall(SYS_tgkill, pid, tid, sig);
   hub->sig.direct = NULL;
 }
 
@@ -276,12 +276,12 @@ static void deliver_deferred(struct kz__hub *hub, uint64_t d, kz_green_t *to, si
       t = taker_later(hub, sig);
     if (!t) { /* nobody takes it: pending for the process, which all block */
       hub->sig.os |= one; /* as the handler left it, and as sigmask.c wants it */
-      if (syscall(SYS_rt_sigqueueinfo, getpid(), sig, &info[sig - 1]) != 0)
+      if (kz__syscall(SYS_rt_sigqueueinfo, getpid(), sig, &info[sig - 1]) != 0)
         kill(getpid(), sig);
       continue;
     }
     if (!(kz__sigmask_want(hub) & one))
-      syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &one, NULL, sizeof one);
+      kz__syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &one, NULL, sizeof one);
     send_self(hub, t, sig, &info[sig - 1]);
   }
 }
@@ -319,7 +319,7 @@ static void deliver(struct kz__post *p)
   kz_green_t ids[sizeof hub->sig.wake / sizeof *hub->sig.wake], to[64];
   siginfo_t info[64]; /* on the hub's stack */
   unsigned n;
-  syscall(SYS_rt_sigprocmask, SIG_BLOCK, &all, &old, sizeof all);
+  kz__syscall(SYS_rt_sigprocmask, SIG_BLOCK, &all, &old, sizeof all);
   atomic_store(&hub->sig.posted, 0);
   n = hub->sig.nwake;
   memcpy(ids, hub->sig.wake, sizeof ids);
@@ -328,7 +328,7 @@ static void deliver(struct kz__post *p)
   memcpy(to, hub->sig.deferred_to, sizeof to);
   for (uint64_t m = d; m; m &= m - 1)
     info[__builtin_ctzll(m)] = hub->sig.info[__builtin_ctzll(m)];
-  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, sizeof old);
+  kz__syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, sizeof old);
   interrupt(hub, ids, n);
   deliver_deferred(hub, d, to, info);
 }
@@ -410,6 +410,7 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
   }
   if (REAL(sigaction)(sig, wrap ? &mine : act, &prev) < 0)
     return -1;
+  kz_shim_switch_point(); /* init.c, note D */
   if (old) /* note A */
     *old = (prev.sa_flags & SA_SIGINFO) && prev.sa_sigaction == wrapper ? prev_user : prev;
   return 0;
@@ -677,13 +678,15 @@ int kz_shim_kill(struct kz__hub *hub, kz_green_t id, int sig)
 }
 
 /* raise in a green thread: to itself (glibc's raise would send it to the
-   OS thread, for whichever green thread takes it). */
+   OS thread, for whichever green thread takes it).  The handler has run
+   when it returns, as natively, unless the caller blocks the signal. */
 EXPORT int raise(int sig)
 {
   struct kz_green *g = mask_owner();
   int r;
   if (!g)
     return REAL(raise)(sig);
+  kz_shim_switch_point(); /* thread.c, note L */
   if ((r = kz_shim_kill(g->hub, g->id, sig)) != 0) {
     errno = r;
     return -1;

@@ -94,7 +94,15 @@
  *    not exist; a lock it held stays held, as natively.  Green threads spawned
  *    through the API stay, as gevent's greenlets do.  If the main green
  *    thread was left behind, the end of the forking thread (and of the
- *    threads it starts) ends the child with status 0, as natively.
+ *    threads it starts) ends the child with status 0, as natively.  The
+ *    child's handler writes only what must change (a registry lock another
+ *    thread held): a page it only reads stays shared with the parent, and
+ *    each page written costs the child a copy.
+ * L. raise (signal.c, which sends it to the calling green thread) is also a
+ *    switch point (init.c, note D): a thread raising a signal in a loop
+ *    calls nothing else the shim sees (CPython's test_signal raises SIGUSR1
+ *    in a loop in a thread holding the interpreter lock, while the thread
+ *    waiting for the lock needs its 5 ms timer to fire to ask for it).
  */
 #include "thread.h"
 
@@ -200,7 +208,7 @@ struct thr {
 
 #define NREG 256
 static struct {
-  atomic_flag lock;
+  atomic_bool lock;
   struct thr *head;
 } registry[NREG];
 
@@ -208,11 +216,11 @@ static unsigned reg_index(kz_green_t id) { return (unsigned)(id ^ id >> 17) % NR
 
 static void reg_lock(unsigned i)
 {
-  while (atomic_flag_test_and_set_explicit(&registry[i].lock, memory_order_acquire))
+  while (atomic_exchange_explicit(&registry[i].lock, true, memory_order_acquire))
     RT(sched_yield)();
 }
 
-static void reg_unlock(unsigned i) { atomic_flag_clear_explicit(&registry[i].lock, memory_order_release); }
+static void reg_unlock(unsigned i) { atomic_store_explicit(&registry[i].lock, false, memory_order_release); }
 
 static void reg_add(struct thr *t)
 {
@@ -1141,8 +1149,9 @@ static void once_atfork_child(void)
 {
   struct kz__hub *hub = kz__tls_hub;
   atomic_fetch_add(&fork_generation, 4);
-  for (unsigned i = 0; i < NREG; i++)
-    atomic_flag_clear(&registry[i].lock);
+  for (unsigned i = 0; i < NREG; i++) /* written only if held: note K */
+    if (atomic_load_explicit(&registry[i].lock, memory_order_relaxed))
+      atomic_store_explicit(&registry[i].lock, false, memory_order_relaxed);
   if (hub && hub->current && kz_shim.ready && (kz_shim.patch & KZ_PATCH_THREAD))
     leave_behind(hub);
   if (hub && hub->main)
@@ -1160,7 +1169,7 @@ __attribute__((constructor)) static void thread_family_init(void)
 
 static void futex_wake_all(_Atomic int *word)
 {
-  syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+  kz__syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
 /* The routine was cancelled: let another thread run it. */
@@ -1189,7 +1198,7 @@ static void once_wait(_Atomic int *word, int v)
   if (kz__self())
     kz_sync_wait(word, once_changed, &ctx, -1, 0, false, "pthread_once");
   else
-    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, v, NULL, NULL, 0);
+    kz__syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, v, NULL, NULL, 0);
 }
 
 EXPORT int pthread_once(pthread_once_t *once, void (*init)(void))

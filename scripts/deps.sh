@@ -1,7 +1,7 @@
 # scripts/deps.sh: the Debian packages kudzu builds, tests and benchmarks with.
 # Sourced by scripts/test, scripts/demo and scripts/bench.
 
-KUDZU_DEPS=(cmake make gcc libc6-dev pkg-config libev-dev libunwind-dev libzydis-dev libcriterion-dev valgrind gdb
+KUDZU_DEPS=(cmake make gcc libc6-dev pkg-config libev-dev libunwind-dev libzydis-dev liburing-dev libcriterion-dev valgrind gdb
             python3 musl-tools curl socat redis-server redis-tools memcached libmemcached-tools gnuplot-nox
             libpython3.11-testsuite default-jre-headless)
 

@@ -18,8 +18,15 @@
  *                           handlers ran
  *   cancel                  a thread in F_SETLKW is cancelled: it ends, and
  *                           the lock was not taken for it
+ *   eintr_busy restart_busy eintr and restart while another thread exists
+ *                           (parked in a read): under the launcher the call
+ *                           then waits on a worker, alone on its own thread
+ *   alone                   the main thread, the only one, waits in flock:
+ *                           one OS thread, as natively (the call is made on
+ *                           it, in the kernel, not handed to a worker)
  */
 #include "check.h"
+#include <dirent.h>
 #include <fcntl.h>
 #include <mqueue.h>
 #include <poll.h>
@@ -149,6 +156,27 @@ static bool is_lock(void)
          !strcmp(mode, "lockf");
 }
 
+/* The OS threads of this process. */
+static int os_threads(void)
+{
+  DIR *d = opendir("/proc/self/task");
+  struct dirent *e;
+  int n = 0;
+  CHECK(d != NULL);
+  while ((e = readdir(d)))
+    n += e->d_name[0] != '.';
+  closedir(d);
+  return n;
+}
+
+/* A thread that reads one byte from the pipe *arg. */
+static void *read_one(void *arg)
+{
+  char c;
+  CHECK(read(*(int *)arg, &c, 1) == 1);
+  return NULL;
+}
+
 int main(int argc, char **argv)
 {
   pthread_t t;
@@ -165,10 +193,25 @@ int main(int argc, char **argv)
   CHECK((fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600)) >= 0);
   CHECK(write(fd, "x", 1) == 1);
 
-  if (!strcmp(mode, "eintr") || !strcmp(mode, "restart")) {
-    struct sigaction sa = {.sa_handler = on_usr1, .sa_flags = !strcmp(mode, "restart") ? SA_RESTART : 0};
-    int lfd = open(path, O_RDWR), rc;
+  if (!strcmp(mode, "alone")) {
+    int lfd = open(path, O_RDWR);
+    mode = "flock";
+    pid = holder(&go, 2); /* lets go by itself, after three signals */
+    signal(SIGUSR1, SIG_IGN);
+    CHECK(lfd >= 0 && flock(lfd, LOCK_EX) == 0);
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(os_threads() == 1);
+    puts("alone: flock took the lock on the program's one OS thread");
+  } else if (!strncmp(mode, "eintr", 5) || !strncmp(mode, "restart", 7)) {
+    struct sigaction sa = {.sa_handler = on_usr1, .sa_flags = !strncmp(mode, "restart", 7) ? SA_RESTART : 0};
+    int lfd = open(path, O_RDWR), rc, idle[2];
+    bool busy = strstr(mode, "_busy") != NULL;
+    pthread_t other;
     CHECK(sigaction(SIGUSR1, &sa, NULL) == 0 && lfd >= 0);
+    if (busy) { /* another thread, parked in a read for the whole wait */
+      CHECK(pipe(idle) == 0 && pthread_create(&other, NULL, read_one, &idle[0]) == 0);
+      usleep(1000);
+    }
     mode = "flock";
     pid = holder(&go, sa.sa_flags & SA_RESTART ? 2 : 1);
     if (sa.sa_flags & SA_RESTART) {
@@ -183,6 +226,8 @@ int main(int argc, char **argv)
       puts("eintr: flock failed with EINTR and took nothing");
     }
     CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    if (busy)
+      CHECK(write(idle[1], "x", 1) == 1 && pthread_join(other, NULL) == 0);
   } else if (!strcmp(mode, "cancel")) {
     mode = "fcntl"; /* F_SETLKW is a cancellation point (flock is not) */
     pid = holder(&go, 0);

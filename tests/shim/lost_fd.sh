@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# lost_fd.sh LAUNCHER HELPER: a program that closes the runtime's
-# descriptors with a raw system call works natively; under the launcher it
+# lost_fd.sh LAUNCHER HELPER ARG: a program that closes the runtime's
+# descriptors with the system call instruction works natively; under the launcher it
 # stops with a message naming the descriptor, by SIGABRT, without libev's
 # assertion.
 set -u
 launcher=$1 helper=$2
-out=$("$helper" 2>&1) || { echo "FAIL: natively: $out"; exit 1; }
+out=$("$helper" "$3" 2>&1) || { echo "FAIL: natively: $out"; exit 1; }
 echo "native: $out"
-out=$("$launcher" "$helper" 2>&1); rc=$?
+out=$("$launcher" "$helper" "$3" 2>&1); rc=$?
 echo "kudzu (exit $rc): $out"
 [ $rc -eq 134 ] || { echo "FAIL: expected SIGABRT (134)"; exit 1; }
 echo "$out" | grep -q "kudzu: the runtime's descriptor [0-9]* (a hub's .*) was closed or replaced behind its back" \
