@@ -256,11 +256,10 @@ static void post(struct kz__hub *hub)
    this returns unless the OS thread blocks it. */
 static void send_self(struct kz__hub *hub, struct kz_green *g, int sig, siginfo_t *info)
 {
-  pid_t pid = getpid(), tid = (pid_t)kz__syscall(SYS_gettid);
   hub->sig.direct = g;
   hub->sig.direct_sig = sig;
-  if (!info || kz__syscall(SYS_rt_tgsigqueueinfo, pid, tid, sig, info) != 0)
-    kz__syscall(SYS_tgkill, pid, tid, sig);
+  if (!info || kz__syscall(SYS_rt_tgsigqueueinfo, getpid(), (pid_t)kz__syscall(SYS_gettid), sig, info) != 0)
+    REAL(raise)(sig); /* glibc's: a debugger stops in raise, as natively */
   hub->sig.direct = NULL;
 }
 
