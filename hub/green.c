@@ -72,6 +72,8 @@ struct kz_green *kz__green_main(struct kz__hub *hub)
   strcpy(g->name, "main");
   kz__list_push(&hub->all, &g->all);
   hub->nlive = 1;
+  hub->sig.os = kz__sigmask_os_read(); /* what the OS thread blocks... */
+  kz__sigmask_adopt(g, hub->sig.os);    /* ...becomes its own mask */
   return g;
 }
 
@@ -132,6 +134,7 @@ struct kz_green *kz__spawn(struct kz__hub *hub, kz_fn fn, void *arg,
   g->stack = st;
   g->waiting.kind = KZ__WAIT_NONE;
   g->ext = NULL;
+  g->sig = (struct kz__green_sig){0}; /* follows the main one's mask (kz__sig_owner) */
 #ifdef KZ_ASAN
   g->asan_fake = NULL;
   g->asan_bottom = NULL;
@@ -182,6 +185,7 @@ static struct kz__hub *finish(struct kz__hub *hub, struct kz_green *g, void *res
   kz__waitq_wake_all(&g->joiners, 0);
   kz__list_remove(&g->all);
   hub->nlive--;
+  kz__sig_leave(hub, g);
   if (hub->nlive == 1)
     kz__waitq_wake_all(&hub->quiesce, 0);
   if (g->flags & KZ__G_DETACHED)

@@ -10,6 +10,7 @@
 #define KZ_INTERNAL_H
 
 #include <errno.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdatomic.h>
@@ -116,6 +117,19 @@ struct kz__stack {
   uint8_t user;    /* supplied by the program: never freed by kudzu */
 };
 
+/* A green thread's signals (sigmask.c; the shim's preload/signal.c acts on
+   them).  Signal s is bit s-1, as in the kernel's mask. */
+struct kz__green_sig {
+  uint64_t mask;     /* the signals it blocks, if own (kz__sig_owner) */
+  uint64_t pend;     /* sent to it (pthread_kill) while it blocks them, if own */
+  uint32_t park;     /* bumped at each park of an interposed call (signal.c) */
+  uint32_t req;      /* park a handler interrupted (EINTR to give), 0: none */
+  uint32_t handled;  /* handlers run on its behalf (pause, sigsuspend) */
+  uint64_t waiting;  /* signals it waits for in sigwait and the like */
+  uint8_t intr;      /* enum kz_shim_intr of the call it is parked in, 0: none */
+  uint8_t own;       /* a thread with a mask of its own; else mask and pend are unused */
+};
+
 /* Green thread states (enum kz_state) plus the internal ones. */
 enum {
   KZ__S_READY = 16, /* started and in the run queue */
@@ -152,6 +166,7 @@ struct kz_green {
   struct kz__link done_hooks; /* struct kz__done_hook, run when it finishes */
   struct kz__stack stack;     /* its stack (none for the main green thread) */
   void *ext;                  /* per-green data of the shim (pthread emulation) */
+  struct kz__green_sig sig;   /* its own signal mask (sigmask.c) */
 #ifdef KZ_ASAN
   void *asan_fake;            /* ASan fake stack while switched out */
   const void *asan_bottom;    /* stack bounds for the fiber API */
@@ -186,6 +201,27 @@ struct kz__hub_watch {
   bool reported;                /* this stall has been reported */
   struct kz__post dump;         /* the dump message (runs kz_dump on the hub) */
   _Atomic bool dump_queued;     /* dump is posted and has not run yet */
+};
+
+/* The signal masks of a hub's green threads, summed up (sigmask.c), and
+   the shim's deliveries of signals to them (preload/signal.c). */
+struct kz__hub_sig {
+  uint32_t block[64];        /* per signal (index s-1): how many of them block it */
+  uint32_t n;                /* how many are counted: the threads (sig.own) not finished */
+  uint32_t nmasked;          /* how many of them have a mask that is not empty */
+  uint64_t os;               /* what sigmask.c has blocked on the OS thread */
+  uint64_t keep;             /* what the shim keeps blocked there besides (signal waits) */
+  uint32_t held[64];         /* per signal: green threads waiting for it (preload/sigwait.c) */
+  /* delivery, preload/signal.c */
+  struct kz__post post;      /* runs the deliveries below on the hub context */
+  _Atomic int posted;        /* post is in the mailbox */
+  _Atomic uint64_t deferred; /* signals taken by a handler and held for the hub context */
+  kz_green_t deferred_to[64]; /* the green thread each is for, 0: any that takes it */
+  siginfo_t info[64];        /* what came with each */
+  kz_green_t wake[16];       /* green threads a handler interrupted (a hint: sig.req) */
+  volatile unsigned nwake;   /* entries in wake; more: look at every green thread */
+  struct kz_green *direct;   /* who a signal sent to this very thread is for */
+  int direct_sig;            /* that signal */
 };
 
 struct kz__fdtab; /* io.c */
@@ -232,6 +268,7 @@ struct kz__hub {
   void *dying;                  /* a finished green thread's struct to release */
   uint64_t nspawned;            /* for default names */
   void *altstack;               /* sigaltstack installed for this thread, or NULL */
+  struct kz__hub_sig sig;       /* its green threads' masks, and the OS thread's (sigmask.c) */
 #ifdef KZ_ASAN
   void *asan_fake;
   const void *asan_bottom;
@@ -328,6 +365,60 @@ KZ_INTERNAL void kz__hub_post(struct kz__hub *hub, struct kz__post *p);
    only. */
 KZ_INTERNAL void kz__hub_hold(struct kz__hub *hub);
 KZ_INTERNAL void kz__hub_unhold(struct kz__hub *hub);
+
+/* ---- Signal masks (sigmask.c) ---------------------------------------------------- */
+
+/* A thread has its own mask (g->sig.mask, g->sig.own): the main green thread
+   and each green thread made by the shim's pthread_create.  Green threads
+   spawned through the API are not threads: they share the main green
+   thread's (as without the shim they share the OS thread's).  The OS thread
+   blocks the signals that every thread of its hub blocks, plus
+   hub->sig.keep, never the runtime's own (sigmask.c, note A).  All hub
+   thread only. */
+
+/* Add (by 1) or take (by -1) mask's signals to or from hub's counts. */
+KZ_INTERNAL void kz__sigmask_count(struct kz__hub *hub, uint64_t mask, int by);
+/* kz__sig_leave's slow half. */
+KZ_INTERNAL void kz__sigmask_leave(struct kz__hub *hub, struct kz_green *g);
+
+/* The green thread whose mask g follows: itself, or its hub's main one. */
+static inline struct kz_green *kz__sig_owner(struct kz_green *g)
+{
+  return g->sig.own ? g : g->hub->main;
+}
+
+/* Green thread g of hub finishes (or is left behind in a fork child): its
+   mask counts no more, and the OS thread may block what all the others
+   block.  Costs a test unless it had a mask of its own while some thread
+   of the hub has one that is not empty. */
+static inline void kz__sig_leave(struct kz__hub *hub, struct kz_green *g)
+{
+  if (!g->sig.own)
+    return;
+  hub->sig.n--;
+  if (KZ_UNLIKELY(hub->sig.nmasked != 0))
+    kz__sigmask_leave(hub, g);
+}
+
+/* Green thread g (just made, on the calling hub) becomes a thread with a
+   mask of its own, mask (its creator's); the main green thread of a new
+   hub takes the OS thread's (kz__sigmask_os_read). */
+KZ_INTERNAL void kz__sigmask_adopt(struct kz_green *g, uint64_t mask);
+/* The calling OS thread's mask, from the kernel. */
+KZ_INTERNAL uint64_t kz__sigmask_os_read(void);
+/* Give g's owner (kz__sig_owner) the mask mask: counts, then the OS
+   thread's mask (a system call only when that changes).  A signal the OS
+   thread unblocks that is pending for the process is delivered before
+   this returns, as natively. */
+KZ_INTERNAL void kz__sigmask_set(struct kz_green *g, uint64_t mask);
+/* Add add to hub->sig.keep and take drop from it, then bring the OS
+   thread's mask in line. */
+KZ_INTERNAL void kz__sigmask_keep(struct kz__hub *hub, uint64_t add, uint64_t drop);
+/* Count the unfinished threads of hub again (a fork child, whose other
+   threads were left behind), and bring the OS thread's mask in line. */
+KZ_INTERNAL void kz__sigmask_recount(struct kz__hub *hub);
+/* The OS thread's mask as it should be now. */
+KZ_INTERNAL uint64_t kz__sigmask_want(const struct kz__hub *hub);
 
 /* The hub context's main loop (hub.c); entered on the hub stack, never
    returns. */

@@ -4,8 +4,8 @@
  * The contract.
  * - Which calls: every libc function that libkudzu needs and that
  *   libkudzu-preload also defines (kudzu-preload.map).  Nothing else: a
- *   function the shim does not interpose (pthread_mutex_init,
- *   pthread_sigmask, mmap...) is called by name.
+ *   function the shim does not interpose (pthread_mutex_init, mmap...) is
+ *   called by name; the signal mask is changed with raw system calls.
  * - Why: a call by name from libkudzu.so would reach the shim's interposer
  *   first (note A), so the runtime's own locks, threads, keys, diagnostics
  *   output and signal handlers would be the program's: green waits, wrapped
@@ -75,6 +75,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -181,15 +182,15 @@ int kz__os_wait(pthread_cond_t *c, pthread_mutex_t *m, double deadline)
 
 int kz__os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
 {
-  sigset_t all, old;
+  uint64_t all = ~0ull, old;
   int r;
-  sigfillset(&all);
   /* The new thread inherits the mask: the runtime's threads take no signal,
      so handlers run on the program's own threads and their blocking calls
-     are never interrupted with EINTR. */
-  pthread_sigmask(SIG_SETMASK, &all, &old);
+     are never interrupted with EINTR.  Raw system calls: pthread_sigmask is
+     the shim's, for green threads' own masks (sigmask.c). */
+  kz__syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, sizeof all);
   r = OS(pthread_create)(t, NULL, fn, arg);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  kz__syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, sizeof old);
   return -r;
 }
 

@@ -157,7 +157,6 @@ __attribute__((constructor(101))) static void kz_shim_init(void)
     kz__say("cannot create the main thread's hub (%s); running unpatched", strerror(-err));
     return;
   }
-  kz_shim_signal_init(hub);
   if (kz_shim.stats) { /* note C */
     int fd = kz__rtfd_adopt(REAL(fcntl)(2, F_DUPFD_CLOEXEC, 3));
     stats_fd = fd >= 0 ? fd : 2;

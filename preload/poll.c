@@ -16,16 +16,19 @@
  * B. An epoll instance is itself a descriptor that becomes readable when one
  *    of its members is ready, so epoll_wait waits on it like on a socket.
  * C. ppoll/pselect/epoll_pwait take a signal mask for the duration of the
- *    wait; on one OS thread shared by many green threads that mask cannot be
- *    installed while parked, so it is applied only to the kernel's own
- *    zero-timeout queries.  Documented in docs/SHIM.md.
+ *    call: it becomes the green thread's own mask until the call returns
+ *    (signal.c), as the kernel installs it for the thread, and the call
+ *    fails with EINTR once a handler ran for the green thread meanwhile
+ *    (also one for a pending signal the mask unblocks, handled as the mask
+ *    is set).  The kernel's own zero-timeout queries then take no mask.
  * D. A pollfd asking for no events still reports errors and hang-ups; the
  *    hub can only watch for readability to learn of them, so such entries
  *    wait for readability (a spurious wake-up just asks the kernel again).
  *    Output-only entries wait for writability only: waiting for input too
  *    would wake, and spin, on data the program is not reading yet.
  * E. Waits here are never restarted after a signal handler, as natively
- *    (signal(7)): the main green thread's wait fails with EINTR.
+ *    (signal(7)): the wait of the green thread the handler ran for fails
+ *    with EINTR.
  */
 #include "shim.h"
 
@@ -67,38 +70,76 @@ static int park_fds(struct kz__fdev *v, int n, double deadline)
   return r;
 }
 
-/* Park until one of fds may be ready; 0, or -1 with errno. */
+/* Park until one of fds may be ready; 0, or park_fds's -errno. */
 static int wait_pollfds(struct pollfd *fds, nfds_t n, double deadline)
 {
   struct kz__fdev stackv[16], *v = stackv;
   int r;
-  if (n > 16 && !(v = malloc(sizeof *v * n))) {
-    errno = ENOMEM;
-    return -1;
-  }
+  if (n > 16 && !(v = malloc(sizeof *v * n)))
+    return -ENOMEM;
   for (nfds_t i = 0; i < n; i++)
     v[i] = (struct kz__fdev){.fd = fds[i].fd, .events = to_events(fds[i].events)};
   r = park_fds(v, (int)n, deadline);
   if (v != stackv)
     free(v);
-  kz_shim_cancel_point(r);
-  if (r < 0) {
-    errno = -r;
+  return r;
+}
+
+/* The signal mask of a call that takes one (note C). */
+struct call_mask {
+  const sigset_t *mask; /* the call's, or NULL */
+  uint64_t old;         /* the green thread's own before the call */
+  uint32_t handled;     /* its handlers run before the call */
+};
+
+static void mask_begin(struct call_mask *m, const sigset_t *mask)
+{
+  struct kz_green *g = kz__self();
+  m->mask = mask;
+  if (mask) {
+    m->handled = g->sig.handled;
+    m->old = kz_shim_sigmask_set(g, kz_shim_sigmask_of(mask));
+  }
+}
+
+/* Has a handler run for the caller since mask_begin?  (-1 EINTR, else 0.) */
+static int mask_handled(const struct call_mask *m)
+{
+  if (m->mask && kz__self()->sig.handled != m->handled) {
+    errno = EINTR;
     return -1;
   }
   return 0;
 }
 
+static void mask_end(const struct call_mask *m)
+{
+  int e = errno;
+  if (m->mask)
+    kz_shim_sigmask_set(kz__self(), m->old);
+  errno = e;
+}
+
 static int poll_common(struct pollfd *fds, nfds_t n, double deadline, const sigset_t *mask)
 {
+  struct call_mask m;
+  int r;
+  mask_begin(&m, mask);
   for (;;) {
-    struct timespec zero = {0, 0};
-    int r = mask ? REAL(ppoll)(fds, n, &zero, mask) : REAL(poll)(fds, n, 0);
+    if ((r = mask_handled(&m)) < 0)
+      break;
+    r = REAL(poll)(fds, n, 0);
     if (r != 0 || (deadline >= 0 && kz__now() >= deadline))
-      return r;
-    if (wait_pollfds(fds, n, deadline) < 0)
+      break;
+    if ((r = wait_pollfds(fds, n, deadline)) < 0) {
+      mask_end(&m);
+      kz_shim_cancel_point(r); /* with the program's mask back */
+      errno = -r;
       return -1;
+    }
   }
+  mask_end(&m);
+  return r;
 }
 
 KZ_INTERPOSE(int, poll, (struct pollfd *fds, nfds_t n, int timeout), (fds, n, timeout))
@@ -232,20 +273,28 @@ KZ_INTERPOSE(int, pselect, (int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const 
 
 static int epoll_common(int epfd, struct epoll_event *ev, int max, double deadline, const sigset_t *mask)
 {
+  struct call_mask m;
+  int r;
+  mask_begin(&m, mask);
   for (;;) {
-    int r = mask ? REAL(epoll_pwait)(epfd, ev, max, 0, mask) : REAL(epoll_wait)(epfd, ev, max, 0);
+    if ((r = mask_handled(&m)) < 0)
+      break;
+    r = REAL(epoll_wait)(epfd, ev, max, 0);
     if (r != 0 || (deadline >= 0 && kz__now() >= deadline))
-      return r;
+      break;
     struct kz__fdev v = {.fd = epfd, .events = KZ_READ};
     r = park_fds(&v, 1, deadline); /* note B */
     if (r == 0 && v.revents < 0)
       r = v.revents;
-    kz_shim_cancel_point(r);
     if (r < 0) {
+      mask_end(&m);
+      kz_shim_cancel_point(r); /* with the program's mask back */
       errno = -r;
       return -1;
     }
   }
+  mask_end(&m);
+  return r;
 }
 
 static __attribute__((noinline)) int epoll_wait_in_green(int epfd, struct epoll_event *ev, int max, int timeout)

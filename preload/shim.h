@@ -92,6 +92,18 @@
   X(int, clock_nanosleep, (clockid_t, int, const struct timespec *, struct timespec *)) \
   X(int, fclose, (FILE *))                                                         \
   X(int, sigaction, (int, const struct sigaction *, struct sigaction *))           \
+  X(int, pthread_sigmask, (int, const sigset_t *, sigset_t *))                     \
+  X(int, sigprocmask, (int, const sigset_t *, sigset_t *))                         \
+  X(int, sigpending, (sigset_t *))                                                 \
+  X(int, raise, (int))                                                             \
+  X(int, sigblock, (int))                                                          \
+  X(int, sigsetmask, (int))                                                        \
+  X(int, siggetmask, (void))                                                       \
+  X(int, sighold, (int))                                                           \
+  X(int, sigrelse, (int))                                                          \
+  X(int, sigpause, (int))                                                          \
+  X(int, __xpg_sigpause, (int))                                                    \
+  X(int, __sigpause, (int, int))                                                   \
   X(int, sigwait, (const sigset_t *, int *))                                       \
   X(int, sigwaitinfo, (const sigset_t *, siginfo_t *))                             \
   X(int, sigtimedwait, (const sigset_t *, siginfo_t *, const struct timespec *))   \
@@ -222,6 +234,9 @@ int kz_shim_give_fd(int fd);
 /* Signal handlers running on this OS thread (signal.c): calls made from a
    handler pass straight through. */
 extern KZ_TLS int kz_shim_in_handler;
+/* The green thread a running handler was given to, when that is not the
+   running green thread (signal.c, note E), else NULL. */
+extern KZ_TLS struct kz_green *kz_shim_handler_for;
 
 /* Fairness (init.c, note D): every KZ_SHIM_FAIR_CALLS interposed calls
    made in green threads of an OS thread, the caller yields to the hub if
@@ -261,6 +276,8 @@ static inline void kz_shim_switch_point(void) { (void)shim_active(KZ_PATCH_THREA
 static inline struct kz_green *shim_identity(unsigned family)
 {
   struct kz_green *g = kz__self();
+  if (KZ_UNLIKELY(kz_shim_in_handler) && kz_shim_handler_for)
+    g = kz_shim_handler_for; /* a handler given to another green thread */
   if (!g || KZ_UNLIKELY(!kz_shim.ready) || !(kz_shim.patch & family))
     return NULL;
   return g;
@@ -298,28 +315,36 @@ void kz_fd_forget_range(unsigned first, unsigned last);
 
 /* ---- Signals (signal.c) ------------------------------------------------- */
 
-/* Interruptions by signal handlers go to this hub's main green thread. */
-void kz_shim_signal_init(struct kz__hub *hub);
-
 /* How a parked call reacts to a signal handler, natively (signal(7)). */
 enum kz_shim_intr {
   KZ_INTR_RESTART = 1, /* restarted after an SA_RESTART handler: read, accept... */
   KZ_INTR_ALWAYS = 2,  /* EINTR after any handler: sleeps, poll, timeouts */
 };
 
-/* Bracket every park of an interposed call: a signal handler that runs in
-   between may end the park with -EINTR (signal.c).  g is the caller. */
+/* Bracket every park of an interposed call: a signal handler given to g
+   (the caller) in between may end the park with -EINTR (signal.c). */
 void kz_shim_intr_begin(struct kz_green *g, int intr);
 void kz_shim_intr_end(struct kz_green *g);
 
-/* Wrapped handlers run so far in the process (for kz_shim_suspend). */
-unsigned long kz_shim_handled(void);
-/* Park green thread g (the caller, on the main hub) until a wrapped handler
-   runs that had not run when kz_shim_handled() returned since: pause and
-   sigsuspend.  Returns -EINTR (at once if one ran already), or -ECANCELED
-   (the caller then calls kz_shim_cancel_point once it holds nothing).
-   -EPERM on another hub: the caller blocks as natively.  May switch. */
-int kz_shim_suspend(struct kz_green *g, unsigned long since);
+/* Park green thread g (the caller) until a handler runs for it that had
+   not run when g->sig.handled was since: pause and sigsuspend.  Returns
+   -EINTR (at once if one ran already), or -ECANCELED (the caller then
+   calls kz_shim_cancel_point once it holds nothing).  May switch. */
+int kz_shim_suspend(struct kz_green *g, uint32_t since);
+
+/* Give green thread g (the caller) the signal mask mask, delivering what
+   was sent to it that it no longer blocks; returns its mask before. */
+uint64_t kz_shim_sigmask_set(struct kz_green *g, uint64_t mask);
+/* In a fork child, once the other threads are left behind: nothing
+   pending, the OS thread's mask from the masks of the threads left. */
+void kz_shim_signal_forked(struct kz__hub *hub);
+/* A sigset_t as a mask (signal s: bit s-1). */
+uint64_t kz_shim_sigmask_of(const sigset_t *set);
+
+/* Send sig to green thread id of hub, from any thread (pthread_kill):
+   pending for it while it blocks sig, else handled for it (signal.c, note
+   H).  0 or an error number (EINVAL); an unknown id is ignored. */
+int kz_shim_kill(struct kz__hub *hub, kz_green_t id, int sig);
 
 /* ---- Cancellation (init.c) -------------------------------------------------- */
 

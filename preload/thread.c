@@ -67,9 +67,9 @@
  *    Green threads wait for another's init routine in the wait table,
  *    real threads on a futex.
  * H. pthread_kill on a green thread: signal 0 checks that it exists; other
- *    signals go to its hub's OS thread, where the handler runs in whichever
- *    green thread is running.  pthread_sigmask is left alone: masks are per
- *    OS thread, shared by the green threads of a hub.
+ *    signals are for that green thread alone (signal.c, note H): pending
+ *    for it while it blocks them, then handled for it.  Each green thread
+ *    has its own signal mask (pthread_sigmask is signal.c's).
  * I. Identity in signal handlers.  A handler runs in the thread it
  *    interrupted, natively and here (on the green thread's own stack), so
  *    pthread_self, pthread_getspecific and pthread_setspecific answer for
@@ -105,12 +105,11 @@
  *    child's handler writes only what must change (a registry lock another
  *    thread held): a page it only reads stays shared with the parent, and
  *    each page written costs the child a copy.
- * L. raise is interposed only to be a switch point (init.c, note D): a
- *    thread raising a signal in a loop calls nothing else the shim sees
- *    (CPython's test_signal raises SIGUSR1 in a loop in a thread holding
- *    the interpreter lock, while the thread waiting for the lock needs its
- *    5 ms timer to fire to ask for it).
- *    threads it starts) ends the child with status 0, as natively.
+ * L. raise (signal.c, which sends it to the calling green thread) is also a
+ *    switch point (init.c, note D): a thread raising a signal in a loop
+ *    calls nothing else the shim sees (CPython's test_signal raises SIGUSR1
+ *    in a loop in a thread holding the interpreter lock, while the thread
+ *    waiting for the lock needs its 5 ms timer to fire to ask for it).
  * M. The safety net: where green threads cannot get TLS of their own
  *    (kz__tls_available says why: an unknown glibc layout, a symbol
  *    missing, a sanitizer build), note J holds for every module with
@@ -160,7 +159,6 @@
   X(int, pthread_getname_np, (pthread_t, char *, size_t))                                     \
   X(int, pthread_getattr_np, (pthread_t, pthread_attr_t *))                                   \
   X(int, pthread_kill, (pthread_t, int))                                                      \
-  X(int, raise, (int))                                                                        \
   X(int, pthread_sigqueue, (pthread_t, int, const union sigval))                              \
   X(int, pthread_cancel, (pthread_t))                                                         \
   X(int, pthread_setcancelstate, (int, int *))                                                \
@@ -763,6 +761,7 @@ EXPORT int pthread_create(pthread_t *out, const pthread_attr_t *attr, void *(*fn
     g->tp = t->tp; /* before it first runs: the switch loads it */
   }
   thr_attach(g, t);
+  kz__sigmask_adopt(g, kz__sig_owner(self)->sig.mask); /* a thread: its creator's mask, its own */
   *out = (pthread_t)g->id;
   return 0;
 }
@@ -1102,21 +1101,22 @@ static pthread_t os_thread_of(pthread_t t)
 
 EXPORT int pthread_kill(pthread_t t, int sig)
 {
+  struct kz_green *self = kz_thr_active(), *g = NULL;
+  struct kz__hub *hub;
   pthread_t os;
-  if (!kz_thr_is_green(t))
+  if (!kz_thr_is_green(t)) {
+    if (self && t == RT(pthread_self)()) /* the main green thread (note A) */
+      return kz_shim_kill(self->hub, self->hub->main->id, sig);
     return RT(pthread_kill)(t, sig);
-  if (!(os = os_thread_of(t)) && !kz__green_get((kz_green_t)t))
-    return ESRCH;
-  if (sig == 0)
-    return 0;
-  return RT(pthread_kill)(os ? os : RT(pthread_self)(), sig); /* note H */
-}
-
-/* The handler has run when it returns, as natively (note L). */
-EXPORT int raise(int sig)
-{
-  kz_shim_switch_point();
-  return RT(raise)(sig);
+  }
+  if (!reg_find((kz_green_t)t, &hub, &os)) {
+    if (!(g = kz__green_get((kz_green_t)t)))
+      return ESRCH;
+    hub = g->hub; /* spawned through the API */
+  }
+  if (sig < 0 || sig >= _NSIG)
+    return EINVAL;
+  return kz_shim_kill(hub, (kz_green_t)t, sig); /* note H */
 }
 
 EXPORT int pthread_sigqueue(pthread_t t, int sig, const union sigval value)
@@ -1257,6 +1257,8 @@ static void once_atfork_child(void)
       atomic_store_explicit(&registry[i].lock, false, memory_order_relaxed);
   if (hub && hub->current && kz_shim.ready && (kz_shim.patch & KZ_PATCH_THREAD))
     leave_behind(hub);
+  if (hub && hub->main)
+    kz_shim_signal_forked(hub); /* the masks of the threads that are left */
 }
 
 /* The family's start-up: the once generation follows forks, and the other

@@ -2,7 +2,8 @@
 # built without kudzu, run natively and under the launcher (both must pass
 # and print the same).  A failure may be a hang, in a process whose other
 # threads block every signal: timeout kills the whole process group.
-set(KUDZU_SIGNAL_HELPERS sig_raise sig_raise_spin sig_from_process sig_segv_resume sig_wait sig_timedwait sig_signalfd sig_suspend)
+set(KUDZU_SIGNAL_HELPERS sig_raise sig_raise_spin sig_from_process sig_segv_resume sig_wait sig_timedwait sig_signalfd sig_suspend
+    sig_mask_server sig_mask_kill sig_mask_eintr sig_mask_calls)
 set(_kz_helpers_dir ${PROJECT_SOURCE_DIR}/tests/helpers)
 foreach(h ${KUDZU_SIGNAL_HELPERS})
   add_executable(${h} ${_kz_helpers_dir}/${h}.c)
