@@ -195,7 +195,15 @@ int kz__os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
 }
 
 int kz__os_thread_join(pthread_t t, void **result) { return -OS(pthread_join)(t, result); }
-pthread_t kz__os_thread_self(void) { return OS(pthread_self)(); }
+/* The OS thread's own pthread_t, also from a green thread with TLS of its
+   own, whose thread pointer (what libc's pthread_self returns) is its own
+   descriptor (tls.c, note D): the OS thread's thread pointer is glibc's
+   pthread_t on x86-64. */
+pthread_t kz__os_thread_self(void)
+{
+  void *os = kz__tls_os_tp;
+  return os ? (pthread_t)os : OS(pthread_self)();
+}
 int kz__os_thread_detach(pthread_t t) { return -OS(pthread_detach)(t); }
 
 void kz__os_thread_exit(void *result)

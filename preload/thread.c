@@ -317,7 +317,7 @@ static struct thr *thr_new(struct kz_green *g)
   t->cancel_state = PTHREAD_CANCEL_ENABLE;
   t->cancel_type = PTHREAD_CANCEL_DEFERRED;
   t->hub = kz__hub();
-  t->os_thread = RT(pthread_self)();
+  t->os_thread = kz__os_thread_self();
   if (g)
     thr_attach(g, t);
   return t;
@@ -1105,7 +1105,7 @@ EXPORT int pthread_kill(pthread_t t, int sig)
   struct kz__hub *hub;
   pthread_t os;
   if (!kz_thr_is_green(t)) {
-    if (self && t == RT(pthread_self)()) /* the main green thread (note A) */
+    if (self && t == kz__os_thread_self()) /* the main green thread (note A) */
       return kz_shim_kill(self->hub, self->hub->main->id, sig);
     return RT(pthread_kill)(t, sig);
   }
@@ -1135,7 +1135,7 @@ EXPORT pthread_t pthread_self(void)
 {
   struct kz_green *g = identity();
   if (!g || (g->flags & KZ__G_MAIN))
-    return RT(pthread_self)();
+    return kz__os_thread_self();
   return (pthread_t)g->id;
 }
 
@@ -1165,7 +1165,7 @@ EXPORT int pthread_getattr_np(pthread_t t, pthread_attr_t *attr)
   if (!kz_thr_is_green(t))
     return RT(pthread_getattr_np)(t, attr);
   if (!(g = kz__green_get((kz_green_t)t)) || (g->flags & KZ__G_MAIN))
-    return g ? RT(pthread_getattr_np)(RT(pthread_self)(), attr) : ESRCH;
+    return g ? RT(pthread_getattr_np)(kz__os_thread_self(), attr) : ESRCH;
   pthread_attr_init(attr);
   pthread_attr_setstack(attr, g->stack.base, g->stack.size);
   pthread_attr_setguardsize(attr, g->stack.user ? 0 : (size_t)sysconf(_SC_PAGESIZE));
