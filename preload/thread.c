@@ -308,6 +308,17 @@ static void thr_attach(struct kz_green *g, struct thr *t)
   reg_add(t);
 }
 
+/* The OS thread's own pthread_t, also from a green thread with TLS of its
+   own, whose thread pointer (what libc's pthread_self returns) is its own
+   descriptor (hub/tls.c, note D).  Through the shim's table, not
+   libkudzu's: this runs in constructors, where libkudzu's table would be
+   filled with a dlopen, which may call a malloc still being set up. */
+static pthread_t os_self(void)
+{
+  void *os = kz__tls_os_tp;
+  return os ? (pthread_t)os : RT(pthread_self)();
+}
+
 /* A new record, for green thread g if not NULL (on the calling hub). */
 static struct thr *thr_new(struct kz_green *g)
 {
@@ -317,7 +328,7 @@ static struct thr *thr_new(struct kz_green *g)
   t->cancel_state = PTHREAD_CANCEL_ENABLE;
   t->cancel_type = PTHREAD_CANCEL_DEFERRED;
   t->hub = kz__hub();
-  t->os_thread = kz__os_thread_self();
+  t->os_thread = os_self();
   if (g)
     thr_attach(g, t);
   return t;
@@ -1105,7 +1116,7 @@ EXPORT int pthread_kill(pthread_t t, int sig)
   struct kz__hub *hub;
   pthread_t os;
   if (!kz_thr_is_green(t)) {
-    if (self && t == kz__os_thread_self()) /* the main green thread (note A) */
+    if (self && t == os_self()) /* the main green thread (note A) */
       return kz_shim_kill(self->hub, self->hub->main->id, sig);
     return RT(pthread_kill)(t, sig);
   }
@@ -1135,7 +1146,7 @@ EXPORT pthread_t pthread_self(void)
 {
   struct kz_green *g = identity();
   if (!g || (g->flags & KZ__G_MAIN))
-    return kz__os_thread_self();
+    return os_self();
   return (pthread_t)g->id;
 }
 
@@ -1165,7 +1176,7 @@ EXPORT int pthread_getattr_np(pthread_t t, pthread_attr_t *attr)
   if (!kz_thr_is_green(t))
     return RT(pthread_getattr_np)(t, attr);
   if (!(g = kz__green_get((kz_green_t)t)) || (g->flags & KZ__G_MAIN))
-    return g ? RT(pthread_getattr_np)(kz__os_thread_self(), attr) : ESRCH;
+    return g ? RT(pthread_getattr_np)(os_self(), attr) : ESRCH;
   pthread_attr_init(attr);
   pthread_attr_setstack(attr, g->stack.base, g->stack.size);
   pthread_attr_setguardsize(attr, g->stack.user ? 0 : (size_t)sysconf(_SC_PAGESIZE));
