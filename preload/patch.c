@@ -92,7 +92,10 @@
  *    handling, programs' libraries), nanosleep/clock_nanosleep (sleep,
  *    usleep, thrd_sleep), send/sendto/sendmsg/connect (syslog, the
  *    resolver and nscd client, rcmd), recv/recvfrom/recvmsg/accept (the
- *    same).  The _nocancel variants of read and write are note J's; the
+ *    same), socket (if_nameindex, getifaddrs, the resolver, syslog: libc
+ *    closes these sockets itself, where the shim cannot see, so the number
+ *    of the next one may still be watched by the hub from a wait of the
+ *    last one; seen created, it is forgotten there first: fd.c, note E).  The _nocancel variants of read and write are note J's; the
  *    others (__open_nocancel, __pread64_nocancel...) reach files, which are
  *    always ready, and are left alone.
  * H. libc's internal locks (lll_lock: syslog's, a stream's when another OS
@@ -219,7 +222,7 @@ static const struct site sites[] = {
     SITE(send),     SITE(recvfrom), SITE(sendto),  SITE(recvmsg),  SITE(sendmsg),
     SITE(recvmmsg), SITE(sendmmsg), SITE(accept),  SITE(accept4),  SITE(connect),
     SITE(poll),     SITE(ppoll),    SITE(select),  SITE(pselect),  SITE(nanosleep),
-    SITE(clock_nanosleep),
+    SITE(clock_nanosleep), SITE(socket),
 };
 #define NSITES (sizeof sites / sizeof *sites)
 
