@@ -201,6 +201,9 @@ struct kz__hub_watch {
   bool reported;                /* this stall has been reported */
   struct kz__post dump;         /* the dump message (runs kz_dump on the hub) */
   _Atomic bool dump_queued;     /* dump is posted and has not run yet */
+  double dump_at;               /* kz__now() when it was posted */
+  uint64_t dump_pass;           /* hub->pass then */
+  bool dump_late;               /* the hub has been reported as not running it */
 };
 
 /* The signal masks of a hub's green threads, summed up (sigmask.c), and

@@ -15,7 +15,9 @@
  *     handler prints the running green thread's name and a backtrace of what
  *     it is doing;
  *   - the dump signal makes every hub write kz_dump() to stderr the next time
- *     it runs (a blocked hub is reported as such at once).
+ *     it runs (a blocked hub is reported as such at once; one that has not
+ *     run DUMP_WAIT after the request is reported then, with a backtrace of
+ *     what it does instead, as the monitor reports one: note H).
  *
  * Notes.
  * A. Watching costs the hub nothing it did not do anyway: the monitor reads
@@ -51,6 +53,13 @@
  *    monitor, which nothing joins and no signal reaches, would keep it
  *    running (as a zombie main thread) forever.  So it ends then
  *    (kz__monitor_main_left, from worker.c's note G), and is not restarted.
+ * H. A dump request is most wanted when a program seems stuck, and a hub
+ *    whose green thread computes without yielding never runs the dump: with
+ *    the dump signal alone, nothing at all was printed.  So a hub that has
+ *    made no loop pass, outside libev, DUMP_WAIT seconds after its dump was
+ *    posted is reported once, and its thread signalled for a backtrace of
+ *    the running green thread (BT_SIGNAL's handler is installed along with
+ *    the dump signal's).
  */
 #include "internal.h"
 
@@ -74,6 +83,7 @@
 #define BT_SIGNAL (SIGRTMAX - 2) /* note B */
 #define BT_FRAMES 32
 #define DUMP_TICK 1.0 /* seconds between checks when only the dump signal is set */
+#define DUMP_WAIT 1.0 /* a hub that has not run a dump after this long is reported (note H) */
 
 KZ_INTERNAL const char *kz__green_name(struct kz_green *g, char buf[24]);
 
@@ -171,9 +181,30 @@ static void dump_all(double now)
     if (w->reported)
       kz__say("monitor: the hub of OS thread %d is blocked (%.3f s); its dump follows when it runs",
               (int)w->tid, now - w->seen_at);
-    if (!atomic_exchange_explicit(&w->dump_queued, true, memory_order_acq_rel))
+    if (!atomic_exchange_explicit(&w->dump_queued, true, memory_order_acq_rel)) {
+      w->dump_at = now;
+      w->dump_pass = __atomic_load_n(&hub->pass, __ATOMIC_RELAXED);
+      w->dump_late = w->reported;
       kz__hub_post(hub, &w->dump);
+    }
   }
+}
+
+/* A hub that has not run its dump DUMP_WAIT after the request (note H). */
+static void dump_late(struct kz__hub *hub, double now)
+{
+  struct kz__hub_watch *w = &hub->watch;
+  if (w->dump_late || !atomic_load_explicit(&w->dump_queued, memory_order_acquire) ||
+      now - w->dump_at < DUMP_WAIT || __atomic_load_n(&hub->in_loop, __ATOMIC_RELAXED) ||
+      __atomic_load_n(&hub->pass, __ATOMIC_RELAXED) != w->dump_pass)
+    return;
+  w->dump_late = true;
+  kz__say("monitor: the hub of OS thread %d has not run for %.3f s since the dump request "
+          "(a green thread computes without yielding, or a call blocks the OS thread); "
+          "its dump follows when it runs",
+          (int)w->tid, now - w->dump_at);
+  if (bt_ours())
+    kz__syscall(SYS_tgkill, getpid(), w->tid, BT_SIGNAL);
 }
 
 /* ---- Watching (note A) --------------------------------------------------------- */
@@ -235,6 +266,9 @@ static void *monitor_main(void *arg)
       dumps = d;
       dump_all(now);
     }
+    if (mon.dump_signal)
+      for (struct kz__link *l = mon.hubs.next; l != &mon.hubs; l = l->next)
+        dump_late(kz__container_of(l, struct kz__hub, watch.link), now);
     kz__os_unlock(&mon.lock);
     monitor_sleep(dumps, tick);
   }
@@ -284,7 +318,7 @@ static void install_bt_handler(void)
 
 int kz_monitor(double max_blocking, int dump_signal)
 {
-  int r = 0;
+  int r = 0, had_dump;
   if (max_blocking != max_blocking ||
       (max_blocking > 0 && (max_blocking < KZ__MONITOR_MIN || max_blocking > KZ__MONITOR_MAX)) ||
       dump_signal < 0 || dump_signal >= NSIG ||
@@ -294,9 +328,11 @@ int kz_monitor(double max_blocking, int dump_signal)
     return -1;
   }
   kz__os_lock(&mon.lock);
+  had_dump = mon.dump_signal;
   if ((r = set_dump_signal(dump_signal)) < 0)
     goto out;
-  if (max_blocking > 0 && mon.threshold <= 0)
+  /* when the first of the two starts: the dump signal wants backtraces too (note H) */
+  if ((max_blocking > 0 || dump_signal) && mon.threshold <= 0 && !had_dump)
     install_bt_handler();
   mon.threshold = max_blocking > 0 ? max_blocking : 0;
   if (mon.threshold > 0 || mon.dump_signal)

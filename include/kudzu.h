@@ -219,7 +219,9 @@ KZ_API int kz_dump(int fd);
  * that blocks the OS thread) is reported on stderr once per stall, with the
  * running green thread's name and a backtrace; <= 0 stops watching.
  * dump_signal > 0: that signal makes every hub write kz_dump() to stderr the
- * next time it runs; 0 removes the handler.  The environment does the same
+ * next time it runs (a hub that has not run it a second later is reported,
+ * with the running green thread's name and a backtrace); 0 removes the
+ * handler.  The environment does the same
  * at the first hub's creation: KUDZU_MONITOR=SECONDS, KUDZU_DUMP_SIGNAL=USR2
  * (a name, RTMIN+N or a number).  Backtraces use signal SIGRTMAX-2.  Returns
  * 0, or -1 with EINVAL (max_blocking NaN or out of range, a signal that

@@ -5,6 +5,11 @@
  *                a single blocking call, while a thread named "ticker"
  *                sleeps in 10 ms steps; both are joined, exit 0.  Under the
  *                launcher with --monitor, the hub is blocked for 0.6 s.
+ *   stall spin-until-usr1  a thread named "spinner" prints "spinning", then
+ *                computes without a single blocking call until a SIGUSR1
+ *                handler sets a flag; joined, main sleeps 10 ms, exit 0.
+ *                Under the launcher with --dump-signal, the hub cannot run
+ *                a dump while the thread spins, and runs it in main's sleep.
  *   stall wait   three threads named "waiter-1".."waiter-3" block reading a
  *                pipe; "ready" is printed; when stdin reaches end of file the
  *                pipe is closed, they finish, exit 0.  Under the launcher with
@@ -17,6 +22,7 @@
 
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -36,6 +42,32 @@ static void *spinner(void *arg)
   (void)arg;
   pthread_setname_np(pthread_self(), "spinner");
   spin_without_yielding(0.6);
+  return NULL;
+}
+
+static volatile sig_atomic_t usr1_seen;
+
+static void on_usr1(int sig)
+{
+  (void)sig;
+  usr1_seen = 1;
+}
+
+/* Kept out of line, under its own name, so that a backtrace shows it. */
+__attribute__((noinline)) static void spin_until_signalled(void)
+{
+  while (!usr1_seen)
+    for (int i = 0; i < 1000; i++)
+      sink += (uint64_t)i * 2654435761u;
+}
+
+static void *signalled_spinner(void *arg)
+{
+  (void)arg;
+  pthread_setname_np(pthread_self(), "spinner");
+  printf("spinning\n");
+  fflush(stdout);
+  spin_until_signalled();
   return NULL;
 }
 
@@ -69,6 +101,14 @@ int main(int argc, char **argv)
     CHECK(pthread_create(&t[1], NULL, spinner, NULL) == 0);
     for (int i = 0; i < 2; i++)
       CHECK(pthread_join(t[i], NULL) == 0);
+    return 0;
+  }
+  if (!strcmp(argv[1], "spin-until-usr1")) {
+    struct sigaction sa = {.sa_handler = on_usr1};
+    CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
+    CHECK(pthread_create(&t[0], NULL, signalled_spinner, NULL) == 0);
+    CHECK(pthread_join(t[0], NULL) == 0);
+    usleep(10 * 1000); /* one blocking call: the hub runs what was posted to it */
     return 0;
   }
   CHECK(!strcmp(argv[1], "wait"));

@@ -3,7 +3,8 @@
 # (tests/helpers/stall.c): --monitor reports a hub blocked by a thread that
 # computes without yielding, naming the thread and showing the function in a
 # backtrace; without it nothing is reported; --dump-signal makes the hub dump
-# every green thread, with what it waits on, while the program goes on.
+# every green thread, with what it waits on, while the program goes on, and
+# reports a hub that cannot run the dump because a thread computes.
 . "$(dirname "$0")/lib.sh"
 STALL=${STALL:?path to tests/helpers/stall}
 EXIT_WORKER=${EXIT_WORKER:?path to tests/helpers/thread_exit_worker}
@@ -43,7 +44,24 @@ for i in 1 2 3; do
 done
 grep -q ' waiter+0x' "$tmp/err" || fail "the dump has no backtrace through waiter(): $(cat "$tmp/err")"
 
-# 5. The monitor thread does not keep a process alive after main's
+# 5. The dump signal while a thread computes without yielding: the hub cannot
+#    run the dump, so after a second it is reported as not running, with a
+#    backtrace of the spinning thread; the dump follows once the thread ends.
+"$KZ" --dump-signal USR2 "$STALL" spin-until-usr1 > "$tmp/out" 2> "$tmp/err" & pid=$!; pids+=($pid)
+for _ in $(seq 1 100); do grep -q '^spinning' "$tmp/out" && break; sleep 0.05; done
+grep -q '^spinning' "$tmp/out" || fail "stall spin-until-usr1 did not start"
+kill -USR2 "$pid"
+for _ in $(seq 1 200); do grep -q 'spin_until_signalled' "$tmp/err" && break; sleep 0.05; done
+grep -q 'monitor: the hub of OS thread [0-9]* has not run for [0-9.]* s since the dump request' "$tmp/err" ||
+  fail "a hub that cannot run the dump is not reported: $(cat "$tmp/err")"
+grep -q 'monitor: blocked in green thread [0-9]* "spinner":' "$tmp/err" ||
+  fail "the report does not name the spinning thread: $(cat "$tmp/err")"
+grep -q 'spin_until_signalled' "$tmp/err" || fail "the backtrace misses the spinning function: $(cat "$tmp/err")"
+kill -USR1 "$pid"
+wait "$pid" || fail "stall spin-until-usr1: exit $?"
+grep -q '^kudzu: dump of the hub of OS thread [0-9]*:' "$tmp/err" || fail "no dump once the thread ended: $(cat "$tmp/err")"
+
+# 6. The monitor thread does not keep a process alive after main's
 #    pthread_exit: it ends with its last own thread, as natively (a hang is
 #    killed, and fails the test).
 for opts in "" "--no-threads"; do
