@@ -177,7 +177,7 @@ static void main_left(void *unused)
    pthread_exit runs key destructors; exit() ends every thread anyway. */
 static void main_mark(void)
 {
-  if (getpid() != gettid())
+  if (getpid() != (pid_t)kz__syscall(SYS_gettid))
     return; /* loaded by dlopen on another thread: workers stay until exit */
   if (kz__os_key_create(&main_key, main_left) == 0) {
     kz__os_setspecific(main_key, &main_key);
@@ -274,7 +274,7 @@ static void job_run_interruptible(struct job *j)
   sigset_t one;
   sigemptyset(&one);
   sigaddset(&one, KZ__SIG_INTERRUPT);
-  atomic_store(&j->tid, gettid());
+  atomic_store(&j->tid, (pid_t)kz__syscall(SYS_gettid));
   kz__syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &one, NULL, _NSIG / 8);
   j->vfn(j->arg);
   kz__syscall(SYS_rt_sigprocmask, SIG_BLOCK, &one, NULL, _NSIG / 8);

@@ -186,6 +186,14 @@ void kz_shim_real_init(void);
   }                                                                            \
   static __attribute__((noinline)) ret name##_in_green params
 
+/* ---- Thread ids (tid.c) ------------------------------------------------ */
+
+/* The interposed syscall(2)'s part for thread ids (syscall.c): true if it
+   answered call nr itself (*ret set, errno set on -1); false if the raw
+   call is to be made, with a thread id in a[] possibly replaced by the one
+   it stands for (preload/thread.c, note M). */
+bool kz_shim_tid_syscall(long nr, long a[6], long *ret);
+
 /* ---- Configuration (init.c) -------------------------------------------------- */
 
 enum {

@@ -24,6 +24,9 @@
  * C. Variadic: libc's syscall() takes six long arguments whatever the
  *    call, and so does this one; the ones the call does not use are
  *    whatever the caller's registers held, passed on unread.
+ * D. Thread ids: gettid answers a green thread's own id, and the calls
+ *    that take a thread id get the OS thread a green thread's id stands for
+ *    (tid.c, kz_shim_tid_syscall), before the dispatch below.
  */
 #include "shim.h"
 
@@ -39,12 +42,14 @@
 
 EXPORT long syscall(long nr, ...)
 {
-  long a[6];
+  long a[6], r;
   va_list ap;
   va_start(ap, nr);
   for (int i = 0; i < 6; i++)
     a[i] = va_arg(ap, long);
   va_end(ap);
+  if (kz_shim_tid_syscall(nr, a, &r)) /* thread ids (tid.c) */
+    return r;
 
   switch (nr) {
   /* Descriptors: the runtime's own stay out of reach (io.c, note H). */

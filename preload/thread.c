@@ -124,6 +124,28 @@
  *    the green threads made before stay green.  A sanitizer build, which
  *    tests the runtime itself, keeps green threads sharing the OS thread's
  *    TLS: the sanitizers' runtimes have TLS of their own in every program.
+ * N. Thread ids (gettid, syscall(SYS_gettid), which CPython's
+ *    threading.get_native_id uses): natively every thread has its own, and
+ *    programs count on it (a set of native ids as large as the set of
+ *    threads).  A hub's main green thread keeps its OS thread's id; any
+ *    other green thread answers TID_BASE + its handle's slot index.
+ *    TID_BASE is PID_MAX_LIMIT (2^22), which the kernel's pid_max cannot
+ *    exceed, so such an id never equals a live process or thread id, and
+ *    the slot index (below 2^26) is unique among live green threads and
+ *    stable for the thread's life; it is reused once the thread is
+ *    released, as the kernel reuses a joined thread's id.  The calls that
+ *    take a thread id (tgkill, tkill, sched_setaffinity and the other
+ *    scheduling calls, setpriority; tid.c) act on the hub's OS thread for
+ *    a live green thread's id, as pthread_kill does for its pthread_t
+ *    (note H), and pass any other id through, where the kernel answers
+ *    ESRCH for one of ours that is gone.  A forked child inherits the
+ *    records, so it can still signal its parent's green threads by id:
+ *    tgkill with another process's id translates to the OS thread the
+ *    green thread was made on (the kernel refuses it with ESRCH unless
+ *    that process is the one it belongs to).  Not emulated:
+ *    /proc/self/task/ID (ENOENT), ids handed to unrelated processes (ESRCH
+ *    there), and in a forked child the ids of the parent's other threads,
+ *    which natively do not exist there, still name the child's thread.
  */
 #include "thread.h"
 
@@ -215,6 +237,7 @@ struct thr {
   kz_green_t id;                  /* its handle */
   struct kz__hub *hub;            /* its hub */
   pthread_t os_thread;            /* the hub's OS thread (pthread_kill) */
+  pid_t tid;                      /* its hub's OS thread when it was made (note N) */
   void *(*fn)(void *);            /* start routine */
   void *arg;
   struct keyval *values;          /* indexed by key, grown on demand */
@@ -235,7 +258,9 @@ static struct {
   struct thr *head;
 } registry[NREG];
 
-static unsigned reg_index(kz_green_t id) { return (unsigned)(id ^ id >> 17) % NREG; }
+/* By the handle's slot index alone (its low 32 bits), which no two live
+   green threads share: a thread id finds its record (note N). */
+static unsigned reg_index(kz_green_t id) { return (uint32_t)id % NREG; }
 
 static void reg_lock(unsigned i)
 {
@@ -329,6 +354,7 @@ static struct thr *thr_new(struct kz_green *g)
   t->cancel_type = PTHREAD_CANCEL_DEFERRED;
   t->hub = kz__hub();
   t->os_thread = os_self();
+  t->tid = t->hub->watch.tid;
   if (g)
     thr_attach(g, t);
   return t;
@@ -1236,6 +1262,43 @@ EXPORT int sched_yield(void)
     return 0;
   }
   return RT(sched_yield)();
+}
+
+/* ---- Thread ids (note N) ------------------------------------------------------------ */
+
+/* PID_MAX_LIMIT on 64-bit Linux: /proc/sys/kernel/pid_max cannot go above
+   it, so no process or thread id ever reaches it. */
+#define TID_BASE (4 * 1024 * 1024)
+
+pid_t kz_thr_gettid(void)
+{
+  struct kz_green *g = identity();
+  if (!g || (g->flags & KZ__G_MAIN))
+    return (pid_t)kz__syscall(SYS_gettid);
+  if (!kz_shim_in_handler)
+    thr_of(g, true); /* one spawned through the API: a record, for kz_thr_tid_host */
+  return (pid_t)(TID_BASE + (uint32_t)g->id);
+}
+
+pid_t kz_thr_tid_host(pid_t tid, pid_t tgid)
+{
+  uint32_t idx;
+  unsigned i;
+  struct thr *t;
+  pid_t host = tid;
+  if (tid < TID_BASE)
+    return tid;
+  if (tgid == getpid())
+    tgid = 0;
+  idx = (uint32_t)(tid - TID_BASE);
+  i = idx % NREG;
+  reg_lock(i);
+  for (t = registry[i].head; t && (uint32_t)t->id != idx; t = t->reg_next)
+    ;
+  if (t)
+    host = tgid ? t->tid : t->hub->watch.tid; /* under the lock: the hub outlives its records */
+  reg_unlock(i);
+  return host;
 }
 
 /* ---- pthread_once (note G) ----------------------------------------------------------- */

@@ -69,4 +69,18 @@ size_t kz_sync_wake(const void *addr, size_t n);
    points. */
 void kz_thr_cancel_point(void);
 
+/* ---- Thread ids (thread.c, note M) ---------------------------------------- */
+
+/* The calling thread's id as gettid() answers it under the shim: the OS
+   thread's for a hub's main green thread and outside green threads, a
+   distinct id that no process or thread has for every other green thread.
+   Safe in a signal handler (answers for the green thread interrupted). */
+pid_t kz_thr_gettid(void);
+
+/* The OS thread a thread id of process tgid (0: this one) stands for: for
+   a live green thread's id, its hub's OS thread; of another process (a
+   parent this one forked from), the OS thread the green thread was made
+   on; any other id unchanged. */
+pid_t kz_thr_tid_host(pid_t tid, pid_t tgid);
+
 #endif

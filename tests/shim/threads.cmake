@@ -3,7 +3,7 @@
 # (both must pass and print the same), plus the threaded server's OS-thread
 # bound under the launcher.
 set(KUDZU_THREAD_HELPERS thread_basic thread_exit_main thread_mutex thread_cond thread_sync
-    thread_cancel thread_server thread_real errno_sync pshared_sync
+    thread_cancel thread_server thread_real thread_tid errno_sync pshared_sync
     tls_vars tls_epoll tls_errno tls_dtors tls_file_lock tls_robust)
 set(_kz_helpers_dir ${PROJECT_SOURCE_DIR}/tests/helpers)
 foreach(h ${KUDZU_THREAD_HELPERS})
