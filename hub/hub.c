@@ -53,10 +53,13 @@
  *    The hubs of other threads do not run in the child (their threads do
  *    not exist); their descriptors stay open, close-on-exec, and recorded.
  * G. dup2() or dup3() onto a runtime descriptor (rtfd.c): the program
- *    takes the number, the runtime's descriptor moves.  Done only by a green
- *    thread of the hub that owns it (every thread of a program under the
- *    launcher), since only the hub's thread may touch its loop; elsewhere
- *    the dup2 fails with EBUSY.  The wake-up eventfd gets a second number
+ *    takes the number, the runtime's descriptor moves.  Only the hub's
+ *    thread may touch its loop: a green thread of the hub that owns it
+ *    moves it at once; any other thread (a thread the shim left real,
+ *    another hub's) posts the request to that hub and waits for its
+ *    context to run it, at most GIVE_WAIT_S (the hub's thread may be
+ *    inside a call that waits in the kernel, perhaps for the asking
+ *    thread): then the dup2 fails with EBUSY.  The wake-up eventfd gets a second number
  *    (kz__rtfd_dup), posters switch to it (wake_fd is read once per write,
  *    and the mover waits until no poster is inside kz__hub_post), the hub
  *    watches the new number, and the old one is taken out of
@@ -84,6 +87,8 @@
  *    the process with status 0, as the end of a process's last thread does.
  */
 #include "internal.h"
+
+#include <linux/futex.h>
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -206,10 +211,11 @@ static int wake_move(struct kz__hub *hub)
   return 0;
 }
 
-int kz__hub_give_fd(int fd)
+/* Move hub's descriptor fd out of the way; on hub's thread (a green
+   thread of it, or its context running a message). */
+static int give_here(struct kz__hub *hub, int fd)
 {
-  struct kz__hub *hub = kz__tls_hub;
-  if (!hub || !hub->current || hub->stopping)
+  if (hub->stopping)
     return -EBUSY;
   if (fd == hub->wake_fd)
     return wake_move(hub);
@@ -221,6 +227,69 @@ int kz__hub_give_fd(int fd)
     return 0;
   }
   return -EBUSY;
+}
+
+/* A request from another thread (note G): the message lives on the heap
+   and is freed by whichever of the two lets go last, so that a requester
+   that stopped waiting never leaves the hub a dangling message. */
+struct give_msg {
+  struct kz__post post;
+  int fd;
+  int result;
+  _Atomic int done; /* futex word: 1 once the hub ran it */
+  _Atomic int refs;
+};
+
+static void give_msg_put(struct give_msg *m)
+{
+  if (atomic_fetch_sub(&m->refs, 1) == 1)
+    free(m);
+}
+
+static void give_run(struct kz__post *p)
+{
+  struct give_msg *m = kz__container_of(p, struct give_msg, post);
+  m->result = give_here(kz__tls_hub, m->fd);
+  atomic_store(&m->done, 1);
+  kz__syscall(SYS_futex, &m->done, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+  give_msg_put(m);
+}
+
+/* How long a thread outside the hub waits for it to move its descriptor:
+   the hub's thread may be inside a call that waits in the kernel, perhaps
+   for the very thread that asks (note G). */
+#define GIVE_WAIT_S 1.0
+
+int kz__hub_give_fd(int fd)
+{
+  struct kz__hub *hub = kz__tls_hub, *owner;
+  struct give_msg *m;
+  double until;
+  int r;
+  if (hub && hub->current && (fd == hub->wake_fd || fd == hub->backend_fd))
+    return give_here(hub, fd);
+  if (!(m = calloc(1, sizeof *m)))
+    return -EBUSY;
+  m->fd = fd;
+  m->post.fn = give_run;
+  atomic_init(&m->refs, 2);
+  if (!(owner = kz__monitor_post_to_owner(fd, &m->post))) {
+    free(m);
+    return -EBUSY; /* no hub holds it (the shim's own, init.c) */
+  }
+  until = kz__now() + GIVE_WAIT_S;
+  while (!atomic_load(&m->done)) {
+    double left = until - kz__now();
+    struct timespec ts;
+    if (left <= 0)
+      break;
+    ts.tv_sec = (time_t)left;
+    ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
+    kz__syscall(SYS_futex, &m->done, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
+  }
+  r = atomic_load(&m->done) ? m->result : -EBUSY;
+  give_msg_put(m);
+  return r;
 }
 
 static void hold_pending(struct ev_loop *loop) { (void)loop; }

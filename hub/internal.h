@@ -615,11 +615,15 @@ KZ_INTERNAL int kz__rtfd_refuse(int fd);
 /* A copy of fd at the runtime's numbers (anywhere free if none is free
    there), close-on-exec and recorded; fd stays open.  -errno on failure. */
 KZ_INTERNAL int kz__rtfd_dup(int fd);
-/* The program wants runtime descriptor fd's number (dup2 onto it): the
-   calling green thread's hub moves its descriptor out of the way.  0 when
-   done (the number is the caller's to take), -EBUSY if fd is not the
-   caller's hub's or the caller is not a green thread (hub.c, note G). */
+/* The program wants runtime descriptor fd's number (dup2 onto it): the hub
+   that holds it moves its descriptor out of the way, at once from one of
+   its green threads, else through its mailbox (waiting up to a second).
+   0 when done (the number is the caller's to take), -EBUSY if no hub holds
+   fd or its hub did not answer (hub.c, note G). */
 KZ_INTERNAL int kz__hub_give_fd(int fd);
+/* Post p to the live hub whose wake-up eventfd or epoll instance is fd:
+   that hub, or NULL if none (monitor.c, which lists the live hubs). */
+KZ_INTERNAL struct kz__hub *kz__monitor_post_to_owner(int fd, struct kz__post *p);
 /* The lowest runtime descriptor in [from, to], or -1. */
 KZ_INTERNAL int kz__rtfd_next(int from, int to);
 /* A runtime descriptor is gone: say which and why on stderr, and abort. */

@@ -408,6 +408,21 @@ void kz__monitor_add(struct kz__hub *hub)
   kz__os_unlock(&mon.lock);
 }
 
+struct kz__hub *kz__monitor_post_to_owner(int fd, struct kz__post *p)
+{
+  struct kz__hub *found = NULL;
+  kz__os_lock(&mon.lock); /* a hub leaves the list before it is freed */
+  for (struct kz__link *l = mon.hubs.next; l != &mon.hubs && !found; l = l->next) {
+    struct kz__hub *hub = kz__container_of(l, struct kz__hub, watch.link);
+    if (hub->wake_fd == fd || hub->backend_fd == fd)
+      found = hub;
+  }
+  if (found)
+    kz__hub_post(found, p);
+  kz__os_unlock(&mon.lock);
+  return found;
+}
+
 void kz__monitor_remove(struct kz__hub *hub)
 {
   kz__os_lock(&mon.lock);

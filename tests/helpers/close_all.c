@@ -13,6 +13,10 @@
  *   dup2_over           dup2(/dev/null, n) for n = 3..64, then close them
  *   dup2_high           RLIMIT_NOFILE at 1024, dup2(/dev/null, n) for the
  *                       top 64 numbers, then close them
+ *   dup2_thread         dup2_high made by another thread while the main
+ *                       thread waits in a read (under the launcher with
+ *                       the thread family off, a real OS thread: the hub
+ *                       moves its descriptors on request)
  *   rlimit              RLIMIT_NOFILE lowered to 128, then closefrom(3);
  *                       also counts the descriptors opened before EMFILE
  *   listing             lists /proc/self/fd and /dev/fd (the same as
@@ -146,6 +150,21 @@ static int count_to_emfile(void)
   return n;
 }
 
+static int done[2] = {-1, -1}; /* dup2_thread: the thread's byte when done */
+
+/* dup2(/dev/null, n) for the top 64 numbers below rl's limit. */
+static void *dup2_top(void *arg)
+{
+  const struct rlimit *rl = arg;
+  int devnull = open("/dev/null", O_RDONLY);
+  CHECK(devnull >= 0);
+  for (int fd = (int)rl->rlim_cur - 64; fd < (int)rl->rlim_cur; fd++)
+    CHECK(dup2(devnull, fd) == fd);
+  if (done[1] >= 0)
+    CHECK(write(done[1], "d", 1) == 1);
+  return NULL;
+}
+
 int main(int argc, char **argv)
 {
   const char *mode = argc > 1 ? argv[1] : "closefrom";
@@ -172,14 +191,23 @@ int main(int argc, char **argv)
     for (int fd = 3; fd <= 64; fd++)
       CHECK(fd == devnull || dup2(devnull, fd) == fd);
     closefrom(3);
-  } else if (!strcmp(mode, "dup2_high")) {
+  } else if (!strcmp(mode, "dup2_high") || !strcmp(mode, "dup2_thread")) {
+    pthread_t t;
     CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
     if (rl.rlim_max >= 1024)
       rl.rlim_cur = 1024;
     CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0);
-    CHECK((devnull = open("/dev/null", O_RDONLY)) >= 0);
-    for (int fd = (int)rl.rlim_cur - 64; fd < (int)rl.rlim_cur; fd++)
-      CHECK(dup2(devnull, fd) == fd);
+    if (!strcmp(mode, "dup2_thread")) {
+      char c;
+      CHECK(pipe(done) == 0);
+      CHECK(pthread_create(&t, NULL, dup2_top, &rl) == 0);
+      CHECK(read(done[0], &c, 1) == 1); /* the main thread waits for it in a read */
+      CHECK(pthread_join(t, NULL) == 0);
+      close(done[0]);
+      close(done[1]);
+    } else {
+      dup2_top(&rl);
+    }
     use_everything("dup2_high, with the top numbers taken");
     closefrom(3);
   } else if (!strcmp(mode, "listing")) {
