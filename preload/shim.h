@@ -15,6 +15,7 @@
 
 #include <netdb.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -138,6 +139,15 @@
   X(int, mq_timedsend, (mqd_t, const char *, size_t, unsigned, const struct timespec *)) \
   X(ssize_t, mq_receive, (mqd_t, char *, size_t, unsigned *))                      \
   X(int, mq_send, (mqd_t, const char *, size_t, unsigned))                         \
+  X(int, sched_setaffinity, (pid_t, size_t, const cpu_set_t *))                   \
+  X(int, sched_getaffinity, (pid_t, size_t, cpu_set_t *))                         \
+  X(int, sched_setscheduler, (pid_t, int, const struct sched_param *))            \
+  X(int, sched_getscheduler, (pid_t))                                             \
+  X(int, sched_setparam, (pid_t, const struct sched_param *))                     \
+  X(int, sched_getparam, (pid_t, struct sched_param *))                           \
+  X(int, sched_rr_get_interval, (pid_t, struct timespec *))                       \
+  X(int, setpriority, (int, id_t, int))                                           \
+  X(int, getpriority, (int, id_t))                                                \
   X(void, siglongjmp, (sigjmp_buf, int))                                           \
   X(void, longjmp, (jmp_buf, int))                                                 \
   X(void, _longjmp, (jmp_buf, int))                                                \

@@ -20,46 +20,13 @@
  */
 #include "thread.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <sched.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 
 #define EXPORT KZ_SHIM_EXPORT
-
-#define TID_REAL(X)                                                              \
-  X(int, sched_setaffinity, (pid_t, size_t, const cpu_set_t *))                  \
-  X(int, sched_getaffinity, (pid_t, size_t, cpu_set_t *))                        \
-  X(int, sched_setscheduler, (pid_t, int, const struct sched_param *))           \
-  X(int, sched_getscheduler, (pid_t))                                            \
-  X(int, sched_setparam, (pid_t, const struct sched_param *))                    \
-  X(int, sched_getparam, (pid_t, struct sched_param *))                          \
-  X(int, sched_rr_get_interval, (pid_t, struct timespec *))                      \
-  X(int, setpriority, (int, id_t, int))                                          \
-  X(int, getpriority, (int, id_t))
-
-static struct {
-#define X(ret, name, args) ret(*name) args;
-  TID_REAL(X)
-#undef X
-  _Atomic bool filled;
-} rt;
-
-/* dlsym is thread-safe and every filler stores the same values. */
-static void tid_real_fill(void)
-{
-#define X(ret, name, args) rt.name = (ret(*) args)dlsym(RTLD_NEXT, #name);
-  TID_REAL(X)
-#undef X
-  atomic_store_explicit(&rt.filled, true, memory_order_release);
-}
-
-#define RT(name)                                                                        \
-  (KZ_LIKELY(atomic_load_explicit(&rt.filled, memory_order_acquire)) ? rt.name          \
-                                                                     : (tid_real_fill(), rt.name))
 
 /* A thread id of this process: the OS thread it stands for (0, the caller,
    needs nothing: the OS thread the caller runs on). */
@@ -110,39 +77,39 @@ EXPORT int tgkill(pid_t tgid, pid_t tid, int sig)
 
 EXPORT int sched_setaffinity(pid_t pid, size_t n, const cpu_set_t *set)
 {
-  return RT(sched_setaffinity)(host(pid), n, set);
+  return REAL(sched_setaffinity)(host(pid), n, set);
 }
 
 EXPORT int sched_getaffinity(pid_t pid, size_t n, cpu_set_t *set)
 {
-  return RT(sched_getaffinity)(host(pid), n, set);
+  return REAL(sched_getaffinity)(host(pid), n, set);
 }
 
 EXPORT int sched_setscheduler(pid_t pid, int policy, const struct sched_param *p)
 {
-  return RT(sched_setscheduler)(host(pid), policy, p);
+  return REAL(sched_setscheduler)(host(pid), policy, p);
 }
 
-EXPORT int sched_getscheduler(pid_t pid) { return RT(sched_getscheduler)(host(pid)); }
+EXPORT int sched_getscheduler(pid_t pid) { return REAL(sched_getscheduler)(host(pid)); }
 
 EXPORT int sched_setparam(pid_t pid, const struct sched_param *p)
 {
-  return RT(sched_setparam)(host(pid), p);
+  return REAL(sched_setparam)(host(pid), p);
 }
 
-EXPORT int sched_getparam(pid_t pid, struct sched_param *p) { return RT(sched_getparam)(host(pid), p); }
+EXPORT int sched_getparam(pid_t pid, struct sched_param *p) { return REAL(sched_getparam)(host(pid), p); }
 
 EXPORT int sched_rr_get_interval(pid_t pid, struct timespec *t)
 {
-  return RT(sched_rr_get_interval)(host(pid), t);
+  return REAL(sched_rr_get_interval)(host(pid), t);
 }
 
 EXPORT int setpriority(__priority_which_t which, id_t who, int prio)
 {
-  return RT(setpriority)(which, which == PRIO_PROCESS ? (id_t)host((pid_t)who) : who, prio);
+  return REAL(setpriority)(which, which == PRIO_PROCESS ? (id_t)host((pid_t)who) : who, prio);
 }
 
 EXPORT int getpriority(__priority_which_t which, id_t who)
 {
-  return RT(getpriority)(which, which == PRIO_PROCESS ? (id_t)host((pid_t)who) : who);
+  return REAL(getpriority)(which, which == PRIO_PROCESS ? (id_t)host((pid_t)who) : who);
 }
