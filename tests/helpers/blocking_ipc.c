@@ -25,8 +25,7 @@
  *                           one OS thread, as natively (the call is made on
  *                           it, in the kernel, not handed to a worker)
  */
-#include "check.h"
-#include <dirent.h>
+#include "ticks.h" /* os_threads */
 #include <fcntl.h>
 #include <mqueue.h>
 #include <poll.h>
@@ -142,7 +141,7 @@ static void *cancelled(void *arg)
 static void on_usr1(int sig) { (void)sig; }
 
 /* Tick five times 10 ms, as the thread in the call should let us. */
-static void tick(void)
+static void tick_while_waiting(void)
 {
   while (!atomic_load(&announced))
     CHECK(usleep(1000) == 0);
@@ -154,19 +153,6 @@ static bool is_lock(void)
 {
   return !strcmp(mode, "flock") || !strcmp(mode, "fcntl") || !strcmp(mode, "ofd") ||
          !strcmp(mode, "lockf");
-}
-
-/* The OS threads of this process. */
-static int os_threads(void)
-{
-  DIR *d = opendir("/proc/self/task");
-  struct dirent *e;
-  int n = 0;
-  CHECK(d != NULL);
-  while ((e = readdir(d)))
-    n += e->d_name[0] != '.';
-  closedir(d);
-  return n;
 }
 
 /* A thread that reads one byte from the pipe *arg. */
@@ -232,7 +218,7 @@ int main(int argc, char **argv)
     mode = "fcntl"; /* F_SETLKW is a cancellation point (flock is not) */
     pid = holder(&go, 0);
     CHECK(pthread_create(&t, NULL, cancelled, NULL) == 0);
-    tick();
+    tick_while_waiting();
     CHECK(pthread_cancel(t) == 0);
     CHECK(pthread_join(t, &r) == 0 && r == PTHREAD_CANCELED);
     CHECK(write(go, "g", 1) == 1);
@@ -259,7 +245,7 @@ int main(int argc, char **argv)
     if (is_lock())
       pid = holder(&go, 0);
     CHECK(pthread_create(&t, NULL, waiter, NULL) == 0);
-    tick();
+    tick_while_waiting();
     if (is_lock()) {
       CHECK(write(go, "g", 1) == 1);
     } else if (!strcmp(mode, "semop")) {
