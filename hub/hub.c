@@ -191,6 +191,7 @@ static void hub_atfork_child(void)
     return;
   wake_renew(hub);
   ev_loop_fork(hub->loop);
+  kz__preempt_forked(hub);
   hub->forked = true;
 }
 
@@ -389,6 +390,7 @@ struct kz__hub *kz__hub_create(int *err)
     goto error1;
   hub->errnop = &errno;
   hub->os_tp = hub->tp = __builtin_thread_pointer(); /* created on its own OS thread's TLS */
+  hub->preempt_timer = -1; /* armed when it has threads to share with (preempt.c) */
   kz__list_init(&hub->all);
   kz__list_init(&hub->zombies);
   kz__list_init(&hub->soon);
@@ -451,6 +453,7 @@ void kz__hub_destroy(struct kz__hub *hub)
   while (!kz__list_empty(&hub->zombies))
     kz__green_release(kz__container_of(hub->zombies.next, struct kz_green, all));
   kz__monitor_remove(hub);
+  kz__preempt_disarm(hub);
   kz__tls_hub = NULL;
   kz__os_setspecific(hub_key, NULL);
   kz__debug_thread_term(hub);
@@ -494,11 +497,13 @@ void *kz__hub_loop(void *arg)
       exit(0); /* note E: a fork child's last thread has ended (kz__green_forget) */
     __atomic_store_n(&hub->pass, hub->pass + 1, __ATOMIC_RELAXED); /* monitor.c reads */
     kz__run_soon(hub);
-    busy = primed || hub->run_head || !kz__list_empty(&hub->soon);
+    busy = primed || hub->run_head || hub->preempted || !kz__list_empty(&hub->soon);
     __atomic_store_n(&hub->in_loop, true, __ATOMIC_RELAXED);
     alive = ev_run(hub->loop, busy ? EVRUN_NOWAIT : EVRUN_ONCE);
     kz__fd_flush(hub);
     __atomic_store_n(&hub->in_loop, false, __ATOMIC_RELAXED);
+    if (KZ_UNLIKELY(hub->preempted != NULL)) /* behind what the poll woke (preempt.c, note D) */
+      kz__preempted_queue(hub);
     if (!hub->run_head) {
       if (!busy && !alive && !ev_pending_count(hub->loop) && kz__list_empty(&hub->soon) &&
           !atomic_load_explicit(&hub->inbox, memory_order_relaxed))

@@ -230,6 +230,14 @@ struct kz__hub_sig {
 struct kz__fdtab; /* io.c */
 struct kz__stack_cache; /* stack.c */
 
+/* What the preemption tick saw of a hub (preempt.c, note B). */
+struct kz__preempt_seen {
+  struct kz_green *current;
+  uint64_t pass;
+  size_t budget;
+  unsigned ticks; /* ticks in a row that saw the same */
+};
+
 /* One per OS thread that uses kudzu: the scheduler, its event loop, stacks,
    descriptor watchers and the mailbox other threads post to. */
 struct kz__hub {
@@ -272,6 +280,10 @@ struct kz__hub {
   uint64_t nspawned;            /* for default names */
   void *altstack;               /* sigaltstack installed for this thread, or NULL */
   struct kz__hub_sig sig;       /* its green threads' masks, and the OS thread's (sigmask.c) */
+  int preempt_timer;            /* its CPU-time slice timer (preempt.c), or -1: not armed */
+  struct kz__preempt_seen preempt_seen; /* at the last tick (preempt.c, note B) */
+  struct kz_green *preempted;   /* preempted, queued after the next poll (preempt.c, note D) */
+  unsigned long preempts;       /* green threads it preempted */
 #ifdef KZ_ASAN
   void *asan_fake;
   const void *asan_bottom;
@@ -664,6 +676,28 @@ KZ_INTERNAL int kz__worker_call(void (*fn)(void *), void *arg, void (*discard)(v
    -ETIMEDOUT, -EINTR before a worker took it, -ENOMEM, -EAGAIN; -EPERM
    outside a green thread).  May switch. */
 KZ_INTERNAL int kz__worker_call_blocking(void (*fn)(void *), void *arg, double deadline, int *cut);
+
+/* ---- Time slices (preempt.c) ------------------------------------------------- */
+
+/* The signal of the hubs' slice timers (preempt.c, note F). */
+#define KZ__SIG_PREEMPT (SIGRTMAX - 4)
+/* Preempt threads (g->sig.own) that compute a whole slice (seconds of CPU
+   time; 0: never), unless allowed() says no (the shim: not inside the
+   program's signal handler).  Before the first hub arms. */
+KZ_INTERNAL void kz__preempt_config(double slice, bool (*allowed)(void));
+KZ_INTERNAL bool kz__preempt_on(void);
+/* Arm hub's slice timer, if preemption is on and it is not armed yet; on
+   hub's OS thread.  Errors leave it unarmed: the hub runs as before. */
+KZ_INTERNAL void kz__preempt_arm(struct kz__hub *hub);
+KZ_INTERNAL void kz__preempt_disarm(struct kz__hub *hub);
+/* Queue hub->preempted at the end of the run queue; the hub loop, after a
+   poll. */
+KZ_INTERNAL void kz__preempted_queue(struct kz__hub *hub);
+/* In a fork child: the timer was not inherited. */
+KZ_INTERNAL void kz__preempt_forked(struct kz__hub *hub);
+/* Block (true) or unblock the slice signal on the calling OS thread, around
+   a call that sleeps in the kernel (preempt.c, note E). */
+KZ_INTERNAL void kz__preempt_hold(bool hold);
 
 /* ---- Diagnostics (debug.c) -------------------------------------------------- */
 

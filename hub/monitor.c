@@ -322,7 +322,7 @@ int kz_monitor(double max_blocking, int dump_signal)
   if (max_blocking != max_blocking ||
       (max_blocking > 0 && (max_blocking < KZ__MONITOR_MIN || max_blocking > KZ__MONITOR_MAX)) ||
       dump_signal < 0 || dump_signal >= NSIG ||
-      dump_signal == SIGKILL || dump_signal == SIGSTOP || dump_signal == BT_SIGNAL ||
+      dump_signal == SIGKILL || dump_signal == SIGSTOP || dump_signal >= KZ__SIG_PREEMPT ||
       (dump_signal >= SIGRTMIN - 2 && dump_signal < SIGRTMIN)) {
     errno = EINVAL;
     return -1;

@@ -105,8 +105,8 @@ const char *kz__parse_signal(const char *s, int *out)
     return "not a signal";
   if (kz__parse_size(num, 0, NSIG, &n) || base + (int)n < 1 || base + (int)n >= NSIG)
     return "out of range";
-  if (base + (int)n >= SIGRTMAX - 3 || (base + (int)n >= SIGRTMIN - 2 && base + (int)n < SIGRTMIN))
-    return "out of range (libc and kudzu keep some real-time signals)"; /* SIGRTMAX-3: worker.c note I; -2: monitor.c */
+  if (base + (int)n >= SIGRTMAX - 4 || (base + (int)n >= SIGRTMIN - 2 && base + (int)n < SIGRTMIN))
+    return "out of range (libc and kudzu keep some real-time signals)"; /* SIGRTMAX-4: preempt.c; -3: worker.c note I; -2: monitor.c */
   if (base + (int)n == SIGKILL || base + (int)n == SIGSTOP)
     return "a signal that cannot be caught";
   *out = base + (int)n;

@@ -23,6 +23,11 @@
 #define KZ__MONITOR_MIN 0.001
 #define KZ__MONITOR_MAX 1e6
 
+/* Seconds of CPU time in a preemption slice (KUDZU_PREEMPT, --preempt), 0
+   aside (off): from a millisecond (each slice costs a signal) to 10 s. */
+#define KZ__PREEMPT_MIN 0.001
+#define KZ__PREEMPT_MAX 10.0
+
 /* A size in bytes: decimal digits with an optional suffix k, m, g or t
    (either case; powers of 1024), between min and max inclusive.  Say
    KZ__SIZE_FORM after the range in messages. */

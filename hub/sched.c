@@ -240,6 +240,14 @@ void kz__yield(void)
   kz__schedule(hub);
 }
 
+void kz__preempted_queue(struct kz__hub *hub)
+{
+  struct kz_green *g = hub->preempted;
+  hub->preempted = NULL;
+  if (g->state == KZ__S_READY) /* not forgotten meanwhile (a fork child) */
+    runq_push(hub, g);
+}
+
 void kz__yield_poll(void)
 {
   kz__tls_hub->budget = 0; /* kz__schedule then switches to the hub */

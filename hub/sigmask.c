@@ -24,7 +24,8 @@
  *    whatever the program's masks say: glibc's own signals (32: thread
  *    cancellation, 33: set*id across threads, which would wait for ever for
  *    a thread that blocks it; glibc's pthread_sigmask refuses them too), the
- *    runtime's backtrace signal (monitor.c), SIGKILL and SIGSTOP.
+ *    runtime's backtrace signal (monitor.c) and slice signal (preempt.c),
+ *    SIGKILL and SIGSTOP.
  * B. Counting.  hub->sig.block[s-1] counts the threads that block s,
  *    hub->sig.n the threads counted, so s is blocked by all of them when
  *    the two are equal.  A new thread inherits its creator's mask, which
@@ -50,7 +51,7 @@ static inline uint64_t bit(int s) { return 1ull << (s - 1); }
 /* Note A: what the OS thread never blocks. */
 static uint64_t never_blocked(void)
 {
-  return bit(SIGKILL) | bit(SIGSTOP) | bit(32) | bit(33) | bit(SIGRTMAX - 2);
+  return bit(SIGKILL) | bit(SIGSTOP) | bit(32) | bit(33) | bit(SIGRTMAX - 2) | bit(KZ__SIG_PREEMPT);
 }
 
 uint64_t kz__sigmask_os_read(void)

@@ -34,9 +34,20 @@
  *    poll (docs/ARCHITECTURE.md, Scheduling); a check that only asked
  *    whether the hub had polled made a thousand echo connections poll
  *    mid-batch and lose a quarter of their requests.  The cost in a call
- *    is one increment and one test of a thread-local counter.
+ *    is one increment and one test of a thread-local counter.  A thread
+ *    that computes without calling anything is preempted instead
+ *    (hub/preempt.c): note E.
+ * E. Preemption.  Threads (the main green thread and those pthread_create
+ *    makes) that compute a whole slice of CPU time without switching are
+ *    made to yield where they compute, as the kernel would (hub/preempt.c
+ *    says how and where it is safe).  The slice is KZ_SHIM_SLICE, Go's
+ *    10 ms, unless KUDZU_PREEMPT says otherwise (0: never).  Without the
+ *    thread family no thread is a green thread but the main one, and the
+ *    green threads the program spawns through the API are cooperative by
+ *    contract: nothing is preempted then.
  */
 #include "shim.h"
+#include "parse.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +125,25 @@ static bool flag(const char *name)
   return v && *v && strcmp(v, "0") != 0;
 }
 
+/* Preemption's veto (hub/preempt.c, note C): never inside the program's
+   signal handler, which the shim's wrapper is running. */
+static bool may_preempt(void) { return !kz_shim_in_handler; }
+
+/* KUDZU_PREEMPT: the slice, in seconds of CPU time; 0 turns it off. */
+static void config_preempt(void)
+{
+  const char *v = secure_getenv("KUDZU_PREEMPT"), *why;
+  double slice = KZ_SHIM_SLICE;
+  if (v && *v && ((why = kz__parse_seconds(v, 0, KZ__PREEMPT_MAX, &slice)) ||
+                  (slice > 0 && slice < KZ__PREEMPT_MIN && (why = "out of range")))) {
+    kz__say("ignoring KUDZU_PREEMPT=%s: %s (accepted: 0, or %g to %g seconds)", v, why, KZ__PREEMPT_MIN,
+            KZ__PREEMPT_MAX);
+    slice = KZ_SHIM_SLICE;
+  }
+  if (kz_shim.patch & KZ_PATCH_THREAD) /* else no thread is a green thread but main */
+    kz__preempt_config(slice, may_preempt);
+}
+
 static struct kz__hub *main_hub;
 static int stats_fd = 2; /* note C */
 
@@ -124,9 +154,10 @@ static void print_stats(void)
   struct kz_shim_stats *c = &kz_shim_stats();
   dprintf(stats_fd,
           "kudzu: pid %d, main thread: %lu interposed calls in green threads, %lu parks, "
-          "%lu interrupted by signals, %lu on worker threads; %llu green threads spawned\n",
+          "%lu interrupted by signals, %lu on worker threads; %llu green threads spawned, "
+          "%lu preempted\n",
           (int)getpid(), c->calls, c->parks, c->eintr, c->worker,
-          (unsigned long long)(main_hub ? main_hub->nspawned : 0));
+          (unsigned long long)(main_hub ? main_hub->nspawned : 0), main_hub ? main_hub->preempts : 0);
 }
 
 int kz_shim_give_fd(int fd)
@@ -152,6 +183,7 @@ __attribute__((constructor(101))) static void kz_shim_init(void)
   kz_shim.stats = flag("KUDZU_STATS");
   kz_shim.torture = flag("KUDZU_TORTURE");
   kz_shim_patch_libc(); /* before the hub: no other thread may exist (patch.c) */
+  config_preempt();
   struct kz__hub *hub = main_hub = kz__hub_get(&err);
   if (!hub) { /* note B */
     kz__say("cannot create the main thread's hub (%s); running unpatched", strerror(-err));

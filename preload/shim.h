@@ -261,6 +261,8 @@ extern KZ_TLS struct kz_green *kz_shim_handler_for;
    nothing has switched on the hub since the last such check.  May
    switch. */
 #define KZ_SHIM_FAIR_CALLS 1024
+/* The default preemption slice, in seconds of CPU time (init.c, note E). */
+#define KZ_SHIM_SLICE 0.010
 void kz_shim_fair(void);
 
 /* Should an interposer of family f act?  Only inside a green thread, once
@@ -419,9 +421,13 @@ static inline bool kz_shim_alone(struct kz_green *g)
 static inline void kz_shim_kernel_begin(struct kz_green *g)
 {
   __atomic_store_n(&g->hub->in_loop, true, __ATOMIC_RELAXED);
+  if (g->hub->preempt_timer >= 0) /* its tick would fail the call with EINTR (hub/preempt.c, note E) */
+    kz__preempt_hold(true);
 }
 static inline void kz_shim_kernel_end(struct kz_green *g)
 {
+  if (g->hub->preempt_timer >= 0)
+    kz__preempt_hold(false);
   __atomic_store_n(&g->hub->in_loop, false, __ATOMIC_RELAXED);
 }
 

@@ -398,6 +398,10 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
   bool wrap;
   if (sig <= 0 || sig >= _NSIG || !kz_shim.ready)
     return REAL(sigaction)(sig, act, old);
+  if (act && sig == KZ__SIG_PREEMPT && kz__preempt_on()) { /* the slice timer's (hub/preempt.c, note F) */
+    errno = EINVAL;
+    return -1;
+  }
   wrap = act && is_handler(act);
   prev_user = user_act[sig];
   if (wrap) {

@@ -799,6 +799,7 @@ EXPORT int pthread_create(pthread_t *out, const pthread_attr_t *attr, void *(*fn
   }
   thr_attach(g, t);
   kz__sigmask_adopt(g, kz__sig_owner(self)->sig.mask); /* a thread: its creator's mask, its own */
+  kz__preempt_arm(self->hub); /* two threads share the hub now (hub/preempt.c, note A) */
   *out = (pthread_t)g->id;
   return 0;
 }

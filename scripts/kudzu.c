@@ -92,6 +92,10 @@ static void usage(FILE *out)
           "                                          0.001 to 1000000)\n"
           "      --dump-signal SIG KUDZU_DUMP_SIGNAL on SIG (e.g. USR2), every hub dumps its\n"
           "                                          green threads with backtraces to stderr\n"
+          "      --preempt SECONDS KUDZU_PREEMPT     a thread that computes that much CPU\n"
+          "                                          time without waiting yields to the\n"
+          "                                          others (default 0.01; 0: never;\n"
+          "                                          0.001 to 10)\n"
           "  -q, --quiet           KUDZU_QUIET=1     do not say that a program runs unpatched\n"
           "  -h, --help            this text\n"
           "\n"
@@ -290,6 +294,7 @@ int main(int argc, char **argv)
       {"stats", no_argument, NULL, 'S'},      {"torture", no_argument, NULL, 'X'},
       {"monitor", required_argument, NULL, 'm'}, {"dump-signal", required_argument, NULL, 'D'},
       {"quiet", no_argument, NULL, 'q'},      {"help", no_argument, NULL, 'h'},
+      {"preempt", required_argument, NULL, 'P'},
       {NULL, 0, NULL, 0},
   };
   char lib[PATH_MAX], prog[PATH_MAX], *preload;
@@ -321,6 +326,13 @@ int main(int argc, char **argv)
       check_option("--dump-signal", optarg, kz__parse_signal(optarg, &sig),
                    KZ__SIGNAL_FORM);
       setenv("KUDZU_DUMP_SIGNAL", optarg, 1);
+      break;
+    case 'P':
+      check_option("--preempt", optarg,
+                   kz__parse_seconds(optarg, 0, KZ__PREEMPT_MAX, &seconds) ?:
+                       (seconds > 0 && seconds < KZ__PREEMPT_MIN ? "out of range" : NULL),
+                   "0, or 0.001 to 10 seconds");
+      setenv("KUDZU_PREEMPT", optarg, 1);
       break;
     case 'q': setenv("KUDZU_QUIET", "1", 1); break;
     case 'h': usage(stdout); return 0;

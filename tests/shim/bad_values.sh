@@ -40,7 +40,7 @@ for v in nan inf -inf abc 0x1p3 ""; do
 done
 for v in -1 -0.5; do option --monitor "$v" negative; variable KUDZU_MONITOR "$v" negative; done
 for v in 1e-9 0.0001 1e7 1e999; do option --monitor "$v" "out of range"; variable KUDZU_MONITOR "$v" "out of range"; done
-for v in 0 65 99999999999999999999 RTMIN+28; do
+for v in 0 65 99999999999999999999 RTMIN+26 RTMIN+28; do
   option --dump-signal "$v" "out of range"
   variable KUDZU_DUMP_SIGNAL "$v" "out of range"
 done
@@ -52,9 +52,15 @@ for v in RTMIN+-5 RTMIN+x -3 FOO; do
   option --dump-signal "$v" "not a signal"
   variable KUDZU_DUMP_SIGNAL "$v" "not a signal"
 done
+for v in nan inf abc ""; do
+  option --preempt "$v" "not a number of seconds"
+  [ -z "$v" ] || variable KUDZU_PREEMPT "$v" "not a number of seconds"
+done
+for v in -1 -0.001; do option --preempt "$v" negative; variable KUDZU_PREEMPT "$v" negative; done
+for v in 1e-9 0.0001 11 1e999; do option --preempt "$v" "out of range"; variable KUDZU_PREEMPT "$v" "out of range"; done
 
 # Good values pass, and the largest stack works.
-"$KZ" --stack-size 1t --monitor 1e6 --dump-signal RTMIN+1 -- "$PROG" > "$tmp/out" 2> "$tmp/err" ||
+"$KZ" --stack-size 1t --monitor 1e6 --dump-signal RTMIN+1 --preempt 0.001 -- "$PROG" > "$tmp/out" 2> "$tmp/err" ||
   fail "good values refused: $(cat "$tmp/err")"
 [ ! -s "$tmp/err" ] || fail "good values made the launcher talk: $(cat "$tmp/err")"
 grep -q '^a second thread ran$' "$tmp/out" || fail "a 1t stack: $(cat "$tmp/out")"

@@ -4,13 +4,16 @@
 # computes without yielding, naming the thread and showing the function in a
 # backtrace; without it nothing is reported; --dump-signal makes the hub dump
 # every green thread, with what it waits on, while the program goes on, and
-# reports a hub that cannot run the dump because a thread computes.
+# reports a hub that cannot run the dump because a thread computes.  A
+# thread that computes is preempted (hub/preempt.c), so the hub is not
+# blocked by it: the blocked-hub cases turn preemption off (--preempt 0),
+# and with preemption on the dump runs while the thread computes.
 . "$(dirname "$0")/lib.sh"
 STALL=${STALL:?path to tests/helpers/stall}
 EXIT_WORKER=${EXIT_WORKER:?path to tests/helpers/thread_exit_worker}
 
 # 1. A 0.6 s computation with a 0.1 s threshold: one report, with a backtrace.
-"$KZ" --monitor 0.1 "$STALL" spin 2> "$tmp/err" || fail "stall spin under --monitor: exit $?"
+"$KZ" --preempt 0 --monitor 0.1 "$STALL" spin 2> "$tmp/err" || fail "stall spin under --monitor: exit $?"
 grep -q 'monitor: the hub of OS thread [0-9]* has not run for 0\.[0-9]* s (threshold 0\.100 s)' "$tmp/err" ||
   fail "no blocked-hub report: $(cat "$tmp/err")"
 grep -q 'monitor: blocked in green thread [0-9]* "spinner":' "$tmp/err" ||
@@ -19,7 +22,7 @@ grep -q 'spin_without_yielding' "$tmp/err" || fail "the backtrace misses the spi
 [ "$(grep -c 'has not run for' "$tmp/err")" -eq 1 ] || fail "one stall reported more than once: $(cat "$tmp/err")"
 
 # 2. Without the option, the same program says nothing.
-"$KZ" "$STALL" spin 2> "$tmp/err" || fail "stall spin: exit $?"
+"$KZ" --preempt 0 "$STALL" spin 2> "$tmp/err" || fail "stall spin: exit $?"
 [ ! -s "$tmp/err" ] || fail "unexpected output without --monitor: $(cat "$tmp/err")"
 
 # 3. A bad threshold is said and ignored; the program runs.
@@ -47,7 +50,7 @@ grep -q ' waiter+0x' "$tmp/err" || fail "the dump has no backtrace through waite
 # 5. The dump signal while a thread computes without yielding: the hub cannot
 #    run the dump, so after a second it is reported as not running, with a
 #    backtrace of the spinning thread; the dump follows once the thread ends.
-"$KZ" --dump-signal USR2 "$STALL" spin-until-usr1 > "$tmp/out" 2> "$tmp/err" & pid=$!; pids+=($pid)
+"$KZ" --preempt 0 --dump-signal USR2 "$STALL" spin-until-usr1 > "$tmp/out" 2> "$tmp/err" & pid=$!; pids+=($pid)
 for _ in $(seq 1 100); do grep -q '^spinning' "$tmp/out" && break; sleep 0.05; done
 grep -q '^spinning' "$tmp/out" || fail "stall spin-until-usr1 did not start"
 kill -USR2 "$pid"
@@ -60,6 +63,20 @@ grep -q 'spin_until_signalled' "$tmp/err" || fail "the backtrace misses the spin
 kill -USR1 "$pid"
 wait "$pid" || fail "stall spin-until-usr1: exit $?"
 grep -q '^kudzu: dump of the hub of OS thread [0-9]*:' "$tmp/err" || fail "no dump once the thread ended: $(cat "$tmp/err")"
+
+# 5b. The same with preemption on: the dump runs while the thread still
+#     computes, and shows where it computes.
+"$KZ" --dump-signal USR2 "$STALL" spin-until-usr1 > "$tmp/out" 2> "$tmp/err" & pid=$!; pids+=($pid)
+for _ in $(seq 1 100); do grep -q '^spinning' "$tmp/out" && break; sleep 0.05; done
+grep -q '^spinning' "$tmp/out" || fail "stall spin-until-usr1 did not start (preempted)"
+kill -USR2 "$pid"
+for _ in $(seq 1 200); do grep -q 'spin_until_signalled' "$tmp/err" && break; sleep 0.05; done
+grep -q '^kudzu: dump of the hub of OS thread [0-9]*:' "$tmp/err" ||
+  fail "no dump while a preempted thread computes: $(cat "$tmp/err")"
+grep -q 'spin_until_signalled' "$tmp/err" || fail "the dump misses the computing function: $(cat "$tmp/err")"
+kill -0 "$pid" 2>/dev/null || fail "the program ended before SIGUSR1"
+kill -USR1 "$pid"
+wait "$pid" || fail "stall spin-until-usr1 (preempted): exit $?"
 
 # 6. The monitor thread does not keep a process alive after main's
 #    pthread_exit: it ends with its last own thread, as natively (a hang is

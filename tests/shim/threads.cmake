@@ -4,7 +4,7 @@
 # bound under the launcher.
 set(KUDZU_THREAD_HELPERS thread_basic thread_exit_main thread_mutex thread_cond thread_sync
     thread_cancel thread_server thread_real thread_tid errno_sync pshared_sync
-    tls_vars tls_epoll tls_errno tls_dtors tls_file_lock tls_robust)
+    tls_vars tls_epoll tls_errno tls_dtors tls_file_lock tls_robust thread_preempt)
 set(_kz_helpers_dir ${PROJECT_SOURCE_DIR}/tests/helpers)
 foreach(h ${KUDZU_THREAD_HELPERS})
   if(NOT TARGET ${h})
