@@ -44,13 +44,21 @@
  *    (malloc for a spawn, a system call an interposer makes).  So the
  *    handler yields only if the interrupted instruction is in none of
  *    those: the code of libkudzu, the shim, libev, libunwind, liblzma,
- *    liburing, libzydis, libgcc_s (the unwinder), libc, the dynamic loader
- *    and the vDSO (runtime_code, built once from dl_iterate_phdr: a handler
- *    must not take the loader's lock that dladdr takes).  The program's code, its
- *    libraries, its JIT-compiled code qualify; from them the runtime is
- *    either not on the stack at all or called them as a call-out (a green
- *    thread's body, a pthread_once routine, a destructor), where the body
- *    may wait anyway.  An interruption in libc on the program's own behalf
+ *    liburing, libzydis (the core), libgcc_s (the unwinder), libc and the
+ *    dynamic loader (object_kind, built once from dl_iterate_phdr: a
+ *    handler must not take the loader's lock that dladdr takes).  libc is
+ *    left alone even when the program called it: it may hold a lock that
+ *    the hub context takes too (malloc's arena, for libev's arrays), and
+ *    the hub context, which is not a green thread, would block the OS
+ *    thread on it for good.  The vDSO holds nothing: it is interrupted
+ *    unless the core called it (kz__now, libev's clock), which leaves a
+ *    return address of the core among the first words of the stack
+ *    (VDSO_WINDOW), so a loop that reads the clock until a deadline passes
+ *    is preempted like any other.  The program's code, its libraries, its
+ *    JIT-compiled code qualify: from them the runtime is either not on the
+ *    stack at all or called them as a call-out (a green thread's body, a
+ *    pthread_once routine, a destructor), where the body may wait anyway.
+ *    An interruption in libc on the program's own behalf
  *    (a memcpy in its loop) is let go and tried again a slice later: a loop
  *    that spends 90% of its time in libc is preempted within a few slices.
  *    Also left alone: a program's signal handler (the shim's veto,
@@ -117,6 +125,18 @@
 #define MAX_RANGES 64
 /* Ticks per slice (note B). */
 #define TICKS 2
+/* Bytes above the stack pointer searched for the runtime's return addresses
+   when the vDSO is interrupted (note C): its frames and libc's
+   clock_gettime's take a few dozen. */
+#define VDSO_WINDOW 512
+
+/* What code belongs to (note C). */
+enum kind {
+  PROGRAM, /* not listed: the program's own, and its libraries' */
+  CORE,    /* the runtime and its libraries */
+  LIBC,    /* libc, the loader, libgcc_s: may run on the runtime's behalf */
+  VDSO,    /* the vDSO: the caller decides */
+};
 
 static struct {
   double slice;          /* seconds of CPU time; 0: off */
@@ -126,31 +146,37 @@ static struct {
   unsigned nranges;
   struct {
     uintptr_t lo, hi;
-  } ranges[MAX_RANGES]; /* the runtime's code (note C): written once, before any timer */
+    enum kind kind;
+  } ranges[MAX_RANGES]; /* code that is not the program's: written once, before any timer */
 } pre = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-/* ---- The runtime's code (note C) ---------------------------------------------- */
+/* ---- Whose code (note C) ------------------------------------------------------- */
 
-static bool runtime_object(const char *path, const ElfW(Phdr) *phdr)
+static enum kind object_kind(const char *path, const ElfW(Phdr) *phdr)
 {
-  static const char *const names[] = {"libkudzu", "libev.",   "libunwind", "liblzma",   "liburing",
-                                      "libzydis", "libgcc_s", "libc.",     "ld-linux", "linux-vdso"};
+  static const struct {
+    const char *prefix;
+    enum kind kind;
+  } names[] = {{"libkudzu", CORE}, {"libev.", CORE},   {"libunwind", CORE}, {"liblzma", CORE},
+               {"liburing", CORE}, {"libzydis", CORE}, {"libgcc_s", LIBC},  {"libc.", LIBC},
+               {"ld-linux", LIBC}, {"linux-vdso", VDSO}};
   const char *base = strrchr(path, '/');
   uintptr_t vdso = (uintptr_t)getauxval(AT_SYSINFO_EHDR);
   base = base ? base + 1 : path;
   if (vdso && (uintptr_t)phdr - vdso < 65536)
-    return true; /* the vDSO, whatever name the loader gives it */
+    return VDSO; /* whatever name the loader gives it */
   for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-    if (!strncmp(base, names[i], strlen(names[i])))
-      return true;
-  return false;
+    if (!strncmp(base, names[i].prefix, strlen(names[i].prefix)))
+      return names[i].kind;
+  return PROGRAM;
 }
 
 static int collect(struct dl_phdr_info *info, size_t size, void *arg)
 {
+  enum kind kind = object_kind(info->dlpi_name ? info->dlpi_name : "", info->dlpi_phdr);
   (void)size;
   (void)arg;
-  if (!runtime_object(info->dlpi_name ? info->dlpi_name : "", info->dlpi_phdr))
+  if (kind == PROGRAM)
     return 0;
   for (int i = 0; i < info->dlpi_phnum; i++) {
     const ElfW(Phdr) *p = &info->dlpi_phdr[i];
@@ -158,17 +184,35 @@ static int collect(struct dl_phdr_info *info, size_t size, void *arg)
       continue;
     pre.ranges[pre.nranges].lo = info->dlpi_addr + p->p_vaddr;
     pre.ranges[pre.nranges].hi = info->dlpi_addr + p->p_vaddr + p->p_memsz;
+    pre.ranges[pre.nranges].kind = kind;
     pre.nranges++;
   }
   return 0;
 }
 
-static bool runtime_code(uintptr_t pc)
+static enum kind kind_of(uintptr_t pc)
 {
   for (unsigned i = 0; i < pre.nranges; i++)
     if (pc - pre.ranges[i].lo < pre.ranges[i].hi - pre.ranges[i].lo)
-      return true;
-  return false;
+      return pre.ranges[i].kind;
+  return PROGRAM;
+}
+
+/* May the code interrupted at pc, with its stack from sp to end, be
+   preempted?  Note C. */
+static bool interruptible(uintptr_t pc, uintptr_t sp, uintptr_t end)
+{
+  switch (kind_of(pc)) {
+  case PROGRAM:
+    return true;
+  case VDSO: /* who called it: its return address is among the first words */
+    for (uintptr_t w = sp; w < sp + VDSO_WINDOW && w + sizeof(uintptr_t) <= end; w += sizeof(uintptr_t))
+      if (kind_of(*(const uintptr_t *)w) == CORE)
+        return false;
+    return true;
+  default:
+    return false;
+  }
 }
 
 /* ---- The handler (notes B to D) ------------------------------------------------ */
@@ -199,6 +243,7 @@ static void handler(int sig, siginfo_t *si, void *ucv)
   struct kz__hub *hub = kz__tls_hub;
   struct kz_green *g;
   uint64_t mask;
+  uintptr_t sp, end;
   int saved;
   (void)sig;
   if (si->si_code != SI_TIMER || !hub) /* note F */
@@ -206,8 +251,11 @@ static void handler(int sig, siginfo_t *si, void *ucv)
   if (!whole_slice(hub) || !(g = hub->current) || !g->sig.own || !company(hub))
     return;
   memcpy(&mask, &uc->uc_sigmask, sizeof mask);
-  if ((uc->uc_stack.ss_flags & SS_ONSTACK) || runtime_code((uintptr_t)uc->uc_mcontext.gregs[REG_RIP]) ||
-      mask != hub->sig.os || (pre.allowed && !pre.allowed()))
+  sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+  end = g->flags & KZ__G_MAIN ? sp + VDSO_WINDOW : (uintptr_t)g->stack.base + g->stack.size;
+  if ((uc->uc_stack.ss_flags & SS_ONSTACK) || mask != hub->sig.os ||
+      !interruptible((uintptr_t)uc->uc_mcontext.gregs[REG_RIP], sp, end) ||
+      (pre.allowed && !pre.allowed()))
     return; /* note C: a slice later */
   saved = errno;
   hub->preempts++;

@@ -10,6 +10,8 @@
  *            wait ends; 20 hand-overs;
  *   libc     a thread that spends its time in libc (snprintf, malloc,
  *            memcpy) is stopped by the main thread's flag;
+ *   clock    a thread that reads the clock in a loop (the vDSO) is stopped
+ *            by the main thread's flag;
  *   stdio    a thread holds a stream's lock while it spins; another waits
  *            for the lock in fputs; the main thread's flag lets both end;
  *   mask     a spinning thread blocks SIGUSR1; the main thread blocks it,
@@ -172,6 +174,25 @@ static void case_libc(void)
   CHECK(pthread_join(t, NULL) == 0);
 }
 
+static void *clock_reader(void *arg)
+{
+  struct timespec ts;
+  (void)arg;
+  while (!atomic_load_explicit(&stop, memory_order_relaxed))
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+  return NULL;
+}
+
+static void case_clock(void)
+{
+  pthread_t t;
+  atomic_store(&stop, 0);
+  CHECK(pthread_create(&t, NULL, clock_reader, NULL) == 0);
+  sleep_ms(50);
+  atomic_store(&stop, 1);
+  CHECK(pthread_join(t, NULL) == 0);
+}
+
 static FILE *devnull;
 static atomic_int locked, wrote;
 
@@ -297,7 +318,7 @@ static void latency(void)
 static const struct {
   const char *name;
   void (*run)(void);
-} cases[] = {{"spin", case_spin}, {"fair", case_fair},   {"gil", case_gil},   {"libc", case_libc},
+} cases[] = {{"spin", case_spin}, {"fair", case_fair},   {"gil", case_gil},   {"libc", case_libc}, {"clock", case_clock},
              {"stdio", case_stdio}, {"mask", case_mask}, {"fork", case_fork}};
 
 int main(int argc, char **argv)
