@@ -43,26 +43,27 @@
  *      floor                                  1.6 ns
  *      floor + stmxcsr + fnstcw, no compare   2.5 ns
  *      kz__switch + sched.c's TLS check       3.0 ns (3.1 before the lea)
- *    Nearly all of it is stmxcsr: it does not overlap with the work around
- *    it (a loop of eight independent adds costs 1.0 ns, with one stmxcsr
- *    1.9 ns; where in the switch it goes, first, after the pushes or before
- *    the ret, changes nothing; vstmxcsr costs the same), while fnstcw, the
- *    comparisons and sched.c's thread pointer check are a few plain uops
- *    that hide in the pushes' and pops' shadow (the floor with fnstcw and
- *    its comparison alone, no stmxcsr, costs what the floor does).  MXCSR
- *    has no cheaper reader (fxsave and xsave store it with the vector
- *    registers), no instruction reports whether it changed, and a green
- *    thread may change it with an inline ldmxcsr the runtime never sees, so
- *    one stmxcsr per switch is the price of note B: a switch that keeps the
- *    control state per context costs at least 1.5 times the floor here, and
- *    kz__switch is within 0.5 ns of that.  What was cut: the stack pointer
- *    is not lowered over the control word and raised again; the word is
- *    stored just below the pushed registers, and the target's registers are
- *    reached with one lea (its control word then lies just below the stack
- *    pointer, in the red zone, which a signal frame skips).  Tried without
- *    gain: loading the target's word before the switch, dropping the x87
- *    word (fnstcw costs nothing measurable, and note B needs it), other
- *    orders of the stores.
+ *    Most of it is stmxcsr: it does not overlap with the work around it (a
+ *    loop of eight independent adds costs 1.0 ns, with one stmxcsr 1.9 ns;
+ *    where in the switch it goes, first, after the pushes or before the
+ *    ret, changes nothing; vstmxcsr costs the same), while fnstcw alone
+ *    costs nothing measurable.  The other 0.3 to 0.5 ns are the loads of
+ *    the control words for the comparison: loading only ours, or only the
+ *    target's, or comparing after the pops costs the same, and a single
+ *    8-byte load of both words is slower (it cannot be forwarded from the
+ *    two smaller stores).  sched.c's thread pointer check costs nothing
+ *    measurable (switch_raw_ns, without it, is no faster).  MXCSR has no
+ *    cheaper reader (fxsave and xsave store it with the vector registers),
+ *    no instruction reports whether it changed, and a green thread may
+ *    change it with an inline ldmxcsr the runtime never sees, so one
+ *    stmxcsr per switch is the price of note B: a switch that keeps the
+ *    control state per context costs at least 1.5 times the floor here.
+ *    What was cut: the stack pointer is not lowered over the control word
+ *    and raised again; the word is stored just below the pushed registers,
+ *    and the target's registers are reached with one lea (its control word
+ *    then lies just below the stack pointer, in the red zone, which a
+ *    signal frame skips).  Dropping the x87 word would gain nothing (and
+ *    note B needs it).
  */
 
         .text
