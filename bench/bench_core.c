@@ -17,6 +17,11 @@
  *                         callee-saved registers and swaps stack pointers
  *                         (bench/switch_floor_x86_64.S): this machine's
  *                         floor for any stack switch
+ *   switch_fpctl_floor_ns the same plus storing MXCSR and the x87 control
+ *                         word (stmxcsr, fnstcw), nothing compared: the
+ *                         floor for a switch that keeps the floating-point
+ *                         control state per context, as kz__switch must
+ *                         (hub/switch_x86_64.S, note E)
  *   switch_ns             one-way switch as the scheduler makes it between
  *                         two green threads that share TLS: the thread
  *                         pointer check (hub/sched.c) and kz__switch, the
@@ -135,20 +140,41 @@ static double switch_once(long n)
   return (now() - t) * 1e9 / (2.0 * (double)n);
 }
 
-/* ---- switch_floor_ns ----------------------------------------------------- */
+/* ---- switch_floor_ns, switch_fpctl_floor_ns ------------------------------ */
 
+typedef void floor_switch_fn(void **from_sp, void *to_sp);
 void bench_floor_switch(void **from_sp, void *to_sp);
+void bench_floor_fpctl_switch(void **from_sp, void *to_sp);
 void *bench_floor_init(void *stack_top, void (*entry)(void));
+
+/* The switch under test, called directly: one copy of the loop per switch
+   (an indirect call would be part of the cost). */
+static __attribute__((always_inline)) inline void floor_loop(floor_switch_fn *sw, void **self,
+                                                              void **other, long n)
+{
+  for (long i = 0; i < n; i++)
+    sw(self, *other);
+}
 
 static __attribute__((noinline)) void floor_ping_pong(void **self, void **other, long n)
 {
-  for (long i = 0; i < n; i++)
-    bench_floor_switch(self, *other);
+  floor_loop(bench_floor_switch, self, other, n);
+}
+
+static __attribute__((noinline)) void fpctl_ping_pong(void **self, void **other, long n)
+{
+  floor_loop(bench_floor_fpctl_switch, self, other, n);
 }
 
 static void floor_peer(void)
 {
   floor_ping_pong(&peer_sp, &main_sp, peer_n + 1);
+  abort();
+}
+
+static void fpctl_peer(void)
+{
+  fpctl_ping_pong(&peer_sp, &main_sp, peer_n + 1);
   abort();
 }
 
@@ -161,6 +187,18 @@ static double floor_once(long n)
   bench_floor_switch(&main_sp, peer_sp);
   t = now();
   floor_ping_pong(&main_sp, &peer_sp, n);
+  return (now() - t) * 1e9 / (2.0 * (double)n);
+}
+
+static double fpctl_floor_once(long n)
+{
+  static char stack[64 * 1024] __attribute__((aligned(16)));
+  double t;
+  peer_n = n;
+  peer_sp = bench_floor_init(stack + sizeof stack, fpctl_peer);
+  bench_floor_fpctl_switch(&main_sp, peer_sp);
+  t = now();
+  fpctl_ping_pong(&main_sp, &peer_sp, n);
   return (now() - t) * 1e9 / (2.0 * (double)n);
 }
 
@@ -433,6 +471,7 @@ static int do_switch(void)
   row("switch_ns", same = best_of(tls_once, 20000000), "ns");
   row("switch_vs_floor", same / floor, "x");
   row("switch_raw_ns", best_of(switch_once, 20000000), "ns");
+  row("switch_fpctl_floor_ns", best_of(fpctl_floor_once, 20000000), "ns");
   if (!(hub = kz__hub_get(&err)) || !kz__tls_available(&why) || !(peer_tp = kz__tls_new(hub))) {
     fprintf(stderr, "bench_core: no TLS of their own for green threads here: %s\n",
                     hub && !err ? why : "no hub");

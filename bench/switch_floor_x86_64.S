@@ -5,7 +5,15 @@
  * keeps the System V ABI's callee-saved registers must do at least.
  *
  *   void bench_floor_switch(void **from_sp, void *to_sp)
+ *   void bench_floor_fpctl_switch(void **from_sp, void *to_sp)
  *   void *bench_floor_init(void *stack_top, void (*entry)(void))
+ *
+ * bench_floor_fpctl_switch is the floor plus the two stores of the
+ * floating-point control state (stmxcsr, fnstcw, into the words just below
+ * the saved registers), nothing compared and nothing reloaded: the least a
+ * switch costs that keeps MXCSR and the x87 control word per context, as
+ * kz__switch must (hub/switch_x86_64.S, notes B and E).  Both take the
+ * frames bench_floor_init builds.
  */
         .text
 
@@ -32,6 +40,32 @@ bench_floor_switch:
         ret
         .cfi_endproc
         .size   bench_floor_switch, .-bench_floor_switch
+
+        .globl  bench_floor_fpctl_switch
+        .hidden bench_floor_fpctl_switch
+        .type   bench_floor_fpctl_switch, @function
+        .p2align 4
+bench_floor_fpctl_switch:
+        .cfi_startproc
+        pushq   %rbp
+        pushq   %rbx
+        pushq   %r12
+        pushq   %r13
+        pushq   %r14
+        pushq   %r15
+        stmxcsr -8(%rsp)                /* the red zone: a leaf function's */
+        fnstcw  -4(%rsp)
+        movq    %rsp, (%rdi)
+        movq    %rsi, %rsp
+        popq    %r15
+        popq    %r14
+        popq    %r13
+        popq    %r12
+        popq    %rbx
+        popq    %rbp
+        ret
+        .cfi_endproc
+        .size   bench_floor_fpctl_switch, .-bench_floor_fpctl_switch
 
 /* A fresh context's first "return" lands here: call entry (in r12), which
    never returns. */

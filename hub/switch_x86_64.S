@@ -20,10 +20,10 @@
  *    compiler, so everything else is already saved by the caller.
  * B. MXCSR's control bits and the x87 control word are callee-saved too, and
  *    a green thread may change its rounding mode.  Loading them costs about
- *    30 ns (ldmxcsr serialises), storing them about 1 ns, so the switch stores
- *    both and reloads only when the target's control bits differ.  MXCSR's
- *    six exception-flag bits (0x3f) are sticky status, not control, and are
- *    left out of the comparison.
+ *    30 ns (ldmxcsr serialises), storing them about 1 ns (note E), so the
+ *    switch stores both and reloads only when the target's control bits
+ *    differ.  MXCSR's six exception-flag bits (0x3f) are sticky status, not
+ *    control, and are left out of the comparison.
  * C. The switch resumes with ret, not pop + jmp.  Every switch in kudzu goes
  *    through one call site (kz__switch_to in sched.c), so the address a ret
  *    resumes at is always the one the return-stack predictor holds, and the
@@ -36,6 +36,34 @@
  * D. A fresh context starts in kz__trampoline, whose CFI marks the return
  *    address undefined: gdb and libunwind stop there cleanly instead of
  *    walking into the zeroed words above it.
+ * E. Where a switch's time goes, over the floor of six pushes, six pops and
+ *    ret (bench_core: switch_floor_ns, switch_fpctl_floor_ns, switch_ns,
+ *    best of 10 runs of 20 million switches, this project's 2-core
+ *    Xeon VM, family 6 model 207, under other load):
+ *      floor                                  1.6 ns
+ *      floor + stmxcsr + fnstcw, no compare   2.5 ns
+ *      kz__switch + sched.c's TLS check       3.0 ns (3.1 before the lea)
+ *    Most of it is stmxcsr: it does not overlap with the work around it (a
+ *    loop of eight independent adds costs 1.0 ns, with one stmxcsr 1.9 ns;
+ *    where in the switch it goes, first, after the pushes or before the
+ *    ret, changes nothing; vstmxcsr costs the same), while fnstcw alone
+ *    costs nothing measurable.  The other 0.3 to 0.5 ns are the loads of
+ *    the control words for the comparison: loading only ours, or only the
+ *    target's, or comparing after the pops costs the same, and a single
+ *    8-byte load of both words is slower (it cannot be forwarded from the
+ *    two smaller stores).  sched.c's thread pointer check costs nothing
+ *    measurable (switch_raw_ns, without it, is no faster).  MXCSR has no
+ *    cheaper reader (fxsave and xsave store it with the vector registers),
+ *    no instruction reports whether it changed, and a green thread may
+ *    change it with an inline ldmxcsr the runtime never sees, so one
+ *    stmxcsr per switch is the price of note B: a switch that keeps the
+ *    control state per context costs at least 1.5 times the floor here.
+ *    What was cut: the stack pointer is not lowered over the control word
+ *    and raised again; the word is stored just below the pushed registers,
+ *    and the target's registers are reached with one lea (its control word
+ *    then lies just below the stack pointer, in the red zone, which a
+ *    signal frame skips).  Dropping the x87 word would gain nothing (and
+ *    note B needs it).
  */
 
         .text
@@ -67,27 +95,28 @@ kz__switch:
         pushq   %r15
         .cfi_adjust_cfa_offset 8
         .cfi_rel_offset %r15, 0
-        /* Save the floating-point control state (note B) and keep it in
-           eax/edx for the comparison after the switch. */
-        subq    $8, %rsp
-        .cfi_adjust_cfa_offset 8
-        stmxcsr (%rsp)
-        fnstcw  4(%rsp)
-        movl    (%rsp), %eax
-        movzwl  4(%rsp), %edx
-        /* Switch stacks.  The target's frame has the same layout, so the CFI
-           above describes it too. */
-        movq    %rsp, (%rdi)
-        movq    %rsi, %rsp
+        /* Save the floating-point control state (note B) below the
+           registers and keep it in eax/edx for the comparison after the
+           switch.  The saved stack pointer points at it (switch.h). */
+        stmxcsr -8(%rsp)
+        fnstcw  -4(%rsp)
+        movl    -8(%rsp), %eax
+        movzwl  -4(%rsp), %edx
+        leaq    -8(%rsp), %rcx
+        movq    %rcx, (%rdi)
+        /* Switch stacks, straight to the target's registers (note E): its
+           control state is then just below the stack pointer, in the red
+           zone, which a signal frame skips.  The target's frame has the
+           same layout, so the CFI above describes it too. */
+        leaq    8(%rsi), %rsp
         /* Reload the control state only when it differs. */
-        xorl    (%rsp), %eax
+        xorl    -8(%rsp), %eax
         testl   $0xffc0, %eax
         jnz     .Lload_fpctl
-        cmpw    4(%rsp), %dx
+        cmpw    -4(%rsp), %dx
         jne     .Lload_fpctl
 .Lrestore:
-        addq    $8, %rsp
-        .cfi_adjust_cfa_offset -8
+        .cfi_remember_state
         popq    %r15
         .cfi_adjust_cfa_offset -8
         .cfi_restore %r15
@@ -109,16 +138,9 @@ kz__switch:
         /* Resume (note C). */
         ret
 .Lload_fpctl:
-        .cfi_adjust_cfa_offset 64
-        .cfi_rel_offset %rip, 56
-        .cfi_rel_offset %rbp, 48
-        .cfi_rel_offset %rbx, 40
-        .cfi_rel_offset %r12, 32
-        .cfi_rel_offset %r13, 24
-        .cfi_rel_offset %r14, 16
-        .cfi_rel_offset %r15, 8
-        ldmxcsr (%rsp)
-        fldcw   4(%rsp)
+        .cfi_restore_state      /* the frame as at .Lrestore */
+        ldmxcsr -8(%rsp)
+        fldcw   -4(%rsp)
         jmp     .Lrestore
         .cfi_endproc
         .size   kz__switch, .-kz__switch

@@ -125,6 +125,28 @@
  *    (kz__tls_os_enter and _leave): they go on the OS thread's list, as
  *    they did when green threads shared its descriptor, and another
  *    process still gets EOWNERDEAD.
+ * J. Memory: why the area is malloc'd (A) and not put at the top of the
+ *    green thread's stack, as pthread_create puts it (_dl_allocate_tls(tp)
+ *    initialises an area the caller provides).  An idle green pthread with
+ *    100 bytes of __thread data (bench_idle_tls, glibc 2.36, x86_64) costs
+ *    9,073 bytes: its stack page (the green thread's record and the frames
+ *    of a read parked on a pipe, 1.6 KiB), the area (4,416 bytes: the
+ *    2,368-byte descriptor, 0.4 KiB of the modules' blocks, and 1,520
+ *    bytes glibc reserves below them for modules dlopen'ed later with
+ *    static TLS), its dtv and the shim's record.  What is written of the
+ *    area, the descriptor and the blocks (2.7 KiB), lies above the reserve,
+ *    so at the top of the stack the reserve separates it from the frames
+ *    and the two still take two pages: 8,672 bytes measured (a prototype),
+ *    for a slot of every pooled stack grown by the area and a spawn that
+ *    must make the area before the green thread may run.  Trimming glibc's
+ *    reserve to 144 bytes (GLIBC_TUNABLES=glibc.rtld.nns=1:
+ *    glibc.rtld.optional_static_tls=0) gives 7,729 bytes with the area
+ *    malloc'd (8,672 at the top of the stack: 1.6 + 2.7 KiB is still over
+ *    a page), and makes a module with initial-exec TLS over 144 bytes fail
+ *    to dlopen where it loads natively, so the launcher does not set it.
+ *    One page for the stack and the area together would need both that
+ *    trim and about 0.5 KiB less of frames in a parked read (the shim's
+ *    read_in_green keeps 432 bytes, kz__wait_fd 224).
  */
 #include "internal.h"
 
