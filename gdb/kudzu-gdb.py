@@ -48,6 +48,12 @@
 #    the crash reports print it.  Deadlines are kz__now() seconds
 #    (CLOCK_MONOTONIC): on a live process on this machine the time left is
 #    shown too; a core only has the absolute value.
+# E. The runtime's own signals pass through without stopping or printing:
+#    SIG60 (SIGRTMAX-4), the time slices of hub/preempt.c, which arrive every
+#    5 ms of a busy hub's CPU time and would otherwise stop a debugged
+#    program at once; SIG61 (SIGRTMAX-3), which interrupts a blocking call
+#    on a worker thread; SIG62 (SIGRTMAX-2), the monitor's backtrace.  They
+#    are still passed to the program, where the runtime handles them.
 
 import fnmatch
 import struct
@@ -545,9 +551,12 @@ def _with_green(hub, g, fn):
 def _parked_in(hub, g):
     """The innermost frame of g outside libkudzu (where the program parked)."""
     def first():
+        preempted = False
         for f in _green_frames(hub, g, 32):
-            if not _in_runtime(f):
-                return _describe(f)
+            if f.type() == gdb.SIGTRAMP_FRAME:
+                preempted = True  # the slice signal's frame (hub/preempt.c)
+            elif not _in_runtime(f):
+                return _describe(f) + (" (preempted)" if preempted else "")
         return "(the runtime's own: %s)" % _fn_name(g)
     try:
         return _with_green(hub, g, first)
@@ -812,6 +821,8 @@ def _register():
     KzUnselect()
     gdb.unwinder.register_unwinder(None, _unwinder, replace=True)
     gdb.frame_filters["kudzu"] = _FrameFilter()
+    for sig in ("SIG60", "SIG61", "SIG62"):  # note E
+        gdb.execute("handle %s nostop noprint pass" % sig, to_string=True)
     # Sourced again (another libkudzu loaded, or by hand): one handler each.
     for registry, name, fn in ((gdb.events.cont, "_kudzu_on_resume", _on_resume),
                                (gdb.events.exited, "_kudzu_on_exit", _on_new_program),

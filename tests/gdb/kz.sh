@@ -142,7 +142,7 @@ crash)
   ;;
 launcher)
   cmds=(-ex run -ex "info kudzu" -ex "kz threads" -ex "echo ==bt\n")
-  for n in reader locker waiter sleeper joiner; do
+  for n in reader locker waiter sleeper joiner spinner; do
     cmds+=(-ex "kz bt t-$n")
   done
   cmds+=(-ex "echo ==end\n")
@@ -191,9 +191,12 @@ launcher_checks() {
   expect "the thread in pthread_cond_wait" '^ +[0-9]+ +1 +waiting +t-waiter +a condition variable +block_in_wait at threads_parked\.c'
   expect "the thread in nanosleep" '^ +[0-9]+ +1 +sleeping +t-sleeper +sleep, .* block_in_sleep at threads_parked\.c'
   expect "the thread in pthread_join" '^ +[0-9]+ +1 +waiting +t-joiner +join [0-9]+ "t-sleeper" +block_in_join at threads_parked\.c'
+  expect "the computing thread, preempted" \
+    '^ +[0-9]+ +1 +runnable +t-spinner +- +spin_forever at threads_parked\.c:[0-9]+ \(preempted\)$'
   for n in read lock wait sleep join; do
     expect "kz bt shows block_in_$n" "^#[0-9]+ +(0x[0-9a-f]+ in )?block_in_$n \\(.*threads_parked\\.c:[0-9]+" bt
   done
+  expect "kz bt of the preempted thread shows spin_forever" '^#[0-9]+ +(0x[0-9a-f]+ in )?spin_forever \(.*threads_parked\.c:[0-9]+' bt
   expect "kz bt goes through the shim" '^#[0-9]+ .* in thr_start \(' bt
 }
 

@@ -1,7 +1,9 @@
 /* threads_parked.c: a plain pthread program, built without kudzu, whose
  * threads block in read, a mutex, a condition variable, nanosleep and a
- * join; run under the launcher, they are green threads parked in the shim,
- * which tests/gdb/kz.sh (mode launcher) inspects with the gdb extension.
+ * join, and one computes for ever; run under the launcher, they are green
+ * threads parked in the shim, and the computing one is preempted (it has to
+ * be, for the main thread to run), which tests/gdb/kz.sh (mode launcher)
+ * inspects with the gdb extension.
  *
  * Each thread names itself (pthread_setname_np) and blocks in a function of
  * its own.  Once all of them are parked (see main), the main thread raises
@@ -15,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define NTHREADS 5
+#define NTHREADS 6
 
 static int pipefd[2];
 static pthread_mutex_t held = PTHREAD_MUTEX_INITIALIZER;
@@ -74,10 +76,20 @@ BLOCKER block_in_join(void *arg)
   return arg;
 }
 
+static volatile unsigned long spins;
+
+BLOCKER spin_forever(void *arg)
+{
+  about_to_block("t-spinner");
+  for (;;)
+    spins++;
+  return arg;
+}
+
 int main(void)
 {
   void *(*fns[NTHREADS])(void *) = {block_in_read, block_in_lock, block_in_wait, block_in_sleep,
-                                     block_in_join};
+                                     block_in_join, spin_forever};
   pthread_t t;
   if (pipe(pipefd) != 0)
     return 2;
