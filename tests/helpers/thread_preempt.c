@@ -17,7 +17,10 @@
  *   mask     a spinning thread blocks SIGUSR1; the main thread blocks it,
  *            unblocks it, and takes two SIGUSR1 in between sleeps: the
  *            OS thread's mask stays what the threads' masks say;
- *   fork     a forked child runs "spin" (its hub starts without a timer).
+ *   fork     a forked child runs "spin" (its hub starts without a timer);
+ *   idle     while two threads sleep, the OS thread the main one runs on is
+ *            not woken: at most 5 context switches in 300 ms (a slice
+ *            timer on the wall clock would wake it 60 times).
  *
  * Each prints "<case>: ok" and exits 0.  "latency" (not run by default, for
  * scripts/bench_preempt) prints how late the main thread's 100 sleeps of
@@ -315,11 +318,49 @@ static void latency(void)
   printf("late_max_ms\t%.3f\nlate_mean_ms\t%.3f\n", worst * 1e3, sum * 10);
 }
 
+/* Context switches of the OS thread that runs the caller, from
+   /proc/thread-self/status (under the launcher: the hub's OS thread). */
+static long ctxt_switches(void)
+{
+  char line[256];
+  long n = 0, v;
+  FILE *f = fopen("/proc/thread-self/status", "r");
+  CHECK(f != NULL);
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1 ||
+        sscanf(line, "nonvoluntary_ctxt_switches: %ld", &v) == 1)
+      n += v;
+  fclose(f);
+  return n;
+}
+
+static void *sleeper(void *arg)
+{
+  (void)arg;
+  sleep_ms(400);
+  return NULL;
+}
+
+static void case_idle(void)
+{
+  pthread_t t;
+  long before, after;
+  CHECK(pthread_create(&t, NULL, sleeper, NULL) == 0);
+  sleep_ms(20); /* the sleeper is asleep */
+  before = ctxt_switches();
+  sleep_ms(300);
+  after = ctxt_switches();
+  CHECK(pthread_join(t, NULL) == 0);
+  if (after - before > 5)
+    fprintf(stderr, "%ld context switches while idle\n", after - before);
+  CHECK(after - before <= 5);
+}
+
 static const struct {
   const char *name;
   void (*run)(void);
 } cases[] = {{"spin", case_spin}, {"fair", case_fair},   {"gil", case_gil},   {"libc", case_libc}, {"clock", case_clock},
-             {"stdio", case_stdio}, {"mask", case_mask}, {"fork", case_fork}};
+             {"stdio", case_stdio}, {"mask", case_mask}, {"fork", case_fork}, {"idle", case_idle}};
 
 int main(int argc, char **argv)
 {
