@@ -684,7 +684,8 @@ void kz__verify(struct kz__hub *hub)
     CHECK(++ready <= hub->nlive);
   }
   CHECK(ready == hub->nready);
-  CHECK(hub->preempted == NULL || (hub->preempted->hub == hub && hub->preempted->state == KZ__S_READY));
+  CHECK(hub->preempted == NULL || (hub->preempted->hub == hub &&
+                                   (hub->preempted->state == KZ__S_READY || hub->preempted->state == KZ__S_GONE)));
   for (l = hub->all.next; l != &hub->all; l = l->next, n++) {
     struct kz_green *g = kz__container_of(l, struct kz_green, all);
     CHECK(l->next->prev == l);
