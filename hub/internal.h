@@ -677,6 +677,15 @@ KZ_INTERNAL int kz__worker_call(void (*fn)(void *), void *arg, void (*discard)(v
    outside a green thread).  May switch. */
 KZ_INTERNAL int kz__worker_call_blocking(void (*fn)(void *), void *arg, double deadline, int *cut);
 
+/* The main thread has left with pthread_exit or kz_exit (worker.c, note
+   G); kz__on_main_left, if set, runs then, on it. */
+KZ_INTERNAL bool kz__main_gone(void);
+extern void (*kz__on_main_left)(void) KZ_INTERNAL;
+
+/* The hub of a remote hub (remote.c), once kz_remote_start has returned. */
+struct kz_remote;
+KZ_INTERNAL struct kz__hub *kz__remote_hub(struct kz_remote *r);
+
 /* ---- Time slices (preempt.c) ------------------------------------------------- */
 
 /* The signal of the hubs' slice timers (preempt.c, note F). */

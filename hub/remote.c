@@ -29,11 +29,16 @@
  *    epoll for the next wake-up instead of reporting a deadlock.
  * D. The remote thread blocks every signal (kz__os_thread_start), so the
  *    program's handlers keep running on its own threads.
+ * E. Its OS thread is named "kudzu-hub" (top -H, ps -L, /proc/PID/task/
+ *    TID/comm show it so): the shim's extra hubs are remote hubs too
+ *    (preload/hubs.c).  The names of the green threads it runs are theirs
+ *    alone (kz_green_set_name, pthread_setname_np), never the OS thread's.
  */
 #include "internal.h"
 
 #include <sched.h>
 #include <stdatomic.h>
+#include <sys/prctl.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,6 +105,7 @@ static void *remote_main(void *arg)
 static void *remote_thread(void *arg)
 {
   struct kz_remote *r = arg;
+  prctl(PR_SET_NAME, "kudzu-hub"); /* note E */
   if (kz_run(remote_main, r, NULL) < 0 && !r->hub)
     started(r, -errno);
   return NULL;
@@ -138,6 +144,8 @@ static void spawn_run(struct kz__post *p)
   kz__future_unref(m->f);
   free(m);
 }
+
+struct kz__hub *kz__remote_hub(struct kz_remote *r) { return r->hub; }
 
 /* ---- Public API -------------------------------------------------------------------- */
 

@@ -156,11 +156,17 @@ static _Atomic bool main_gone;   /* the main thread has called pthread_exit */
 
 /* main_key's destructor: the main thread leaves with pthread_exit.  Wake
    every pool's idle workers, which now leave. */
+void (*kz__on_main_left)(void);
+
+bool kz__main_gone(void) { return atomic_load(&main_gone); }
+
 static void main_left(void *unused)
 {
   struct kz__link *l;
   (void)unused;
   atomic_store(&main_gone, true);
+  if (kz__on_main_left)
+    kz__on_main_left(); /* the shim's extra hubs (preload/hubs.c, note E) */
   kz__monitor_main_left(); /* the other runtime thread (monitor.c, note G) */
   kz__os_lock(&pools_lock);
   for (l = pools.next; l != &pools; l = l->next) {

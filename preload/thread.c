@@ -260,6 +260,10 @@ static struct {
 
 /* By the handle's slot index alone (its low 32 bits), which no two live
    green threads share: a thread id finds its record (note N). */
+/* Green threads the shim made that have not finished, on every hub
+   (hubs.c, note E). */
+static _Atomic long live_threads;
+
 static unsigned reg_index(kz_green_t id) { return (uint32_t)id % NREG; }
 
 static void reg_lock(unsigned i)
@@ -467,6 +471,11 @@ static void thr_exiting(struct thr *t)
   if (t->tp)
     kz__tls_exiting();
   run_key_destructors(t);
+  if (t->fn && atomic_fetch_sub_explicit(&live_threads, 1, memory_order_acq_rel) == 1) {
+    kz_sync_wake(&live_threads, SIZE_MAX); /* main_exit may wait for it */
+    if (kz__main_gone() && kz_shim_hubs_many())
+      exit(0); /* the last thread, and the extra hubs would keep the process alive (hubs.c, note E) */
+  }
 }
 
 
@@ -598,13 +607,26 @@ static void *thr_start(void *arg)
 
 /* The main green thread leaves: like natively, the process lives on until
    the other threads have finished, then the OS thread exits. */
+static int no_threads_left(void *c)
+{
+  (void)c;
+  return atomic_load_explicit(&live_threads, memory_order_acquire) == 0;
+}
+
 static _Noreturn void main_exit(struct kz_green *g, void *value)
 {
   struct kz__hub *hub = g->hub;
   struct kz__waiter w;
   g->flags |= KZ__G_NO_CANCEL;
-  while (hub->nlive > 1)
-    kz__waitq_wait(&hub->quiesce, &w, -1);
+  for (;;) {
+    while (hub->nlive > 1)
+      kz__waitq_wait(&hub->quiesce, &w, -1);
+    if (!kz_shim_hubs_many())
+      break;
+    if (no_threads_left(NULL)) /* and the other hubs' OS threads would keep it alive */
+      exit(0);                 /* hubs.c, note E */
+    kz_sync_wait(&live_threads, no_threads_left, NULL, -1, 0, false, "the last thread");
+  }
   RT(pthread_exit)(value);
   __builtin_unreachable();
 }
@@ -760,34 +782,37 @@ static bool may_convert(void)
   return true;
 }
 
-EXPORT int pthread_create(pthread_t *out, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
-{
-  struct kz_green *self = kz_thr_active(), *g;
-  struct kz_spawn_opts opts = {0};
-  struct thr *t;
+/* What a new thread is made of, decided by its creator. */
+struct spawn_req {
+  void *(*fn)(void *);
+  void *arg;
+  void *stack;      /* the program's, or NULL */
+  size_t size;      /* its size, or the one to allocate (0: the default) */
+  bool detached;
   char name[16];
-  void *stack;
-  size_t size;
-  int detach = PTHREAD_CREATE_JOINABLE, err = 0;
+  uint64_t mask;    /* its signal mask: its creator's */
+  pthread_t id;     /* out */
+};
 
-  if (!self || !may_convert())
-    return RT(pthread_create)(out, attr, fn, arg);
-  attr_stack(attr, &stack, &size);
-  if (attr)
-    pthread_attr_getdetachstate(attr, &detach);
-  creator_name(self, name);
-  opts.name = name[0] ? name : NULL;
-  opts.stack_size = size;
-  opts.detached = detach == PTHREAD_CREATE_DETACHED;
+/* Make the thread on the calling hub (a green thread of it, or its context
+   running spawn_on's message).  pthread error numbers. */
+static int spawn_here(struct spawn_req *q)
+{
+  struct kz__hub *hub = kz__hub();
+  struct kz_spawn_opts opts = {.name = q->name[0] ? q->name : NULL, .stack_size = q->size,
+                               .detached = q->detached};
+  struct kz_green *g;
+  struct thr *t;
+  int err = 0;
   if (!(t = thr_new(NULL)))
     return EAGAIN;
-  t->fn = fn;
-  t->arg = arg;
-  if (kz__tls_available(NULL) && !(t->tp = kz__tls_new(self->hub))) { /* note E */
+  t->fn = q->fn;
+  t->arg = q->arg;
+  if (kz__tls_available(NULL) && !(t->tp = kz__tls_new(hub))) { /* note E */
     free(t);
     return EAGAIN;
   }
-  if (!(g = kz__spawn(self->hub, thr_start, t, &opts, stack, stack ? size : 0, &err))) {
+  if (!(g = kz__spawn(hub, thr_start, t, &opts, q->stack, q->stack ? q->size : 0, &err))) {
     if (t->tp)
       kz__tls_free(t->tp);
     free(t);
@@ -798,10 +823,69 @@ EXPORT int pthread_create(pthread_t *out, const pthread_attr_t *attr, void *(*fn
     g->tp = t->tp; /* before it first runs: the switch loads it */
   }
   thr_attach(g, t);
-  kz__sigmask_adopt(g, kz__sig_owner(self)->sig.mask); /* a thread: its creator's mask, its own */
-  kz__preempt_arm(self->hub); /* two threads share the hub now (hub/preempt.c, note A) */
-  *out = (pthread_t)g->id;
+  kz__sigmask_adopt(g, q->mask); /* a thread: its creator's mask, its own */
+  kz__preempt_arm(hub);          /* two threads share the hub now (hub/preempt.c, note A) */
+  atomic_fetch_add_explicit(&live_threads, 1, memory_order_relaxed);
+  q->id = (pthread_t)g->id;
   return 0;
+}
+
+/* spawn_on's message, on the hub that gets the thread.  It lives on the
+   creator's stack: the creator waits for done, which is the last thing
+   written here (kz_sync_wake only uses the address as a key). */
+struct rspawn {
+  struct kz__post post;
+  struct spawn_req *q;
+  int err;
+  _Atomic int done;
+};
+
+static void rspawn_run(struct kz__post *p)
+{
+  struct rspawn *r = kz__container_of(p, struct rspawn, post);
+  r->err = spawn_here(r->q);
+  atomic_store_explicit(&r->done, 1, memory_order_release);
+  kz_sync_wake(r, 1);
+}
+
+static int rspawn_check(void *c)
+{
+  struct rspawn *r = c;
+  return atomic_load_explicit(&r->done, memory_order_acquire);
+}
+
+/* Make the thread on hub, another hub (hubs.c): there, by a message, while
+   the creator waits (pthread_create is no cancellation point: nothing ends
+   the wait early). */
+static int spawn_on(struct kz__hub *hub, struct spawn_req *q)
+{
+  struct rspawn r = {.post.fn = rspawn_run, .q = q};
+  kz__hub_post(hub, &r.post);
+  while (!rspawn_check(&r))
+    kz_sync_wait(&r, rspawn_check, &r, -1, 0, false, "a thread made on another hub");
+  return r.err;
+}
+
+EXPORT int pthread_create(pthread_t *out, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+  struct kz_green *self = kz_thr_active();
+  struct kz__hub *to;
+  struct spawn_req q = {.fn = fn, .arg = arg};
+  int detach = PTHREAD_CREATE_JOINABLE, err;
+
+  if (!self || !may_convert())
+    return RT(pthread_create)(out, attr, fn, arg);
+  attr_stack(attr, &q.stack, &q.size);
+  if (attr)
+    pthread_attr_getdetachstate(attr, &detach);
+  q.detached = detach == PTHREAD_CREATE_DETACHED;
+  creator_name(self, q.name);
+  q.mask = kz__sig_owner(self)->sig.mask;
+  to = kz_shim_place(self->hub);
+  err = to == self->hub ? spawn_here(&q) : spawn_on(to, &q);
+  if (err == 0)
+    *out = q.id;
+  return err;
 }
 
 /* ---- Joining ----------------------------------------------------------------------- */
@@ -1302,6 +1386,28 @@ pid_t kz_thr_tid_host(pid_t tid, pid_t tgid)
   return host;
 }
 
+int kz_thr_tid_kill(pid_t tid, pid_t tgid, int sig)
+{
+  uint32_t idx;
+  unsigned i;
+  struct thr *t;
+  struct kz__hub *hub = NULL;
+  kz_green_t id = 0;
+  if (tid < TID_BASE || (tgid && tgid != getpid()) || sig <= 0 || sig >= _NSIG)
+    return -1;
+  idx = (uint32_t)(tid - TID_BASE);
+  i = idx % NREG;
+  reg_lock(i);
+  for (t = registry[i].head; t && (uint32_t)t->id != idx; t = t->reg_next)
+    ;
+  if (t) {
+    hub = t->hub;
+    id = t->id;
+  }
+  reg_unlock(i);
+  return hub ? kz_shim_kill(hub, id, sig) : -1;
+}
+
 /* ---- pthread_once (note G) ----------------------------------------------------------- */
 
 enum { ONCE_RUNNING = 1, ONCE_DONE = 2 };
@@ -1321,6 +1427,15 @@ static void leave_behind(struct kz__hub *hub)
     kz__green_forget(hub->main);
 }
 
+/* The main thread leaves (kz_exit, or pthread_exit not seen by main_exit):
+   with extra hubs and no thread left, nothing will end the process but
+   this (hubs.c, note E). */
+static void thr_main_left(void)
+{
+  if (kz_shim_hubs_many() && atomic_load(&live_threads) == 0)
+    exit(0);
+}
+
 /* In a forked child: the once generation moves on, registry locks other
    threads held are free, and the other threads are left behind (note K). */
 static void once_atfork_child(void)
@@ -1332,6 +1447,10 @@ static void once_atfork_child(void)
       atomic_store_explicit(&registry[i].lock, false, memory_order_relaxed);
   if (hub && hub->current && kz_shim.ready && (kz_shim.patch & KZ_PATCH_THREAD))
     leave_behind(hub);
+  if (hub && hub->current) { /* the threads left: the forking one, if the shim made it */
+    struct thr *self = hub->current->ext;
+    atomic_store(&live_threads, self && self->fn ? 1 : 0);
+  }
   if (hub && hub->main)
     kz_shim_signal_forked(hub); /* the masks of the threads that are left */
 }
@@ -1349,6 +1468,7 @@ __attribute__((constructor)) static void thread_family_init(void)
   pthread_atfork(NULL, NULL, once_atfork_child);
   kz_shim_on_cancel = kz_thr_cancel_point;
   kz__ext_release = thr_release; /* note B */
+  kz__on_main_left = thr_main_left;
 }
 
 static void futex_wake_all(_Atomic int *word)

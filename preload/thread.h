@@ -82,5 +82,10 @@ pid_t kz_thr_gettid(void);
    parent this one forked from), the OS thread the green thread was made
    on; any other id unchanged. */
 pid_t kz_thr_tid_host(pid_t tid, pid_t tgid);
+/* Send sig (not 0) to the green thread whose id is tid, as pthread_kill
+   does (through its hub, never coalesced with another thread's signal in
+   the kernel): 0, or a positive error number; -1 if tid is no green
+   thread's id of this process (tgid: 0 or getpid()). */
+int kz_thr_tid_kill(pid_t tid, pid_t tgid, int sig);
 
 #endif

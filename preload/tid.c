@@ -17,6 +17,12 @@
  *    Scheduling and affinity set for it hold for the whole hub.
  * C. The functions glibc exports (gettid, tgkill since 2.30) make the system
  *    call inline, without syscall(): each is interposed by name.
+ * D. A signal (not 0) sent with tgkill or tkill to a green thread's id is
+ *    delivered as pthread_kill delivers it (kz_shim_kill): on the thread's
+ *    own hub, for it.  Sent to the hub's OS thread from another OS thread
+ *    (a thread on another hub), two signals of one number for two green
+ *    threads of that hub would merge in the kernel into one, where natively
+ *    two threads each get theirs.
  */
 #include "thread.h"
 
@@ -36,15 +42,28 @@ static pid_t host(pid_t tid) { return kz_thr_tid_host(tid, 0); }
 
 bool kz_shim_tid_syscall(long nr, long a[6], long *ret)
 {
+  int r;
   switch (nr) {
   case SYS_gettid:
     *ret = kz_thr_gettid();
     return true;
   case SYS_tgkill:
+    if ((r = kz_thr_tid_kill((pid_t)a[1], (pid_t)a[0], (int)a[2])) >= 0) { /* note D */
+      *ret = r ? (errno = r, -1) : 0;
+      return true;
+    }
+    a[1] = kz_thr_tid_host((pid_t)a[1], (pid_t)a[0]);
+    return false;
   case SYS_rt_tgsigqueueinfo:
     a[1] = kz_thr_tid_host((pid_t)a[1], (pid_t)a[0]);
     return false;
   case SYS_tkill:
+    if ((r = kz_thr_tid_kill((pid_t)a[0], 0, (int)a[1])) >= 0) {
+      *ret = r ? (errno = r, -1) : 0;
+      return true;
+    }
+    a[0] = host((pid_t)a[0]);
+    return false;
   case SYS_sched_setaffinity:
   case SYS_sched_getaffinity:
   case SYS_sched_setscheduler:
@@ -72,6 +91,9 @@ EXPORT pid_t gettid(void) { return kz_thr_gettid(); }
 
 EXPORT int tgkill(pid_t tgid, pid_t tid, int sig)
 {
+  int r = kz_thr_tid_kill(tid, tgid, sig); /* note D */
+  if (r >= 0)
+    return r ? (errno = r, -1) : 0;
   return (int)kz__syscall(SYS_tgkill, tgid, kz_thr_tid_host(tid, tgid), sig);
 }
 

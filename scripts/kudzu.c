@@ -92,6 +92,9 @@ static void usage(FILE *out)
           "                                          0.001 to 1000000)\n"
           "      --dump-signal SIG KUDZU_DUMP_SIGNAL on SIG (e.g. USR2), every hub dumps its\n"
           "                                          green threads with backtraces to stderr\n"
+          "      --hubs N          KUDZU_HUBS        run the threads on N hubs, each on an\n"
+          "                                          OS thread of its own (0: one per CPU;\n"
+          "                                          default 1)\n"
           "      --preempt SECONDS KUDZU_PREEMPT     a thread that computes that much CPU\n"
           "                                          time without waiting yields to the\n"
           "                                          others (default 0.01; 0: never;\n"
@@ -294,7 +297,7 @@ int main(int argc, char **argv)
       {"stats", no_argument, NULL, 'S'},      {"torture", no_argument, NULL, 'X'},
       {"monitor", required_argument, NULL, 'm'}, {"dump-signal", required_argument, NULL, 'D'},
       {"quiet", no_argument, NULL, 'q'},      {"help", no_argument, NULL, 'h'},
-      {"preempt", required_argument, NULL, 'P'},
+      {"preempt", required_argument, NULL, 'P'}, {"hubs", required_argument, NULL, 'H'},
       {NULL, 0, NULL, 0},
   };
   char lib[PATH_MAX], prog[PATH_MAX], *preload;
@@ -333,6 +336,14 @@ int main(int argc, char **argv)
                        (seconds > 0 && seconds < KZ__PREEMPT_MIN ? "out of range" : NULL),
                    "0, or 0.001 to 10 seconds");
       setenv("KUDZU_PREEMPT", optarg, 1);
+      break;
+    case 'H':
+      check_option("--hubs", optarg,
+                   !*optarg || strspn(optarg, "0123456789") != strlen(optarg) ? "not a number"
+                   : strlen(optarg) > 3 || atoi(optarg) > 256                 ? "out of range"
+                                                                              : NULL,
+                   "0 for one per CPU, or 1 to 256");
+      setenv("KUDZU_HUBS", optarg, 1);
       break;
     case 'q': setenv("KUDZU_QUIET", "1", 1); break;
     case 'h': usage(stdout); return 0;

@@ -93,6 +93,24 @@ clients kudzu 64
 [ "$most" -le 3 ] || fail "kudzu: $most OS threads while serving 64 clients (at most 3 allowed)"
 stop kudzu TERM
 
+# Several hubs (--hubs 2): the same suite and clients, and the second hub's
+# OS thread (named kudzu-hub) runs some of memcached's threads: it has used
+# CPU time serving them (/proc's schedstat: nanoseconds on a CPU).
+start kudzu_hubs "$KZ" --hubs 2
+suite kudzu_hubs
+diff "$tmp/native.results" "$tmp/kudzu_hubs.results" || fail "memccapable's verdicts differ natively and under --hubs 2"
+clients kudzu_hubs 64
+hub_ns=0
+for task in /proc/"$pid"/task/*; do
+  [ "$(cat "$task/comm" 2>/dev/null)" = kudzu-hub ] || continue
+  read -r ns _ < "$task/schedstat" # nanoseconds on a CPU, first
+  hub_ns=$((hub_ns + ns))
+done
+echo "kudzu_hubs: the second hub's OS thread ran $((hub_ns / 1000)) us"
+# starting the hub and idling take well under a millisecond; serving takes tens
+[ "$hub_ns" -gt 5000000 ] || fail "kudzu_hubs: the second hub ran little or none of memcached's threads"
+stop kudzu_hubs TERM
+
 start kudzu_int "$KZ"
 clients kudzu_int 16
 [ "$most" -le 3 ] || fail "kudzu_int: $most OS threads while serving 16 clients (at most 3 allowed)"

@@ -131,3 +131,16 @@ set_tests_properties(shim_pshared_sync_monitor PROPERTIES LABELS "shim;thread" T
 set_tests_properties(shim_pshared_pingpong shim_pshared_pingpong_busy shim_prefork PROPERTIES
   LABELS "shim;thread" TIMEOUT 120
   ENVIRONMENT "KZ=$<TARGET_FILE:kudzu-launcher>;HELPERS=${PROJECT_BINARY_DIR}/tests/helpers")
+# Several hubs (preload/hubs.c): the thread helpers again, their threads
+# spread over two hubs (KUDZU_HUBS=2; natively the variable means nothing),
+# and where the threads of a program run with --hubs N.
+foreach(h thread_basic thread_exit_main thread_mutex thread_cond thread_sync thread_cancel
+          thread_server thread_tid errno_sync tls_vars tls_errno tls_dtors thread_preempt)
+  add_test(NAME shim_hubs2_${h} COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/both.sh $<TARGET_FILE:kudzu-launcher>
+           $<TARGET_FILE:${h}>)
+  set_tests_properties(shim_hubs2_${h} PROPERTIES LABELS "shim;thread;hubs" TIMEOUT 120
+                       ENVIRONMENT "KUDZU_HUBS=2")
+endforeach()
+add_test(NAME shim_hubs COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/hubs.sh)
+set_tests_properties(shim_hubs PROPERTIES LABELS "shim;thread;hubs" TIMEOUT 120
+  ENVIRONMENT "KZ=$<TARGET_FILE:kudzu-launcher>;HUBS_SPREAD=$<TARGET_FILE:hubs_spread>")
