@@ -695,8 +695,29 @@ EXPORT int raise(int sig)
 
 /* ---- fork ------------------------------------------------------------------- */
 
-void kz_shim_signal_forked(struct kz__hub *hub)
+/* Did the parent's handlers leave anything for the hub's green threads?
+   Read only: a page the child writes is copied. */
+static bool signal_forked_clean(const struct kz__hub *hub)
 {
+  if (atomic_load(&hub->sig.deferred) || hub->sig.nwake || hub->sig.direct || hub->sig.keep)
+    return false;
+  for (size_t i = 0; i < sizeof hub->sig.held / sizeof *hub->sig.held; i++)
+    if (hub->sig.held[i])
+      return false;
+  for (struct kz__link *l = hub->all.next; l != &hub->all; l = l->next) {
+    struct kz_green *g = kz__container_of(l, struct kz_green, all);
+    if (g->sig.pend || g->sig.req)
+      return false;
+  }
+  return true;
+}
+
+void kz_shim_signal_forked(struct kz__hub *hub, bool left_behind)
+{
+  /* Nothing pending and nobody left behind: the counts are right as they
+     are (thread.c, note K). */
+  if (!left_behind && signal_forked_clean(hub))
+    return;
   /* Natively a child starts with nothing pending: what the parent's
      handlers deferred or sent to its threads stays with the parent. */
   atomic_store(&hub->sig.deferred, 0);
