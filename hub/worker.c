@@ -204,8 +204,10 @@ bool kz__fork_threaded(void) { return pools_held; }
 
 static void pools_prepare(void)
 {
-  pools_held = !__libc_single_threaded;
-  if (!pools_held)
+  bool held = !__libc_single_threaded;
+  if (pools_held != held) /* a write per fork would copy the page each time */
+    pools_held = held;
+  if (!held)
     return;
   kz__os_lock(&pools_lock);
   for (struct kz__link *l = pools.next; l != &pools; l = l->next)

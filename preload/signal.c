@@ -696,17 +696,22 @@ EXPORT int raise(int sig)
 /* ---- fork ------------------------------------------------------------------- */
 
 /* Did the parent's handlers leave anything for the hub's green threads?
-   Read only: a page the child writes is copied. */
+   Read only: a page the child writes is copied.  A request to interrupt
+   the forking thread (its sig.req, an entry of sig.wake) is stale: it was
+   for a park that has ended (the thread is running: it forked), and its
+   next park no longer matches it.  A pre-fork server's parent forks with
+   one almost every time: a child's SIGUSR1 ended the park in which it
+   waited for the next connection, and the hub had not run since. */
 static bool signal_forked_clean(const struct kz__hub *hub)
 {
-  if (atomic_load(&hub->sig.deferred) || hub->sig.nwake || hub->sig.direct || hub->sig.keep)
+  if (atomic_load(&hub->sig.deferred) || hub->sig.direct || hub->sig.keep)
     return false;
   for (size_t i = 0; i < sizeof hub->sig.held / sizeof *hub->sig.held; i++)
     if (hub->sig.held[i])
       return false;
   for (struct kz__link *l = hub->all.next; l != &hub->all; l = l->next) {
     struct kz_green *g = kz__container_of(l, struct kz_green, all);
-    if (g->sig.pend || g->sig.req)
+    if (g->sig.pend || (g->sig.req && g != hub->current))
       return false;
   }
   return true;
