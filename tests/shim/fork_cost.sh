@@ -6,9 +6,9 @@
 # write only what the child needs (hub/hub.c note I, hub/worker.c note H,
 # preload/thread.c note K) and libc's patched text stays one mapping
 # (preload/patch.c note L).  The child may take at most SLACK (12) faults
-# more than natively; it took 17 to 19 more when every handler renewed and
-# reset everything at the fork, 6 or 7 more since.  Counts, not time: a
-# loaded machine does not change them.
+# more than natively; it took 18 to 21 more when every handler renewed and
+# reset everything at the fork, 7 more since.  Counts, not time: a loaded
+# machine does not change them.
 #
 #   fork_cost.sh [FORKS]        (HELPERS: the helpers' directory)
 . "$(dirname "$0")/lib.sh"
