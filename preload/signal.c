@@ -695,13 +695,13 @@ EXPORT int raise(int sig)
 
 /* ---- fork ------------------------------------------------------------------- */
 
-/* Did the parent's handlers leave anything for the hub's green threads?
-   Read only: a page the child writes is copied.  A request to interrupt
-   the forking thread (its sig.req, an entry of sig.wake) is stale: it was
-   for a park that has ended (the thread is running: it forked), and its
-   next park no longer matches it.  A pre-fork server's parent forks with
-   one almost every time: a child's SIGUSR1 ended the park in which it
-   waited for the next connection, and the hub had not run since. */
+/* Did the parent's handlers leave anything for the hub's green threads
+   but a request to interrupt the forking thread?  Read only: a page the
+   child writes is copied.  That request (its sig.req, an entry of
+   sig.wake) is for a park of the parent's that has ended: the thread is
+   running, it forked.  A pre-fork server's parent forks with one almost
+   every time (a child's SIGUSR1 ended the park in which it waited for the
+   next connection, and the hub had not run since). */
 static bool signal_forked_clean(const struct kz__hub *hub)
 {
   if (atomic_load(&hub->sig.deferred) || hub->sig.direct || hub->sig.keep)
@@ -721,8 +721,15 @@ void kz_shim_signal_forked(struct kz__hub *hub, bool left_behind)
 {
   /* Nothing pending and nobody left behind: the counts are right as they
      are (thread.c, note K). */
-  if (!left_behind && signal_forked_clean(hub))
+  if (!left_behind && signal_forked_clean(hub)) {
+    /* The request itself must go: not every wait counts parks (a wait for
+       a worker's lookup does not), and the delivery still in the mailbox
+       would end the child's first such wait with EINTR.  The wake-up list
+       may stay: it names nobody with a request. */
+    if (hub->current && hub->current->sig.req)
+      hub->current->sig.req = 0;
     return;
+  }
   /* Natively a child starts with nothing pending: what the parent's
      handlers deferred or sent to its threads stays with the parent. */
   atomic_store(&hub->sig.deferred, 0);
