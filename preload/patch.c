@@ -825,7 +825,7 @@ static size_t patch(void)
   /* libc's whole executable segment writable at once, every jump, then
      read-execute again (note L); then the shim and libkudzu reach each
      function's original code through its trampoline. */
-  lo = libc_text.lo, hi = libc_text.hi;
+  lo = libc_text.hi ? libc_text.lo : UINTPTR_MAX, hi = libc_text.hi;
   for (size_t i = 0; i < n; i++) { /* the segment holds them all; if not found, the span */
     uintptr_t e = (uintptr_t)plans[i].entry;
     if (e < lo || e + plans[i].span > hi)
