@@ -42,9 +42,9 @@
  *    set by a post that raced with the fork (a signal handler's, a worker's
  *    completion) and would make every later post in the child skip its
  *    write: the child slept through its own wake-ups until libev's longest
- *    block, 60 s.  The atfork handler gives the child a new eventfd under
- *    the same number, a clear flag, a write if the inbox holds messages, and
- *    ev_loop_fork; the next loop pass first lets libev re-create its epoll
+ *    block, 60 s.  The child's first loop pass (note I) gives it a new
+ *    eventfd under the same number, a clear flag, a write if the inbox
+ *    holds messages, and ev_loop_fork, then lets libev re-create its epoll
  *    instance with the program's callbacks held back (in rtfd.c's scope, so
  *    it is made at the runtime's numbers), then runs without blocking.
  *    Messages posted before the fork are delivered in the child too, by
@@ -78,6 +78,19 @@
  *    posters count themselves in (hub->posters) before they push and out
  *    after their last access, and kz__hub_destroy waits for the count to
  *    drop to zero before it closes the eventfd and frees the hub.
+ * I. The fork child's renewal (note F) waits for its first loop pass, the
+ *    first moment the hub waits for anything; the atfork handler only marks
+ *    the hub.  A pre-fork server's child usually never waits (its request
+ *    is already there: it reads, answers and exits), and renewing at the
+ *    fork cost every child three system calls, two more descriptors to
+ *    close at exit, and page faults in libev and the hub (a child's first
+ *    write to a page copies it, about 2 us each).  Until that pass the
+ *    child's descriptors are the parent's: a post in the child (a signal
+ *    handler's) may write the shared eventfd, which wakes the parent for
+ *    nothing and is made up for by the renewal's look at the inbox; and
+ *    nothing in the child may change the shared epoll instance (wake_move
+ *    leaves it alone; libev touches it only in ev_run, which the renewal
+ *    precedes).
  * E. When nothing is ready, no callback is due and libev has no active
  *    watcher, no event can ever wake anyone: the main green thread's
  *    blocking call fails with EDEADLK (gevent's "this operation would block
@@ -184,15 +197,14 @@ static void wake_renew(struct kz__hub *hub)
   }
 }
 
+/* Note I: only marked here; renewed at the child's first loop pass. */
 static void hub_atfork_child(void)
 {
   struct kz__hub *hub = kz__tls_hub;
-  if (!hub)
-    return;
-  wake_renew(hub);
-  ev_loop_fork(hub->loop);
-  kz__preempt_forked(hub);
-  hub->forked = true;
+  if (hub) {
+    hub->forked = hub->fork_child = true;
+    kz__preempt_forked(hub); /* its slice timer was not inherited */
+  }
 }
 
 /* Note G: the wake-up eventfd gets a second number; posters move to it, the
@@ -206,7 +218,7 @@ static int wake_move(struct kz__hub *hub)
   while (atomic_load(&hub->posters)) /* a poster may still write to old */
     kz__os_sched_yield();
   wake_watch(hub, fd);
-  if (hub->backend_fd >= 0)
+  if (hub->backend_fd >= 0 && !hub->forked) /* a fork child's is the parent's (note I) */
     (void)kz__syscall(SYS_epoll_ctl, hub->backend_fd, EPOLL_CTL_DEL, old, NULL);
   kz__rtfd_drop(old);
   return 0;
@@ -295,12 +307,17 @@ int kz__hub_give_fd(int fd)
 
 static void hold_pending(struct ev_loop *loop) { (void)loop; }
 
-/* Notes F and G: libev re-creates its backend at the start of its next run.
+/* Notes F, G and I: libev re-creates its backend at the start of its next run.
    Let it do so with the pending callbacks held back (they run in the pass
    that follows), so nothing but libev runs in the scope where the
    descriptors it creates become the runtime's. */
 static void hub_after_fork(struct kz__hub *hub)
 {
+  if (hub->fork_child) { /* note I */
+    hub->fork_child = false;
+    wake_renew(hub);
+    ev_loop_fork(hub->loop);
+  }
   hub->forked = false;
   ev_set_invoke_pending_cb(hub->loop, hold_pending);
   kz__rtfd_last = -1;

@@ -270,6 +270,7 @@ struct kz__hub {
   int backend_fd;               /* libev's epoll instance, if the shim saw it made; else -1 */
   _Atomic bool wake_pending;    /* wake_fd written and not yet drained (hub.c, note D) */
   bool forked;                  /* a fork child that has not yet re-created its backend */
+  bool fork_child;              /* ... nor renewed its wake-up eventfd (hub.c, note I) */
   struct kz__post *_Atomic inbox; /* posted messages, LIFO until drained */
   int holds;                    /* remote completions expected (keeps the loop alive) */
   bool stopping;                /* kz__hub_destroy in progress */
@@ -339,6 +340,10 @@ KZ_INTERNAL void kz__tls_free(void *tp);
    TLS of its own, the green thread's again after it. */
 KZ_INTERNAL void kz__tls_fork_prepare(void);
 KZ_INTERNAL void kz__tls_fork_done(bool child);
+/* In a fork's parent and child steps: whether the process had other
+   threads than the forking one (worker.c, note H).  When not, nothing
+   another thread holds or half-changed needs putting right in the child. */
+KZ_INTERNAL bool kz__fork_threaded(void);
 /* Load the OS thread's TLS for a call made for the running green thread
    (tls.c, note I): returns what kz__tls_os_leave takes to load the green
    thread's again (NULL if nothing changed).  errno follows.  No switch to

@@ -60,7 +60,12 @@
  *    process-wide counter (the close's epoch), every waiter records the
  *    counter when it starts waiting, and a message wakes (EBADF) only the
  *    waiters older than its close, skips a watcher already forgotten since,
- *    and re-registers the watcher for the younger ones.
+ *    and re-registers the watcher for the younger ones.  With no other hub
+ *    and no watcher of the number on the caller's, a close has nobody to
+ *    tell and nothing to forget, and the counter is not taken: a pre-fork
+ *    server's parent closes (and accepts, fd.c note E) a descriptor per
+ *    child, and the counter's page, written after each fork, was copied
+ *    each time.
  * G. Wakes are batched.  libev calls io_cb once per ready descriptor, one
  *    after the other, and a wake reads the first waiter (on the waiting
  *    green thread's stack) and then its green thread: with many connections
@@ -546,8 +551,11 @@ void kz__fd_forget(int fd)
 {
   struct kz__hub *hub = kz__tls_hub;
   struct forget_msg proto = {.post.fn = forget_run, .fd = fd};
+  struct fdw *w;
   if (fd < 0)
     return;
+  if (kz__hubs_count() <= (hub ? 1u : 0u) && (!hub || !(w = fdw_find(hub->fds, fd)) || !w->used))
+    return; /* note F: nobody to tell, nothing to forget; the counter stays */
   proto.epoch = atomic_fetch_add_explicit(&forget_epoch, 1, memory_order_relaxed) + 1;
   if (hub)
     forget_on(hub, fd, proto.epoch);

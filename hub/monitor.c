@@ -44,7 +44,10 @@
  *    hub.  A dump message already in the mailbox dies with the mailbox.
  * E. fork(): the child has only the forking thread.  Its list is reset to
  *    that thread's hub, if any, and the monitor thread is started again in
- *    the child when it ran in the parent.
+ *    the child when it ran in the parent.  After a fork of a process that
+ *    never had another thread (kz__fork_threaded), the monitor never ran,
+ *    no lock can be held and the list holds that hub alone: only the hub's
+ *    thread id changes (each write in the child copies a page).
  * F. The monitor thread is a real OS thread with every signal blocked
  *    (kz__os_thread_start): handlers run on the program's own threads, and
  *    the shim passes its calls through since it has no hub.
@@ -368,6 +371,11 @@ static void configure_from_env(void)
 static void monitor_atfork_child(void)
 {
   struct kz__hub *hub = kz__tls_hub;
+  if (!kz__fork_threaded()) {
+    if (hub)
+      hub->watch.tid = (pid_t)kz__syscall(SYS_gettid);
+    return;
+  }
   pthread_mutex_init(&mon.lock, NULL);
   pthread_mutex_init(&dump_lock, NULL);
   kz__list_init(&mon.hubs);

@@ -327,7 +327,11 @@ void kz__preempt_disarm(struct kz__hub *hub)
   hub->preempt_timer = -1;
 }
 
-void kz__preempt_forked(struct kz__hub *hub) { hub->preempt_timer = -1; /* note A */ }
+void kz__preempt_forked(struct kz__hub *hub)
+{
+  if (hub->preempt_timer >= 0) /* a page only read stays shared with the parent */
+    hub->preempt_timer = -1;   /* note A */
+}
 
 void kz__preempt_hold(bool hold)
 {

@@ -553,8 +553,11 @@ void kz__tls_fork_done(bool child)
 {
   struct kz__hub *hub = kz__tls_hub;
   void *tp = forking;
+  if (!tp)
+    return; /* the OS thread's own TLS forked: nothing to put back, nothing written
+               (a write after the fork copies the page, in the parent too) */
   forking = NULL;
-  if (tp && child)
+  if (child)
     AT(tp, L.tid, pid_t) = AT(hub->os_tp, L.tid, pid_t);
   kz__tls_os_leave(tp);
 }

@@ -56,6 +56,12 @@
  *    the forking thread's hub; rare).  The forking thread is the child's
  *    main thread for note G.  (While the workers were, wrongly, green
  *    threads, the child kept them: socat's forked children resolve names.)
+ *    A process that never had a second thread (glibc's
+ *    __libc_single_threaded, read in the prepare step) has no workers and
+ *    nobody who could hold or change a pool during the fork: then no lock
+ *    is taken, and neither parent nor child writes anything.  A pre-fork
+ *    server's fork is such a fork, and each write after it costs a page
+ *    copy (about 2 us) in the parent, the child, or both.
  * I. Calls that block in the kernel where the hub cannot wait (flock,
  *    F_SETLKW, System V semaphores and messages) run on a pool of their own
  *    (blocking_pool, up to KZ__BLOCKING_MAX threads, started as needed), so
@@ -77,6 +83,7 @@
 
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/single_threaded.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -195,8 +202,19 @@ static void main_mark(void)
 
 static void *worker_main(void *arg);
 
+/* Whether other threads existed at this fork: the pools' locks were taken
+   (note H).  Set in the prepare step, read by every fork handler after it. */
+static bool pools_held;
+
+bool kz__fork_threaded(void) { return pools_held; }
+
 static void pools_prepare(void)
 {
+  bool held = !__libc_single_threaded;
+  if (pools_held != held) /* a write per fork would copy the page each time */
+    pools_held = held;
+  if (!held)
+    return;
   kz__os_lock(&pools_lock);
   for (struct kz__link *l = pools.next; l != &pools; l = l->next)
     kz__os_lock(&kz__container_of(l, struct kz_executor, pools)->lock);
@@ -204,6 +222,8 @@ static void pools_prepare(void)
 
 static void pools_parent(void)
 {
+  if (!pools_held)
+    return;
   for (struct kz__link *l = pools.next; l != &pools; l = l->next)
     kz__os_unlock(&kz__container_of(l, struct kz_executor, pools)->lock);
   kz__os_unlock(&pools_lock);
@@ -211,6 +231,8 @@ static void pools_parent(void)
 
 static void pools_child(void)
 {
+  if (!pools_held)
+    return; /* no thread but this one ever ran: nothing to forget or free */
   for (struct kz__link *l = pools.next; l != &pools; l = l->next) {
     struct kz_executor *ex = kz__container_of(l, struct kz_executor, pools);
     if (ex->nthreads != 0 || ex->nidle != 0) /* a page only read stays shared */

@@ -131,7 +131,7 @@ void kz_fd_created(int fd, int kind, bool user_nb, int accmode)
 void kz_fd_forget(int fd)
 {
   struct kz_fd *f = slot(fd, false);
-  if (f)
+  if (f && f->known) /* a page only read stays shared with a fork child */
     f->known = 0;
   kz__fd_forget(fd);
 }

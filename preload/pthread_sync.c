@@ -98,6 +98,10 @@
  *    attempts: the holder may be a green thread parked on this OS thread.
  * G. fork(): the child keeps the waiters of the forking thread's hub only
  *    (sync_atfork_child); bucket locks another thread held are released.
+ *    In the child of a process that never had another thread
+ *    (kz__fork_threaded) every waiter is of that hub and no bucket lock is
+ *    held: the table is not even read (its pages, never touched, would
+ *    each cost the child a fault).
  * H. Before a green thread that is not alone on its hub hands a
  *    process-shared semaphore or mutex wait to a worker, it tries again for
  *    up to PSHARED_SPIN_S (20 us), letting the hub's other ready green
@@ -111,6 +115,10 @@
  *    pshared_sem_roundtrip_busy_us).  Bounded, then a real wait: not
  *    polling; what it costs is up to 20 us of one core per wait that the
  *    spin does not catch.
+ * I. The table of libc's own functions (rs) is filled by the constructor,
+ *    not at the first call: a pre-fork server's parent never locks, and
+ *    each child then made its first lock call with thirty dlsym lookups,
+ *    faulting in pages of libc's symbol table, in every child anew.
  */
 #include "thread.h"
 
@@ -442,7 +450,10 @@ int kz_sync_wait(const void *addr, kz_sync_check check, void *ctx, double deadli
    hubs) are gone. */
 static void sync_atfork_child(void)
 {
-  struct kz__hub *hub = kz__hub();
+  struct kz__hub *hub;
+  if (!kz__fork_threaded())
+    return; /* note G: no other thread held a lock or waited */
+  hub = kz__hub();
   /* Only what must change is written: a page the child only reads stays
      shared with the parent, where a write costs a copy (about 2 us each;
      a fork child that writes every bucket made four copies per fork). */
@@ -465,6 +476,7 @@ static void sync_atfork_child(void)
 
 __attribute__((constructor)) static void sync_init(void)
 {
+  sync_real_fill(); /* note I */
   pthread_atfork(NULL, NULL, sync_atfork_child);
 }
 

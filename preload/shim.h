@@ -371,8 +371,10 @@ int kz_shim_suspend(struct kz_green *g, uint32_t since);
    was sent to it that it no longer blocks; returns its mask before. */
 uint64_t kz_shim_sigmask_set(struct kz_green *g, uint64_t mask);
 /* In a fork child, once the other threads are left behind: nothing
-   pending, the OS thread's mask from the masks of the threads left. */
-void kz_shim_signal_forked(struct kz__hub *hub);
+   pending, the OS thread's mask from the masks of the threads left.  When
+   none was left behind (left_behind false) and nothing is pending, it
+   writes nothing. */
+void kz_shim_signal_forked(struct kz__hub *hub, bool left_behind);
 /* A sigset_t as a mask (signal s: bit s-1). */
 uint64_t kz_shim_sigmask_of(const sigset_t *set);
 

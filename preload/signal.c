@@ -110,6 +110,18 @@
  *    through glibc's internal calls, which no interposer sees: they are
  *    reimplemented here on the caller's own mask (sigpause on the shim's
  *    sigsuspend, which parks only the caller).
+ * K. A handler that ends a green thread's interruptible park records the
+ *    park (sig.req = sig.park) and the hub delivers the EINTR later, when
+ *    it runs.  The delivery wakes the thread only if it is still in that
+ *    park: the count matches, it is blocked, and it is in an interruptible
+ *    park at all (sig.intr).  Without the last test, a thread whose park
+ *    ended otherwise before the delivery (its descriptor was ready in the
+ *    same loop pass) and which went on to wait where no count is kept (a
+ *    lookup handed to a worker) got that EINTR: a fork child, whose
+ *    delivery always comes after the fork, failed its first lookup that
+ *    way about one time in three (shim_fork_wake).  With it, the request
+ *    the forking thread carries into a fork child is harmless where it is,
+ *    and the child need not write it away.
  */
 #include "shim.h"
 
@@ -285,13 +297,15 @@ static void deliver_deferred(struct kz__hub *hub, uint64_t d, kz_green_t *to, si
   }
 }
 
-/* Wake, with EINTR, the green threads whose parks a handler ended. */
+/* Wake, with EINTR, the green threads whose parks a handler ended, if
+   they are still in them (note K). */
 static void interrupt(struct kz__hub *hub, const kz_green_t *ids, unsigned n)
 {
   if (n > sizeof hub->sig.wake / sizeof *hub->sig.wake) { /* too many to list: every one */
     for (struct kz__link *l = hub->all.next; l != &hub->all; l = l->next) {
       struct kz_green *g = kz__container_of(l, struct kz_green, all);
-      if (g->sig.req && g->sig.req == g->sig.park && g->state == KZ_BLOCKED && kz__wake(g, -EINTR))
+      if (g->sig.req && g->sig.req == g->sig.park && g->sig.intr && g->state == KZ_BLOCKED &&
+          kz__wake(g, -EINTR))
         kz_shim_stats().eintr++;
       g->sig.req = 0;
     }
@@ -301,7 +315,8 @@ static void interrupt(struct kz__hub *hub, const kz_green_t *ids, unsigned n)
     struct kz_green *g = kz__green_get(ids[i]);
     if (!g)
       continue;
-    if (g->sig.req && g->sig.req == g->sig.park && g->state == KZ_BLOCKED && kz__wake(g, -EINTR)) {
+    if (g->sig.req && g->sig.req == g->sig.park && g->sig.intr && g->state == KZ_BLOCKED &&
+        kz__wake(g, -EINTR)) {
       kz_shim_stats().eintr++;
       if (KZ_UNLIKELY(kz_shim.debug))
         kz__say("a signal handler ran: a green thread's blocked call fails with EINTR");
@@ -699,8 +714,34 @@ EXPORT int raise(int sig)
 
 /* ---- fork ------------------------------------------------------------------- */
 
-void kz_shim_signal_forked(struct kz__hub *hub)
+/* Did the parent's handlers leave anything for the hub's green threads
+   but a request to interrupt the forking thread?  Read only: a page the
+   child writes is copied.  That request (its sig.req, an entry of
+   sig.wake) is for a park of the parent's that has ended: the thread is
+   running, it forked.  A pre-fork server's parent forks with one almost
+   every time (a child's SIGUSR1 ended the park in which it waited for the
+   next connection, and the hub had not run since). */
+static bool signal_forked_clean(const struct kz__hub *hub)
 {
+  if (atomic_load(&hub->sig.deferred) || hub->sig.direct || hub->sig.keep)
+    return false;
+  for (size_t i = 0; i < sizeof hub->sig.held / sizeof *hub->sig.held; i++)
+    if (hub->sig.held[i])
+      return false;
+  for (struct kz__link *l = hub->all.next; l != &hub->all; l = l->next) {
+    struct kz_green *g = kz__container_of(l, struct kz_green, all);
+    if (g->sig.pend || (g->sig.req && g != hub->current))
+      return false;
+  }
+  return true;
+}
+
+void kz_shim_signal_forked(struct kz__hub *hub, bool left_behind)
+{
+  /* Nothing pending and nobody left behind: the counts are right as they
+     are (thread.c, note K). */
+  if (!left_behind && signal_forked_clean(hub))
+    return; /* the forking thread's request stays, harmless (note K) */
   /* Natively a child starts with nothing pending: what the parent's
      handlers deferred or sent to its threads stays with the parent. */
   atomic_store(&hub->sig.deferred, 0);

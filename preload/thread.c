@@ -104,7 +104,12 @@
  *    threads it starts) ends the child with status 0, as natively.  The
  *    child's handler writes only what must change (a registry lock another
  *    thread held): a page it only reads stays shared with the parent, and
- *    each page written costs the child a copy.
+ *    each page written costs the child a copy.  With no other OS thread
+ *    (kz__fork_threaded) and no other live green thread on the hub,
+ *    nothing is left behind: no lock can be held, no once routine be half
+ *    run by another thread (the once generation stays, as if the forking
+ *    thread runs one, it finishes it in the child), and no green thread's
+ *    signal state needs recounting: the handler writes nothing at all.
  * L. raise (signal.c, which sends it to the calling green thread) is also a
  *    switch point (init.c, note D): a thread raising a signal in a loop
  *    calls nothing else the shim sees (CPython's test_signal raises SIGUSR1
@@ -1441,18 +1446,24 @@ static void thr_main_left(void)
 static void once_atfork_child(void)
 {
   struct kz__hub *hub = kz__tls_hub;
+  bool others = hub && hub->current && (hub->nlive > 1 || hub->current != hub->main);
+  if (!kz__fork_threaded() && !others) {
+    if (hub && hub->main)
+      kz_shim_signal_forked(hub, false); /* writes only what a parent's handler left */
+    return; /* note K: nobody to leave behind */
+  }
   atomic_fetch_add(&fork_generation, 4);
   for (unsigned i = 0; i < NREG; i++) /* written only if held: note K */
     if (atomic_load_explicit(&registry[i].lock, memory_order_relaxed))
       atomic_store_explicit(&registry[i].lock, false, memory_order_relaxed);
-  if (hub && hub->current && kz_shim.ready && (kz_shim.patch & KZ_PATCH_THREAD))
+  if (others && kz_shim.ready && (kz_shim.patch & KZ_PATCH_THREAD))
     leave_behind(hub);
   if (hub && hub->current) { /* the threads left: the forking one, if the shim made it */
     struct thr *self = hub->current->ext;
     atomic_store(&live_threads, self && self->fn ? 1 : 0);
   }
   if (hub && hub->main)
-    kz_shim_signal_forked(hub); /* the masks of the threads that are left */
+    kz_shim_signal_forked(hub, true); /* the masks of the threads that are left */
 }
 
 /* The family's start-up: the once generation follows forks, and the other
@@ -1464,6 +1475,7 @@ __attribute__((constructor)) static void thread_family_init(void)
 {
   /* before the program's: its prepare runs after theirs, its parent and
      child steps before theirs (hub/tls.c, note H) */
+  thr_real_fill(); /* here, not in each fork child's first call (pthread_sync.c, note I) */
   pthread_atfork(kz__tls_fork_prepare, tls_fork_parent, tls_fork_child);
   pthread_atfork(NULL, NULL, once_atfork_child);
   kz_shim_on_cancel = kz_thr_cancel_point;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The libc family switches the patching of libc's code (preload/patch.c):
 # on by default, libc's read starts with the jump to the shim, the debug
-# log says how many functions were patched, and no mapping is left
-# writable and executable; with -libc the code is libc's own and the log
+# log says how many functions were patched, no mapping is left
+# writable and executable, and libc's text is in as many mappings as
+# natively; with -libc the code is libc's own and the log
 # says so.  Nothing is refused on Debian 12's glibc.
 . "$(dirname "$0")/lib.sh"
 first_byte='import ctypes
@@ -20,6 +21,13 @@ byte=$("$KZ" -- python3 -c "$first_byte") || fail "python3 failed"
 maps=$("$KZ" -- cat /proc/self/maps) || fail "cat failed"
 grep -q 'libc\.so' <<<"$maps" || fail "no libc in the maps: $maps"
 if grep -E '^[0-9a-f]+-[0-9a-f]+ .wx' <<<"$maps"; then fail "a writable, executable mapping is left"; fi
+# Patched in one change of protection: libc's text stays in as many
+# mappings as natively (patch.c, note L; page by page it was a dozen, each
+# copied by every fork).
+text() { grep -cE '^[0-9a-f]+-[0-9a-f]+ r-xp .*/libc\.so' <<<"$1"; }
+native=$(cat /proc/self/maps) || fail "cat failed"
+[ "$(text "$maps")" = "$(text "$native")" ] ||
+  fail "libc's text in $(text "$maps") mappings under the launcher, $(text "$native") natively"
 
 log=$("$KZ" -d -p all,-libc -- true 2>&1) || fail "true failed: $log"
 grep -q '^kudzu: libc: not patched (family libc off)$' <<<"$log" || fail "no off line: $log"

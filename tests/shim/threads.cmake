@@ -107,7 +107,7 @@ set_tests_properties(shim_dns_worker_real shim_fork_resolve shim_fork_resolve_no
 # on its hub (a worker waits): 5,000 round trips take under a second
 # (30 s when each wait was re-checked every 10 ms); a pre-fork server with
 # 50 clients.  A lost wake-up is a hang: timeout kills the process group.
-foreach(h pshared_pingpong prefork_server prefork_client)
+foreach(h pshared_pingpong prefork_server prefork_client fork_cost)
   if(NOT TARGET ${h})
     add_executable(${h} ${_kz_helpers_dir}/${h}.c)
     target_link_libraries(${h} PRIVATE Threads::Threads)
@@ -121,6 +121,9 @@ add_test(NAME shim_pshared_pingpong_busy COMMAND ${KZ_TIMEOUT} -s KILL 30
          ${CMAKE_CURRENT_SOURCE_DIR}/both.sh $<TARGET_FILE:kudzu-launcher>
          $<TARGET_FILE:pshared_pingpong> 5000 3)
 add_test(NAME shim_prefork COMMAND ${KZ_TIMEOUT} -s KILL 100 ${CMAKE_CURRENT_SOURCE_DIR}/prefork.sh 2 50)
+# What each fork costs the child in page faults, natively and under the
+# launcher (fork_cost.sh says why counts).
+add_test(NAME shim_prefork_fork_cost COMMAND ${KZ_TIMEOUT} -s KILL 60 ${CMAKE_CURRENT_SOURCE_DIR}/fork_cost.sh)
 # A lone green thread waiting in the kernel is its hub waiting, not a blocked
 # hub: the monitor (50 ms) says nothing, so the outputs agree.
 add_test(NAME shim_pshared_sync_monitor COMMAND ${KZ_TIMEOUT} -s KILL 60
@@ -128,7 +131,7 @@ add_test(NAME shim_pshared_sync_monitor COMMAND ${KZ_TIMEOUT} -s KILL 60
          $<TARGET_FILE:pshared_sync>)
 set_tests_properties(shim_pshared_sync_monitor PROPERTIES LABELS "shim;thread" TIMEOUT 120
   ENVIRONMENT "KUDZU_MONITOR=0.05")
-set_tests_properties(shim_pshared_pingpong shim_pshared_pingpong_busy shim_prefork PROPERTIES
+set_tests_properties(shim_pshared_pingpong shim_pshared_pingpong_busy shim_prefork shim_prefork_fork_cost PROPERTIES
   LABELS "shim;thread" TIMEOUT 120
   ENVIRONMENT "KZ=$<TARGET_FILE:kudzu-launcher>;HELPERS=${PROJECT_BINARY_DIR}/tests/helpers")
 # Several hubs (preload/hubs.c): the thread helpers again, their threads
