@@ -51,15 +51,22 @@ static void *spinner(void *arg)
   return NULL;
 }
 
-static void case_spin(void)
+/* Run fn(arg) in a thread until the main thread, after sleeping ms, sets
+   stop. */
+static void run_stopped(void *(*fn)(void *), void *arg, int ms)
 {
   pthread_t t;
-  atomic_long n = 0;
   atomic_store(&stop, 0);
-  CHECK(pthread_create(&t, NULL, spinner, &n) == 0);
-  sleep_ms(30);
+  CHECK(pthread_create(&t, NULL, fn, arg) == 0);
+  sleep_ms(ms);
   atomic_store(&stop, 1);
   CHECK(pthread_join(t, NULL) == 0);
+}
+
+static void case_spin(void)
+{
+  atomic_long n = 0;
+  run_stopped(spinner, &n, 30);
   CHECK(n > 0);
 }
 
@@ -167,15 +174,7 @@ static void *libc_worker(void *arg)
   return (void *)sum;
 }
 
-static void case_libc(void)
-{
-  pthread_t t;
-  atomic_store(&stop, 0);
-  CHECK(pthread_create(&t, NULL, libc_worker, NULL) == 0);
-  sleep_ms(50);
-  atomic_store(&stop, 1);
-  CHECK(pthread_join(t, NULL) == 0);
-}
+static void case_libc(void) { run_stopped(libc_worker, NULL, 50); }
 
 static void *clock_reader(void *arg)
 {
@@ -186,15 +185,7 @@ static void *clock_reader(void *arg)
   return NULL;
 }
 
-static void case_clock(void)
-{
-  pthread_t t;
-  atomic_store(&stop, 0);
-  CHECK(pthread_create(&t, NULL, clock_reader, NULL) == 0);
-  sleep_ms(50);
-  atomic_store(&stop, 1);
-  CHECK(pthread_join(t, NULL) == 0);
-}
+static void case_clock(void) { run_stopped(clock_reader, NULL, 50); }
 
 static FILE *devnull;
 static atomic_int locked, wrote;
