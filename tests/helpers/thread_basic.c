@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include "check.h"
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdint.h>
 #include <unistd.h>
@@ -12,11 +13,25 @@
 static void *twice(void *arg) { return (void *)((intptr_t)arg * 2); }
 
 /* Waits for a byte on the pipe it is given, then returns 7. */
+static atomic_int bytes_read; /* by wait_byte, so far */
+
 static void *wait_byte(void *arg)
 {
   char c;
   CHECK(read(*(int *)arg, &c, 1) == 1);
+  atomic_fetch_add(&bytes_read, 1);
   return (void *)7;
+}
+
+/* Give a waiting wait_byte its byte, and wait until it has read it: the
+   next wait_byte must not take it (threads that truly run at once, on
+   several cores or several hubs, race for a pipe's bytes). */
+static void feed(int fd)
+{
+  int before = atomic_load(&bytes_read);
+  CHECK(write(fd, "x", 1) == 1);
+  while (atomic_load(&bytes_read) == before)
+    usleep(1000);
 }
 
 static void *join_self(void *arg)
@@ -107,11 +122,11 @@ int main(void)
   CHECK(pthread_attr_setstacksize(&a, 256 * 1024) == 0);
   CHECK(pthread_create(&t[0], &a, wait_byte, &p[0]) == 0);
   CHECK(pthread_join(t[0], NULL) == EINVAL);
-  CHECK(write(p[1], "x", 1) == 1);
+  feed(p[1]);
   CHECK(pthread_create(&t[0], NULL, wait_byte, &p[0]) == 0);
   CHECK(pthread_detach(t[0]) == 0);
   CHECK(pthread_join(t[0], NULL) == EINVAL);
-  CHECK(write(p[1], "x", 1) == 1);
+  feed(p[1]);
 
   /* a stack the program supplies */
   static char stack[64 * 1024] __attribute__((aligned(16)));
