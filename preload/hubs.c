@@ -57,12 +57,6 @@ static struct {
 
 void kz_shim_hubs_config(unsigned n) { hubs.want = n < 1 ? 1 : n > KZ_SHIM_HUBS_MAX ? KZ_SHIM_HUBS_MAX : n; }
 
-unsigned kz_shim_hubs(void)
-{
-  unsigned n = atomic_load_explicit(&hubs.n, memory_order_acquire);
-  return n ? n : 1;
-}
-
 /* Start the other hubs (once); here is the creator's. */
 static void start(struct kz__hub *here)
 {

@@ -273,8 +273,6 @@ void kz_shim_hubs_config(unsigned n);
 struct kz__hub *kz_shim_place(struct kz__hub *here);
 /* More than one hub runs threads. */
 bool kz_shim_hubs_many(void);
-/* Hubs running threads (1 until the others start). */
-unsigned kz_shim_hubs(void);
 
 /* The default preemption slice, in seconds of CPU time (init.c, note E). */
 #define KZ_SHIM_SLICE 0.010
