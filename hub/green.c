@@ -439,7 +439,7 @@ int kz_state(kz_green_t h)
   struct kz_green *g = kz__green_get(h);
   if (!g)
     return kz__fail_errno(-EINVAL);
-  return g->state == KZ__S_READY ? KZ_RUNNING : g->state;
+  return g->state == KZ__S_READY ? KZ_RUNNING : g->state == KZ__S_AWAY ? KZ_BLOCKED : g->state;
 }
 
 const char *kz_state_name(int state)

@@ -505,6 +505,8 @@ void *kz__hub_loop(void *arg)
   kz__switched(hub, NULL);
   for (;;) {
     bool busy, alive, primed = false;
+    if (KZ_UNLIKELY(hub->ho_moved)) /* taken over by another OS thread (handoff.c) */
+      kz__handoff_moved(hub);
     kz__verify(hub);
     if (KZ_UNLIKELY(hub->forked)) {
       hub_after_fork(hub);

@@ -27,6 +27,12 @@
  * D. Thread ids: gettid answers a green thread's own id, and the calls
  *    that take a thread id get the OS thread a green thread's id stands for
  *    (tid.c, kz_shim_tid_syscall), before the dispatch below.
+ * E. Every other number is made directly, on the calling OS thread, as
+ *    libc's syscall() would: the shim knows neither its arguments nor how
+ *    long it takes.  If it is one that waits (ppoll, pselect6, semop,
+ *    msgrcv, waitid, ... by number) and the calling thread is still in the
+ *    kernel a millisecond later, another OS thread takes its hub over and
+ *    runs the hub's other threads meanwhile (hub/handoff.c).
  */
 #include "shim.h"
 
@@ -43,6 +49,7 @@
 EXPORT long syscall(long nr, ...)
 {
   long a[6], r;
+  struct kz_green *g;
   va_list ap;
   va_start(ap, nr);
   for (int i = 0; i < 6; i++)
@@ -117,5 +124,9 @@ EXPORT long syscall(long nr, ...)
     return kz_shim_uring_enter((unsigned)a[0], (unsigned)a[1], (unsigned)a[2], (unsigned)a[3],
                                (const void *)a[4], (size_t)a[5]);
   }
-  return kz__syscall6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+  /* note E: anything else may block; if it does, the hub goes on elsewhere */
+  g = kz__sys_enter();
+  r = kz__syscall6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+  kz__sys_exit(g);
+  return r;
 }
