@@ -49,19 +49,21 @@
  * C. The watcher (sysmon).  One thread looks at the hubs, and takes over a
  *    hub whose call it saw on two looks in a row (the same call: sys and
  *    sys_seq unchanged).  While it sees a call in progress it looks every
- *    PERIOD_MIN (50 us); while it sees none, twice as far apart at each
+ *    PERIOD_MIN (25 us); while it sees none, twice as far apart at each
  *    look, up to PERIOD_MAX (1 ms); after QUIET (2 ms) without one, it
  *    sleeps on a futex until kz__sys_enter wakes it.  So a call that
  *    blocks while the watcher sleeps, the usual case, is handed off after
- *    25 to 50 us plus two thread wake-ups; in a program that makes such calls all
- *    the time and none blocks, the watcher wakes up at most 1,000 times a
+ *    25 to 50 us plus two thread wake-ups (scripts/bench,
+ *    handoff_raw_stall_us); in a program that makes such calls all the
+ *    time and none blocks, the watcher wakes up at most 1,000 times a
  *    second plus once per 2 ms for the call that wakes it, and a call
- *    that then blocks is handed off within about 1 ms (Go's sysmon: 20 us
- *    to 10 ms).  Why not sooner: most such calls return within
- *    microseconds and cost nothing but the atomic operations around them,
- *    and a take-over costs about two thread wake-ups.  An idle program
- *    has no watcher waking up.  Lost wake-ups: the watcher announces its
- *    sleep (kz__sysmon_sleeping, seq_cst), looks once more, then sleeps;
+ *    that then blocks is handed off within about 1 ms.  Go's sysmon has
+ *    the same bounds (20 us while it finds work, backing off to 10 ms).
+ *    Why not sooner: most such calls return within microseconds and cost
+ *    nothing but the atomic operations around them, and a take-over costs
+ *    about two thread wake-ups.  An idle program has no watcher waking
+ *    up.  Lost wake-ups: the watcher announces its sleep
+ *    (kz__sysmon_sleeping, seq_cst), looks once more, then sleeps;
  *    kz__sys_enter stores sys (seq_cst) and then reads the announcement.
  *    One of the two sees the other.  Nothing is started before the first
  *    such call: the watcher starts then, and spares are made as hubs are
