@@ -15,6 +15,9 @@
  *                     handler runs in that thread, ppoll fails with EINTR
  *   raw_block again   one thread in ppoll 20 times in a row, each woken
  *                     after a tick of the main thread
+ *   raw_block fork    one thread in ppoll while the main thread forks: the
+ *                     child (which has only the forking thread) sleeps and
+ *                     exits 0; the parent then wakes the thread
  *   raw_block stall   (a measurement, scripts/bench) a thread wakes the main
  *                     thread and enters a raw ppoll, 50 times, 3 ms apart:
  *                     prints the worst and the median time from its
@@ -31,6 +34,7 @@
 #include <sys/ipc.h>
 #include <sys/sem.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define TICKS 10
@@ -139,7 +143,7 @@ int main(int argc, char **argv)
 {
   const char *mode = argc > 1 ? argv[1] : "ppoll";
   pthread_t t[MANY];
-  alarm(getenv("RB_NOALARM") ? 0 : 20); /* a hub left waiting behind the call never ticks again */
+  alarm(getenv("RB_ALARM") ? (unsigned)atoi(getenv("RB_ALARM")) : 20); /* a hub left waiting never ticks again */
   for (int i = 0; i < MANY; i++)
     CHECK(pipe(pipes[i]) == 0);
   mine = 1;
@@ -182,6 +186,20 @@ int main(int argc, char **argv)
       CHECK(write(pipes[0][1], "x", 1) == 1);
       CHECK(read(pipes[1][0], &c, 1) == 1);
     }
+    CHECK(pthread_join(t[0], NULL) == 0);
+  } else if (!strcmp(mode, "fork")) {
+    pid_t child;
+    int st;
+    CHECK(pthread_create(&t[0], NULL, in_ppoll, NULL) == 0);
+    tick();
+    CHECK((child = fork()) >= 0);
+    if (child == 0) {
+      struct timespec ts = {0, 20 * 1000 * 1000};
+      CHECK(nanosleep(&ts, NULL) == 0);
+      _exit(mine == 1 ? 0 : 3);
+    }
+    CHECK(waitpid(child, &st, 0) == child && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK(write(pipes[0][1], "x", 1) == 1);
     CHECK(pthread_join(t[0], NULL) == 0);
   } else if (!strcmp(mode, "stall")) {
     enum { ROUNDS = 50 };
