@@ -48,20 +48,21 @@
  *    waits for its return, as for a call that is not a cancellation point.
  * C. The watcher (sysmon).  One thread looks at the hubs, and takes over a
  *    hub whose call it saw on two looks in a row (the same call: sys and
- *    sys_seq unchanged).  While it sees a call in progress it looks every
- *    PERIOD_MIN (25 us); while it sees none, twice as far apart at each
- *    look, up to PERIOD_MAX (1 ms); after QUIET (2 ms) without one, it
- *    sleeps on a futex until kz__sys_enter wakes it.  So a call that
- *    blocks while the watcher sleeps, the usual case, is handed off after
- *    25 to 50 us plus two thread wake-ups (scripts/bench,
+ *    sys_seq unchanged).  It looks PERIOD_MIN (25 us) after it was woken
+ *    or took a hub over, then twice as far apart at each look that took
+ *    nothing over, up to PERIOD_MAX (1 ms); after QUIET (2 ms) of looks
+ *    that saw no call at all, it sleeps on a futex until kz__sys_enter
+ *    wakes it.  So a call that blocks while the watcher sleeps, the usual
+ *    case, is handed off after 75 us plus the wake-ups (scripts/bench,
  *    handoff_raw_stall_us); in a program that makes such calls all the
- *    time and none blocks, the watcher wakes up at most 1,000 times a
- *    second plus once per 2 ms for the call that wakes it, and a call
- *    that then blocks is handed off within about 1 ms.  Go's sysmon has
- *    the same bounds (20 us while it finds work, backing off to 10 ms).
- *    Why not sooner: most such calls return within microseconds and cost
- *    nothing but the atomic operations around them, and a take-over costs
- *    about two thread wake-ups.  An idle program has no watcher waking
+ *    time and none blocks, the watcher looks 1,000 times a second and
+ *    never takes anything over, and a call that then blocks is handed off
+ *    within 1 to 2 ms.  Go's sysmon has the same shape (20 us after it
+ *    found work, doubling to 10 ms while it finds none).  Why not sooner:
+ *    most such calls return within microseconds and cost nothing but the
+ *    atomic operations around them, and a take-over costs about two thread
+ *    wake-ups; a watcher that looked every 25 us while short calls run
+ *    would cost a tenth of a core.  An idle program has no watcher waking
  *    up.  Lost wake-ups: the watcher announces its sleep
  *    (kz__sysmon_sleeping, seq_cst), looks once more, then sleeps;
  *    kz__sys_enter stores sys (seq_cst) and then reads the announcement.
@@ -277,10 +278,11 @@ static void dispatch(struct kz__hub *hub, uintptr_t v)
 
 /* ---- The watcher --------------------------------------------------------------- */
 
-/* One look at every hub (note C): true if some green thread is in a call. */
-static bool look(bool act)
+/* One look at every hub (note C): 0 if no green thread is in a call, 1
+   if some is, 2 if a hub was taken over. */
+static int look(bool act)
 {
-  bool any = false;
+  int seen = 0;
   kz__os_lock(&ho.lock);
   for (unsigned i = 0; i < ho.nhubs; i++) {
     struct kz__hub *hub = ho.hubs[i];
@@ -288,19 +290,21 @@ static bool look(bool act)
     unsigned long seq = __atomic_load_n(&hub->sys_seq, __ATOMIC_RELAXED);
     if (!v || (v & (KZ__SYS_AWAY | KZ__SYS_PIN)))
       continue;
-    any = true;
+    if (!seen)
+      seen = 1;
     if (!act)
       continue;
     if (v == hub->ho_seen && seq == hub->ho_seen_seq &&
         __atomic_load_n(&hub->nlive, __ATOMIC_RELAXED) > 1) {
       dispatch(hub, v);
       v = 0; /* not twice for one call */
+      seen = 2;
     }
     hub->ho_seen = v;
     hub->ho_seen_seq = seq;
   }
   kz__os_unlock(&ho.lock);
-  return any;
+  return seen;
 }
 
 static void *sysmon(void *arg)
@@ -309,10 +313,15 @@ static void *sysmon(void *arg)
   (void)arg;
   for (;;) {
     struct timespec ts = {0, period};
-    if (look(true)) {
-      period = PERIOD_MIN_NS; /* a call in progress: look again soon */
+    int seen = look(true);
+    if (seen == 2) { /* note C */
+      period = PERIOD_MIN_NS;
       quiet = 0;
-    } else if ((quiet += period) >= QUIET_NS) {
+    } else if (seen || (quiet += period) < QUIET_NS) {
+      if (seen)
+        quiet = 0;
+      period = period * 2 > PERIOD_MAX_NS ? PERIOD_MAX_NS : period * 2;
+    } else {
       uint32_t w = atomic_load(&ho.word);
       atomic_store(&kz__sysmon_sleeping, 1);
       if (!look(false))
@@ -321,8 +330,6 @@ static void *sysmon(void *arg)
       period = PERIOD_MIN_NS; /* woken by a call: look closely */
       quiet = 0;
       continue;
-    } else {
-      period = period * 2 > PERIOD_MAX_NS ? PERIOD_MAX_NS : period * 2;
     }
     kz__syscall(SYS_nanosleep, &ts, NULL);
   }
