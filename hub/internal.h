@@ -763,8 +763,9 @@ static inline struct kz_green *kz__sys_enter(void)
   if (!hub || !hub->handoff_ok || !(g = hub->current) || !g->tp)
     return NULL;
   __atomic_store_n(&hub->sys_seq, hub->sys_seq + 1, __ATOMIC_RELAXED);
-  atomic_store(&hub->sys, (uintptr_t)g); /* seq_cst: the watcher's sleep (handoff.c, note C) */
-  if (atomic_load(&kz__sysmon_sleeping))
+  atomic_store_explicit(&hub->sys, (uintptr_t)g, memory_order_relaxed);
+  atomic_signal_fence(memory_order_seq_cst); /* the watcher's membarrier does the rest (handoff.c, note C) */
+  if (atomic_load_explicit(&kz__sysmon_sleeping, memory_order_relaxed))
     kz__sysmon_wake();
   return g;
 }
