@@ -298,6 +298,10 @@ struct kz__hub {
   unsigned long ho_seen_seq;
   unsigned long handoffs;       /* times it was handed to another OS thread */
   unsigned ho_away;             /* its green threads in KZ__S_AWAY */
+  /* deadlock of a set of hubs (hub.c, note J) */
+  unsigned q_holds;             /* its holds that are the other hubs' */
+  _Atomic bool q_member;        /* in the set */
+  _Atomic bool q_stuck;         /* only a post can wake it, and it counts so */
 #ifdef KZ_ASAN
   void *asan_fake;
   const void *asan_bottom;
@@ -392,6 +396,13 @@ KZ_INTERNAL void kz__hub_destroy(struct kz__hub *hub);
 /* Post p to hub from any thread (also the hub's own); p->fn runs on the hub
    thread, on the hub context, in posting order per poster.  Never blocks. */
 KZ_INTERNAL void kz__hub_post(struct kz__hub *hub, struct kz__post *p);
+
+/* hub belongs to a set of hubs that wake each other (the shim's), of
+   which its holds holds are the others' (hub.c, note J); first: the hub
+   whose main green thread fails with EDEADLK when none can wake another.
+   Any thread.  kz__quiesce_forked: a fork child's hub is alone. */
+KZ_INTERNAL void kz__quiesce_join(struct kz__hub *hub, unsigned holds, bool first);
+KZ_INTERNAL void kz__quiesce_forked(struct kz__hub *hub);
 
 /* While holds > 0 the hub's loop stays alive waiting for posts even when no
    watcher is active (a green thread waits for another OS thread).  Hub thread

@@ -25,10 +25,13 @@
  *    wakes a waiter on any hub (hub/io.c, note F); the monitor and the dump
  *    signal cover every hub.  A new thread on another hub is made there, by
  *    a message to that hub, while its creator waits (thread.c, spawn_on).
- * C. The main hub never reports a deadlock (EDEADLK) once other hubs run:
- *    a thread on another hub may wake any of its threads at any time, so it
- *    is held (kz__hub_hold) from the start of the others, and a deadlock
- *    hangs, as it does natively.
+ * C. Deadlock (EDEADLK): a thread on another hub may wake any thread of the
+ *    main hub at any time, so the main hub is held (kz__hub_hold) from the
+ *    start of the others, and no hub is deadlocked alone; the set is, when
+ *    none of its hubs has anything to do but wait for another's post.  Its
+ *    hubs join the set's count (kz__quiesce_join: the main hub with that
+ *    hold, each other one with its kz_run's), and the main thread's blocking
+ *    call then fails with EDEADLK, as with one hub (hub/hub.c, note J).
  * D. fork(): the child has only the forking thread, on its hub; the other
  *    hubs' OS threads do not exist there.  It starts afresh: one hub, and
  *    more at its first pthread_create, as its parent did.  If the forking
@@ -75,8 +78,12 @@ static void start(struct kz__hub *here)
       hubs.base[n] = __atomic_load_n(&hubs.hub[n]->nlive, __ATOMIC_RELAXED); /* its kz_run's */
     }
     hubs.base[0] = 1; /* the creator's hub: its main green thread is the program's */
-    if (n > 1)
+    if (n > 1) {
       kz__hub_hold(here); /* note C */
+      for (unsigned k = 1; k < n; k++)
+        kz__quiesce_join(hubs.hub[k], 1, false); /* held by its kz_run (hub/remote.c, note C) */
+      kz__quiesce_join(here, 1, true);
+    }
     atomic_store_explicit(&hubs.n, n, memory_order_release);
   }
   kz__os_unlock(&hubs.lock);
@@ -128,6 +135,7 @@ static void hubs_atfork_child(void)
     }
     kz__hub_unhold(hub); /* its kz_run's (hub/remote.c, note C) */
   }
+  kz__quiesce_forked(hub);
   pthread_mutex_init(&hubs.lock, NULL);
   atomic_store(&hubs.n, 0);
 }
