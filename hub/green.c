@@ -492,7 +492,7 @@ int kz_run(kz_fn main, void *arg, void **result)
     kz__green_release(kz__container_of(hub->zombies.next, struct kz_green, all));
   hub->main->flags &= ~KZ__G_NO_CANCEL;
   hub->in_run = false;
-  if (created && hub->nlive == 1)
+  if (created && hub->nlive == 1 && !kz__hubs_member(hub)) /* hubs.c, note F */
     kz__hub_destroy(hub);
   return r ? kz__fail_errno(r) : 0;
 }

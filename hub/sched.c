@@ -362,3 +362,40 @@ size_t kz__waitq_wake_all(struct kz__waitq *q, int r)
     n++;
   return n;
 }
+
+/* ---- Wakes across hubs ---------------------------------------------------------- */
+
+static void xwake_run(struct kz__post *p)
+{
+  struct kz__xwake *w = kz__container_of(p, struct kz__xwake, post);
+  struct kz_green *g = w->g;
+  w->arrived = true; /* the waiter may leave, and w with it, once it runs */
+  kz__wake(g, w->r);
+}
+
+void kz__wake_remote(struct kz__xwake *w)
+{
+  /* g cannot leave before w->arrived: reading its hub is safe */
+  struct kz__hub *hub = w->g->hub;
+  w->post.fn = xwake_run;
+  if (kz__tls_hub == hub)
+    xwake_run(&w->post);
+  else
+    kz__hub_post(hub, &w->post);
+}
+
+int kz__wait_remote(struct kz__xwake *w, const char *what)
+{
+  struct kz__hub *hub = kz__tls_hub;
+  struct kz_green *g = hub->current;
+  struct kz__shield s;
+  kz__hub_hold(hub); /* the wake comes through the mailbox */
+  kz__shield_up(g, &s);
+  while (!w->arrived) {
+    g->waiting = (struct kz__wait_info){.kind = KZ__WAIT_REMOTE, .what = what};
+    kz__park(-1);
+  }
+  kz__shield_down(g, &s);
+  kz__hub_unhold(hub);
+  return 0;
+}
