@@ -276,3 +276,28 @@ static void hubs_atfork_child(void)
 }
 
 __attribute__((constructor)) static void hubs_init(void) { pthread_atfork(NULL, NULL, hubs_atfork_child); }
+
+/* ---- Public API -------------------------------------------------------------------- */
+
+int kz_set_hubs(unsigned n)
+{
+  int r = 0;
+  if (n > KZ__HUBS_MAX)
+    return kz__fail_errno(-EINVAL);
+  n = resolve(n);
+  kz__os_lock(&set.lock);
+  if (atomic_load(&set.n) && n != set.started_want) {
+    r = -EBUSY;
+  } else {
+    set.want = n;
+    set.set_by_program = true;
+  }
+  kz__os_unlock(&set.lock);
+  return r ? kz__fail_errno(r) : 0;
+}
+
+size_t kz_hub_count(void)
+{
+  unsigned n = atomic_load_explicit(&set.n, memory_order_acquire);
+  return n ? n : 1;
+}

@@ -565,8 +565,12 @@ KZ_INTERNAL struct kz_green *kz__green_main(struct kz__hub *hub);
    detect stale use without touching freed memory. */
 enum { KZ__H_GREEN = 1, KZ__H_CALL = 2, KZ__H_FUTURE = 3 };
 KZ_INTERNAL uint64_t kz__handle_new(int type, void *obj);
+/* The same, recording owner (the hub that owns obj) in the slot. */
+KZ_INTERNAL uint64_t kz__handle_new_owned(int type, void *obj, void *owner);
 KZ_INTERNAL void *kz__handle_get(uint64_t h, int type);
-
+/* The owner recorded for h, or NULL if h is 0, stale or malformed (or has
+   none).  Any thread: reads only the handle table (handle.c, note C). */
+KZ_INTERNAL void *kz__handle_owner(uint64_t h, int type);
 KZ_INTERNAL void kz__handle_free(uint64_t h);
 
 /* ---- Stacks (stack.c) ------------------------------------------------------ */
