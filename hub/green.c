@@ -388,16 +388,16 @@ static int on_green(kz_green_t h, int (*op)(struct kz_green *g, struct green_cal
 enum { XJ_POSTED, XJ_HOOKED, XJ_DONE, XJ_ABANDONED };
 
 struct xjoin {
-  struct kz__post post;      /* the request, then the unhook, to the target's hub */
-  struct kz__done_hook hook; /* on the target while hooked */
-  struct kz__xwake seen;     /* to the joiner: hooked */
-  struct kz__xwake reply;    /* to the joiner: settled */
-  kz_green_t id;             /* the target */
-  _Atomic int state;         /* XJ_* */
-  _Atomic int refs;
-  bool hooked;               /* hook is on the target (the target's hub thread only) */
-  int r;                     /* outcome once settled: kz_join's 0 or -errno */
-  void *result;              /* and the target's result */
+  struct kz__post post;         /* the request, then the unhook, to the target's hub */
+  struct kz__done_hook hook;    /* on the target while hooked */
+  struct kz__remote_wake seen;  /* to the joiner: hooked */
+  struct kz__remote_wake reply; /* to the joiner: settled */
+  kz_green_t id;                /* the target */
+  _Atomic int state;            /* XJ_* */
+  _Atomic int refs;             /* the joiner's, the target's hub's */
+  bool hooked;                  /* hook is on the target (the target's hub thread only) */
+  int r;                        /* outcome once settled: kz_join's 0 or -errno */
+  void *result;                 /* and the target's result */
 };
 
 static void xjoin_unref(struct xjoin *x)

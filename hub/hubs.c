@@ -209,11 +209,11 @@ bool kz__hubs_member(const struct kz__hub *hub)
 /* ---- Calls on another hub (note G) ------------------------------------------------ */
 
 struct call {
-  struct kz__post post;    /* the request, to the hub that runs fn */
+  struct kz__post post;         /* the request, to the hub that runs fn */
   void (*fn)(void *arg);
   void *arg;
-  struct kz__xwake reply;  /* back to a green caller's hub */
-  _Atomic int done;        /* a caller without a hub: futex word, 1 once fn ran */
+  struct kz__remote_wake reply; /* back to a green caller's hub */
+  _Atomic int done;             /* a caller without a hub: futex word, 1 once fn ran */
 };
 
 static void call_run(struct kz__post *p)

@@ -495,7 +495,7 @@ KZ_INTERNAL double kz__deadline(double timeout);
 
 /* A wake-up for a green thread that may live on another hub: the message
    to its hub, and the flag that says it was delivered. */
-struct kz__xwake {
+struct kz__remote_wake {
   struct kz__post post; /* to g's hub (filled by kz__wake_remote) */
   struct kz_green *g;   /* who is woken: parked, or about to park, until arrived */
   int r;                /* what its kz__park returns */
@@ -506,12 +506,12 @@ struct kz__xwake {
    not leave (and w, often on its stack, must stay valid) until w->arrived
    is set on its own hub, which is the delivery's last touch of w: after
    that nothing refers to w.  Does not switch. */
-KZ_INTERNAL void kz__wake_remote(struct kz__xwake *w);
+KZ_INTERNAL void kz__wake_remote(struct kz__remote_wake *w);
 /* Park the running green thread until w->arrived: shielded (no
    cancellation, no scoped deadline), its hub held meanwhile (the wake
    comes through the mailbox).  what names the wait for kz_dump.  Returns
    0.  Hub thread only, in a green thread.  May switch. */
-KZ_INTERNAL int kz__wait_remote(struct kz__xwake *w, const char *what);
+KZ_INTERNAL int kz__wait_remote(struct kz__remote_wake *w, const char *what);
 
 /* Wait queues.  Hub thread only. */
 static inline void kz__waitq_init(struct kz__waitq *q) { kz__list_init(&q->head); }
