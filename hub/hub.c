@@ -137,7 +137,7 @@ double kz_now(void) { return kz__now(); }
 static void hub_key_destructor(void *p)
 {
   struct kz__hub *hub = p;
-  if (!hub || kz__tls_hub != hub)
+  if (!hub || kz__tls_hub != hub || kz__hubs_member(hub)) /* hubs.c, note F */
     return;
   if (hub->nlive <= 1 && hub->current == hub->main)
     kz__hub_destroy(hub);
@@ -333,6 +333,7 @@ static void hub_global_init(void)
   kz__os_key_create(&hub_key, hub_key_destructor);
   pthread_atfork(NULL, NULL, hub_atfork_child);
   kz__monitor_init();
+  kz__hubs_config_env();
 }
 
 /* Run the messages other threads posted, in the order each posted them
