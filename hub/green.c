@@ -1,5 +1,6 @@
 /* green.c: green thread lifecycle (spawn, start, finish, join, detach,
- * cancel, exit), names, states, enumeration, and kz_run.
+ * cancel, exit), names, states, enumeration, and kz_run; spawns on, and
+ * operations on the green threads of, other hubs.
  *
  * States (enum kz_state, plus KZ__S_READY inside the hub):
  *
@@ -16,7 +17,7 @@
  * Notes.
  * A. For stacks kudzu allocates, struct kz_green sits at the top of the stack
  *    it describes: spawning touches one page, and an idle green thread costs
- *    that page plus a 16-byte handle slot.  Handles are what callers hold,
+ *    that page plus a 24-byte handle slot.  Handles are what callers hold,
  *    so a stale one never reaches the (possibly recycled) struct.
  * B. A green thread cancelled before it started still gets dispatched once,
  *    on its own stack, so that it finishes through the one path that wakes
@@ -27,6 +28,73 @@
  *    returned, so the CPU's return-address predictor is in step when the
  *    joiner resumes (measured: spawn + join 147 ns -> 105 ns).  kz_exit and
  *    kz_fail switch from deeper down, as they must.
+ * D. Across hubs: only a green thread's own hub touches it (its struct,
+ *    flags, joiners, done hooks; releasing it puts its stack back in that
+ *    hub's cache, which is not shared).  A call with a handle of another
+ *    hub's green thread finds that hub in the handle table (the slot
+ *    records it, handle.c note C: the struct itself may be released and
+ *    its stack unmapped at any moment) and sends what it wants done there,
+ *    where the handle is looked up again: a handle that went stale on the
+ *    way gets EINVAL from there.  kz__spawn makes green threads on its
+ *    caller's hub only: a hub field naming another is EXDEV there, which
+ *    is what kz_spawn_future (future.c) answers until futures cross hubs.
+ * E. kz_spawn_with on another hub: kz__spawn runs there (kz__hub_call),
+ *    with the caller's options (their name is copied there, while the
+ *    caller waits), so the delay's timer, the stack and the handle are
+ *    that hub's; the caller gets the handle back.
+ * F. kz_detach, kz_state and the names are round trips (kz__hub_call):
+ *    exact answers (EINVAL for a detached one, the state as it is there),
+ *    at the cost of a wait.  kz_cancel is not: cancelling is harmless on
+ *    any state, so the request is posted and the caller goes on (EINVAL
+ *    only for a handle stale when called).  The mailbox keeps one OS
+ *    thread's posts in order, so a cancel followed by a join from the same
+ *    thread reaches the target's hub first.
+ * G. A cross-hub kz_join parks the joiner on its own hub, held (its wakes
+ *    come through its mailbox), and sends a request (struct xjoin) to the
+ *    target's hub, which answers in one of two ways: settled (a reply with
+ *    the outcome: the target had finished, or the join is refused), or
+ *    hooked (a "seen" wake: the target runs, a done hook is on it, and it
+ *    is marked as being joined, so a second join or a detach from anywhere
+ *    gets EINVAL, as locally).  A joiner whose wait ends (timeout,
+ *    cancellation) first waits, shielded, for that answer: a target that
+ *    had already finished is then joined even with a timeout of 0, and
+ *    the joiner knows whether a hook is there to take off.
+ * H. Races, and who frees the request (two references, the joiner's and
+ *    the target's hub's; the state moves by compare-and-swap only):
+ *    - the target finishes while the request is in flight: the request
+ *      finds it finished and settles (the target is released there);
+ *    - the target finishes while the joiner gives up: the done hook's
+ *      HOOKED->DONE and the joiner's HOOKED->ABANDONED race; whichever
+ *      wins decides.  If the hook won, the outcome is on its way and the
+ *      joiner waits for it (the join succeeds after all: the target is
+ *      released, so an ETIMEDOUT would leave a stale handle and a lost
+ *      result).  If the joiner won, the target stays a zombie, joinable
+ *      again, and the hook only lets go;
+ *    - the joiner gave up while hooked: the hook must come off, or the
+ *      target would stay "being joined" and a retry would get EINVAL.  The
+ *      joiner posts the request once more as an unhook (it was consumed:
+ *      the target's hub ran it), which takes the hook off unless the
+ *      target finished first, and carries the joiner's reference.  Posted
+ *      from the joiner's OS thread, it reaches the target's hub before that
+ *      thread's next request, so a join retried after ETIMEDOUT works;
+ *    - the hub side lets go of its reference before it posts the reply,
+ *      and the joiner leaves (dropping the last) only once the reply has
+ *      arrived, so the reply's delivery never touches freed memory; a
+ *      "seen" wake, if sent, was posted earlier by the same hub and
+ *      arrives before the reply.
+ * I. The target is released on its own hub: by the request (finished
+ *    already), or by its finish (the hook marks it detached; its handle is
+ *    freed at once, before the reply, so that the handle is stale when
+ *    kz_join returns, as after a local join, though the struct goes only
+ *    after the target's last switch).  The joiner gets only the outcome
+ *    and result, copied into the request.
+ * J. The target's hub must live until the request is settled.  The set's
+ *    hubs live as long as the process (hubs.c, note F).  A hub outside the
+ *    set that is torn down (its kz_run returning, a remote hub stopped)
+ *    reaps its zombies and never runs the messages left in its mailbox: a
+ *    join of one of its green threads racing with that teardown is not
+ *    answered.  Not handled: such a hub's green threads are its own
+ *    program's to join before it stops it.
  */
 #include "internal.h"
 
@@ -58,7 +126,7 @@ struct kz_green *kz__green_main(struct kz__hub *hub)
   struct kz_green *g = calloc(1, sizeof *g);
   if (!g)
     return NULL;
-  g->id = kz__handle_new(KZ__H_GREEN, g);
+  g->id = kz__handle_new_owned(KZ__H_GREEN, g, hub);
   if (!g->id) {
     free(g);
     return NULL;
@@ -77,6 +145,30 @@ struct kz_green *kz__green_main(struct kz__hub *hub)
   return g;
 }
 
+/* The hub that opts' hub field (KZ_HUB_THIS, KZ_HUB_ANY, KZ_HUB(k)) names
+   for a spawn from hub here; NULL with -EINVAL in *err if none.  May start
+   the set's other hubs (hubs.c). */
+static struct kz__hub *spawn_target(struct kz__hub *here, int which, int *err)
+{
+  struct kz__hub *to = which == KZ_HUB_THIS  ? here
+                       : which == KZ_HUB_ANY ? kz__hubs_place(here)
+                       : which > 0           ? kz__hubs_at(here, (unsigned)(which - 1))
+                                             : NULL;
+  if (!to)
+    *err = -EINVAL;
+  return to;
+}
+
+/* kz__spawn makes a green thread on the hub it is given: a hub field that
+   names another is refused (-EXDEV; kz_spawn_future, note D), a bad one
+   -EINVAL. */
+static int spawn_here_only(struct kz__hub *hub, int which)
+{
+  int err = 0;
+  struct kz__hub *to = which == KZ_HUB_ANY ? NULL : spawn_target(hub, which, &err);
+  return to == hub ? 0 : err ? err : -EXDEV;
+}
+
 struct kz_green *kz__spawn(struct kz__hub *hub, kz_fn fn, void *arg,
                            const struct kz_spawn_opts *opts, void *user_stack, size_t user_size,
                            int *err)
@@ -86,6 +178,10 @@ struct kz_green *kz__spawn(struct kz__hub *hub, kz_fn fn, void *arg,
   char *top;
   int r;
 
+  if (opts && opts->hub != KZ_HUB_THIS && (r = spawn_here_only(hub, opts->hub)) < 0) {
+    *err = r;
+    return NULL;
+  }
   if (!fn ||
       (opts && opts->stack_size && (opts->stack_size < KZ_STACK_MIN || opts->stack_size > KZ_STACK_MAX)) ||
       (opts && (isnan(opts->delay) || opts->delay > KZ_TIMEOUT_MAX)) ||
@@ -108,7 +204,7 @@ struct kz_green *kz__spawn(struct kz__hub *hub, kz_fn fn, void *arg,
     g = (struct kz_green *)(((uintptr_t)(st.base + st.size) - sizeof *g) & ~(uintptr_t)63);
     top = (char *)g;
   }
-  g->id = kz__handle_new(KZ__H_GREEN, g);
+  g->id = kz__handle_new_owned(KZ__H_GREEN, g, hub);
   if (!g->id) {
     if (user_stack)
       free(g);
@@ -213,7 +309,8 @@ void kz__green_release(struct kz_green *g)
      shim's joins): the one place where the shim's record can go with it. */
   if (g->ext && kz__ext_release)
     kz__ext_release(g);
-  kz__handle_free(g->id);
+  if (g->id) /* 0: made stale already (a join from another hub, note I) */
+    kz__handle_free(g->id);
   kz__list_remove(&g->all); /* from the zombies, if there */
   if (g->flags & KZ__G_OWN_STRUCT)
     free(g);
@@ -228,49 +325,282 @@ static bool finished(const struct kz_green *g)
   return g->state == KZ_DONE || g->state == KZ_CANCELLED;
 }
 
+/* ---- Across hubs (notes D to J) ---------------------------------------------- */
+
+/* The hub of green thread h, from any thread, without touching the green
+   thread (handle.c, note C); NULL if h is 0, stale or malformed. */
+static struct kz__hub *owner_of(kz_green_t h) { return kz__handle_owner(h, KZ__H_GREEN); }
+
+/* A spawn on another hub (note E), made there by kz__hub_call. */
+struct spawn_call {
+  kz_fn fn;
+  void *arg;
+  const struct kz_spawn_opts *opts; /* the caller's, hub field THIS */
+  kz_green_t id;                    /* out: its handle, or 0 */
+  int err;                          /* out: -errno when id is 0 */
+};
+
+static void spawn_call_run(void *arg)
+{
+  struct spawn_call *c = arg;
+  struct kz_green *g = kz__spawn(kz__tls_hub, c->fn, c->arg, c->opts, NULL, 0, &c->err);
+  c->id = g ? g->id : 0;
+}
+
+/* An operation on a green thread of any hub, run on its hub (note F). */
+struct green_call {
+  kz_green_t id;
+  int (*op)(struct kz_green *g, struct green_call *c); /* >= 0 or -errno */
+  int r;             /* out: op's result, -EINVAL if h went stale */
+  const char *name;  /* kz_set_name */
+  char *buf;         /* kz_get_name */
+  size_t len;
+};
+
+static void green_call_run(void *arg)
+{
+  struct green_call *c = arg;
+  struct kz_green *g = kz__green_get(c->id);
+  c->r = g ? c->op(g, c) : -EINVAL;
+}
+
+/* Run op on h's hub (at once if that is the caller's); its result. */
+static int on_green(kz_green_t h, int (*op)(struct kz_green *g, struct green_call *c),
+                    struct green_call *c)
+{
+  struct kz__hub *hub = owner_of(h);
+  int r;
+  if (!hub)
+    return -EINVAL;
+  c->id = h;
+  c->op = op;
+  r = kz__hub_call(hub, green_call_run, c);
+  return r < 0 ? r : c->r;
+}
+
+/* kz_join of a green thread of another hub (notes G to I).  States:
+ *   XJ_POSTED     the request is on its way to the target's hub
+ *   XJ_HOOKED     the target runs; a done hook will settle the join
+ *   XJ_DONE       settled: outcome set, the reply on its way to the joiner
+ *   XJ_ABANDONED  the joiner gave up (timeout, cancellation) once hooked
+ * Two references: the joiner's and the target's hub's (its request, then
+ * its hook); the last to let go frees it. */
+enum { XJ_POSTED, XJ_HOOKED, XJ_DONE, XJ_ABANDONED };
+
+struct xjoin {
+  struct kz__post post;         /* the request, then the unhook, to the target's hub */
+  struct kz__done_hook hook;    /* on the target while hooked */
+  struct kz__remote_wake seen;  /* to the joiner: hooked */
+  struct kz__remote_wake reply; /* to the joiner: settled */
+  kz_green_t id;                /* the target */
+  _Atomic int state;            /* XJ_* */
+  _Atomic int refs;             /* the joiner's, the target's hub's */
+  bool hooked;                  /* hook is on the target (the target's hub thread only) */
+  int r;                        /* outcome once settled: kz_join's 0 or -errno */
+  void *result;                 /* and the target's result */
+};
+
+static void xjoin_unref(struct xjoin *x)
+{
+  if (atomic_fetch_sub_explicit(&x->refs, 1, memory_order_acq_rel) == 1)
+    free(x);
+}
+
+/* Settle the join from state `from` (the target's hub): false if the
+   joiner gave up first. */
+static bool xjoin_settle(struct xjoin *x, int from)
+{
+  return atomic_compare_exchange_strong(&x->state, &from, XJ_DONE);
+}
+
+/* The settled join's outcome goes back to the joiner; the hub side lets
+   go first: the joiner holds x until the reply has arrived (note H). */
+static void xjoin_reply(struct xjoin *x, int r, void *result)
+{
+  x->r = r;
+  x->result = result;
+  xjoin_unref(x);
+  kz__wake_remote(&x->reply);
+}
+
+/* What kz_join reports for finished g. */
+static int outcome(const struct kz_green *g)
+{
+  return g->state == KZ_CANCELLED ? -ECANCELED : (g->flags & KZ__G_FAILED) ? -g->error : 0;
+}
+
+/* Done hook: the target finishes with a joiner on another hub (note H). */
+static void xjoin_done(struct kz__done_hook *h, struct kz_green *g)
+{
+  struct xjoin *x = kz__container_of(h, struct xjoin, hook);
+  x->hooked = false;
+  g->flags &= ~KZ__G_JOINING;
+  if (!xjoin_settle(x, XJ_HOOKED)) { /* abandoned: g stays joinable */
+    xjoin_unref(x);
+    return;
+  }
+  g->flags |= KZ__G_DETACHED; /* finish releases it, here (note I) */
+  kz__handle_free(g->id);     /* stale now, as after a local join */
+  g->id = 0;
+  xjoin_reply(x, outcome(g), g->result);
+}
+
+/* The request, on the target's hub. */
+static void xjoin_request(struct kz__post *p)
+{
+  struct xjoin *x = kz__container_of(p, struct xjoin, post);
+  struct kz_green *g = kz__green_get(x->id);
+  if (!g || (g->flags & (KZ__G_DETACHED | KZ__G_JOINING))) {
+    if (xjoin_settle(x, XJ_POSTED))
+      xjoin_reply(x, -EINVAL, NULL);
+    else
+      xjoin_unref(x);
+  } else if (finished(g)) { /* note G: the joiner still waits for this */
+    int r = outcome(g);
+    void *res = g->result;
+    if (xjoin_settle(x, XJ_POSTED)) {
+      kz__green_release(g); /* on its own hub (note I) */
+      xjoin_reply(x, r, res);
+    } else {
+      xjoin_unref(x);
+    }
+  } else {
+    int s = XJ_POSTED;
+    if (!atomic_compare_exchange_strong(&x->state, &s, XJ_HOOKED)) {
+      xjoin_unref(x);
+      return;
+    }
+    g->flags |= KZ__G_JOINING;
+    x->hooked = true;
+    x->hook.fn = xjoin_done;
+    kz__list_push(g->done_hooks.next, &x->hook.link); /* first: before other hooks */
+    kz__wake_remote(&x->seen);
+  }
+}
+
+/* The joiner gave up once hooked: take the hook off, if the target has not
+   finished meanwhile (on the target's hub; note H). */
+static void xjoin_unhook(struct kz__post *p)
+{
+  struct xjoin *x = kz__container_of(p, struct xjoin, post);
+  if (x->hooked) {
+    struct kz_green *g = kz__green_get(x->id); /* unfinished: valid */
+    kz__list_remove(&x->hook.link);
+    x->hooked = false;
+    if (g)
+      g->flags &= ~KZ__G_JOINING;
+    xjoin_unref(x); /* the hook's */
+  }
+  xjoin_unref(x); /* the joiner's, which this message carried */
+}
+
+/* Park self, shielded, until the target's hub has answered the request:
+   hooked (seen) or settled (reply), whichever it sent (note G). */
+static void answered(struct kz_green *self, struct xjoin *x)
+{
+  struct kz__shield sh;
+  kz__shield_up(self, &sh);
+  while (!x->seen.arrived && !x->reply.arrived) {
+    self->waiting = (struct kz__wait_info){.kind = KZ__WAIT_REMOTE, .what = "a join's request to another hub"};
+    kz__park(-1);
+  }
+  kz__shield_down(self, &sh);
+}
+
+/* Join h, a green thread of hub there (another hub), from the running
+   green thread self; as kz_join: 0 or -errno. */
+static int join_remote(struct kz__hub *there, kz_green_t h, void **result, double timeout)
+{
+  struct kz__hub *hub = kz__tls_hub;
+  struct kz_green *self = hub->current;
+  struct xjoin *x = malloc(sizeof *x);
+  double dl = kz__deadline(timeout);
+  int r = 0, s;
+  void *res;
+  if (!x)
+    return -ENOMEM;
+  *x = (struct xjoin){.post.fn = xjoin_request, .seen.g = self, .reply.g = self, .id = h};
+  atomic_init(&x->state, XJ_POSTED);
+  atomic_init(&x->refs, 2);
+  kz__hub_hold(hub); /* the replies come through the mailbox */
+  kz__hub_post(there, &x->post);
+  while (!x->reply.arrived) {
+    self->waiting = (struct kz__wait_info){.kind = KZ__WAIT_JOIN, .arg2 = h};
+    if ((r = kz__park(dl)) == 0)
+      continue; /* the request was seen, or spurious */
+    answered(self, x); /* note G */
+    if (x->reply.arrived)
+      break;
+    s = XJ_HOOKED;
+    if (atomic_compare_exchange_strong(&x->state, &s, XJ_ABANDONED)) {
+      x->post.fn = xjoin_unhook; /* carries the joiner's reference */
+      kz__hub_post(there, &x->post);
+      kz__hub_unhold(hub);
+      return r;
+    }
+    kz__wait_remote(&x->reply, "a join's result from another hub"); /* settled: on its way */
+  }
+  kz__hub_unhold(hub);
+  /* seen, if it was sent, arrived before reply: both come from the target's hub, in order */
+  r = x->r;
+  res = x->result;
+  xjoin_unref(x);
+  if (result && (r == 0 || r == -ECANCELED))
+    *result = res;
+  return r;
+}
+
 /* ---- Public API --------------------------------------------------------- */
 
 kz_green_t kz_spawn_with(kz_fn fn, void *arg, const struct kz_spawn_opts *opts)
 {
   int err = 0;
-  struct kz__hub *hub = kz__hub_get(&err);
-  struct kz_green *g = hub ? kz__spawn(hub, fn, arg, opts, NULL, 0, &err) : NULL;
-  if (!g) {
-    errno = -err;
-    return 0;
+  struct kz__hub *hub = kz__hub_get(&err), *to;
+  struct kz_spawn_opts here;
+  struct spawn_call c;
+  struct kz_green *g;
+  if (!hub || !(to = opts ? spawn_target(hub, opts->hub, &err) : hub))
+    goto error;
+  if (to == hub) {
+    if (opts && opts->hub != KZ_HUB_THIS) {
+      here = *opts;
+      here.hub = KZ_HUB_THIS; /* placed already */
+      opts = &here;
+    }
+    if (!(g = kz__spawn(hub, fn, arg, opts, NULL, 0, &err)))
+      goto error;
+    return g->id;
   }
-  return g->id;
+  here = *opts;
+  here.hub = KZ_HUB_THIS;
+  c = (struct spawn_call){.fn = fn, .arg = arg, .opts = &here};
+  if ((err = kz__hub_call(to, spawn_call_run, &c)) < 0 || (err = c.err) < 0 || !c.id)
+    goto error;
+  return c.id;
+
+error:
+  errno = -err;
+  return 0;
 }
 
 kz_green_t kz_spawn(kz_fn fn, void *arg) { return kz_spawn_with(fn, arg, NULL); }
 
-/* Look h up for an operation from this OS thread: -EINVAL or -EXDEV. */
-static struct kz_green *lookup(kz_green_t h, int *err)
-{
-  struct kz_green *g = kz__green_get(h);
-  if (!g) {
-    *err = -EINVAL;
-    return NULL;
-  }
-  if (g->hub != kz__tls_hub) {
-    *err = -EXDEV;
-    return NULL;
-  }
-  return g;
-}
-
 int kz_join(kz_green_t h, void **result, double timeout)
 {
-  struct kz__hub *hub = kz__tls_hub;
+  struct kz__hub *hub = kz__tls_hub, *there = owner_of(h);
   struct kz_green *g, *self;
   struct kz__waiter w;
-  int err = 0, r;
+  int r;
   void *res;
 
-  if (!(g = lookup(h, &err)))
-    return kz__fail_errno(err);
-  if (!(self = hub->current))
+  if (!there)
+    return kz__fail_errno(-EINVAL);
+  if (!hub || !(self = hub->current))
     return kz__fail_errno(-EPERM);
+  if (there != hub)
+    return (r = join_remote(there, h, result, timeout)) < 0 ? kz__fail_errno(r) : 0;
+  if (!(g = kz__green_get(h)))
+    return kz__fail_errno(-EINVAL);
   if (g == self)
     return kz__fail_errno(-EDEADLK);
   if (g->flags & (KZ__G_DETACHED | KZ__G_JOINING))
@@ -284,27 +614,31 @@ int kz_join(kz_green_t h, void **result, double timeout)
       return kz__fail_errno(r);
   }
   res = g->result;
-  r = g->state == KZ_CANCELLED ? -ECANCELED : (g->flags & KZ__G_FAILED) ? -g->error : 0;
+  r = outcome(g);
   kz__green_release(g);
   if (result && (r == 0 || r == -ECANCELED))
     *result = res;
   return r ? kz__fail_errno(r) : 0;
 }
 
-int kz_detach(kz_green_t h)
+static int detach_op(struct kz_green *g, struct green_call *c)
 {
-  int err = 0;
-  struct kz_green *g = lookup(h, &err);
-  if (!g)
-    return kz__fail_errno(err);
+  (void)c;
   if (g->flags & (KZ__G_DETACHED | KZ__G_JOINING))
-    return kz__fail_errno(-EINVAL);
+    return -EINVAL;
   if (finished(g)) {
     kz__green_release(g);
     return 0;
   }
   g->flags |= KZ__G_DETACHED;
   return 0;
+}
+
+int kz_detach(kz_green_t h)
+{
+  struct green_call c;
+  int r = on_green(h, detach_op, &c);
+  return r < 0 ? kz__fail_errno(r) : 0;
 }
 
 int kz__cancel(struct kz_green *g)
@@ -321,11 +655,35 @@ int kz__cancel(struct kz_green *g)
   return 0;
 }
 
+/* A cancellation for a green thread of another hub (note F): posted, not
+   waited for. */
+struct xcancel {
+  struct kz__post post;
+  kz_green_t id;
+};
+
+static void xcancel_run(struct kz__post *p)
+{
+  struct xcancel *c = kz__container_of(p, struct xcancel, post);
+  struct kz_green *g = kz__green_get(c->id);
+  if (g)
+    kz__cancel(g);
+  free(c);
+}
+
 int kz_cancel(kz_green_t h)
 {
-  int err = 0;
-  struct kz_green *g = lookup(h, &err);
-  return g ? kz__cancel(g) : kz__fail_errno(err);
+  struct kz__hub *there = owner_of(h);
+  struct xcancel *c;
+  if (!there)
+    return kz__fail_errno(-EINVAL);
+  if (there == kz__tls_hub)
+    return kz__cancel(kz__green_get(h));
+  if (!(c = malloc(sizeof *c)))
+    return kz__fail_errno(-ENOMEM);
+  *c = (struct xcancel){.post.fn = xcancel_run, .id = h};
+  kz__hub_post(there, &c->post);
+  return 0;
 }
 
 int kz_sleep(double seconds)
@@ -396,14 +754,18 @@ void kz_fail(int err)
   kz__green_finish(NULL, err > 0 ? err : EINVAL);
 }
 
-int kz_set_name(kz_green_t h, const char *name)
+static int set_name_op(struct kz_green *g, struct green_call *c)
 {
-  struct kz_green *g = kz__green_get(h);
-  if (!g || !name)
-    return kz__fail_errno(-EINVAL);
-  strncpy(g->name, name, sizeof g->name - 1);
+  strncpy(g->name, c->name, sizeof g->name - 1);
   g->name[sizeof g->name - 1] = 0;
   return 0;
+}
+
+int kz_set_name(kz_green_t h, const char *name)
+{
+  struct green_call c = {.name = name};
+  int r = name ? on_green(h, set_name_op, &c) : -EINVAL;
+  return r < 0 ? kz__fail_errno(r) : 0;
 }
 
 /* The name of g, or its default "green-<index>". */
@@ -415,31 +777,38 @@ const char *kz__green_name(struct kz_green *g, char buf[24])
   return buf;
 }
 
+static int get_name_op(struct kz_green *g, struct green_call *c)
+{
+  char tmp[24];
+  const char *name = kz__green_name(g, tmp);
+  size_t n = strlen(name);
+  if (n >= c->len) {
+    memcpy(c->buf, name, c->len - 1);
+    c->buf[c->len - 1] = 0;
+    return -ERANGE;
+  }
+  memcpy(c->buf, name, n + 1);
+  return 0;
+}
+
 int kz_get_name(kz_green_t h, char *buf, size_t len)
 {
-  struct kz_green *g = kz__green_get(h);
-  char tmp[24];
-  const char *name;
-  size_t n;
-  if (!g || !buf || !len)
-    return kz__fail_errno(-EINVAL);
-  name = kz__green_name(g, tmp);
-  n = strlen(name);
-  if (n >= len) {
-    memcpy(buf, name, len - 1);
-    buf[len - 1] = 0;
-    return kz__fail_errno(-ERANGE);
-  }
-  memcpy(buf, name, n + 1);
-  return 0;
+  struct green_call c = {.buf = buf, .len = len};
+  int r = buf && len ? on_green(h, get_name_op, &c) : -EINVAL;
+  return r < 0 ? kz__fail_errno(r) : 0;
+}
+
+static int state_op(struct kz_green *g, struct green_call *c)
+{
+  (void)c;
+  return g->state == KZ__S_READY ? KZ_RUNNING : g->state == KZ__S_AWAY ? KZ_BLOCKED : g->state;
 }
 
 int kz_state(kz_green_t h)
 {
-  struct kz_green *g = kz__green_get(h);
-  if (!g)
-    return kz__fail_errno(-EINVAL);
-  return g->state == KZ__S_READY ? KZ_RUNNING : g->state == KZ__S_AWAY ? KZ_BLOCKED : g->state;
+  struct green_call c;
+  int r = on_green(h, state_op, &c);
+  return r < 0 ? kz__fail_errno(r) : r;
 }
 
 const char *kz_state_name(int state)
@@ -492,7 +861,7 @@ int kz_run(kz_fn main, void *arg, void **result)
     kz__green_release(kz__container_of(hub->zombies.next, struct kz_green, all));
   hub->main->flags &= ~KZ__G_NO_CANCEL;
   hub->in_run = false;
-  if (created && hub->nlive == 1)
+  if (created && hub->nlive == 1 && !kz__hubs_member(hub)) /* hubs.c, note F */
     kz__hub_destroy(hub);
   return r ? kz__fail_errno(r) : 0;
 }

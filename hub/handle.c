@@ -15,6 +15,12 @@
  * B. Lookups from other threads read gen/type/obj with relaxed atomics: a
  *    racing release can only turn a valid answer into NULL, and the hub that
  *    owns an object is the only one that frees it.
+ * C. A slot also records the hub that owns its object (green threads):
+ *    another hub must find a green thread's hub without touching the
+ *    struct, which its own hub may release and unmap at any moment (a
+ *    stack of its own size goes back with munmap).  The slot's memory is
+ *    never freed, so kz__handle_owner reads the owner, then checks that
+ *    the generation did not move meanwhile.
  */
 #include "internal.h"
 
@@ -35,6 +41,7 @@ struct slot {
     void *_Atomic obj;    /* while allocated */
     uint32_t next_free;   /* while on a free list */
   };
+  void *_Atomic owner;    /* the hub that owns obj, or NULL (note C) */
 };
 
 static struct slot *_Atomic dir[DIR_SLOTS];
@@ -106,7 +113,9 @@ static uint32_t index_alloc(void)
   return idx;
 }
 
-uint64_t kz__handle_new(int type, void *obj)
+uint64_t kz__handle_new(int type, void *obj) { return kz__handle_new_owned(type, obj, NULL); }
+
+uint64_t kz__handle_new_owned(int type, void *obj, void *owner)
 {
   uint32_t idx = index_alloc();
   struct slot *s;
@@ -114,6 +123,7 @@ uint64_t kz__handle_new(int type, void *obj)
     return 0;
   s = &atomic_load_explicit(&dir[idx >> CHUNK_BITS], memory_order_relaxed)[idx & (CHUNK_SLOTS - 1)];
   atomic_store_explicit(&s->obj, obj, memory_order_relaxed);
+  atomic_store_explicit(&s->owner, owner, memory_order_relaxed);
   atomic_store_explicit(&s->type, (uint32_t)type, memory_order_release);
   return (1ull << 63) | ((uint64_t)(atomic_load_explicit(&s->gen, memory_order_relaxed) & 0x7fffffffu) << 32) | idx;
 }
@@ -134,6 +144,20 @@ void *kz__handle_get(uint64_t h, int type)
 {
   struct slot *s = slot_of(h, type);
   return s ? atomic_load_explicit(&s->obj, memory_order_relaxed) : NULL;
+}
+
+/* Note C. */
+void *kz__handle_owner(uint64_t h, int type)
+{
+  struct slot *s = slot_of(h, type);
+  void *owner;
+  if (!s)
+    return NULL;
+  owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
+  atomic_thread_fence(memory_order_acquire);
+  if ((atomic_load_explicit(&s->gen, memory_order_relaxed) & 0x7fffffffu) != ((h >> 32) & 0x7fffffffu))
+    return NULL; /* freed meanwhile: owner may be another object's */
+  return owner;
 }
 
 void kz__handle_free(uint64_t h)

@@ -98,15 +98,16 @@
  *    whose main green thread was left behind (the fork came from another
  *    thread, kz__green_forget), the end of the last live green thread ends
  *    the process with status 0, as the end of a process's last thread does.
- * J. Several hubs (the shim's set, preload/hubs.c) can wake each other: a
- *    hub held only by the others (hub->q_holds: the first hub's hold while
- *    others run, an extra hub's kz_run) is not deadlocked on its own.  The
+ * J. The hubs of the set (hubs.c) can wake each other: a hub with no hold
+ *    but the others' (hub->q_holds: the first hub's hold under the shim,
+ *    an extra hub's kz_run) is not deadlocked on its own.  The
  *    set is when each of its hubs is "stuck": nothing ready, no callback
  *    due, no active watcher, no hold but those, an empty mailbox.  A hub
  *    finds it is stuck without a system call more: its loop lets the
  *    others' hold go for the pass (ev_unref), so that libev returns at once
  *    when nothing else is active; it then marks itself stuck (q_stuck),
- *    counts itself in q.stuck, and waits for its mailbox alone.  A post to
+ *    counts itself in q.stuck, and waits for its mailbox alone (under a
+ *    reference of its own, the first hub of an API program having none).  A post to
  *    a stuck hub unmarks it before anything else (kz__hub_post), on the
  *    poster's side: a hub that wakes another is never counted stuck while
  *    the one it woke still is.  So when the count reaches the number of
@@ -154,7 +155,7 @@ double kz_now(void) { return kz__now(); }
 static void hub_key_destructor(void *p)
 {
   struct kz__hub *hub = p;
-  if (!hub || kz__tls_hub != hub)
+  if (!hub || kz__tls_hub != hub || kz__hubs_member(hub)) /* hubs.c, note F */
     return;
   if (hub->nlive <= 1 && hub->current == hub->main)
     kz__hub_destroy(hub);
@@ -350,6 +351,7 @@ static void hub_global_init(void)
   kz__os_key_create(&hub_key, hub_key_destructor);
   pthread_atfork(NULL, NULL, hub_atfork_child);
   kz__monitor_init();
+  kz__hubs_config_env();
 }
 
 /* Run the messages other threads posted, in the order each posted them
@@ -596,12 +598,14 @@ void *kz__hub_loop(void *arg)
     kz__run_soon(hub);
     busy = primed || hub->run_head || hub->preempted || !kz__list_empty(&hub->soon);
     __atomic_store_n(&hub->in_loop, true, __ATOMIC_RELAXED);
-    probe = !busy && hub->holds && (unsigned)hub->holds == __atomic_load_n(&hub->q_holds, __ATOMIC_RELAXED);
-    if (KZ_UNLIKELY(probe)) /* note J: only the other hubs hold it */
+    probe = !busy && atomic_load_explicit(&hub->q_member, memory_order_relaxed) &&
+            (unsigned)hub->holds == __atomic_load_n(&hub->q_holds, __ATOMIC_RELAXED);
+    if (KZ_UNLIKELY(probe) && hub->holds) /* note J: only the other hubs hold it */
       ev_unref(hub->loop);
     alive = ev_run(hub->loop, busy ? EVRUN_NOWAIT : EVRUN_ONCE);
     if (KZ_UNLIKELY(probe)) {
-      ev_ref(hub->loop);
+      if (hub->holds)
+        ev_ref(hub->loop);
       if (!alive && !hub->run_head && !ev_pending_count(hub->loop) && kz__list_empty(&hub->soon) &&
           !atomic_load_explicit(&hub->inbox, memory_order_relaxed)) {
         if (hub_stuck(hub)) {
@@ -609,10 +613,12 @@ void *kz__hub_loop(void *arg)
           hub_deadlock(hub);
           continue;
         }
-        alive = ev_run(hub->loop, EVRUN_ONCE); /* a post only */
+        ev_ref(hub->loop); /* a post only can wake it now */
+        ev_run(hub->loop, EVRUN_ONCE);
+        ev_unref(hub->loop);
         unstick(hub);
       }
-      alive = true;
+      alive = true; /* never deadlocked alone */
     }
     kz__fd_flush(hub);
     __atomic_store_n(&hub->in_loop, false, __ATOMIC_RELAXED);

@@ -517,6 +517,26 @@ KZ_INTERNAL void kz__park_timer_init(struct kz_green *g);
    with EINVAL, so every wait refuses it in one place). */
 KZ_INTERNAL double kz__deadline(double timeout);
 
+/* A wake-up for a green thread that may live on another hub: the message
+   to its hub, and the flag that says it was delivered. */
+struct kz__remote_wake {
+  struct kz__post post; /* to g's hub (filled by kz__wake_remote) */
+  struct kz_green *g;   /* who is woken: parked, or about to park, until arrived */
+  int r;                /* what its kz__park returns */
+  bool arrived;         /* written on g's hub when delivered; g's hub thread only */
+};
+/* Wake w->g with w->r from any thread: at once when called on g's own hub
+   (any of its contexts), else through g's hub's mailbox.  The waiter must
+   not leave (and w, often on its stack, must stay valid) until w->arrived
+   is set on its own hub, which is the delivery's last touch of w: after
+   that nothing refers to w.  Does not switch. */
+KZ_INTERNAL void kz__wake_remote(struct kz__remote_wake *w);
+/* Park the running green thread until w->arrived: shielded (no
+   cancellation, no scoped deadline), its hub held meanwhile (the wake
+   comes through the mailbox).  what names the wait for kz_dump.  Returns
+   0.  Hub thread only, in a green thread.  May switch. */
+KZ_INTERNAL int kz__wait_remote(struct kz__remote_wake *w, const char *what);
+
 /* Wait queues.  Hub thread only. */
 static inline void kz__waitq_init(struct kz__waitq *q) { kz__list_init(&q->head); }
 static inline bool kz__waitq_empty(const struct kz__waitq *q) { return kz__list_empty(&q->head); }
@@ -569,7 +589,12 @@ KZ_INTERNAL struct kz_green *kz__green_main(struct kz__hub *hub);
    detect stale use without touching freed memory. */
 enum { KZ__H_GREEN = 1, KZ__H_CALL = 2, KZ__H_FUTURE = 3 };
 KZ_INTERNAL uint64_t kz__handle_new(int type, void *obj);
+/* The same, recording owner (the hub that owns obj) in the slot. */
+KZ_INTERNAL uint64_t kz__handle_new_owned(int type, void *obj, void *owner);
 KZ_INTERNAL void *kz__handle_get(uint64_t h, int type);
+/* The owner recorded for h, or NULL if h is 0, stale or malformed (or has
+   none).  Any thread: reads only the handle table (handle.c, note C). */
+KZ_INTERNAL void *kz__handle_owner(uint64_t h, int type);
 KZ_INTERNAL void kz__handle_free(uint64_t h);
 
 /* ---- Stacks (stack.c) ------------------------------------------------------ */
@@ -710,6 +735,32 @@ KZ_INTERNAL int kz__worker_call_blocking(void (*fn)(void *), void *arg, double d
    G); kz__on_main_left, if set, runs then, on it. */
 KZ_INTERNAL bool kz__main_gone(void);
 extern void (*kz__on_main_left)(void) KZ_INTERNAL;
+
+/* ---- The set of hubs (hubs.c) ---------------------------------------------------- */
+
+/* Read KUDZU_HUBS, unless the program called kz_set_hubs; once, before the
+   first hub (hub.c). */
+KZ_INTERNAL void kz__hubs_config_env(void);
+/* Hold hub 0 once the others run (hubs.c, note C): the shim's choice,
+   before the first placement. */
+KZ_INTERNAL void kz__hubs_config_hold(bool hold);
+/* Where a green thread spawned from hub here goes by the placement policy
+   (hubs.c, note A): here with one hub; the first call with several wanted
+   starts the others.  Any thread with a hub. */
+KZ_INTERNAL struct kz__hub *kz__hubs_place(struct kz__hub *here);
+/* Hub k of the set (starting it as kz__hubs_place does), NULL if there is
+   no such hub; with one hub, hub 0 is here. */
+KZ_INTERNAL struct kz__hub *kz__hubs_at(struct kz__hub *here, unsigned k);
+/* More than one hub runs: the set was started with others. */
+KZ_INTERNAL bool kz__hubs_many(void);
+/* Is hub in the set (then it lives as long as the process: hubs.c, note F)? */
+KZ_INTERNAL bool kz__hubs_member(const struct kz__hub *hub);
+/* Run fn(arg) on hub's OS thread, on its context (outside green threads),
+   and wait until it has run (hubs.c, note G): a green thread of another
+   hub parks shielded (kz__wait_remote), a thread without a hub blocks; on
+   hub's own thread fn runs at once, in the caller's context.  0, or -EPERM
+   on another hub's context (a hub callback cannot wait).  May switch. */
+KZ_INTERNAL int kz__hub_call(struct kz__hub *hub, void (*fn)(void *arg), void *arg);
 
 /* The hub of a remote hub (remote.c), once kz_remote_start has returned. */
 struct kz_remote;

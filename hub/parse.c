@@ -113,6 +113,17 @@ const char *kz__parse_signal(const char *s, int *out)
   return NULL;
 }
 
+const char *kz__parse_hubs(const char *s, unsigned *out)
+{
+  size_t n = 0;
+  if (!*s || strspn(s, "0123456789") != strlen(s))
+    return "not a number";
+  if (kz__parse_size(s, 0, KZ__HUBS_MAX, &n))
+    return "out of range";
+  *out = (unsigned)n;
+  return NULL;
+}
+
 const char *kz__size_text(size_t n, char buf[24])
 {
   static const char *const suffix[] = {"", "k", "m", "g", "t"};

@@ -44,6 +44,13 @@ KZ_INTERNAL const char *kz__parse_seconds(const char *s, double min, double max,
 KZ_INTERNAL const char *kz__parse_signal(const char *s, int *out);
 #define KZ__SIGNAL_FORM "a name such as USR2 or RTMIN+N, or a number from 1 to 64"
 
+/* A number of hubs (KUDZU_HUBS, --hubs, kz_set_hubs): decimal digits, 0
+   (one per CPU the process may run on) or 1 to KZ__HUBS_MAX.  Say
+   KZ__HUBS_FORM after "accepted: " in messages. */
+#define KZ__HUBS_MAX 256
+#define KZ__HUBS_FORM "0 for one per CPU, or 1 to 256"
+KZ_INTERNAL const char *kz__parse_hubs(const char *s, unsigned *out);
+
 /* "16k", "1t", "131072": bytes written the short way, for messages. */
 KZ_INTERNAL const char *kz__size_text(size_t n, char buf[24]);
 

@@ -30,8 +30,8 @@
  * D. The remote thread blocks every signal (kz__os_thread_start), so the
  *    program's handlers keep running on its own threads.
  * E. Its OS thread is named "kudzu-hub" (top -H, ps -L, /proc/PID/task/
- *    TID/comm show it so): the shim's extra hubs are remote hubs too
- *    (preload/hubs.c).  The names of the green threads it runs are theirs
+ *    TID/comm show it so): the extra hubs of the set are remote hubs too
+ *    (hubs.c).  The names of the green threads it runs are theirs
  *    alone (kz_green_set_name, pthread_setname_np), never the OS thread's.
  */
 #include "internal.h"

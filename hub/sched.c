@@ -362,3 +362,46 @@ size_t kz__waitq_wake_all(struct kz__waitq *q, int r)
     n++;
   return n;
 }
+
+/* ---- Wakes across hubs ---------------------------------------------------------- */
+
+/* kz__wake_remote and kz__wait_remote (internal.h): a wake-up for a green
+   thread parked on any hub, which the waker may send from any thread.  The
+   flag that lets the waiter go is written on the waiter's own hub, by the
+   delivery itself, so a wake never touches a waiter that has left. */
+
+static void remote_wake_run(struct kz__post *p)
+{
+  struct kz__remote_wake *w = kz__container_of(p, struct kz__remote_wake, post);
+  struct kz_green *g = w->g;
+  int r = w->r;
+  w->arrived = true; /* the waiter may leave, and w with it, once it runs */
+  kz__wake(g, r);
+}
+
+void kz__wake_remote(struct kz__remote_wake *w)
+{
+  /* g cannot leave before w->arrived: reading its hub is safe */
+  struct kz__hub *hub = w->g->hub;
+  w->post.fn = remote_wake_run;
+  if (kz__tls_hub == hub)
+    remote_wake_run(&w->post);
+  else
+    kz__hub_post(hub, &w->post);
+}
+
+int kz__wait_remote(struct kz__remote_wake *w, const char *what)
+{
+  struct kz__hub *hub = kz__tls_hub;
+  struct kz_green *g = hub->current;
+  struct kz__shield s;
+  kz__hub_hold(hub); /* the wake comes through the mailbox */
+  kz__shield_up(g, &s);
+  while (!w->arrived) {
+    g->waiting = (struct kz__wait_info){.kind = KZ__WAIT_REMOTE, .what = what};
+    kz__park(-1);
+  }
+  kz__shield_down(g, &s);
+  kz__hub_unhold(hub);
+  return 0;
+}

@@ -173,7 +173,7 @@ static void main_left(void *unused)
   (void)unused;
   atomic_store(&main_gone, true);
   if (kz__on_main_left)
-    kz__on_main_left(); /* the shim's extra hubs (preload/hubs.c, note E) */
+    kz__on_main_left(); /* the shim's extra hubs (hub/hubs.c, note E) */
   kz__monitor_main_left(); /* the other runtime thread (monitor.c, note G) */
   kz__os_lock(&pools_lock);
   for (l = pools.next; l != &pools; l = l->next) {

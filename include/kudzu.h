@@ -20,8 +20,9 @@
  *     by the hub) fail with EPERM: the hub itself never blocks.
  *
  * The hub of an OS thread is created on first use; the thread that creates it
- * becomes that hub's main green thread, on its own stack.  Green threads are
- * bound to the hub that spawned them.
+ * becomes that hub's main green thread, on its own stack.  A green thread is
+ * bound for life to the hub it was spawned on: the caller's, or one of the
+ * process's set of hubs (kz_set_hubs, struct kz_spawn_opts' hub field).
  */
 #ifndef KUDZU_H
 #define KUDZU_H
@@ -73,6 +74,18 @@ enum kz_state { KZ_PENDING, KZ_RUNNING, KZ_BLOCKED, KZ_DONE, KZ_CANCELLED };
 /* Events for kz_wait_fd; the values match libev's EV_READ and EV_WRITE. */
 enum { KZ_READ = 1, KZ_WRITE = 2 };
 
+/* Where kz_spawn_with puts a green thread (struct kz_spawn_opts' hub):
+ *   KZ_HUB_THIS  the caller's hub (0, so a zeroed struct means it)
+ *   KZ_HUB_ANY   the least loaded hub of the set (kz_set_hubs): the one
+ *                with the fewest live green threads, in turn among equals
+ *   KZ_HUB(k)    hub k of the set, 0 <= k < kz_hub_count(): hub 0 is the
+ *                hub of the thread whose spawn started the set
+ * Asking for KZ_HUB_ANY or KZ_HUB(k) is what starts the set's other hubs.
+ * With one hub (the default), the set is every caller's own hub alone. */
+#define KZ_HUB_THIS 0
+#define KZ_HUB_ANY (-1)
+#define KZ_HUB(k) ((int)(k) + 1)
+
 /* Options for kz_spawn_with.  Zero-initialise, then set what you need. */
 struct kz_spawn_opts {
   const char *name;  /* copied; truncated to 15 bytes; NULL: "green-<n>" */
@@ -80,6 +93,7 @@ struct kz_spawn_opts {
   double delay;      /* seconds before it starts, at most KZ_TIMEOUT_MAX;
                         <= 0: as soon as possible */
   int detached;      /* non-zero: never joined; freed when it finishes */
+  int hub;           /* KZ_HUB_THIS (0), KZ_HUB_ANY or KZ_HUB(k): where it runs */
 };
 
 /* ---- Running a hub ---------------------------------------------------- */
@@ -101,7 +115,13 @@ KZ_API kz_green_t kz_spawn(kz_fn fn, void *arg);
 
 /* kz_spawn with options (NULL: defaults).  Also fails with EINVAL for a
  * stack_size outside KZ_STACK_MIN..KZ_STACK_MAX, a delay that is NaN or
- * above KZ_TIMEOUT_MAX, or a NULL fn.  Does not switch. */
+ * above KZ_TIMEOUT_MAX, a NULL fn, or a hub that is not KZ_HUB_THIS,
+ * KZ_HUB_ANY or KZ_HUB(k) with k < kz_hub_count() (the set started).
+ * A green thread for another hub is made there, through that hub's
+ * mailbox, while the caller waits for its handle, which works from any
+ * hub: then the caller may switch (a green caller parks, not cancellably;
+ * an OS thread without a hub blocks), and a hub callback gets EPERM (it
+ * cannot wait).  Otherwise does not switch. */
 KZ_API kz_green_t kz_spawn_with(kz_fn fn, void *arg, const struct kz_spawn_opts *opts);
 
 /* Wait up to timeout seconds for g to finish, then release it.  On success
@@ -111,17 +131,25 @@ KZ_API kz_green_t kz_spawn_with(kz_fn fn, void *arg, const struct kz_spawn_opts 
  * never ran).  In both cases g is released.  Other failures leave g alone:
  * ETIMEDOUT (still running), ECANCELED (the caller was cancelled), EDEADLK
  * (g is the caller), EINVAL (0, stale, detached, or already being joined),
- * EXDEV (g belongs to another hub), EPERM (not in a green thread).  May switch. */
+ * EPERM (not in a green thread), ENOMEM.  g may live on any hub: the caller
+ * parks on its own hub and is woken through its mailbox when g finishes;
+ * the request must reach g's hub first, so even a timeout of 0 waits for
+ * that hub's answer.  May switch. */
 KZ_API int kz_join(kz_green_t g, void **result, double timeout);
 
 /* Let g be released when it finishes; it can no longer be joined.  Returns 0,
- * or -1 with EINVAL (stale, already detached or being joined). */
+ * or -1 with EINVAL (stale, already detached or being joined).  For a green
+ * thread of another hub, done on its hub while the caller waits (may switch;
+ * EPERM in a hub callback); otherwise does not switch. */
 KZ_API int kz_detach(kz_green_t g);
 
 /* Request cancellation of g: its current blocking call and every later one
  * fail with ECANCELED; if it has not started it never runs.  Cancelling a
- * finished or already cancelled green thread is harmless.  Returns 0, or -1
- * with EINVAL (stale handle) or EXDEV (another hub).  Does not switch. */
+ * finished or already cancelled green thread is harmless.  g may live on any
+ * hub: for another hub's, the request is sent to its hub and acted on there
+ * soon after (requests from one OS thread arrive in order, so a kz_join that
+ * follows finds it made).  Returns 0, or -1 with EINVAL (stale handle) or
+ * ENOMEM.  Any thread; does not switch. */
 KZ_API int kz_cancel(kz_green_t g);
 
 /* Let every other ready green thread run, then continue.  Returns 0; -1 with
@@ -143,6 +171,11 @@ KZ_API _Noreturn void kz_exit(void *result);
 /* Finish the calling green thread with error err (> 0): kz_join fails with
  * errno = err.  The C counterpart of a task raising an exception. */
 KZ_API _Noreturn void kz_fail(int err);
+
+/* kz_set_name, kz_get_name and kz_state take a green thread of any hub: one
+ * of another hub is read or named on its hub while the caller waits (may
+ * switch; EPERM in a hub callback, which cannot wait); one of the caller's
+ * own hub at once, without switching. */
 
 /* Name a green thread (copied, truncated to 15 bytes).  0, or -1 EINVAL. */
 KZ_API int kz_set_name(kz_green_t g, const char *name);
@@ -257,8 +290,10 @@ KZ_API kz_future_t kz_future_new(void);
  * detached) and return the future of its completion, like
  * asyncio.create_task: the future's result is fn's return value, its error
  * that of kz_fail, and it is cancelled if the green thread was; cancelling
- * the future cancels the green thread.  0 with errno as kz_spawn_with.
- * The caller owns the future (kz_future_free).  Does not switch. */
+ * the future cancels the green thread.  0 with errno as kz_spawn_with, or
+ * EXDEV for a hub field that names another hub than the caller's (the
+ * future of a green thread of another hub is not made yet).  The caller
+ * owns the future (kz_future_free).  Does not switch. */
 KZ_API kz_future_t kz_spawn_future(kz_fn fn, void *arg, const struct kz_spawn_opts *opts);
 
 /* The completion of green thread g (of this hub, finished or not, not yet
@@ -573,6 +608,23 @@ KZ_API int kz_executor_set_default_size(size_t nthreads);
 KZ_API int kz_run_in_executor(struct kz_executor *ex, kz_fn fn, void *arg,
                               void (*discard)(void *arg, void *result), void **result,
                               double timeout);
+
+/* ---- The set of hubs --------------------------------------------------- */
+
+/* The process's set of hubs: hub 0 (the hub of the thread whose spawn with
+ * KZ_HUB_ANY or KZ_HUB(k) started the set) and n-1 more, each on an OS
+ * thread of its own (named kudzu-hub, blocking every signal), started then
+ * and running for the life of the process; hub 0 is then not torn down when
+ * the kz_run that created it returns.  Under the preload shim the program's
+ * threads are spread over the same set.  The environment's KUDZU_HUBS (0:
+ * one per CPU, or 1 to 256) gives n when the program does not call this.
+ * Set the number of hubs: 0 means one per CPU in the process's affinity
+ * mask (at most 256).  0, or -1 with EINVAL (more than 256) or EBUSY (the
+ * set was started with another number).  Any thread; does not switch. */
+KZ_API int kz_set_hubs(unsigned n);
+
+/* The hubs in the set, counting hub 0: 1 until the set was started. */
+KZ_API size_t kz_hub_count(void);
 
 /* ---- Hubs on other threads -------------------------------------------- */
 

@@ -146,30 +146,6 @@ static void config_preempt(void)
     kz__preempt_config(slice, may_preempt);
 }
 
-/* KUDZU_HUBS: how many hubs run the program's threads (hubs.c); 0: one per
-   CPU the process may run on. */
-static void config_hubs(void)
-{
-  const char *v = secure_getenv("KUDZU_HUBS");
-  unsigned long n = 1;
-  char *end;
-  if (!v || !*v)
-    return;
-  errno = 0;
-  n = strtoul(v, &end, 10);
-  if (*end || errno || v[0] == '-' || v[0] == '+' || v[0] == ' ' || n > KZ_SHIM_HUBS_MAX) {
-    kz__say("ignoring KUDZU_HUBS=%s: %s (accepted: 0 for one per CPU, or 1 to %d)", v,
-            *end || v[0] == '-' || v[0] == '+' || v[0] == ' ' ? "not a number" : "out of range",
-            KZ_SHIM_HUBS_MAX);
-    return;
-  }
-  if (n == 0) {
-    cpu_set_t cpus;
-    n = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? (unsigned long)CPU_COUNT(&cpus) : 1;
-  }
-  kz_shim_hubs_config((unsigned)n);
-}
-
 static struct kz__hub *main_hub;
 static int stats_fd = 2; /* note C */
 
@@ -210,7 +186,7 @@ __attribute__((constructor(101))) static void kz_shim_init(void)
   kz_shim.torture = flag("KUDZU_TORTURE");
   kz_shim_patch_libc(); /* before the hub: no other thread may exist (patch.c) */
   config_preempt();
-  config_hubs();
+  kz__hubs_config_hold(true); /* KUDZU_HUBS is libkudzu's (hub/hubs.c, note C) */
   struct kz__hub *hub = main_hub = kz__hub_get(&err);
   if (!hub) { /* note B */
     kz__say("cannot create the main thread's hub (%s); running unpatched", strerror(-err));

@@ -261,19 +261,6 @@ extern KZ_TLS struct kz_green *kz_shim_handler_for;
    nothing has switched on the hub since the last such check.  May
    switch. */
 #define KZ_SHIM_FAIR_CALLS 1024
-/* ---- Hubs (hubs.c) ------------------------------------------------------------ */
-
-/* The most hubs KUDZU_HUBS may ask for. */
-#define KZ_SHIM_HUBS_MAX 256
-/* Spread threads over n hubs (KUDZU_HUBS; 1: the creator's alone).  Before
-   the first pthread_create. */
-void kz_shim_hubs_config(unsigned n);
-/* The hub a new thread created on hub here goes to (hubs.c, note A); the
-   first call with several hubs wanted starts the others. */
-struct kz__hub *kz_shim_place(struct kz__hub *here);
-/* More than one hub runs threads. */
-bool kz_shim_hubs_many(void);
-
 /* The default preemption slice, in seconds of CPU time (init.c, note E). */
 #define KZ_SHIM_SLICE 0.010
 void kz_shim_fair(void);

@@ -266,7 +266,7 @@ static struct {
 /* By the handle's slot index alone (its low 32 bits), which no two live
    green threads share: a thread id finds its record (note N). */
 /* Green threads the shim made that have not finished, on every hub
-   (hubs.c, note E). */
+   (hub/hubs.c, note E). */
 static _Atomic long live_threads;
 
 static unsigned reg_index(kz_green_t id) { return (uint32_t)id % NREG; }
@@ -478,8 +478,8 @@ static void thr_exiting(struct thr *t)
   run_key_destructors(t);
   if (t->fn && atomic_fetch_sub_explicit(&live_threads, 1, memory_order_acq_rel) == 1) {
     kz_sync_wake(&live_threads, SIZE_MAX); /* main_exit may wait for it */
-    if (kz__main_gone() && kz_shim_hubs_many())
-      exit(0); /* the last thread, and the extra hubs would keep the process alive (hubs.c, note E) */
+    if (kz__main_gone() && kz__hubs_many())
+      exit(0); /* the last thread, and the extra hubs would keep the process alive (hub/hubs.c, note E) */
   }
 }
 
@@ -626,10 +626,10 @@ static _Noreturn void main_exit(struct kz_green *g, void *value)
   for (;;) {
     while (hub->nlive > 1)
       kz__waitq_wait(&hub->quiesce, &w, -1);
-    if (!kz_shim_hubs_many())
+    if (!kz__hubs_many())
       break;
     if (no_threads_left(NULL)) /* and the other hubs' OS threads would keep it alive */
-      exit(0);                 /* hubs.c, note E */
+      exit(0);                 /* hub/hubs.c, note E */
     kz_sync_wait(&live_threads, no_threads_left, NULL, -1, 0, false, "the last thread");
   }
   RT(pthread_exit)(value);
@@ -797,10 +797,11 @@ struct spawn_req {
   char name[16];
   uint64_t mask;    /* its signal mask: its creator's */
   pthread_t id;     /* out */
+  int err;          /* out, made on another hub: a pthread error number */
 };
 
 /* Make the thread on the calling hub (a green thread of it, or its context
-   running spawn_on's message).  pthread error numbers. */
+   running spawn_there).  pthread error numbers. */
 static int spawn_here(struct spawn_req *q)
 {
   struct kz__hub *hub = kz__hub();
@@ -836,40 +837,13 @@ static int spawn_here(struct spawn_req *q)
   return 0;
 }
 
-/* spawn_on's message, on the hub that gets the thread.  It lives on the
-   creator's stack: the creator waits for done, which is the last thing
-   written here (kz_sync_wake only uses the address as a key). */
-struct rspawn {
-  struct kz__post post;
-  struct spawn_req *q;
-  int err;
-  _Atomic int done;
-};
-
-static void rspawn_run(struct kz__post *p)
+/* spawn_here on another hub (hub/hubs.c): there, by a message, while the
+   creator waits (pthread_create is no cancellation point: nothing ends the
+   wait early). */
+static void spawn_there(void *arg)
 {
-  struct rspawn *r = kz__container_of(p, struct rspawn, post);
-  r->err = spawn_here(r->q);
-  atomic_store_explicit(&r->done, 1, memory_order_release);
-  kz_sync_wake(r, 1);
-}
-
-static int rspawn_check(void *c)
-{
-  struct rspawn *r = c;
-  return atomic_load_explicit(&r->done, memory_order_acquire);
-}
-
-/* Make the thread on hub, another hub (hubs.c): there, by a message, while
-   the creator waits (pthread_create is no cancellation point: nothing ends
-   the wait early). */
-static int spawn_on(struct kz__hub *hub, struct spawn_req *q)
-{
-  struct rspawn r = {.post.fn = rspawn_run, .q = q};
-  kz__hub_post(hub, &r.post);
-  while (!rspawn_check(&r))
-    kz_sync_wait(&r, rspawn_check, &r, -1, 0, false, "a thread made on another hub");
-  return r.err;
+  struct spawn_req *q = arg;
+  q->err = spawn_here(q);
 }
 
 EXPORT int pthread_create(pthread_t *out, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
@@ -887,8 +861,11 @@ EXPORT int pthread_create(pthread_t *out, const pthread_attr_t *attr, void *(*fn
   q.detached = detach == PTHREAD_CREATE_DETACHED;
   creator_name(self, q.name);
   q.mask = kz__sig_owner(self)->sig.mask;
-  to = kz_shim_place(self->hub);
-  err = to == self->hub ? spawn_here(&q) : spawn_on(to, &q);
+  to = kz__hubs_place(self->hub);
+  if (to == self->hub)
+    err = spawn_here(&q);
+  else
+    err = kz__hub_call(to, spawn_there, &q) < 0 ? EAGAIN : q.err;
   if (err == 0)
     *out = q.id;
   return err;
@@ -1435,10 +1412,10 @@ static void leave_behind(struct kz__hub *hub)
 
 /* The main thread leaves (kz_exit, or pthread_exit not seen by main_exit):
    with extra hubs and no thread left, nothing will end the process but
-   this (hubs.c, note E). */
+   this (hub/hubs.c, note E). */
 static void thr_main_left(void)
 {
-  if (kz_shim_hubs_many() && atomic_load(&live_threads) == 0)
+  if (kz__hubs_many() && atomic_load(&live_threads) == 0)
     exit(0);
 }
 

@@ -305,6 +305,7 @@ int main(int argc, char **argv)
   bool drop = false;
   size_t size;
   double seconds;
+  unsigned hubs;
   int c, sig;
 
   while ((c = getopt_long(argc, argv, "+p:s:dm:qh", opts, NULL)) != -1) {
@@ -338,11 +339,7 @@ int main(int argc, char **argv)
       setenv("KUDZU_PREEMPT", optarg, 1);
       break;
     case 'H':
-      check_option("--hubs", optarg,
-                   !*optarg || strspn(optarg, "0123456789") != strlen(optarg) ? "not a number"
-                   : strlen(optarg) > 3 || atoi(optarg) > 256                 ? "out of range"
-                                                                              : NULL,
-                   "0 for one per CPU, or 1 to 256");
+      check_option("--hubs", optarg, kz__parse_hubs(optarg, &hubs), KZ__HUBS_FORM);
       setenv("KUDZU_HUBS", optarg, 1);
       break;
     case 'q': setenv("KUDZU_QUIET", "1", 1); break;

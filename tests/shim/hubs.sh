@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Several hubs (--hubs N, KUDZU_HUBS; preload/hubs.c): a program's threads
+# Several hubs (--hubs N, KUDZU_HUBS; hub/hubs.c): a program's threads
 # are spread over N hubs, each on an OS thread of its own, and run there.
 #  - tests/helpers/hubs_spread: 6 threads alive together read the id of the
 #    OS thread they run on with the raw system call: natively 6 OS threads;

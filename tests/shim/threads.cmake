@@ -134,7 +134,7 @@ set_tests_properties(shim_pshared_sync_monitor PROPERTIES LABELS "shim;thread" T
 set_tests_properties(shim_pshared_pingpong shim_pshared_pingpong_busy shim_prefork shim_prefork_fork_cost PROPERTIES
   LABELS "shim;thread" TIMEOUT 120
   ENVIRONMENT "KZ=$<TARGET_FILE:kudzu-launcher>;HELPERS=${PROJECT_BINARY_DIR}/tests/helpers")
-# Several hubs (preload/hubs.c): the thread helpers again, their threads
+# Several hubs (hub/hubs.c): the thread helpers again, their threads
 # spread over two hubs (KUDZU_HUBS=2; natively the variable means nothing),
 # and where the threads of a program run with --hubs N.
 foreach(h thread_basic thread_exit_main thread_mutex thread_cond thread_sync thread_cancel
