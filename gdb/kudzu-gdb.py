@@ -62,8 +62,8 @@ import gdb
 import gdb.unwinder
 from gdb.FrameDecorator import FrameDecorator
 
-# Green thread states: enum kz_state, and KZ__S_READY (hub/internal.h).
-_PENDING, _RUNNING, _BLOCKED, _DONE, _CANCELLED, _READY = 0, 1, 2, 3, 4, 16
+# Green thread states: enum kz_state, KZ__S_READY and KZ__S_AWAY (hub/internal.h).
+_PENDING, _RUNNING, _BLOCKED, _DONE, _CANCELLED, _READY, _AWAY = 0, 1, 2, 3, 4, 16, 18
 # enum kz__wait_kind
 _W_NONE, _W_SLEEP, _W_FD, _W_JOIN, _W_SYNC, _W_REMOTE, _W_YIELD = range(7)
 _STATES = ("running", "runnable", "pending", "waiting", "sleeping", "done")
@@ -215,6 +215,8 @@ def _state(g):
         return "pending"
     if s == _BLOCKED:
         return "sleeping" if int(g["waiting"]["kind"]) == _W_SLEEP else "waiting"
+    if s == _AWAY:
+        return "waiting"  # in a system call on the OS thread its hub left (hub/handoff.c)
     return "done"
 
 
@@ -305,7 +307,7 @@ def _sync_detail(what, addr):
 
 
 def _waits_on(g):
-    if int(g["state"]) != _BLOCKED:
+    if int(g["state"]) not in (_BLOCKED, _AWAY):
         return "-"
     w = g["waiting"]
     kind, arg, arg2 = int(w["kind"]), int(w["arg"]), int(w["arg2"])

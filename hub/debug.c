@@ -66,7 +66,6 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-#define ALTSTACK_SIZE (64 * 1024)
 #define MAX_FRAMES 48
 
 KZ_INTERNAL const char *kz__green_name(struct kz_green *g, char buf[24]);
@@ -223,7 +222,7 @@ static void dump_one(int fd, struct kz__hub *hub, struct kz_green *g)
   char nbuf[24];
   unw_context_t uc;
   unw_cursor_t cur;
-  int st = g->state == KZ__S_READY ? KZ_RUNNING : g->state;
+  int st = g->state == KZ__S_READY ? KZ_RUNNING : g->state == KZ__S_AWAY ? KZ_BLOCKED : g->state;
   dprintf(fd, "green %u \"%s\" %s%s", (unsigned)g->id, kz__green_name(g, nbuf), kz_state_name(st),
           g == hub->current ? " (current)" : "");
   if (g->state == KZ_BLOCKED)
@@ -318,7 +317,7 @@ static void wait_out(struct out *o, struct kz_green *g)
 static void green_out(struct out *o, struct kz_green *g)
 {
   char nbuf[24];
-  int st = g->state == KZ__S_READY ? KZ_RUNNING : g->state;
+  int st = g->state == KZ__S_READY ? KZ_RUNNING : g->state == KZ__S_AWAY ? KZ_BLOCKED : g->state;
   out_str(o, "green ");
   out_num(o, (unsigned)g->id, 10, 0);
   out_str(o, " \"");
@@ -642,9 +641,9 @@ void kz__debug_thread_init(struct kz__hub *hub)
   kz__os_once(&fatal_once, fatal_install); /* libc's, not the shim's (internal.h) */
   if (sigaltstack(NULL, &old) == 0 && !(old.ss_flags & SS_DISABLE))
     return; /* the thread has one already */
-  if (!(hub->altstack = malloc(ALTSTACK_SIZE)))
+  if (!(hub->altstack = malloc(KZ__ALTSTACK_SIZE)))
     return;
-  ss = (stack_t){.ss_sp = hub->altstack, .ss_size = ALTSTACK_SIZE};
+  ss = (stack_t){.ss_sp = hub->altstack, .ss_size = KZ__ALTSTACK_SIZE};
   if (sigaltstack(&ss, NULL) != 0) {
     free(hub->altstack);
     hub->altstack = NULL;

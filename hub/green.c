@@ -801,7 +801,7 @@ int kz_get_name(kz_green_t h, char *buf, size_t len)
 static int state_op(struct kz_green *g, struct green_call *c)
 {
   (void)c;
-  return g->state == KZ__S_READY ? KZ_RUNNING : g->state;
+  return g->state == KZ__S_READY ? KZ_RUNNING : g->state == KZ__S_AWAY ? KZ_BLOCKED : g->state;
 }
 
 int kz_state(kz_green_t h)

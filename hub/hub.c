@@ -98,6 +98,24 @@
  *    whose main green thread was left behind (the fork came from another
  *    thread, kz__green_forget), the end of the last live green thread ends
  *    the process with status 0, as the end of a process's last thread does.
+ * J. The hubs of the set (hubs.c) can wake each other: a hub with no hold
+ *    but the others' (hub->q_holds: the first hub's hold under the shim,
+ *    an extra hub's kz_run) is not deadlocked on its own.  The
+ *    set is when each of its hubs is "stuck": nothing ready, no callback
+ *    due, no active watcher, no hold but those, an empty mailbox.  A hub
+ *    finds it is stuck without a system call more: its loop lets the
+ *    others' hold go for the pass (ev_unref), so that libev returns at once
+ *    when nothing else is active; it then marks itself stuck (q_stuck),
+ *    counts itself in q.stuck, and waits for its mailbox alone (under a
+ *    reference of its own, the first hub of an API program having none).  A post to
+ *    a stuck hub unmarks it before anything else (kz__hub_post), on the
+ *    poster's side: a hub that wakes another is never counted stuck while
+ *    the one it woke still is.  So when the count reaches the number of
+ *    hubs, every hub waits for a post that only a stuck hub could send:
+ *    the hub that counted last posts EDEADLK to the first hub's main green
+ *    thread (or fails it itself), as note E does for one hub.  What the
+ *    count does not see, as note E does not: a thread outside the hubs
+ *    (none under the shim, whose threads are green) and signals.
  */
 #include "internal.h"
 
@@ -361,10 +379,54 @@ static void wakeup_cb(struct ev_loop *loop, ev_io *w, int revents)
   }
 }
 
+/* Note J. */
+static struct {
+  _Atomic unsigned members; /* hubs of the set */
+  _Atomic unsigned stuck;   /* of them, marked stuck */
+  struct kz__hub *first;    /* the one whose main green thread gets EDEADLK */
+  struct kz__post deadlock; /* that message */
+} q;
+
+static void unstick(struct kz__hub *hub)
+{
+  if (atomic_exchange(&hub->q_stuck, false))
+    atomic_fetch_sub(&q.stuck, 1);
+}
+
+void kz__quiesce_join(struct kz__hub *hub, unsigned holds, bool first)
+{
+  __atomic_store_n(&hub->q_holds, holds, __ATOMIC_RELAXED);
+  if (first)
+    q.first = hub;
+  if (!atomic_exchange(&hub->q_member, true))
+    atomic_fetch_add(&q.members, 1);
+}
+
+void kz__quiesce_forked(struct kz__hub *hub)
+{
+  atomic_store(&q.members, 0);
+  atomic_store(&q.stuck, 0);
+  q.first = NULL;
+  if (hub) {
+    atomic_store(&hub->q_member, false);
+    atomic_store(&hub->q_stuck, false);
+    hub->q_holds = 0;
+  }
+}
+
+static void hub_deadlock(struct kz__hub *hub);
+static void deadlock_run(struct kz__post *p)
+{
+  (void)p;
+  hub_deadlock(q.first);
+}
+
 void kz__hub_post(struct kz__hub *hub, struct kz__post *p)
 {
   struct kz__post *head;
   int err = errno; /* a handler's post must leave errno as it was */
+  if (KZ_UNLIKELY(atomic_load_explicit(&hub->q_stuck, memory_order_relaxed))) /* note J */
+    unstick(hub);
   atomic_fetch_add(&hub->posters, 1); /* note H */
   head = atomic_load_explicit(&hub->inbox, memory_order_relaxed);
   do
@@ -491,6 +553,23 @@ void kz__hub_destroy(struct kz__hub *hub)
   free(hub);
 }
 
+/* Note J: hub is stuck, and may be the set's last.  Returns with it
+   counted stuck, unless the set is deadlocked and hub is the first one,
+   which then fails its main green thread (note E). */
+static bool hub_stuck(struct kz__hub *hub)
+{
+  atomic_store(&hub->q_stuck, true);
+  if (atomic_fetch_add(&q.stuck, 1) + 1 < atomic_load(&q.members))
+    return false;
+  if (hub == q.first) {
+    unstick(hub);
+    return true;
+  }
+  q.deadlock.fn = deadlock_run;
+  kz__hub_post(q.first, &q.deadlock);
+  return false;
+}
+
 /* Note E: nothing can ever happen again on this hub. */
 static void hub_deadlock(struct kz__hub *hub)
 {
@@ -505,7 +584,9 @@ void *kz__hub_loop(void *arg)
   struct kz__hub *hub = arg;
   kz__switched(hub, NULL);
   for (;;) {
-    bool busy, alive, primed = false;
+    bool busy, alive, probe, primed = false;
+    if (KZ_UNLIKELY(hub->ho_moved)) /* taken over by another OS thread (handoff.c) */
+      kz__handoff_moved(hub);
     kz__verify(hub);
     if (KZ_UNLIKELY(hub->forked)) {
       hub_after_fork(hub);
@@ -517,7 +598,28 @@ void *kz__hub_loop(void *arg)
     kz__run_soon(hub);
     busy = primed || hub->run_head || hub->preempted || !kz__list_empty(&hub->soon);
     __atomic_store_n(&hub->in_loop, true, __ATOMIC_RELAXED);
+    probe = !busy && atomic_load_explicit(&hub->q_member, memory_order_relaxed) &&
+            (unsigned)hub->holds == __atomic_load_n(&hub->q_holds, __ATOMIC_RELAXED);
+    if (KZ_UNLIKELY(probe) && hub->holds) /* note J: only the other hubs hold it */
+      ev_unref(hub->loop);
     alive = ev_run(hub->loop, busy ? EVRUN_NOWAIT : EVRUN_ONCE);
+    if (KZ_UNLIKELY(probe)) {
+      if (hub->holds)
+        ev_ref(hub->loop);
+      if (!alive && !hub->run_head && !ev_pending_count(hub->loop) && kz__list_empty(&hub->soon) &&
+          !atomic_load_explicit(&hub->inbox, memory_order_relaxed)) {
+        if (hub_stuck(hub)) {
+          __atomic_store_n(&hub->in_loop, false, __ATOMIC_RELAXED);
+          hub_deadlock(hub);
+          continue;
+        }
+        ev_ref(hub->loop); /* a post only can wake it now */
+        ev_run(hub->loop, EVRUN_ONCE);
+        ev_unref(hub->loop);
+        unstick(hub);
+      }
+      alive = true; /* never deadlocked alone */
+    }
     kz__fd_flush(hub);
     __atomic_store_n(&hub->in_loop, false, __ATOMIC_RELAXED);
     if (KZ_UNLIKELY(hub->preempted != NULL)) /* behind what the poll woke (preempt.c, note D) */

@@ -32,12 +32,15 @@
  *    its creator waits (kz__hub_call).  Through the API, kz_join,
  *    kz_detach, kz_cancel, kz_state and the names work on any hub's green
  *    thread (green.c, notes D to J).
- * C. Under the shim the first hub never reports a deadlock (EDEADLK) once
- *    other hubs run: a thread on another hub may wake any of its threads at
- *    any time, so it is held (kz__hub_hold) from the start of the others,
- *    and a deadlock hangs, as it does natively.  The API's cross-hub waits
- *    hold their own hub while they wait, so an API program's first hub is
- *    not held (kz__hubs_config_hold).
+ * C. No hub of the set reports a deadlock (EDEADLK) alone: a green thread
+ *    on another hub may wake any of its green threads at any time.  The set
+ *    does, when none of its hubs has anything to do but wait for another's
+ *    post (hub.c, note J): its hubs join that count (kz__quiesce_join).
+ *    Under the shim the first hub is also held (kz__hub_hold) from the
+ *    start of the others, and a deadlock of threads hangs as natively (the
+ *    shim's waits hold their hubs: a real OS thread may be the waker).  The
+ *    API's cross-hub waits hold their own hub while they wait, so an API
+ *    program's first hub is not held (kz__hubs_config_hold).
  * D. fork(): the child has only the forking thread, on its hub; the other
  *    hubs' OS threads do not exist there.  It starts afresh: one hub, and
  *    more at its first placement, as its parent did.  If the forking
@@ -152,6 +155,11 @@ static void start(struct kz__hub *here)
     set.base[0] = 1; /* the placer's hub: its main green thread is the program's */
     if (n > 1 && set.hold)
       kz__hub_hold(here); /* note C */
+    if (n > 1) { /* note C: the set is deadlocked, never one of its hubs */
+      for (unsigned k = 1; k < n; k++)
+        kz__quiesce_join(set.hub[k], 1, false); /* held by its kz_run (remote.c, note C) */
+      kz__quiesce_join(here, set.hold ? 1 : 0, true);
+    }
     atomic_store_explicit(&set.n, n, memory_order_release);
   }
   kz__os_unlock(&set.lock);
@@ -271,6 +279,7 @@ static void hubs_atfork_child(void)
     }
     kz__hub_unhold(hub); /* its kz_run's (remote.c, note C) */
   }
+  kz__quiesce_forked(hub);
   pthread_mutex_init(&set.lock, NULL);
   atomic_store(&set.n, 0);
 }

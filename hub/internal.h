@@ -134,6 +134,7 @@ struct kz__green_sig {
 enum {
   KZ__S_READY = 16, /* started and in the run queue */
   KZ__S_GONE = 17,  /* left behind in a fork child: never runs again (kz__green_forget) */
+  KZ__S_AWAY = 18,  /* in a system call on the OS thread its hub left (handoff.c) */
 };
 
 /* A green thread.  For stacks kudzu allocates, this struct lives at the top
@@ -166,6 +167,7 @@ struct kz_green {
   struct kz__link done_hooks; /* struct kz__done_hook, run when it finishes */
   struct kz__stack stack;     /* its stack (none for the main green thread) */
   void *ext;                  /* per-green data of the shim (pthread emulation) */
+  void *handoff;              /* the spare that took its hub over, once (handoff.c) */
   struct kz__green_sig sig;   /* its own signal mask (sigmask.c) */
 #ifdef KZ_ASAN
   void *asan_fake;            /* ASan fake stack while switched out */
@@ -285,6 +287,21 @@ struct kz__hub {
   struct kz__preempt_seen preempt_seen; /* at the last tick (preempt.c, note B) */
   struct kz_green *preempted;   /* preempted, queued after the next poll (preempt.c, note D) */
   unsigned long preempts;       /* green threads it preempted */
+  /* hand-off to another OS thread (handoff.c) */
+  _Atomic uintptr_t sys;        /* the green thread in a system call it may be handed off in
+                                   (| KZ__SYS_AWAY once it was, | KZ__SYS_PIN in its handler), or 0 */
+  unsigned long sys_seq;        /* such calls entered so far */
+  bool handoff_ok;              /* its OS thread may change (the shim's hubs, never joined) */
+  bool ho_moved;                /* taken over, the new OS thread not yet set up */
+  void *ho_spare;               /* the spare that took it over (handoff.c) */
+  uintptr_t ho_seen;            /* sys and sys_seq at the last look of the watcher */
+  unsigned long ho_seen_seq;
+  unsigned long handoffs;       /* times it was handed to another OS thread */
+  unsigned ho_away;             /* its green threads in KZ__S_AWAY */
+  /* deadlock of a set of hubs (hub.c, note J) */
+  unsigned q_holds;             /* its holds that are the other hubs' */
+  _Atomic bool q_member;        /* in the set */
+  _Atomic bool q_stuck;         /* only a post can wake it, and it counts so */
 #ifdef KZ_ASAN
   void *asan_fake;
   const void *asan_bottom;
@@ -379,6 +396,13 @@ KZ_INTERNAL void kz__hub_destroy(struct kz__hub *hub);
 /* Post p to hub from any thread (also the hub's own); p->fn runs on the hub
    thread, on the hub context, in posting order per poster.  Never blocks. */
 KZ_INTERNAL void kz__hub_post(struct kz__hub *hub, struct kz__post *p);
+
+/* hub belongs to a set of hubs that wake each other (the shim's), of
+   which its holds holds are the others' (hub.c, note J); first: the hub
+   whose main green thread fails with EDEADLK when none can wake another.
+   Any thread.  kz__quiesce_forked: a fork child's hub is alone. */
+KZ_INTERNAL void kz__quiesce_join(struct kz__hub *hub, unsigned holds, bool first);
+KZ_INTERNAL void kz__quiesce_forked(struct kz__hub *hub);
 
 /* While holds > 0 the hub's loop stays alive waiting for posts even when no
    watcher is active (a green thread waits for another OS thread).  Hub thread
@@ -764,6 +788,65 @@ KZ_INTERNAL void kz__preempt_forked(struct kz__hub *hub);
    a call that sleeps in the kernel (preempt.c, note E). */
 KZ_INTERNAL void kz__preempt_hold(bool hold);
 
+/* ---- Hand-off of a hub to another OS thread (handoff.c) ------------------------ */
+
+#define KZ__SYS_AWAY ((uintptr_t)1) /* hub->sys: its OS thread was left behind */
+#define KZ__SYS_PIN ((uintptr_t)2)  /* hub->sys: a handler runs on it (no take-over) */
+/* The watcher sleeps for good (handoff.c, note C). */
+extern _Atomic int kz__sysmon_sleeping KZ_INTERNAL;
+KZ_INTERNAL void kz__sysmon_wake(void);
+/* hub's green threads may make calls that hand it over (the shim's hubs:
+   their OS threads are never joined).  Any thread. */
+KZ_INTERNAL void kz__handoff_enable(struct kz__hub *hub);
+/* The hub context's first step on the OS thread that took it over. */
+KZ_INTERNAL void kz__handoff_moved(struct kz__hub *hub);
+/* kz__sys_exit's slow half: the hub left; come back to it. */
+KZ_INTERNAL void kz__sys_rejoin(struct kz_green *g);
+/* Signal handlers of the program (the shim's wrapper): 1 if the handler
+   runs in a green thread that is in such a call and the hub stays until
+   kz__handoff_unpin; 0 if that is not the case (nothing to undo); -1 if
+   the hub left this OS thread: the handler runs for a thread of its own,
+   as outside kudzu (handoff.c, note D). */
+KZ_INTERNAL int kz__handoff_pin(struct kz__hub *hub);
+KZ_INTERNAL void kz__handoff_unpin(struct kz__hub *hub);
+/* The OS thread running green thread g's call if g is away, else 0. */
+KZ_INTERNAL pid_t kz__handoff_away_tid(struct kz_green *g);
+/* Set by the shim: send sig to g, which is back on its hub (note F). */
+extern KZ_INTERNAL void (*kz__away_signal)(struct kz__hub *hub, kz_green_t id, int sig);
+
+/* Around a system call that may block (a raw syscall() the shim does not
+   translate): if it blocks long, the hub's other green threads go on on
+   another OS thread (handoff.c).  Returns what kz__sys_exit takes.  The
+   call in between must not touch the hub. */
+static inline struct kz_green *kz__sys_enter(void)
+{
+  struct kz__hub *hub = kz__tls_hub;
+  struct kz_green *g;
+  if (!hub || !hub->handoff_ok || !(g = hub->current) || !g->tp)
+    return NULL;
+  __atomic_store_n(&hub->sys_seq, hub->sys_seq + 1, __ATOMIC_RELAXED);
+  atomic_store_explicit(&hub->sys, (uintptr_t)g, memory_order_relaxed);
+  atomic_signal_fence(memory_order_seq_cst); /* the watcher's membarrier does the rest (handoff.c, note C) */
+  if (atomic_load_explicit(&kz__sysmon_sleeping, memory_order_relaxed))
+    kz__sysmon_wake();
+  return g;
+}
+
+static inline void kz__sys_exit(struct kz_green *g)
+{
+  uintptr_t v = (uintptr_t)g;
+  if (g && KZ_UNLIKELY(!atomic_compare_exchange_strong(&g->hub->sys, &v, 0)))
+    kz__sys_rejoin(g);
+}
+
+/* The watcher and spares in a fork child: none. */
+KZ_INTERNAL void kz__handoff_forked(struct kz__hub *hub);
+
+/* TLS area tp (a green thread's) reads kz__tls_hub as hub from now on. */
+KZ_INTERNAL void kz__tls_set_hub(void *tp, struct kz__hub *hub);
+/* The thread id libc reads in the TLS area tp (its descriptor's). */
+KZ_INTERNAL void kz__tls_set_tid(void *tp, pid_t tid);
+
 /* ---- Diagnostics (debug.c) -------------------------------------------------- */
 
 /* The diagnostics thread (monitor.c).  kz__monitor_init reads KUDZU_MONITOR
@@ -780,6 +863,8 @@ KZ_INTERNAL void kz__monitor_main_left(void);
 KZ_INTERNAL size_t kz__hubs_count(void);
 KZ_INTERNAL void kz__hubs_post_others(struct kz__hub *self, struct kz__post *(*make)(void *arg), void *arg);
 
+/* The size of each hub's alternate signal stack (debug.c). */
+#define KZ__ALTSTACK_SIZE (64 * 1024)
 KZ_INTERNAL void kz__debug_thread_init(struct kz__hub *hub);
 KZ_INTERNAL void kz__debug_thread_term(struct kz__hub *hub);
 /* Report a stack overflow of g on stderr (async-signal-safe enough for the

@@ -248,6 +248,13 @@ static void handler(int sig, siginfo_t *si, void *ucv)
   (void)sig;
   if (si->si_code != SI_TIMER || !hub) /* note F */
     return;
+  if (hub->handoff_ok && atomic_load_explicit(&hub->sys, memory_order_relaxed)) {
+    int pin = kz__handoff_pin(hub); /* in a call its hub may leave in (handoff.c): */
+    if (pin > 0)                    /* never preempted there (the shim's code) */
+      kz__handoff_unpin(hub);
+    if (pin != 0)
+      return;
+  }
   if (!whole_slice(hub) || !(g = hub->current) || !g->sig.own || !company(hub))
     return;
   memcpy(&mask, &uc->uc_sigmask, sizeof mask);

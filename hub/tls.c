@@ -561,3 +561,16 @@ void kz__tls_fork_done(bool child)
     AT(tp, L.tid, pid_t) = AT(hub->os_tp, L.tid, pid_t);
   kz__tls_os_leave(tp);
 }
+
+/* handoff.c: a green thread whose hub left its OS thread, and back. */
+void kz__tls_set_hub(void *tp, struct kz__hub *hub)
+{
+  char *here = __builtin_thread_pointer();
+  __atomic_store_n(&AT(tp, (char *)&kz__tls_hub - here, struct kz__hub *), hub, __ATOMIC_RELEASE);
+}
+
+void kz__tls_set_tid(void *tp, pid_t tid)
+{
+  if (L.ok)
+    AT(tp, L.tid, pid_t) = tid;
+}

@@ -380,7 +380,9 @@ static void wrapper(int sig, siginfo_t *si, void *uc)
   struct sigaction *a = &user_act[sig];
   struct kz__hub *hub = kz__tls_hub;
   struct kz_green *t = NULL, *prev_for = kz_shim_handler_for;
-  int saved = errno;
+  int saved = errno, pin = 0;
+  if (hub && hub->handoff_ok && (pin = kz__handoff_pin(hub)) < 0)
+    hub = NULL; /* its hub left this OS thread: a thread of its own (hub/handoff.c, note D) */
   if (hub && hub->main && kz_shim.ready && !kz_shim_in_handler) {
     if (!(t = taker_now(hub, sig, si))) {
       defer(hub, sig, si, uc, 0); /* rule 4 */
@@ -399,6 +401,8 @@ static void wrapper(int sig, siginfo_t *si, void *uc)
   saved = errno; /* what the handler left is the program's business */
   if (t)
     after(hub, t, sig);
+  if (pin > 0)
+    kz__handoff_unpin(hub);
   errno = saved;
 }
 
@@ -647,6 +651,11 @@ static void kill_local(struct kz__hub *hub, struct kz_green *g, int sig)
       kz__wake(g, -EINTR); /* its sigwait takes it */
     return;
   }
+  if (KZ_UNLIKELY(g->state == KZ__S_AWAY)) { /* in a call on another OS thread (hub/handoff.c, note F) */
+    pid_t away = kz__handoff_away_tid(g);
+    if (away > 0 && kz__syscall(SYS_tgkill, getpid(), away, sig) == 0)
+      return;
+  }
   if (cur && cur != g && !admits(cur, sig)) { /* not in the middle of the caller (note G) */
     siginfo_t si = {.si_signo = sig, .si_code = SI_TKILL};
     si.si_pid = getpid();
@@ -694,6 +703,11 @@ int kz_shim_kill(struct kz__hub *hub, kz_green_t id, int sig)
   kz__hub_post(hub, &k->post);
   return 0;
 }
+
+/* A signal the OS thread of a green thread's call took as the call
+   returned (hub/handoff.c, note F). */
+static void away_signal(struct kz__hub *hub, kz_green_t id, int sig) { kz_shim_kill(hub, id, sig); }
+__attribute__((constructor)) static void away_init(void) { kz__away_signal = away_signal; }
 
 /* raise in a green thread: to itself (glibc's raise would send it to the
    OS thread, for whichever green thread takes it).  The handler has run

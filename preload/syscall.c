@@ -27,6 +27,17 @@
  * D. Thread ids: gettid answers a green thread's own id, and the calls
  *    that take a thread id get the OS thread a green thread's id stands for
  *    (tid.c, kz_shim_tid_syscall), before the dispatch below.
+ * E. Every other number is made directly, on the calling OS thread, as
+ *    libc's syscall() would: the shim knows neither its arguments nor how
+ *    long it takes.  If it is one that waits (ppoll, pselect6, semop,
+ *    msgrcv, waitid, ... by number) and the calling thread is still in the
+ *    kernel a moment later, another OS thread takes its hub over and runs
+ *    the hub's other threads meanwhile (hub/handoff.c).  The calls that
+ *    return without waiting for anything (never_blocks: the getters,
+ *    memory mappings, signal masks...) skip the two atomic operations
+ *    that make that possible.  fstat and statx stay in that list though a
+ *    network file system may take its time: a raw stat is rare, and what
+ *    waits on a remote server is better asked through libc.
  */
 #include "shim.h"
 
@@ -40,9 +51,37 @@
 
 #define EXPORT KZ_SHIM_EXPORT
 
+/* Calls that return without waiting for anything (note E): no hand-off
+   needed around them. */
+static bool never_blocks(long nr)
+{
+  switch (nr) {
+  case SYS_getpid: case SYS_getppid: case SYS_getuid: case SYS_geteuid: case SYS_getgid:
+  case SYS_getegid: case SYS_getresuid: case SYS_getresgid: case SYS_getpgid: case SYS_getsid:
+  case SYS_getpgrp: case SYS_getcpu: case SYS_gettimeofday: case SYS_clock_gettime:
+  case SYS_clock_getres: case SYS_time: case SYS_sched_yield: case SYS_sched_getaffinity:
+  case SYS_sched_setaffinity: case SYS_sched_getparam: case SYS_sched_getscheduler:
+  case SYS_getpriority: case SYS_setpriority: case SYS_prctl: case SYS_arch_prctl:
+  case SYS_rt_sigprocmask: case SYS_rt_sigaction: case SYS_sigaltstack: case SYS_rt_sigpending:
+  case SYS_set_robust_list: case SYS_get_robust_list: case SYS_set_tid_address: case SYS_rseq:
+  case SYS_membarrier: case SYS_brk: case SYS_mmap: case SYS_munmap: case SYS_mprotect:
+  case SYS_mremap: case SYS_madvise: case SYS_mincore: case SYS_getrusage: case SYS_times:
+  case SYS_uname: case SYS_sysinfo: case SYS_getrlimit: case SYS_prlimit64: case SYS_umask:
+  case SYS_getcwd: case SYS_capget: case SYS_personality: case SYS_getrandom: case SYS_kill:
+  case SYS_rt_sigqueueinfo: case SYS_pidfd_open: case SYS_pidfd_send_signal: case SYS_eventfd2:
+  case SYS_timerfd_create: case SYS_timerfd_settime: case SYS_timerfd_gettime:
+  case SYS_timer_create: case SYS_timer_settime: case SYS_timer_gettime: case SYS_timer_delete:
+  case SYS_memfd_create: case SYS_pipe2: case SYS_socketpair: case SYS_lseek: case SYS_fstat:
+  case SYS_newfstatat: case SYS_statx:
+    return true;
+  }
+  return false;
+}
+
 EXPORT long syscall(long nr, ...)
 {
   long a[6], r;
+  struct kz_green *g;
   va_list ap;
   va_start(ap, nr);
   for (int i = 0; i < 6; i++)
@@ -117,5 +156,11 @@ EXPORT long syscall(long nr, ...)
     return kz_shim_uring_enter((unsigned)a[0], (unsigned)a[1], (unsigned)a[2], (unsigned)a[3],
                                (const void *)a[4], (size_t)a[5]);
   }
-  return kz__syscall6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+  /* note E: anything else may block; if it does, the hub goes on elsewhere */
+  if (never_blocks(nr))
+    return kz__syscall6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+  g = kz__sys_enter();
+  r = kz__syscall6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+  kz__sys_exit(g);
+  return r;
 }

@@ -831,6 +831,7 @@ static int spawn_here(struct spawn_req *q)
   thr_attach(g, t);
   kz__sigmask_adopt(g, q->mask); /* a thread: its creator's mask, its own */
   kz__preempt_arm(hub);          /* two threads share the hub now (hub/preempt.c, note A) */
+  kz__handoff_enable(hub);       /* its OS thread may change (hub/handoff.c, note A) */
   atomic_fetch_add_explicit(&live_threads, 1, memory_order_relaxed);
   q->id = (pthread_t)g->id;
   return 0;

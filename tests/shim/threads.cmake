@@ -147,3 +147,22 @@ endforeach()
 add_test(NAME shim_hubs COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/hubs.sh)
 set_tests_properties(shim_hubs PROPERTIES LABELS "shim;thread;hubs" TIMEOUT 120
   ENVIRONMENT "KZ=$<TARGET_FILE:kudzu-launcher>;HUBS_SPREAD=$<TARGET_FILE:hubs_spread>")
+# Idle hubs sleep in their loops: no CPU time while every thread waits.
+add_test(NAME shim_hubs_idle COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/hubs_idle.sh)
+set_tests_properties(shim_hubs_idle PROPERTIES LABELS "shim;thread;hubs" TIMEOUT 60
+  ENVIRONMENT "KZ=$<TARGET_FILE:kudzu-launcher>")
+# A hub handed to another OS thread while a thread blocks in a raw system
+# call (hub/handoff.c): the other threads of its hub go on (one hub, so
+# that they share it; each mode fails by alarm() when the hub waits).
+add_executable(raw_block ${_kz_helpers_dir}/raw_block.c)
+target_link_libraries(raw_block PRIVATE Threads::Threads)
+set_target_properties(raw_block PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests/helpers)
+foreach(m ppoll semop many self signal again fork)
+  add_test(NAME shim_handoff_${m} COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/both.sh $<TARGET_FILE:kudzu-launcher>
+           $<TARGET_FILE:raw_block> ${m})
+  set_tests_properties(shim_handoff_${m} PROPERTIES LABELS "shim;thread;hubs" TIMEOUT 60
+                       ENVIRONMENT "KUDZU_HUBS=1")
+endforeach()
+add_test(NAME shim_handoff_bound COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/handoff.sh)
+set_tests_properties(shim_handoff_bound PROPERTIES LABELS "shim;thread;hubs" TIMEOUT 60
+  ENVIRONMENT "KZ=$<TARGET_FILE:kudzu-launcher>;RAW_BLOCK=$<TARGET_FILE:raw_block>")
