@@ -9,8 +9,9 @@
  * HOST is an IPv4 address (default 127.0.0.1); PORT 0 (the default) lets the
  * kernel pick one.  --work US makes every request spend about US
  * microseconds of CPU before its echo (note F; default 0: none), so a
- * benchmark can load the server's cores and not only its system calls.  Once listening it prints exactly one line,
- * "listening on HOST:PORT", and flushes it, so a script can read the port.
+ * benchmark can load the server's cores and not only its system calls.
+ * Once listening it prints exactly one line, "listening on HOST:PORT", and
+ * flushes it, so a script can read the port.
  * SIGINT or SIGTERM stops it: it prints "stopped" and exits 0.  Exit status
  * 1 means it could not listen, 2 a bad command line.
  *
