@@ -4,11 +4,14 @@
  * connection baseline, and run under the kudzu launcher every one of its
  * threads becomes a green thread without a line of it changing.
  *
- *   echo_threaded [-p PORT] [-h HOST]
+ *   echo_threaded [-p PORT] [-h HOST] [--work US]
  *
  * HOST is an IPv4 address (default 127.0.0.1); PORT 0 (the default) lets the
- * kernel pick one.  Once listening it prints exactly one line,
- * "listening on HOST:PORT", and flushes it, so a script can read the port.
+ * kernel pick one.  --work US makes every request spend about US
+ * microseconds of CPU before its echo (note F; default 0: none), so a
+ * benchmark can load the server's cores and not only its system calls.
+ * Once listening it prints exactly one line, "listening on HOST:PORT", and
+ * flushes it, so a script can read the port.
  * SIGINT or SIGTERM stops it: it prints "stopped" and exits 0.  Exit status
  * 1 means it could not listen, 2 a bad command line.
  *
@@ -29,6 +32,12 @@
  *    and ends that connection instead of the process.
  * E. TCP_NODELAY on each connection: an echo answers at once and must not sit
  *    in Nagle's algorithm behind a delayed ACK when a reply goes out in parts.
+ * F. --work is computation, not a sleep: FNV-1a over the request's bytes,
+ *    again and again, for a number of bytes calibrated once at start-up
+ *    (before listening) to take US microseconds on this machine.  FNV-1a is
+ *    a chain of dependent multiplications the compiler cannot fold or
+ *    vectorise, so its cost per byte is steady; the hash goes to a volatile
+ *    sink so that it is not thrown away.  The echo itself is unchanged.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -42,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define STACK_SIZE (64 * 1024) /* per connection thread */
@@ -50,6 +60,57 @@
 
 /* Set by the signal handler; the accept loop ends when it is nonzero. */
 static volatile sig_atomic_t stop_requested;
+
+/* Bytes of FNV-1a each request hashes (note F); 0: no work.  Set before the
+ * first connection thread starts, read-only after. */
+static uint64_t work_bytes;
+
+/* Where the work's hashes go, so that they are computed (note F). */
+static volatile uint32_t work_sink;
+
+/* FNV-1a over nbytes bytes, taken from buf[0..n) round and round (n > 0). */
+static uint32_t fnv1a_cycle(const unsigned char *buf, size_t n, uint64_t nbytes)
+{
+  uint32_t h = 2166136261u;
+  size_t i = 0;
+
+  while (nbytes-- > 0) {
+    h = (h ^ buf[i]) * 16777619u;
+    if (++i == n)
+      i = 0;
+  }
+  return h;
+}
+
+static uint64_t thread_cpu_ns(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Sets work_bytes to what takes us microseconds of this thread's CPU time
+ * (note F): the best of a few timed runs of 2^20 bytes, so that a
+ * preemption during one run does not inflate the count. */
+static void calibrate_work(long us)
+{
+  static const unsigned char msg[64] = "calibrating the work of one request";
+  const uint64_t probe = 1u << 20;
+  uint64_t best = UINT64_MAX;
+
+  if (us <= 0)
+    return;
+  for (int run = 0; run < 5; run++) {
+    uint64_t t0 = thread_cpu_ns();
+    work_sink = fnv1a_cycle(msg, sizeof msg, probe);
+    uint64_t t = thread_cpu_ns() - t0;
+    if (t > 0 && t < best)
+      best = t;
+  }
+  work_bytes = (uint64_t)((double)probe * (double)us * 1e3 / (double)best);
+  if (work_bytes == 0)
+    work_bytes = 1;
+}
 
 static void on_stop_signal(int sig) { stop_requested = sig; }
 
@@ -80,6 +141,8 @@ static void *serve_connection(void *arg)
     ssize_t n = read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR)
       continue;
+    if (n > 0 && work_bytes > 0)
+      work_sink = fnv1a_cycle((unsigned char *)buf, (size_t)n, work_bytes); /* note F */
     if (n <= 0 || write_all(fd, buf, (size_t)n) < 0)
       break;
   }
@@ -87,9 +150,9 @@ static void *serve_connection(void *arg)
   return NULL;
 }
 
-/* Parses the command line into *host and *port.  Returns 0, or -1 after
- * printing the usage. */
-static int parse_args(int argc, char **argv, const char **host, int *port)
+/* Parses the command line into *host, *port and *work (microseconds).
+ * Returns 0, or -1 after printing the usage. */
+static int parse_args(int argc, char **argv, const char **host, int *port, long *work)
 {
   for (int i = 1; i < argc; i++) {
     char *end;
@@ -100,13 +163,17 @@ static int parse_args(int argc, char **argv, const char **host, int *port)
       if (*end || p < 0 || p > 65535)
         goto usage;
       *port = (int)p;
+    } else if (!strcmp(argv[i], "--work") && i + 1 < argc) {
+      *work = strtol(argv[++i], &end, 10);
+      if (*end || *work < 0 || *work > 1000000)
+        goto usage;
     } else {
       goto usage;
     }
   }
   return 0;
 usage:
-  fprintf(stderr, "usage: echo_threaded [-p PORT] [-h IPV4-ADDRESS]\n");
+  fprintf(stderr, "usage: echo_threaded [-p PORT] [-h IPV4-ADDRESS] [--work US]\n");
   return -1;
 }
 
@@ -206,9 +273,11 @@ int main(int argc, char **argv)
 {
   const char *host = "127.0.0.1";
   int port = 0, bound, lfd, ret;
+  long work = 0;
 
-  if (parse_args(argc, argv, &host, &port) < 0)
+  if (parse_args(argc, argv, &host, &port, &work) < 0)
     return 2;
+  calibrate_work(work);
   install_signals();
   if ((lfd = listen_on(host, port, &bound)) < 0)
     return 1;
