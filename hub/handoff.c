@@ -54,7 +54,7 @@
  *    that saw no call at all, it sleeps on a futex until kz__sys_enter
  *    wakes it.  So a call that blocks while the watcher sleeps, the usual
  *    case, is handed off after 75 us plus the wake-ups (scripts/bench,
- *    handoff_raw_stall_us); in a program that makes such calls all the
+ *    handoff_stall_us); in a program that makes such calls all the
  *    time and none blocks, the watcher looks 1,000 times a second and
  *    never takes anything over, and a call that then blocks is handed off
  *    within 1 to 2 ms.  Go's sysmon has the same shape (20 us after it
