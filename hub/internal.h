@@ -63,12 +63,25 @@ static inline void kz__list_remove(struct kz__link *n)
 
 struct kz__hub;
 
-/* A parked green thread's entry in a wait queue.  Lives on the waiter's stack;
-   the waiter unlinks it after kz__park returns, whatever woke it. */
+/* A message posted to a hub from any thread (kz__hub_post). */
+struct kz__post {
+  struct kz__post *next;            /* intrusive, owned by the hub until run */
+  void (*fn)(struct kz__post *p);   /* runs on the hub thread, outside green threads */
+};
+
+/* A parked green thread's entry in a wait queue.  Lives on the waiter's stack.
+   In a queue of one hub (kz__waitq_wait) the waiter unlinks it after kz__park
+   returns, whatever woke it, and only link, g and data are used.  In the
+   queue of an object any OS thread uses (kz__xwait_park, sched.c note F) the
+   object's lock guards link, and the fields below carry the wake. */
 struct kz__waiter {
   struct kz__link link;  /* in the queue; self-linked when not queued */
   struct kz_green *g;    /* who waits */
   void *data;            /* what the waker hands over (queues), or NULL */
+  struct kz__hub *hub;   /* g's hub, where the wake must land (note F) */
+  int r;                 /* the result the claiming waker gives the wait */
+  _Atomic int state;     /* KZ__W_* (note F) */
+  struct kz__post post;  /* the wake, sent to hub from another OS thread */
 };
 
 /* A FIFO of waiters. */
@@ -183,12 +196,6 @@ struct kz__done_hook {
 };
 
 /* ---- The hub ---------------------------------------------------------------- */
-
-/* A message posted to a hub from any thread (kz__hub_post). */
-struct kz__post {
-  struct kz__post *next;            /* intrusive, owned by the hub until run */
-  void (*fn)(struct kz__post *p);   /* runs on the hub thread, outside green threads */
-};
 
 /* What the diagnostics thread knows of a hub (monitor.c).  The monitor's
    fields are the monitor thread's, under its lock; dump and dump_queued are
@@ -505,6 +512,65 @@ KZ_INTERNAL int kz__waitq_wait(struct kz__waitq *q, struct kz__waiter *w, double
 KZ_INTERNAL bool kz__waitq_wake_one(struct kz__waitq *q, int r, void *data);
 /* Wake every parked waiter with r; returns how many. */
 KZ_INTERNAL size_t kz__waitq_wake_all(struct kz__waitq *q, int r);
+
+/* Objects any OS thread uses (sched.c, note F): a lock for the object's
+   state, held for a few instructions and never across a switch, and a
+   kz__waitq of struct kz__waiter under it, whose waiters any thread may
+   wake.  States of such a waiter (w->state):
+     KZ__W_QUEUED   in the queue; nobody has chosen it
+     KZ__W_CLAIMED  taken off the queue by a waker, with w->r and w->data
+                    given; its wake is on its way to w->hub
+     KZ__W_WOKEN    the wake arrived: the waiter may return and drop w
+     KZ__W_LEFT     off the queue without a wake: it timed out, was
+                    cancelled or was skipped (note F) */
+enum { KZ__W_QUEUED, KZ__W_CLAIMED, KZ__W_WOKEN, KZ__W_LEFT };
+
+struct kz__spin {
+  _Atomic bool held;
+};
+KZ_INTERNAL void kz__spin_wait(struct kz__spin *l);
+/* Take / release an object's lock.  Any thread; never switches, and nothing
+   that may switch is called while it is held. */
+static inline void kz__spin_lock(struct kz__spin *l)
+{
+  if (KZ_UNLIKELY(atomic_exchange_explicit(&l->held, true, memory_order_acquire)))
+    kz__spin_wait(l);
+}
+static inline void kz__spin_unlock(struct kz__spin *l)
+{
+  atomic_store_explicit(&l->held, false, memory_order_release);
+}
+
+/* With l held: queue the running green thread (g) at the tail of q. */
+static inline void kz__xwait_queue(struct kz__waitq *q, struct kz__waiter *w, struct kz_green *g)
+{
+  w->g = g;
+  w->hub = g->hub;
+  w->data = NULL;
+  w->r = 0;
+  atomic_store_explicit(&w->state, KZ__W_QUEUED, memory_order_relaxed);
+  kz__list_push(&q->head, &w->link);
+}
+/* With l released: park the green thread queued with w until a waker claims
+   w (returns w->r, with w->data), or the deadline passes, or it is
+   cancelled (-ETIMEDOUT, -ECANCELED: w left the queue, nothing was given).
+   A claim wins over a timeout it races with: the wait then returns w->r.
+   Returns only once no wake for w is in flight.  The hub is held meanwhile:
+   the waker may be another OS thread.  In a green thread; may switch. */
+KZ_INTERNAL int kz__xwait_park(struct kz__waiter *w, struct kz__spin *l, double deadline);
+/* With l held: take the first waiter of q that still waits off the queue,
+   claimed with r and data; NULL if none.  Deliver its wake with
+   kz__xwake_deliver, best after releasing l.  Any thread. */
+KZ_INTERNAL struct kz__waiter *kz__xwake_claim(struct kz__waitq *q, int r, void *data);
+/* Deliver a claimed waiter's wake: at once on the caller's own hub, else
+   through a post to the waiter's hub.  w may be gone once it returns.  Any
+   thread; does not switch. */
+KZ_INTERNAL void kz__xwake_deliver(struct kz__waiter *w);
+/* With l held: claim every waiter of q with r onto the private list out
+   (kz__list_init'ed by the caller); then, l released, kz__xwake_deliver_all
+   delivers them.  Returns how many. */
+KZ_INTERNAL size_t kz__xwake_claim_all(struct kz__waitq *q, int r, struct kz__link *out);
+KZ_INTERNAL void kz__xwake_deliver_all(struct kz__link *claimed);
 
 /* ---- Green thread lifecycle (green.c) ---------------------------------------- */
 

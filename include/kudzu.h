@@ -440,16 +440,21 @@ KZ_API int kz_map(kz_fn fn, void *const *args, void **results, size_t n, size_t 
 
 /* ---- Synchronisation ------------------------------------------------- */
 
-/* Mutex, condition, event and semaphores for the green threads of one hub
- * (asyncio.Lock, Condition, Event, Semaphore, BoundedSemaphore).  Each is
- * made on, and belongs to, the calling OS thread's hub: from another OS
- * thread every call fails with EXDEV.  Waiting calls fail with EPERM in a
- * hub callback, ECANCELED when the caller is cancelled, ETIMEDOUT when
- * timeout (or a scoped deadline) expires, and may switch; the others never
- * switch and also work in hub callbacks.  Waiters are served in FIFO order:
- * an unlock or release hands the lock or permit to the first waiter.
- * Constructors return NULL with ENOMEM; the *_free functions fail with
- * EBUSY while the object is held or waited on, EINVAL for NULL. */
+/* Mutex, condition, event and semaphores for green threads (asyncio.Lock,
+ * Condition, Event, Semaphore, BoundedSemaphore).  They belong to no hub:
+ * the green threads of every hub of the process share them, and any OS
+ * thread may make the calls that do not wait.  Waiting calls fail with
+ * EPERM in a hub callback (an OS thread without a hub becomes one, its
+ * thread the main green thread), ECANCELED when the caller is cancelled,
+ * ETIMEDOUT when timeout (or a scoped deadline) expires, and may switch; a
+ * green thread waiting on one keeps its hub's loop alive (the waker may be
+ * another OS thread).  The others never switch and also work in hub
+ * callbacks and threads without a hub.  Waiters are served in FIFO order,
+ * whatever their hubs: an unlock or release hands the lock or permit to
+ * the first waiter, and a waiter woken that way returns 0 even if its
+ * timeout expired meanwhile.  Constructors return NULL with ENOMEM; the
+ * *_free functions fail with EBUSY while the object is held or waited on,
+ * EINVAL for NULL. */
 struct kz_mutex;
 struct kz_cond;
 struct kz_event;
@@ -457,29 +462,30 @@ struct kz_sem;
 
 KZ_API struct kz_mutex *kz_mutex_new(void);
 /* 0, or -1 with EDEADLK (the caller holds it already), ETIMEDOUT,
- * ECANCELED, EPERM, EXDEV, EINVAL. */
+ * ECANCELED, EPERM, EINVAL. */
 KZ_API int kz_mutex_lock(struct kz_mutex *m, double timeout);
 /* Like kz_mutex_lock without waiting: EBUSY if it is held. */
 KZ_API int kz_mutex_trylock(struct kz_mutex *m);
-/* 0, or -1 with EPERM (the caller does not hold it), EXDEV, EINVAL. */
+/* 0, or -1 with EPERM (the caller does not hold it), EINVAL. */
 KZ_API int kz_mutex_unlock(struct kz_mutex *m);
 KZ_API int kz_mutex_free(struct kz_mutex *m);
 
 KZ_API struct kz_cond *kz_cond_new(void);
 /* Unlock m, wait for a signal, then lock m again: it always returns with m
  * held, also on failure.  0, or -1 with ETIMEDOUT, ECANCELED, EPERM (m not
- * held by the caller, or in a hub callback), EXDEV, EINVAL.  Wake-ups are
- * not spurious, but the predicate may have changed again: loop on it. */
+ * held by the caller, or in a hub callback), EINVAL.  Wake-ups are not
+ * spurious, but the predicate may have changed again: loop on it. */
 KZ_API int kz_cond_wait(struct kz_cond *c, struct kz_mutex *m, double timeout);
-/* Wake the first waiter / every waiter.  0, or -1 with EXDEV, EINVAL. */
+/* Wake the first waiter / every waiter.  0, or -1 with EINVAL. */
 KZ_API int kz_cond_signal(struct kz_cond *c);
 KZ_API int kz_cond_broadcast(struct kz_cond *c);
 KZ_API int kz_cond_free(struct kz_cond *c);
 
 /* An event starts clear.  kz_event_set wakes every waiter and keeps later
  * waits from waiting until kz_event_clear.  kz_event_is_set returns 1 or 0
- * (-1 with EXDEV/EINVAL).  kz_event_wait: 0 once set, or -1 with ETIMEDOUT,
- * ECANCELED, EPERM, EXDEV, EINVAL. */
+ * (-1 with EINVAL).  kz_event_wait: 0 once set (also when a set woke it and
+ * a clear came before it ran), or -1 with ETIMEDOUT, ECANCELED, EPERM,
+ * EINVAL. */
 KZ_API struct kz_event *kz_event_new(void);
 KZ_API int kz_event_set(struct kz_event *e);
 KZ_API int kz_event_clear(struct kz_event *e);
@@ -490,9 +496,9 @@ KZ_API int kz_event_free(struct kz_event *e);
 /* A semaphore with value permits.  A bounded one (value > 0, else EINVAL)
  * refuses a release beyond its initial value with EOVERFLOW, which catches
  * releasing more than was acquired.  kz_sem_acquire: 0, or -1 with
- * ETIMEDOUT, ECANCELED, EPERM, EXDEV, EINVAL; kz_sem_try_acquire: EAGAIN when
- * no permit is free.  kz_sem_release: 0, or -1 with EOVERFLOW, EXDEV, EINVAL.
- * kz_sem_value: the free permits (-1 with EXDEV, EINVAL). */
+ * ETIMEDOUT, ECANCELED, EPERM, EINVAL; kz_sem_try_acquire: EAGAIN when no
+ * permit is free.  kz_sem_release: 0, or -1 with EOVERFLOW, EINVAL.
+ * kz_sem_value: the free permits (-1 with EINVAL). */
 KZ_API struct kz_sem *kz_sem_new(unsigned value);
 KZ_API struct kz_sem *kz_sem_new_bounded(unsigned value);
 KZ_API int kz_sem_acquire(struct kz_sem *s, double timeout);
