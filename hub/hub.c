@@ -91,6 +91,14 @@
  *    nothing in the child may change the shared epoll instance (wake_move
  *    leaves it alone; libev touches it only in ev_run, which the renewal
  *    precedes).
+ * J. A green thread parked on an object any OS thread may wake (sched.c,
+ *    note F) needs the loop held, as kz__hub_hold does, but the queue's
+ *    ping-pong parks once per hand-off, and a hold and an unhold around
+ *    each park cost two calls into libev (ev_ref, ev_unref).  So such a
+ *    park only counts itself in hub->xwaiters, and each loop pass, before
+ *    it polls, holds the hub while the count is not 0 (hub->xheld) and
+ *    lets it go once it is: the only moment the hold matters is the poll,
+ *    and the parks of a pass never outlive it unseen.
  * E. When nothing is ready, no callback is due and libev has no active
  *    watcher, no event can ever wake anyone: the main green thread's
  *    blocking call fails with EDEADLK (gevent's "this operation would block
@@ -514,6 +522,13 @@ void *kz__hub_loop(void *arg)
       exit(0); /* note E: a fork child's last thread has ended (kz__green_forget) */
     __atomic_store_n(&hub->pass, hub->pass + 1, __ATOMIC_RELAXED); /* monitor.c reads */
     kz__run_soon(hub);
+    if (KZ_UNLIKELY((hub->xwaiters != 0) != hub->xheld)) { /* note J */
+      hub->xheld = !hub->xheld;
+      if (hub->xheld)
+        kz__hub_hold(hub);
+      else
+        kz__hub_unhold(hub);
+    }
     busy = primed || hub->run_head || hub->preempted || !kz__list_empty(&hub->soon);
     __atomic_store_n(&hub->in_loop, true, __ATOMIC_RELAXED);
     alive = ev_run(hub->loop, busy ? EVRUN_NOWAIT : EVRUN_ONCE);

@@ -280,6 +280,8 @@ struct kz__hub {
   bool fork_child;              /* ... nor renewed its wake-up eventfd (hub.c, note I) */
   struct kz__post *_Atomic inbox; /* posted messages, LIFO until drained */
   int holds;                    /* remote completions expected (keeps the loop alive) */
+  unsigned xwaiters;            /* green threads parked on objects of any hub (sched.c, note F) */
+  bool xheld;                   /* the loop pass holds the hub for them (hub.c, note J) */
   bool stopping;                /* kz__hub_destroy in progress */
   bool in_loop;                 /* the hub context is inside ev_run (read by monitor.c) */
   uint64_t pass;                /* hub loop passes so far (io.c, note D; monitor.c) */
@@ -559,9 +561,10 @@ static inline void kz__xwait_queue(struct kz__waitq *q, struct kz__waiter *w, st
    the waker may be another OS thread.  In a green thread; may switch. */
 KZ_INTERNAL int kz__xwait_park(struct kz__waiter *w, struct kz__spin *l, double deadline);
 /* With l held: take the first waiter of q that still waits off the queue,
-   claimed with r and data; NULL if none.  Deliver its wake with
-   kz__xwake_deliver, best after releasing l.  Any thread. */
-KZ_INTERNAL struct kz__waiter *kz__xwake_claim(struct kz__waitq *q, int r, void *data);
+   claimed with result r; NULL if none.  The caller may set w->data (what it
+   hands over) before delivering the wake with kz__xwake_deliver, best after
+   releasing l.  Any thread. */
+KZ_INTERNAL struct kz__waiter *kz__xwake_claim(struct kz__waitq *q, int r);
 /* Deliver a claimed waiter's wake: at once on the caller's own hub, else
    through a post to the waiter's hub.  w may be gone once it returns.  Any
    thread; does not switch. */

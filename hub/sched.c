@@ -70,9 +70,9 @@
  *    objects always did (sync.c note A).  A waiter of another hub cannot be
  *    looked at safely, so one woken there and not yet gone is handed the
  *    object and keeps it.  While parked on such an object a green thread
- *    holds its hub (kz__hub_hold): a waker on another OS thread must find
- *    the hub's loop still there, so a wait nobody ends lasts until its
- *    timeout rather than failing with EDEADLK.  The shim's pthread objects
+ *    holds its hub (hub->xwaiters, hub.c note J): a waker on another OS
+ *    thread must find the hub's loop still there, so a wait nobody ends
+ *    lasts until its timeout rather than failing with EDEADLK.  The shim's pthread objects
  *    (preload/pthread_sync.c, struct waiter) follow the same protocol
  *    under a table's bucket locks, with real threads as waiters too.
  */
@@ -448,7 +448,7 @@ static bool gone_already(const struct kz__waiter *w)
   return g->state == KZ__S_GONE || (g->state != KZ_BLOCKED && g->wake != 0);
 }
 
-struct kz__waiter *kz__xwake_claim(struct kz__waitq *q, int r, void *data)
+struct kz__waiter *kz__xwake_claim(struct kz__waitq *q, int r)
 {
   while (!kz__list_empty(&q->head)) {
     struct kz__waiter *w = kz__container_of(q->head.next, struct kz__waiter, link);
@@ -458,7 +458,6 @@ struct kz__waiter *kz__xwake_claim(struct kz__waitq *q, int r, void *data)
       continue;
     }
     w->r = r;
-    w->data = data;
     atomic_store_explicit(&w->state, KZ__W_CLAIMED, memory_order_relaxed);
     return w;
   }
@@ -469,7 +468,7 @@ size_t kz__xwake_claim_all(struct kz__waitq *q, int r, struct kz__link *out)
 {
   struct kz__waiter *w;
   size_t n = 0;
-  while ((w = kz__xwake_claim(q, r, NULL))) {
+  while ((w = kz__xwake_claim(q, r))) {
     kz__list_push(out, &w->link);
     n++;
   }
@@ -490,7 +489,7 @@ int kz__xwait_park(struct kz__waiter *w, struct kz__spin *l, double deadline)
   struct kz__hub *hub = w->hub;
   struct kz__shield s;
   int r, st;
-  kz__hub_hold(hub);
+  hub->xwaiters++; /* held by the loop's next poll (hub.c, note J) */
   for (;;) {
     r = kz__park(deadline);
     st = atomic_load_explicit(&w->state, memory_order_acquire);
@@ -515,6 +514,6 @@ int kz__xwait_park(struct kz__waiter *w, struct kz__spin *l, double deadline)
     kz__shield_down(w->g, &s);
     st = KZ__W_WOKEN;
   }
-  kz__hub_unhold(hub);
+  hub->xwaiters--;
   return st == KZ__W_WOKEN ? w->r : r;
 }

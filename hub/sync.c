@@ -169,7 +169,7 @@ static int mutex_unlock(struct kz_mutex *m, struct kz_green *g)
   if (!g || (struct kz_green *)(s & ~QUEUED) != g)
     return -EPERM;
   kz__spin_lock(&m->lock); /* QUEUED: only this lock's holders change state now */
-  w = kz__xwake_claim(&m->waiters, 0, NULL);
+  w = kz__xwake_claim(&m->waiters, 0);
   s = w ? (uintptr_t)w->g | (kz__waitq_empty(&m->waiters) ? 0 : QUEUED) : 0;
   atomic_store_explicit(&m->state, s, memory_order_release);
   kz__spin_unlock(&m->lock);
@@ -247,7 +247,7 @@ static int cond_wake(struct kz_cond *c, bool all)
   kz__spin_lock(&c->lock);
   if (all)
     kz__xwake_claim_all(&c->waiters, 0, &claimed);
-  else if ((w = kz__xwake_claim(&c->waiters, 0, NULL)))
+  else if ((w = kz__xwake_claim(&c->waiters, 0)))
     kz__list_push(&claimed, &w->link);
   kz__spin_unlock(&c->lock);
   kz__xwake_deliver_all(&claimed);
@@ -417,7 +417,7 @@ int kz_sem_release(struct kz_sem *s)
   if (!s)
     return kz__fail_errno(-EINVAL);
   kz__spin_lock(&s->lock);
-  if (!(w = kz__xwake_claim(&s->waiters, 0, NULL))) {
+  if (!(w = kz__xwake_claim(&s->waiters, 0))) {
     if (s->bound ? s->value >= s->bound : s->value == UINT32_MAX)
       r = -EOVERFLOW;
     else

@@ -509,36 +509,39 @@ KZ_API int kz_sem_free(struct kz_sem *s);
 
 /* ---- Queues ------------------------------------------------------------ */
 
-/* A queue of void * items between the green threads of one hub
- * (asyncio.Queue, LifoQueue, PriorityQueue), same rules as above.  A
+/* A queue of void * items between green threads, of one hub or several
+ * (asyncio.Queue, LifoQueue, PriorityQueue), same rules as above; the
+ * try-variants never wait, so any OS thread may use them (a plain thread
+ * may feed a queue with kz_queue_try_put).  A
  * priority queue returns the lowest priority first, equal priorities in put
  * order (kz_queue_put uses priority 0).  A bounded queue (capacity > 0)
  * makes put wait while it is full.  After kz_queue_close, put fails with
  * EPIPE at once; get returns what is left and then fails with EPIPE; waiting
  * putters and getters are woken with EPIPE (a waiting putter's item is not
- * added).  Items are the caller's: the queue never frees them. */
+ * added), whatever hub they wait on.  Items are the caller's: the queue
+ * never frees them. */
 struct kz_queue;
 enum { KZ_QUEUE_FIFO, KZ_QUEUE_LIFO, KZ_QUEUE_PRIORITY };
 
 /* NULL with EINVAL (unknown kind) or ENOMEM. */
 KZ_API struct kz_queue *kz_queue_new(int kind, size_t capacity);
 /* 0, or -1 with EPIPE (closed), ETIMEDOUT, ECANCELED, ENOMEM (an unbounded
- * queue could not grow), EPERM, EXDEV, EINVAL.  May switch. */
+ * queue could not grow), EPERM, EINVAL.  May switch. */
 KZ_API int kz_queue_put(struct kz_queue *q, void *item, double timeout);
 KZ_API int kz_queue_put_prio(struct kz_queue *q, void *item, long priority, double timeout);
 /* kz_queue_put without waiting: EAGAIN when full.  Does not switch. */
 KZ_API int kz_queue_try_put(struct kz_queue *q, void *item);
 /* 0 with the item in *item (if not NULL), or -1 with EPIPE (closed and
- * empty), ETIMEDOUT, ECANCELED, EPERM, EXDEV, EINVAL.  May switch. */
+ * empty), ETIMEDOUT, ECANCELED, EPERM, EINVAL.  May switch. */
 KZ_API int kz_queue_get(struct kz_queue *q, void **item, double timeout);
 /* kz_queue_get without waiting: EAGAIN when empty.  Does not switch. */
 KZ_API int kz_queue_try_get(struct kz_queue *q, void **item);
-/* Close q (see above); closing twice is harmless.  0, or -1 EXDEV, EINVAL. */
+/* Close q (see above); closing twice is harmless.  0, or -1 EINVAL. */
 KZ_API int kz_queue_close(struct kz_queue *q);
-/* Items held, or -1 with EXDEV, EINVAL. */
+/* Items held, or -1 with EINVAL. */
 KZ_API long kz_queue_size(struct kz_queue *q);
 /* Free q (not its items).  0, or -1 with EBUSY (green threads wait on it),
- * EXDEV, EINVAL. */
+ * EINVAL. */
 KZ_API int kz_queue_free(struct kz_queue *q);
 
 /* ---- Worker threads (run_in_executor) ------------------------------------ */
