@@ -940,14 +940,16 @@ static inline struct kz__waiter *kz__waitq_first(struct kz__waitq *q)
   return NULL;
 }
 
-/* Futures (future.c).  A future belongs to one hub: it completes there, its
-   green waiters and callbacks live there.  References are counted
-   atomically, since a future made for another hub (remote.c) is held by
-   OS threads that have none. */
+/* Futures (future.c).  A future completes on its owner hub and runs its
+   callbacks there; green threads of every hub wait on it, and any thread
+   watches, cancels or adds callbacks.  References are counted atomically,
+   since a future made for another hub (remote.c) is held by OS threads
+   that have none. */
 struct kz__future;
 
-/* Something notified synchronously, on the owner hub, when a future
-   completes (gather, wait, as_completed).  Must not block. */
+/* Something notified synchronously, on the owner hub and under the
+   future's lock, when a future completes (gather, wait, as_completed).
+   Must not block; may take a lock of its own (future.c, note D). */
 struct kz__fwatch {
   struct kz__link link; /* in the future's watch list; self-linked once run */
   void (*fn)(struct kz__fwatch *w, struct kz__future *f);
@@ -979,11 +981,13 @@ KZ_INTERNAL bool kz__future_complete(struct kz__future *f, void *result, int err
 KZ_INTERNAL int kz__future_outcome(struct kz__future *f, void **result);
 /* Request f's cancellation: a pending plain future completes cancelled; a
    green thread's future cancels the green thread (and completes when it
-   finishes).  false if f was already complete.  Hub thread. */
+   finishes; from another thread the request is posted to its hub).  false
+   if f was already complete.  Any thread. */
 KZ_INTERNAL bool kz__future_cancel(struct kz__future *f);
-/* Watch f: w->fn runs when f completes (never if it already has: check
-   kz__future_outcome first).  kz__future_unwatch is harmless after it ran. */
-KZ_INTERNAL void kz__future_watch(struct kz__future *f, struct kz__fwatch *w);
-static inline void kz__future_unwatch(struct kz__fwatch *w) { kz__list_remove(&w->link); }
+/* Watch f: w->fn runs when f completes, and true; false (not watched) if f
+   is already complete.  kz__future_unwatch is harmless after it ran; once
+   it returns, w->fn is not running and never will.  Any thread. */
+KZ_INTERNAL bool kz__future_watch(struct kz__future *f, struct kz__fwatch *w);
+KZ_INTERNAL void kz__future_unwatch(struct kz__future *f, struct kz__fwatch *w);
 
 #endif

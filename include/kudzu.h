@@ -233,15 +233,20 @@ KZ_API int kz_monitor(double max_blocking, int dump_signal);
  * queues, groups, worker threads, hubs on other threads ------------------ */
 
 /* The toolbox is documented with its asyncio/gevent counterparts in
- * docs/TOOLBOX.md.  Unless said otherwise, its objects belong to the hub of
- * the OS thread that made them, and using one from another OS thread fails
- * with EXDEV. */
+ * docs/TOOLBOX.md.  Its objects (futures, the iterator of as_completed,
+ * groups, synchronisation objects, queues) are shared by the green threads
+ * of every hub of the process: each call works from any hub, as said
+ * below.  Green thread handles (kz_green_t) are the exception: where a call
+ * takes one in place of a future (kz_green_future, gather, wait,
+ * as_completed), it must be a green thread of the caller's hub (EXDEV
+ * otherwise). */
 
 /* ---- Futures ---------------------------------------------------------- */
 
 /* A future: a result or an error, set exactly once, like asyncio.Future.  Its
  * owner is the hub of the OS thread that made it: it completes there, and
- * its done callbacks run there. */
+ * its done callbacks run there.  Any OS thread sets, cancels, waits on it
+ * and adds callbacks to it. */
 typedef uint64_t kz_future_t;
 
 /* A done callback: runs on the owner hub soon after f completes (outside any
@@ -276,21 +281,21 @@ KZ_API kz_future_t kz_green_future(kz_green_t g);
 KZ_API int kz_future_set_result(kz_future_t f, void *result);
 KZ_API int kz_future_set_error(kz_future_t f, int err);
 
-/* Cancel f: a pending future completes cancelled at once; a green thread's
- * future cancels the green thread and completes when it finishes.  Returns
- * 0, or -1 with EALREADY (already complete), EINVAL, EXDEV (not the owner
- * hub's thread).  Does not switch. */
+/* Cancel f: a pending future completes cancelled at once (from another
+ * thread than the owner's: shortly, on the owner hub); a green thread's
+ * future cancels the green thread and completes when it finishes (from
+ * another thread the request is posted to its hub).  Returns 0, or -1 with
+ * EALREADY (already complete), EINVAL.  Any OS thread.  Does not switch. */
 KZ_API int kz_future_cancel(kz_future_t f);
 
 /* Wait up to timeout seconds for f to complete.  Returns 0 with the result
  * in *result (if not NULL); or -1 with errno = f's error, ECANCELED (f was
  * cancelled, or the caller was), ETIMEDOUT, EINVAL (0, stale, freed), EPERM
  * (in a hub callback), ENOMEM.  Works from any OS thread: a green thread of
- * the owner hub parks; a thread with no hub blocks (like
- * concurrent.futures.Future.result); a green thread of another hub parks
- * while a worker thread of the default pool blocks for it.  A green thread
- * waiting on a future keeps its hub's loop alive: a future nobody sets
- * waits until the timeout.  May switch. */
+ * any hub parks on its own hub; a thread with no hub blocks (like
+ * concurrent.futures.Future.result).  A green thread waiting on a future
+ * keeps its hub's loop alive: a future nobody sets waits until the
+ * timeout.  May switch. */
 KZ_API int kz_future_wait(kz_future_t f, void **result, double timeout);
 
 /* f's outcome without waiting: 0 with *result, or -1 with errno = f's
@@ -303,8 +308,7 @@ KZ_API int kz_future_state(kz_future_t f);
 
 /* Call cb(f, arg) on the owner hub once f completes, soon after (also when
  * f already has), in the order callbacks were added.  Returns 0, or -1 with
- * EINVAL (bad f, NULL cb), EXDEV (not the owner hub's thread), ENOMEM.  Does
- * not switch. */
+ * EINVAL (bad f, NULL cb), ENOMEM.  Any OS thread.  Does not switch. */
 KZ_API int kz_future_add_done_callback(kz_future_t f, kz_future_cb cb, void *arg);
 
 /* Release the caller's reference: the handle stays valid for the waiters
@@ -315,11 +319,12 @@ KZ_API int kz_future_free(kz_future_t f);
 
 /* ---- gather, wait, as_completed ------------------------------------------ */
 
-/* These take arrays of handles, each a kz_future_t or a kz_green_t of this
- * hub (a green thread stands for its completion; it still has to be joined
- * or detached as usual).  They fail with EINVAL (a handle 0 or stale, n >
- * INT_MAX), EXDEV (another hub's green thread), ENOMEM, EPERM (waiting in a
- * hub callback), ECANCELED (the caller was cancelled).  They may switch. */
+/* These take arrays of handles, each a kz_future_t of any hub or a
+ * kz_green_t of the caller's hub (a green thread stands for its completion;
+ * it still has to be joined or detached as usual).  They fail with EINVAL
+ * (a handle 0 or stale, n > INT_MAX), EXDEV (another hub's green thread),
+ * ENOMEM, EPERM (waiting in a hub callback), ECANCELED (the caller was
+ * cancelled).  They may switch. */
 
 /* Flags of kz_gather. */
 enum { KZ_GATHER_ERRORS = 1 };
@@ -357,8 +362,8 @@ KZ_API int kz_wait(uint64_t *handles, size_t n, int when, double timeout);
  * returns the index of the next entry to complete, with its result and
  * error (0, the error, or ECANCELED) in *result and *error (either may be
  * NULL); or -1 with ENOENT (every entry returned), ETIMEDOUT, ECANCELED,
- * EPERM, EXDEV.  Free it once done (EBUSY while a green thread waits in
- * next). */
+ * EPERM.  The green threads of any hub may call next.  Free it once done
+ * (EBUSY while a green thread waits in next). */
 struct kz_as_completed;
 KZ_API struct kz_as_completed *kz_as_completed_new(const uint64_t *handles, size_t n);
 KZ_API int kz_as_completed_next(struct kz_as_completed *it, void **result, int *error,
