@@ -408,29 +408,31 @@ KZ_API int kz_wait_for(uint64_t h, void **result, double timeout);
 /* A group runs green threads as a unit, at most `limit` at once
  * (gevent.pool.Pool(limit); limit 0 is unbounded).  Members are detached:
  * their handles go stale when they finish.  Rules as for the
- * synchronisation objects (EXDEV from other OS threads, EPERM for waits in
- * hub callbacks). */
+ * synchronisation objects: green threads of every hub share a group
+ * (EPERM for waits in hub callbacks); a member runs on the hub of the
+ * thread that spawned it, and the bound, joins and cancellation cover the
+ * members of every hub. */
 struct kz_group;
 
 /* NULL with ENOMEM. */
 KZ_API struct kz_group *kz_group_new(size_t limit);
-/* Spawn fn(arg) into the group, first waiting up to timeout for a place
- * when it is full.  Returns the member's handle, or 0 with errno ETIMEDOUT,
- * ECANCELED, ENOMEM, EPERM, EXDEV, EINVAL.  May switch. */
+/* Spawn fn(arg) into the group, on the calling OS thread's hub, first
+ * waiting up to timeout for a place when it is full.  Returns the member's
+ * handle, or 0 with errno ETIMEDOUT, ECANCELED, ENOMEM, EPERM, EINVAL.  May
+ * switch. */
 KZ_API kz_green_t kz_group_spawn(struct kz_group *grp, kz_fn fn, void *arg, double timeout);
 /* The same without waiting: 0 with EAGAIN when full.  Does not switch. */
 KZ_API kz_green_t kz_group_try_spawn(struct kz_group *grp, kz_fn fn, void *arg);
 /* Wait until no member runs.  0, or -1 with errno = the first error a
  * member finished with (kz_fail; cancellations do not count; the error is
- * remembered for later joins), ETIMEDOUT, ECANCELED, EPERM, EXDEV.  May
- * switch. */
+ * remembered for later joins), ETIMEDOUT, ECANCELED, EPERM.  May switch. */
 KZ_API int kz_group_join(struct kz_group *grp, double timeout);
-/* Cancel every member (they finish when they next run).  0 or -1 EXDEV,
- * EINVAL.  Does not switch. */
+/* Cancel every member (they finish when they next run; those of another
+ * hub once their hub has the request).  0 or -1 EINVAL.  Does not switch. */
 KZ_API int kz_group_cancel(struct kz_group *grp);
-/* Members running, or -1 with EXDEV, EINVAL. */
+/* Members running, or -1 with EINVAL. */
 KZ_API long kz_group_size(struct kz_group *grp);
-/* 0, or -1 with EBUSY (members run or someone waits on it), EXDEV, EINVAL. */
+/* 0, or -1 with EBUSY (members run or someone waits on it), EINVAL. */
 KZ_API int kz_group_free(struct kz_group *grp);
 
 /* Run results[i] = fn(args[i]) for i < n in green threads, at most limit at
