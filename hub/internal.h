@@ -78,9 +78,9 @@ struct kz__waiter {
   struct kz__link link;  /* in the queue; self-linked when not queued */
   struct kz_green *g;    /* who waits */
   void *data;            /* what the waker hands over (queues), or NULL */
-  struct kz__hub *hub;   /* g's hub, where the wake must land (note F) */
+  struct kz__hub *hub;   /* g's hub, where the wake must land */
   int r;                 /* the result the claiming waker gives the wait */
-  _Atomic int state;     /* KZ__W_* (note F) */
+  _Atomic int state;     /* KZ__W_* (sched.c, note F) */
   struct kz__post post;  /* the wake, sent to hub from another OS thread */
 };
 
@@ -924,20 +924,6 @@ static inline void kz__shield_down(struct kz_green *g, const struct kz__shield *
   g->deadline = s->deadline;
   if (!s->nocancel)
     g->flags &= ~KZ__G_NO_CANCEL;
-}
-
-/* The first waiter of q still parked, left linked; NULL if none.  Waiters
-   that something else already woke are unlinked on the way (their owners
-   unlink again harmlessly).  Hub thread only. */
-static inline struct kz__waiter *kz__waitq_first(struct kz__waitq *q)
-{
-  while (!kz__list_empty(&q->head)) {
-    struct kz__waiter *w = kz__container_of(q->head.next, struct kz__waiter, link);
-    if (w->g->state == KZ_BLOCKED)
-      return w;
-    kz__list_remove(&w->link);
-  }
-  return NULL;
 }
 
 /* Futures (future.c).  A future completes on its owner hub and runs its

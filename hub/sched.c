@@ -72,9 +72,11 @@
  *    object and keeps it.  While parked on such an object a green thread
  *    holds its hub (hub->xwaiters, hub.c note J): a waker on another OS
  *    thread must find the hub's loop still there, so a wait nobody ends
- *    lasts until its timeout rather than failing with EDEADLK.  The shim's pthread objects
- *    (preload/pthread_sync.c, struct waiter) follow the same protocol
- *    under a table's bucket locks, with real threads as waiters too.
+ *    lasts until its timeout rather than failing with EDEADLK.  The shim's
+ *    pthread objects (preload/pthread_sync.c, struct waiter) follow the
+ *    same protocol under a table's bucket locks, with real threads as
+ *    waiters too; struct kz__waiter carries what a shared one would need
+ *    but the real threads' futex word.
  */
 #include "internal.h"
 
