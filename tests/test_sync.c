@@ -401,6 +401,65 @@ Test(sync, a_release_racing_a_timeout_is_never_lost_nor_doubled)
   kz_remote_free(r);
 }
 
+/* Unlocks race the timeouts of lockers of another hub: each lock that
+   returns 0 owns the mutex alone (the counter stays exact), one that timed
+   out owns nothing, and no waiter is left queued or woken twice. */
+static _Atomic int xlocked;
+
+static void *lock_with_timeouts(void *arg)
+{
+  for (int i = 0; i < 2000; i++) {
+    if (kz_mutex_lock(mu, 0.0001 * (i % 3)) != 0) {
+      if (errno != ETIMEDOUT)
+        return (void *)1;
+      continue;
+    }
+    long v = counter;
+    if (i % 4 == 0)
+      kz_yield();
+    counter = v + 1;
+    xlocked++;
+    if (kz_mutex_unlock(mu) != 0)
+      return (void *)2;
+  }
+  return NULL;
+}
+
+static void *lock_forever_briefly(void *arg)
+{
+  for (int i = 0; i < 2000; i++) {
+    if (kz_mutex_lock(mu, KZ_FOREVER) != 0)
+      return (void *)1;
+    long v = counter;
+    if (i % 2 == 0)
+      kz_sleep(0.00002);
+    counter = v + 1;
+    xlocked++;
+    if (kz_mutex_unlock(mu) != 0)
+      return (void *)2;
+  }
+  return NULL;
+}
+
+static void *timeouts_or_forever(void *arg)
+{
+  static _Atomic int k;
+  return k++ % 2 ? lock_with_timeouts(arg) : lock_forever_briefly(arg);
+}
+
+Test(sync, mutex_unlocks_racing_timeouts_of_other_hubs)
+{
+  mu = kz_mutex_new();
+  counter = 0;
+  xlocked = 0;
+  on_hubs(2, 2, timeouts_or_forever, NULL); /* each hub: one of each kind */
+  cr_assert_eq(counter, xlocked, "every lock that succeeded owned the mutex alone");
+  cr_assert_geq(xlocked, 2 * 2000, "the lockers without a timeout all got it");
+  cr_assert_eq(kz_mutex_trylock(mu), 0, "the mutex is free");
+  cr_assert_eq(kz_mutex_unlock(mu), 0);
+  cr_assert_eq(kz_mutex_free(mu), 0, "no waiter is left queued");
+}
+
 static void *cancelled_locker(void *arg)
 {
   return (void *)(intptr_t)(kz_mutex_lock(mu, KZ_FOREVER) == -1 ? errno : 0);
