@@ -564,7 +564,11 @@ KZ_INTERNAL int kz__xwait_park(struct kz__waiter *w, struct kz__spin *l, double 
    claimed with result r; NULL if none.  The caller may set w->data (what it
    hands over) before delivering the wake with kz__xwake_deliver, best after
    releasing l.  Any thread. */
-KZ_INTERNAL struct kz__waiter *kz__xwake_claim(struct kz__waitq *q, int r);
+KZ_INTERNAL struct kz__waiter *kz__xwake_claim_first(struct kz__waitq *q, int r);
+static inline struct kz__waiter *kz__xwake_claim(struct kz__waitq *q, int r)
+{
+  return kz__list_empty(&q->head) ? NULL : kz__xwake_claim_first(q, r); /* no call when none waits */
+}
 /* Deliver a claimed waiter's wake: at once on the caller's own hub, else
    through a post to the waiter's hub.  w may be gone once it returns.  Any
    thread; does not switch. */

@@ -28,7 +28,11 @@
  *    the public functions, and KZ_FOREVER needs no kz__deadline.  Each call
  *    level a parked green thread returns through after its switch cost
  *    about 3 ns of a hand-off of 40 (bench_toolbox, queue_handoff_ns: 43 ns
- *    before, 37 after).
+ *    before, 37 after).  The lock of note E adds an atomic exchange to each
+ *    put and each get: the best hand-off went from 30 to 41 ns, an
+ *    uncontended put and get from 9.6 to 20.8 ns (2-core x86-64 VM).
+ *    kz__xwake_claim tests for an empty wait queue inline, so a put or get
+ *    that finds nobody waiting calls nothing.
  * E. A queue belongs to no hub: its lock (sched.c note F) guards the
  *    buffer and both wait queues, taken once per call and released before
  *    a wake is delivered or a waiter parks.  The try-variants never wait,

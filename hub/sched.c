@@ -450,7 +450,7 @@ static bool gone_already(const struct kz__waiter *w)
   return g->state == KZ__S_GONE || (g->state != KZ_BLOCKED && g->wake != 0);
 }
 
-struct kz__waiter *kz__xwake_claim(struct kz__waitq *q, int r)
+struct kz__waiter *kz__xwake_claim_first(struct kz__waitq *q, int r)
 {
   while (!kz__list_empty(&q->head)) {
     struct kz__waiter *w = kz__container_of(q->head.next, struct kz__waiter, link);

@@ -34,7 +34,12 @@
  *    the word (a fast lock swaps only from 0).  A waiter that leaves
  *    leaves QUEUED set: the next unlock takes the slow way and clears it.
  *    The other objects take their lock for every call (a few
- *    instructions).  A wait adds a hold of its hub and the claim.
+ *    instructions).  A wait adds a hold of its hub and the claim.  On a
+ *    2-core x86-64 VM an uncontended lock and unlock went from 6.8 ns to
+ *    15.8 ns (best of 200 blocks of 200,000 pairs): the two atomic
+ *    operations, as in glibc's pthread_mutex (about 17 ns there).  Cheaper
+ *    would need the object biased to one hub with a revocation protocol,
+ *    whose revoker would wait on a hub that may be blocked.
  * E. An event's waiter that set() claimed returns 0 even if the event was
  *    cleared again before it ran: the wake is its answer (asyncio's
  *    Event.wait resolves its waiters at set()).  A clear() that comes
