@@ -409,3 +409,30 @@ Test(queue, a_plain_thread_feeds_a_queue_with_try_put)
   cr_assert_null(res);
   cr_assert_eq(kz_queue_free(xq), 0);
 }
+
+static int cb_errs[3] = {-1, -1, -1};
+
+static void use_in_callback(void *arg)
+{
+  void *it;
+  cb_errs[0] = kz_queue_try_put(xq, P(5)) == -1 ? errno : 0;
+  cb_errs[1] = kz_queue_get(xq, &it, 1) == -1 ? errno : 0;
+  cb_errs[2] = kz_queue_try_get(xq, &it) == -1 ? errno : (intptr_t)it == 5 ? 0 : -2;
+}
+
+Test(queue, a_hub_callback_uses_the_try_variants_and_never_waits)
+{
+  xq = kz_queue_new(KZ_QUEUE_FIFO, 1);
+  kz_call_soon(use_in_callback, NULL);
+  kz_sleep(0.01);
+  cr_assert_eq(cb_errs[0], 0, "a try-put works on the hub");
+  cr_assert_eq(cb_errs[1], EPERM, "a call that may wait is refused there");
+  cr_assert_eq(cb_errs[2], 0, "a try-get works on the hub");
+  cr_assert_eq(kz_queue_put(xq, P(1), 0), 0);
+  kz_call_soon(use_in_callback, NULL); /* full: the try-put fails */
+  kz_sleep(0.01);
+  cr_assert_eq(cb_errs[0], EAGAIN);
+  cr_assert_eq(cb_errs[2], -2, "the try-get took the item that was there");
+  cr_assert_eq(kz_queue_size(xq), 0);
+  cr_assert_eq(kz_queue_free(xq), 0);
+}
