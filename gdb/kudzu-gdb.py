@@ -293,7 +293,7 @@ def _sync_detail(what, addr):
     try:
         if what == "mutex":
             m = gdb.Value(addr).cast(gdb.lookup_type("struct kz_mutex").pointer()).dereference()
-            owner = int(m["owner"])
+            owner = int(m["state"]) & ~1  # the holder | QUEUED (sync.c, note D)
             if owner:
                 o = gdb.Value(owner).cast(_type("struct kz_green").pointer()).dereference()
                 return ", held by %u \"%s\"" % (_gid(o), _name(o))

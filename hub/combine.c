@@ -3,16 +3,21 @@
  * ALL_COMPLETED, with a done/pending split) and as_completed (completion
  * order).
  *
- * Every entry of an array of handles may be a future or a green thread of
- * this hub (which stands for its completion future, kz_green_future).
+ * Every entry of an array of handles may be a future, of any hub, or a
+ * green thread of this hub (which stands for its completion future,
+ * kz_green_future; one of another hub is refused with EXDEV).
  *
  * Notes.
  * A. The waiting green thread puts a watch (struct kz__fwatch) on each
- *    pending future and parks; a watch runs synchronously on the hub when
- *    its future completes, counts, and wakes the waiter once its condition
- *    holds.  The waiter re-checks the condition itself after every wake, so
- *    a stray wake costs a loop turn, never a wrong answer.  Watches are
- *    removed before returning (removing one that already ran is harmless).
+ *    pending future and parks; a watch runs synchronously on its future's
+ *    hub when the future completes, counts, and wakes the waiter once its
+ *    condition holds.  The futures may be of several hubs, so the counts,
+ *    the ready ring and the waiters are under the batch's lock, and the
+ *    waiter waits as on any object of several hubs (sched.c note F).  The
+ *    waiter re-checks the condition itself after every wake, so a stray
+ *    wake costs a loop turn, never a wrong answer.  Watches are removed
+ *    before returning (removing one that already ran is harmless; one that
+ *    runs at that moment is waited for: future.c note D).
  * B. "An error" for FIRST_ERROR and for gather's fail-fast mode is a
  *    completion with an error; a cancellation counts as an error for gather
  *    (the result is missing) but not for FIRST_ERROR (asyncio's
@@ -33,7 +38,7 @@ struct entry {
 
 /* A waiter's view of n futures. */
 struct batch {
-  struct kz_green *g;     /* the waiter */
+  struct kz__spin lock;   /* guards the counts, the ring and waiters (note A) */
   struct entry *e;        /* n entries */
   size_t n;
   size_t ndone;           /* completions seen so far */
@@ -44,7 +49,8 @@ struct batch {
   bool fail_fast;         /* gather without KZ_GATHER_ERRORS */
   size_t *ready;          /* as_completed: indices in completion order (ring of n) */
   size_t rhead, rcount;
-  struct kz__waitq waiters; /* as_completed's next() */
+  size_t returned;        /* as_completed: entries handed out by next() */
+  struct kz__waitq waiters; /* the waiter of gather and wait, or as_completed's next() */
 };
 
 static void count(struct batch *b, struct kz__future *f, size_t idx)
@@ -72,28 +78,32 @@ static bool satisfied(const struct batch *b)
   return false;
 }
 
+/* On f's hub, under f's lock (note A). */
 static void entry_done(struct kz__fwatch *w, struct kz__future *f)
 {
   struct entry *e = kz__container_of(w, struct entry, w);
   struct batch *b = e->b;
+  struct kz__waiter *waiter = NULL;
+  kz__spin_lock(&b->lock);
   count(b, f, e->idx);
-  if (b->ready)
-    kz__waitq_wake_one(&b->waiters, 0, NULL);
-  else if (satisfied(b))
-    kz__wake(b->g, 0);
+  if (b->ready || satisfied(b))
+    waiter = kz__xwake_claim(&b->waiters, 0);
+  kz__spin_unlock(&b->lock);
+  if (waiter)
+    kz__xwake_deliver(waiter);
 }
 
 /* Resolve the handles and watch the pending futures (note A).  0 or -errno
-   (-EINVAL, -EXDEV, -ENOMEM, -EPERM); on failure nothing is left behind. */
+   (-EINVAL, -EXDEV, -ENOMEM, or the error of creating the calling OS
+   thread's hub); on failure nothing is left behind. */
 static int batch_open(struct batch *b, const uint64_t *h, size_t n)
 {
   int err = 0;
-  struct kz__hub *hub = kz__tls_hub;
-  if (!hub)
-    return -EINVAL; /* no hub: no green thread or future of it exists */
+  if (!kz__hub_get(&err))
+    return err; /* a thread without a hub waits as its hub's main green thread */
   if (n > INT_MAX || (n && !h))
     return -EINVAL;
-  b->g = hub->current;
+  kz__waitq_init(&b->waiters);
   b->n = n;
   if (!(b->e = calloc(n ? n : 1, sizeof *b->e)))
     return -ENOMEM;
@@ -111,33 +121,46 @@ static int batch_open(struct batch *b, const uint64_t *h, size_t n)
     e->w.fn = entry_done;
   }
   for (size_t i = 0; i < n; i++) {
-    if (kz__future_outcome(b->e[i].f, NULL) != -EAGAIN)
+    if (!kz__future_watch(b->e[i].f, &b->e[i].w)) { /* already complete */
+      kz__spin_lock(&b->lock);
       count(b, b->e[i].f, i);
-    else
-      kz__future_watch(b->e[i].f, &b->e[i].w);
+      kz__spin_unlock(&b->lock);
+    }
   }
   return 0;
 }
 
+/* Remove the watches: no entry_done runs after this (note A). */
 static void batch_close(struct batch *b)
 {
   for (size_t i = 0; i < b->n; i++) {
-    kz__future_unwatch(&b->e[i].w);
+    kz__future_unwatch(b->e[i].f, &b->e[i].w);
     kz__future_unref(b->e[i].f);
   }
   free(b->e);
 }
 
-/* Park until the batch's condition holds: 0, or -errno of the park. */
-static int batch_wait(struct batch *b, double deadline)
+/* Park the running green thread on b's waiters until the batch's condition
+   holds, or (ready) until as_completed has an entry to return or has
+   returned them all: 0, or -errno of the park. */
+static int batch_wait(struct batch *b, bool ready, const char *what, double deadline)
 {
+  struct kz_green *g = kz__self();
+  struct kz__waiter w;
   int r = 0;
-  if (!satisfied(b) && !b->g)
-    return -EPERM;
-  while (r == 0 && !satisfied(b)) {
-    b->g->waiting = (struct kz__wait_info){.kind = KZ__WAIT_SYNC, .what = "gather/wait"};
-    r = kz__park(deadline);
+  kz__spin_lock(&b->lock);
+  while (r == 0 && !(ready ? b->rcount > 0 || b->returned == b->n : satisfied(b))) {
+    if (!g) {
+      r = -EPERM;
+      break;
+    }
+    g->waiting = (struct kz__wait_info){.kind = KZ__WAIT_SYNC, .what = what};
+    kz__xwait_queue(&b->waiters, &w, g);
+    kz__spin_unlock(&b->lock);
+    r = kz__xwait_park(&w, &b->lock, deadline);
+    kz__spin_lock(&b->lock);
   }
+  kz__spin_unlock(&b->lock);
   return r;
 }
 
@@ -149,12 +172,12 @@ int kz_gather(const uint64_t *h, size_t n, void **results, int *errors, int flag
   int r = batch_open(&b, h, n);
   if (r)
     return kz__fail_errno(r);
-  r = batch_wait(&b, kz__deadline(timeout));
+  r = batch_wait(&b, false, "gather/wait", kz__deadline(timeout));
   for (size_t i = 0; i < n; i++) {
     void *res = NULL;
     int o = kz__future_outcome(b.e[i].f, &res);
     if (o == -EAGAIN) { /* failed fast, timed out or cancelled: stop the rest */
-      kz__future_unwatch(&b.e[i].w);
+      kz__future_unwatch(b.e[i].f, &b.e[i].w);
       kz__future_cancel(b.e[i].f);
       o = -ECANCELED;
     }
@@ -187,7 +210,7 @@ int kz_wait(uint64_t *h, size_t n, int when, double timeout)
     free(tmp);
     return kz__fail_errno(r);
   }
-  r = batch_wait(&b, kz__deadline(timeout));
+  r = batch_wait(&b, false, "gather/wait", kz__deadline(timeout));
   if (r == -ETIMEDOUT)
     r = 0; /* like asyncio.wait: a timeout returns the split as it is */
   if (r == 0) { /* stable partition: done first, then pending */
@@ -208,9 +231,7 @@ int kz_wait(uint64_t *h, size_t n, int when, double timeout)
 /* ---- as_completed ----------------------------------------------------------------- */
 
 struct kz_as_completed {
-  struct kz__hub *hub;
   struct batch b;
-  size_t returned; /* entries handed out by next() */
 };
 
 struct kz_as_completed *kz_as_completed_new(const uint64_t *h, size_t n)
@@ -221,9 +242,7 @@ struct kz_as_completed *kz_as_completed_new(const uint64_t *h, size_t n)
     errno = ENOMEM;
     return NULL;
   }
-  it->hub = kz__tls_hub;
   it->b.when = KZ_ALL_COMPLETED;
-  kz__waitq_init(&it->b.waiters);
   if (!(it->b.ready = calloc(n ? n : 1, sizeof *it->b.ready))) {
     free(it);
     errno = ENOMEM;
@@ -240,30 +259,23 @@ struct kz_as_completed *kz_as_completed_new(const uint64_t *h, size_t n)
 
 int kz_as_completed_next(struct kz_as_completed *it, void **result, int *error, double timeout)
 {
-  struct kz__hub *hub = kz__tls_hub;
-  struct kz__waiter w;
-  double deadline = kz__deadline(timeout);
   size_t idx;
-  int r = 0, o;
+  int r, o;
   void *res = NULL;
   if (!it)
     return kz__fail_errno(-EINVAL);
-  if (it->hub != hub)
-    return kz__fail_errno(-EXDEV);
-  if (it->returned == it->b.n)
-    return kz__fail_errno(-ENOENT);
-  while (!it->b.rcount && r == 0) {
-    if (!hub->current)
-      return kz__fail_errno(-EPERM);
-    hub->current->waiting = (struct kz__wait_info){.kind = KZ__WAIT_SYNC, .what = "as_completed"};
-    r = kz__waitq_wait(&it->b.waiters, &w, deadline);
-  }
-  if (!it->b.rcount)
+  if ((r = batch_wait(&it->b, true, "as_completed", kz__deadline(timeout))) < 0)
     return kz__fail_errno(r);
+  kz__spin_lock(&it->b.lock);
+  if (!it->b.rcount) { /* every entry was returned */
+    kz__spin_unlock(&it->b.lock);
+    return kz__fail_errno(-ENOENT);
+  }
   idx = it->b.ready[it->b.rhead];
   it->b.rhead = (it->b.rhead + 1) % it->b.n;
   it->b.rcount--;
-  it->returned++;
+  it->b.returned++;
+  kz__spin_unlock(&it->b.lock);
   o = kz__future_outcome(it->b.e[idx].f, &res);
   if (result)
     *result = o == 0 ? res : NULL;
@@ -274,11 +286,13 @@ int kz_as_completed_next(struct kz_as_completed *it, void **result, int *error, 
 
 int kz_as_completed_free(struct kz_as_completed *it)
 {
+  bool busy;
   if (!it)
     return kz__fail_errno(-EINVAL);
-  if (it->hub != kz__tls_hub)
-    return kz__fail_errno(-EXDEV);
-  if (!kz__waitq_empty(&it->b.waiters))
+  kz__spin_lock(&it->b.lock);
+  busy = !kz__waitq_empty(&it->b.waiters);
+  kz__spin_unlock(&it->b.lock);
+  if (busy)
     return kz__fail_errno(-EBUSY);
   batch_close(&it->b);
   free(it->b.ready);

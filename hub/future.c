@@ -1,6 +1,6 @@
 /* future.c: futures: one result or error set exactly once, waited on by green
- * threads and plain OS threads, with done callbacks run on the hub; and the
- * completion of every green thread as a future.
+ * threads of every hub and plain OS threads, with done callbacks run on the
+ * owner hub; and the completion of every green thread as a future.
  *
  * A future's states (f->state):
  *
@@ -18,15 +18,22 @@
  * B. Publication: the completing hub writes result and error, then stores the
  *    state with release; readers on any thread load it with acquire before
  *    reading them (kz__future_outcome).
- * C. OS threads that wait (no hub, or a hub other than the owner's) block on
- *    one process-wide condition variable.  They count themselves in f->nos
+ * C. OS threads that wait without a hub block on one process-wide
+ *    condition variable.  They count themselves in f->nos
  *    before testing the state; the completer stores the state before testing
  *    f->nos; both sequentially consistent, so either the waiter sees the
  *    state or the completer sees the waiter and broadcasts under the mutex
  *    the waiter tests the state under: no wake-up is lost.
- * D. A green thread of another hub must not block its OS thread: it waits
- *    through kz__worker_call, a worker thread blocking on the condition for
- *    it.
+ * D. Green threads of every hub wait in one queue, f->waiters, under the
+ *    future's lock (sched.c note F): a waiter tests the state under the
+ *    lock and queues, the completion stores the state and then claims every
+ *    waiter under the lock, so none is missed; each is woken on its own hub
+ *    (a post for those of other hubs), and no waiter occupies a worker
+ *    thread or blocks its OS thread.  The lock also guards the watches and
+ *    the callbacks, which any thread adds: watches run under it, on the
+ *    owner hub, so a watcher that removes its watch (kz__future_unwatch)
+ *    knows it is not running and never will; they must not block and take
+ *    no lock but their own waiter's (combine.c), which is taken inside.
  * E. Lifetime: references are counted atomically; the handle stays valid
  *    until the last one goes, so callbacks and waiters always hold a valid
  *    handle.  kz_future_free drops the owner's reference once (a second call
@@ -34,8 +41,14 @@
  *    post in flight and a scheduled callback run each hold one.
  * F. Done callbacks run on the owner hub through kz_call_soon, in the order
  *    they were added, after the green waiters were woken; one added after
- *    completion is scheduled the same way.  They run outside green threads:
- *    they must not block.
+ *    completion is scheduled the same way, by a post to the owner hub when
+ *    it is added on another thread (f->cb_post, one at a time: cb_scheduled).
+ *    They run outside green threads: they must not block.
+ * G. Cancellation from another thread: a plain future is completed
+ *    cancelled as any setter completes it (note A); a green thread's must
+ *    cancel the green thread, which only its own hub may do, so the request
+ *    is posted there (f->cancel_post, at most one in flight, holding a
+ *    reference).
  */
 #include "internal.h"
 
@@ -60,16 +73,20 @@ struct kz__future {
   _Atomic int nos;            /* OS threads blocked waiting (note C) */
   void *result;               /* valid once state == F_RESULT */
   int error;                  /* valid once state == F_ERROR (> 0) */
-  struct kz__hub *hub;        /* owner: completes here; lists below are its */
+  struct kz__hub *hub;        /* owner: completes here, runs the callbacks */
   uint64_t id;                /* handle, freed with the last reference */
-  struct kz__waitq waiters;   /* green threads of hub */
+  struct kz__spin lock;       /* guards the four below (note D) */
+  struct kz__waitq waiters;   /* green threads of any hub */
   struct kz__link watches;    /* struct kz__fwatch (gather, wait...) */
   struct kz__link callbacks;  /* struct fcb, FIFO */
-  bool cb_scheduled;          /* a callback run is scheduled on the hub */
+  bool cb_scheduled;          /* a callback run is scheduled (or posted) on the hub */
   bool bound;                 /* the completion of a green thread: never set by hand */
   struct kz_green *task;      /* the green thread it is the completion of, while it runs */
   struct kz__done_hook hook;  /* on task's done_hooks */
   struct kz__post post;       /* completion from another thread */
+  struct kz__post cb_post;    /* callbacks added after completion on another thread (note F) */
+  struct kz__post cancel_post; /* a green thread's cancellation from another thread (note G) */
+  atomic_bool cancel_posted;  /* cancel_post is in flight */
 };
 
 static pthread_mutex_t os_lock = PTHREAD_MUTEX_INITIALIZER; /* note C */
@@ -120,28 +137,52 @@ uint64_t kz__future_id(struct kz__future *f) { return f->id; }
 
 /* ---- Completion ---------------------------------------------------------------- */
 
+/* Run f's callbacks on its hub, also those added meanwhile (note F). */
 static void run_callbacks(void *arg)
 {
   struct kz__future *f = arg;
-  f->cb_scheduled = false;
-  while (!kz__list_empty(&f->callbacks)) {
-    struct fcb *c = kz__container_of(f->callbacks.next, struct fcb, link);
-    kz__list_remove(&c->link);
+  for (;;) {
+    struct fcb *c = NULL;
+    kz__spin_lock(&f->lock);
+    if (kz__list_empty(&f->callbacks))
+      f->cb_scheduled = false;
+    else
+      kz__list_remove(&(c = kz__container_of(f->callbacks.next, struct fcb, link))->link);
+    kz__spin_unlock(&f->lock);
+    if (!c)
+      break;
     c->cb(f->id, c->arg);
     free(c);
   }
   kz__future_unref(f);
 }
 
-/* Note F: run f's callbacks soon (f is complete). */
-static void schedule_callbacks(struct kz__future *f)
+static void posted_callbacks(struct kz__post *p)
+{
+  run_callbacks(kz__container_of(p, struct kz__future, cb_post));
+}
+
+/* With f's lock held and f complete: whether a callback run is to be
+   scheduled now (note F); if so the caller calls schedule_callbacks after
+   releasing the lock. */
+static bool callbacks_due(struct kz__future *f)
 {
   if (f->cb_scheduled || kz__list_empty(&f->callbacks))
-    return;
+    return false;
   f->cb_scheduled = true;
+  return true;
+}
+
+/* Note F: run f's callbacks soon, on its hub. */
+static void schedule_callbacks(struct kz__future *f)
+{
   kz__future_ref(f);
-  if (!kz_call_soon(run_callbacks, f))
+  if (kz__tls_hub != f->hub) {
+    f->cb_post.fn = posted_callbacks;
+    kz__hub_post(f->hub, &f->cb_post);
+  } else if (!kz_call_soon(run_callbacks, f)) {
     run_callbacks(f); /* out of memory: now rather than never */
+  }
 }
 
 /* Complete a claimed f on its owner hub. */
@@ -150,14 +191,22 @@ static void complete(struct kz__future *f, void *result, int error)
   int st = error == 0 ? F_RESULT : error == ECANCELED ? F_CANCELLED : F_ERROR;
   f->result = error ? NULL : result;
   f->error = error;
+  struct kz__link claimed;
+  bool cbs;
   atomic_store_explicit(&f->state, st, memory_order_seq_cst); /* notes B, C */
-  kz__waitq_wake_all(&f->waiters, 0);
+  kz__list_init(&claimed);
+  kz__spin_lock(&f->lock); /* note D */
+  kz__xwake_claim_all(&f->waiters, 0, &claimed);
   while (!kz__list_empty(&f->watches)) {
     struct kz__fwatch *w = kz__container_of(f->watches.next, struct kz__fwatch, link);
     kz__list_remove(&w->link);
     w->fn(w, f);
   }
-  schedule_callbacks(f);
+  cbs = callbacks_due(f);
+  kz__spin_unlock(&f->lock);
+  kz__xwake_deliver_all(&claimed);
+  if (cbs)
+    schedule_callbacks(f);
   if (atomic_load_explicit(&f->nos, memory_order_seq_cst) > 0) {
     kz__os_lock(&os_lock);
     kz__os_broadcast(&os_cond);
@@ -272,20 +321,60 @@ struct kz__future *kz__future_get(uint64_t h, int *err)
   return f;
 }
 
+/* Cancel bound f on its hub: its green thread, or f itself if the green
+   thread is still to be spawned (remote.c). */
+static void cancel_here(struct kz__future *f)
+{
+  if (f->task)
+    kz__cancel(f->task);
+  else
+    kz__future_complete(f, NULL, ECANCELED);
+}
+
+/* A green thread's cancellation arrives on its hub (note G). */
+static void posted_cancel(struct kz__post *p)
+{
+  struct kz__future *f = kz__container_of(p, struct kz__future, cancel_post);
+  atomic_store_explicit(&f->cancel_posted, false, memory_order_relaxed);
+  cancel_here(f);
+  kz__future_unref(f);
+}
+
+static int future_set(struct kz__future *f, void *result, int error);
+
 bool kz__future_cancel(struct kz__future *f)
 {
   if (atomic_load_explicit(&f->state, memory_order_acquire) != F_PENDING)
     return false;
-  if (f->task) {
-    kz__cancel(f->task);
+  if (!f->bound)
+    return future_set(f, NULL, ECANCELED) == 0;
+  if (kz__tls_hub == f->hub) {
+    cancel_here(f);
     return true;
   }
-  return kz__future_complete(f, NULL, ECANCELED);
+  if (!atomic_exchange_explicit(&f->cancel_posted, true, memory_order_relaxed)) { /* note G */
+    kz__future_ref(f);
+    f->cancel_post.fn = posted_cancel;
+    kz__hub_post(f->hub, &f->cancel_post);
+  }
+  return true;
 }
 
-void kz__future_watch(struct kz__future *f, struct kz__fwatch *w)
+bool kz__future_watch(struct kz__future *f, struct kz__fwatch *w)
 {
-  kz__list_push(&f->watches, &w->link);
+  bool pending;
+  kz__spin_lock(&f->lock);
+  if ((pending = atomic_load_explicit(&f->state, memory_order_relaxed) == F_PENDING))
+    kz__list_push(&f->watches, &w->link);
+  kz__spin_unlock(&f->lock);
+  return pending;
+}
+
+void kz__future_unwatch(struct kz__future *f, struct kz__fwatch *w)
+{
+  kz__spin_lock(&f->lock); /* waits for a watch that runs now (note D) */
+  kz__list_remove(&w->link);
+  kz__spin_unlock(&f->lock);
 }
 
 /* ---- Waiting --------------------------------------------------------------------- */
@@ -302,64 +391,36 @@ static void os_wait(struct kz__future *f, double deadline)
   atomic_fetch_sub_explicit(&f->nos, 1, memory_order_relaxed);
 }
 
-/* Note D: a worker waits for a green thread of another hub. */
-struct remote_wait {
-  struct kz__future *f; /* referenced */
-  double deadline;
-};
-
-static void remote_wait_run(void *arg)
-{
-  struct remote_wait *w = arg;
-  os_wait(w->f, w->deadline);
-}
-
-static void remote_wait_free(void *arg)
-{
-  struct remote_wait *w = arg;
-  kz__future_unref(w->f);
-  free(w);
-}
-
-/* Park the running green thread of f's owner hub until f completes. */
-static int green_wait(struct kz__future *f, double deadline)
+/* Park the running green thread, of any hub, until f completes (note D). */
+static int green_wait(struct kz__future *f, struct kz_green *g, double deadline)
 {
   struct kz__waiter w;
-  int r = 0;
-  kz__hub_hold(f->hub); /* a setter may be another OS thread */
-  kz__tls_hub->current->waiting = (struct kz__wait_info){.kind = KZ__WAIT_SYNC, .what = "future"};
-  while (r == 0 && atomic_load_explicit(&f->state, memory_order_relaxed) == F_PENDING)
-    r = kz__waitq_wait(&f->waiters, &w, deadline);
-  kz__hub_unhold(f->hub);
-  return r;
+  kz__spin_lock(&f->lock);
+  if (atomic_load_explicit(&f->state, memory_order_relaxed) != F_PENDING) {
+    kz__spin_unlock(&f->lock);
+    return 0;
+  }
+  g->waiting = (struct kz__wait_info){.kind = KZ__WAIT_SYNC, .what = "future"};
+  kz__xwait_queue(&f->waiters, &w, g);
+  kz__spin_unlock(&f->lock);
+  return kz__xwait_park(&w, &f->lock, deadline); /* 0: complete */
 }
 
 /* Wait for f until deadline: 0 once complete, or -errno of the wait. */
 static int future_wait(struct kz__future *f, double deadline)
 {
   struct kz__hub *hub = kz__tls_hub;
-  struct remote_wait *rw;
   int r;
   if (atomic_load_explicit(&f->state, memory_order_acquire) != F_PENDING)
     return 0;
   if (isnan(deadline))
     return -EINVAL; /* a NaN timeout (kz__deadline) */
-  if (!hub) {
+  if (!hub)
     os_wait(f, deadline);
-  } else if (!hub->current) {
+  else if (!hub->current)
     return -EPERM; /* a hub callback never blocks */
-  } else if (hub == f->hub) {
-    if ((r = green_wait(f, deadline)) < 0)
-      return r;
-  } else {
-    if (!(rw = malloc(sizeof *rw)))
-      return -ENOMEM;
-    kz__future_ref(f);
-    *rw = (struct remote_wait){f, deadline};
-    if ((r = kz__worker_call(remote_wait_run, rw, remote_wait_free, deadline)) < 0)
-      return r; /* rw is discarded by the worker */
-    remote_wait_free(rw);
-  }
+  else if ((r = green_wait(f, hub->current, deadline)) < 0)
+    return r;
   return atomic_load_explicit(&f->state, memory_order_acquire) == F_PENDING ? -ETIMEDOUT : 0;
 }
 
@@ -441,8 +502,6 @@ int kz_future_cancel(kz_future_t h)
   struct kz__future *f = lookup(h);
   if (!f)
     return kz__fail_errno(-EINVAL);
-  if (f->hub != kz__tls_hub)
-    return kz__fail_errno(-EXDEV);
   return kz__future_cancel(f) ? 0 : kz__fail_errno(-EALREADY);
 }
 
@@ -489,16 +548,19 @@ int kz_future_add_done_callback(kz_future_t h, void (*cb)(kz_future_t f, void *a
 {
   struct kz__future *f = lookup(h);
   struct fcb *c;
+  bool due = false;
   if (!f || !cb)
     return kz__fail_errno(-EINVAL);
-  if (f->hub != kz__tls_hub)
-    return kz__fail_errno(-EXDEV);
   if (!(c = malloc(sizeof *c)))
     return kz__fail_errno(-ENOMEM);
   c->cb = cb;
   c->arg = arg;
+  kz__spin_lock(&f->lock);
   kz__list_push(&f->callbacks, &c->link);
   if (atomic_load_explicit(&f->state, memory_order_relaxed) != F_PENDING)
+    due = callbacks_due(f);
+  kz__spin_unlock(&f->lock);
+  if (due)
     schedule_callbacks(f);
   return 0;
 }

@@ -91,6 +91,14 @@
  *    nothing in the child may change the shared epoll instance (wake_move
  *    leaves it alone; libev touches it only in ev_run, which the renewal
  *    precedes).
+ * J. A green thread parked on an object any OS thread may wake (sched.c,
+ *    note F) needs the loop held, as kz__hub_hold does, but the queue's
+ *    ping-pong parks once per hand-off, and a hold and an unhold around
+ *    each park cost two calls into libev (ev_ref, ev_unref).  So such a
+ *    park only counts itself in hub->xwaiters, and each loop pass, before
+ *    it polls, holds the hub while the count is not 0 (hub->xheld) and
+ *    lets it go once it is: the only moment the hold matters is the poll,
+ *    and the parks of a pass never outlive it unseen.
  * E. When nothing is ready, no callback is due and libev has no active
  *    watcher, no event can ever wake anyone: the main green thread's
  *    blocking call fails with EDEADLK (gevent's "this operation would block
@@ -98,7 +106,7 @@
  *    whose main green thread was left behind (the fork came from another
  *    thread, kz__green_forget), the end of the last live green thread ends
  *    the process with status 0, as the end of a process's last thread does.
- * J. The hubs of the set (hubs.c) can wake each other: a hub with no hold
+ * K. The hubs of the set (hubs.c) can wake each other: a hub with no hold
  *    but the others' (hub->q_holds: the first hub's hold under the shim,
  *    an extra hub's kz_run) is not deadlocked on its own.  The
  *    set is when each of its hubs is "stuck": nothing ready, no callback
@@ -379,7 +387,7 @@ static void wakeup_cb(struct ev_loop *loop, ev_io *w, int revents)
   }
 }
 
-/* Note J. */
+/* Note K. */
 static struct {
   _Atomic unsigned members; /* hubs of the set */
   _Atomic unsigned stuck;   /* of them, marked stuck */
@@ -425,7 +433,7 @@ void kz__hub_post(struct kz__hub *hub, struct kz__post *p)
 {
   struct kz__post *head;
   int err = errno; /* a handler's post must leave errno as it was */
-  if (KZ_UNLIKELY(atomic_load_explicit(&hub->q_stuck, memory_order_relaxed))) /* note J */
+  if (KZ_UNLIKELY(atomic_load_explicit(&hub->q_stuck, memory_order_relaxed))) /* note K */
     unstick(hub);
   atomic_fetch_add(&hub->posters, 1); /* note H */
   head = atomic_load_explicit(&hub->inbox, memory_order_relaxed);
@@ -553,7 +561,7 @@ void kz__hub_destroy(struct kz__hub *hub)
   free(hub);
 }
 
-/* Note J: hub is stuck, and may be the set's last.  Returns with it
+/* Note K: hub is stuck, and may be the set's last.  Returns with it
    counted stuck, unless the set is deadlocked and hub is the first one,
    which then fails its main green thread (note E). */
 static bool hub_stuck(struct kz__hub *hub)
@@ -596,11 +604,18 @@ void *kz__hub_loop(void *arg)
       exit(0); /* note E: a fork child's last thread has ended (kz__green_forget) */
     __atomic_store_n(&hub->pass, hub->pass + 1, __ATOMIC_RELAXED); /* monitor.c reads */
     kz__run_soon(hub);
+    if (KZ_UNLIKELY((hub->xwaiters != 0) != hub->xheld)) { /* note J */
+      hub->xheld = !hub->xheld;
+      if (hub->xheld)
+        kz__hub_hold(hub);
+      else
+        kz__hub_unhold(hub);
+    }
     busy = primed || hub->run_head || hub->preempted || !kz__list_empty(&hub->soon);
     __atomic_store_n(&hub->in_loop, true, __ATOMIC_RELAXED);
     probe = !busy && atomic_load_explicit(&hub->q_member, memory_order_relaxed) &&
             (unsigned)hub->holds == __atomic_load_n(&hub->q_holds, __ATOMIC_RELAXED);
-    if (KZ_UNLIKELY(probe) && hub->holds) /* note J: only the other hubs hold it */
+    if (KZ_UNLIKELY(probe) && hub->holds) /* note K: only the other hubs hold it */
       ev_unref(hub->loop);
     alive = ev_run(hub->loop, busy ? EVRUN_NOWAIT : EVRUN_ONCE);
     if (KZ_UNLIKELY(probe)) {

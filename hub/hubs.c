@@ -35,7 +35,7 @@
  * C. No hub of the set reports a deadlock (EDEADLK) alone: a green thread
  *    on another hub may wake any of its green threads at any time.  The set
  *    does, when none of its hubs has anything to do but wait for another's
- *    post (hub.c, note J): its hubs join that count (kz__quiesce_join).
+ *    post (hub.c, note K): its hubs join that count (kz__quiesce_join).
  *    Under the shim the first hub is also held (kz__hub_hold) from the
  *    start of the others, and a deadlock of threads hangs as natively (the
  *    shim's waits hold their hubs: a real OS thread may be the waker).  The

@@ -63,12 +63,25 @@ static inline void kz__list_remove(struct kz__link *n)
 
 struct kz__hub;
 
-/* A parked green thread's entry in a wait queue.  Lives on the waiter's stack;
-   the waiter unlinks it after kz__park returns, whatever woke it. */
+/* A message posted to a hub from any thread (kz__hub_post). */
+struct kz__post {
+  struct kz__post *next;            /* intrusive, owned by the hub until run */
+  void (*fn)(struct kz__post *p);   /* runs on the hub thread, outside green threads */
+};
+
+/* A parked green thread's entry in a wait queue.  Lives on the waiter's stack.
+   In a queue of one hub (kz__waitq_wait) the waiter unlinks it after kz__park
+   returns, whatever woke it, and only link, g and data are used.  In the
+   queue of an object any OS thread uses (kz__xwait_park, sched.c note F) the
+   object's lock guards link, and the fields below carry the wake. */
 struct kz__waiter {
   struct kz__link link;  /* in the queue; self-linked when not queued */
   struct kz_green *g;    /* who waits */
   void *data;            /* what the waker hands over (queues), or NULL */
+  struct kz__hub *hub;   /* g's hub, where the wake must land */
+  int r;                 /* the result the claiming waker gives the wait */
+  _Atomic int state;     /* KZ__W_* (sched.c, note F) */
+  struct kz__post post;  /* the wake, sent to hub from another OS thread */
 };
 
 /* A FIFO of waiters. */
@@ -186,12 +199,6 @@ struct kz__done_hook {
 
 /* ---- The hub ---------------------------------------------------------------- */
 
-/* A message posted to a hub from any thread (kz__hub_post). */
-struct kz__post {
-  struct kz__post *next;            /* intrusive, owned by the hub until run */
-  void (*fn)(struct kz__post *p);   /* runs on the hub thread, outside green threads */
-};
-
 /* What the diagnostics thread knows of a hub (monitor.c).  The monitor's
    fields are the monitor thread's, under its lock; dump and dump_queued are
    the dump message and whether it is in the hub's mailbox. */
@@ -275,6 +282,8 @@ struct kz__hub {
   bool fork_child;              /* ... nor renewed its wake-up eventfd (hub.c, note I) */
   struct kz__post *_Atomic inbox; /* posted messages, LIFO until drained */
   int holds;                    /* remote completions expected (keeps the loop alive) */
+  unsigned xwaiters;            /* green threads parked on objects of any hub (sched.c, note F) */
+  bool xheld;                   /* the loop pass holds the hub for them (hub.c, note J) */
   bool stopping;                /* kz__hub_destroy in progress */
   bool in_loop;                 /* the hub context is inside ev_run (read by monitor.c) */
   uint64_t pass;                /* hub loop passes so far (io.c, note D; monitor.c) */
@@ -298,7 +307,7 @@ struct kz__hub {
   unsigned long ho_seen_seq;
   unsigned long handoffs;       /* times it was handed to another OS thread */
   unsigned ho_away;             /* its green threads in KZ__S_AWAY */
-  /* deadlock of a set of hubs (hub.c, note J) */
+  /* deadlock of a set of hubs (hub.c, note K) */
   unsigned q_holds;             /* its holds that are the other hubs' */
   _Atomic bool q_member;        /* in the set */
   _Atomic bool q_stuck;         /* only a post can wake it, and it counts so */
@@ -398,7 +407,7 @@ KZ_INTERNAL void kz__hub_destroy(struct kz__hub *hub);
 KZ_INTERNAL void kz__hub_post(struct kz__hub *hub, struct kz__post *p);
 
 /* hub belongs to a set of hubs that wake each other (the shim's), of
-   which its holds holds are the others' (hub.c, note J); first: the hub
+   which its holds holds are the others' (hub.c, note K); first: the hub
    whose main green thread fails with EDEADLK when none can wake another.
    Any thread.  kz__quiesce_forked: a fork child's hub is alone. */
 KZ_INTERNAL void kz__quiesce_join(struct kz__hub *hub, unsigned holds, bool first);
@@ -549,6 +558,70 @@ KZ_INTERNAL int kz__waitq_wait(struct kz__waitq *q, struct kz__waiter *w, double
 KZ_INTERNAL bool kz__waitq_wake_one(struct kz__waitq *q, int r, void *data);
 /* Wake every parked waiter with r; returns how many. */
 KZ_INTERNAL size_t kz__waitq_wake_all(struct kz__waitq *q, int r);
+
+/* Objects any OS thread uses (sched.c, note F): a lock for the object's
+   state, held for a few instructions and never across a switch, and a
+   kz__waitq of struct kz__waiter under it, whose waiters any thread may
+   wake.  States of such a waiter (w->state):
+     KZ__W_QUEUED   in the queue; nobody has chosen it
+     KZ__W_CLAIMED  taken off the queue by a waker, with w->r and w->data
+                    given; its wake is on its way to w->hub
+     KZ__W_WOKEN    the wake arrived: the waiter may return and drop w
+     KZ__W_LEFT     off the queue without a wake: it timed out, was
+                    cancelled or was skipped (note F) */
+enum { KZ__W_QUEUED, KZ__W_CLAIMED, KZ__W_WOKEN, KZ__W_LEFT };
+
+struct kz__spin {
+  _Atomic bool held;
+};
+KZ_INTERNAL void kz__spin_wait(struct kz__spin *l);
+/* Take / release an object's lock.  Any thread; never switches, and nothing
+   that may switch is called while it is held. */
+static inline void kz__spin_lock(struct kz__spin *l)
+{
+  if (KZ_UNLIKELY(atomic_exchange_explicit(&l->held, true, memory_order_acquire)))
+    kz__spin_wait(l);
+}
+static inline void kz__spin_unlock(struct kz__spin *l)
+{
+  atomic_store_explicit(&l->held, false, memory_order_release);
+}
+
+/* With l held: queue the running green thread (g) at the tail of q. */
+static inline void kz__xwait_queue(struct kz__waitq *q, struct kz__waiter *w, struct kz_green *g)
+{
+  w->g = g;
+  w->hub = g->hub;
+  w->data = NULL;
+  w->r = 0;
+  atomic_store_explicit(&w->state, KZ__W_QUEUED, memory_order_relaxed);
+  kz__list_push(&q->head, &w->link);
+}
+/* With l released: park the green thread queued with w until a waker claims
+   w (returns w->r, with w->data), or the deadline passes, or it is
+   cancelled (-ETIMEDOUT, -ECANCELED: w left the queue, nothing was given).
+   A claim wins over a timeout it races with: the wait then returns w->r.
+   Returns only once no wake for w is in flight.  The hub is held meanwhile:
+   the waker may be another OS thread.  In a green thread; may switch. */
+KZ_INTERNAL int kz__xwait_park(struct kz__waiter *w, struct kz__spin *l, double deadline);
+/* With l held: take the first waiter of q that still waits off the queue,
+   claimed with result r; NULL if none.  The caller may set w->data (what it
+   hands over) before delivering the wake with kz__xwake_deliver, best after
+   releasing l.  Any thread. */
+KZ_INTERNAL struct kz__waiter *kz__xwake_claim_first(struct kz__waitq *q, int r);
+static inline struct kz__waiter *kz__xwake_claim(struct kz__waitq *q, int r)
+{
+  return kz__list_empty(&q->head) ? NULL : kz__xwake_claim_first(q, r); /* no call when none waits */
+}
+/* Deliver a claimed waiter's wake: at once on the caller's own hub, else
+   through a post to the waiter's hub.  w may be gone once it returns.  Any
+   thread; does not switch. */
+KZ_INTERNAL void kz__xwake_deliver(struct kz__waiter *w);
+/* With l held: claim every waiter of q with r onto the private list out
+   (kz__list_init'ed by the caller); then, l released, kz__xwake_deliver_all
+   delivers them.  Returns how many. */
+KZ_INTERNAL size_t kz__xwake_claim_all(struct kz__waitq *q, int r, struct kz__link *out);
+KZ_INTERNAL void kz__xwake_deliver_all(struct kz__link *claimed);
 
 /* ---- Green thread lifecycle (green.c) ---------------------------------------- */
 
@@ -993,28 +1066,16 @@ static inline void kz__shield_down(struct kz_green *g, const struct kz__shield *
     g->flags &= ~KZ__G_NO_CANCEL;
 }
 
-/* The first waiter of q still parked, left linked; NULL if none.  Waiters
-   that something else already woke are unlinked on the way (their owners
-   unlink again harmlessly).  Hub thread only. */
-static inline struct kz__waiter *kz__waitq_first(struct kz__waitq *q)
-{
-  while (!kz__list_empty(&q->head)) {
-    struct kz__waiter *w = kz__container_of(q->head.next, struct kz__waiter, link);
-    if (w->g->state == KZ_BLOCKED)
-      return w;
-    kz__list_remove(&w->link);
-  }
-  return NULL;
-}
-
-/* Futures (future.c).  A future belongs to one hub: it completes there, its
-   green waiters and callbacks live there.  References are counted
-   atomically, since a future made for another hub (remote.c) is held by
-   OS threads that have none. */
+/* Futures (future.c).  A future completes on its owner hub and runs its
+   callbacks there; green threads of every hub wait on it, and any thread
+   watches, cancels or adds callbacks.  References are counted atomically,
+   since a future made for another hub (remote.c) is held by OS threads
+   that have none. */
 struct kz__future;
 
-/* Something notified synchronously, on the owner hub, when a future
-   completes (gather, wait, as_completed).  Must not block. */
+/* Something notified synchronously, on the owner hub and under the
+   future's lock, when a future completes (gather, wait, as_completed).
+   Must not block; may take a lock of its own (future.c, note D). */
 struct kz__fwatch {
   struct kz__link link; /* in the future's watch list; self-linked once run */
   void (*fn)(struct kz__fwatch *w, struct kz__future *f);
@@ -1046,11 +1107,13 @@ KZ_INTERNAL bool kz__future_complete(struct kz__future *f, void *result, int err
 KZ_INTERNAL int kz__future_outcome(struct kz__future *f, void **result);
 /* Request f's cancellation: a pending plain future completes cancelled; a
    green thread's future cancels the green thread (and completes when it
-   finishes).  false if f was already complete.  Hub thread. */
+   finishes; from another thread the request is posted to its hub).  false
+   if f was already complete.  Any thread. */
 KZ_INTERNAL bool kz__future_cancel(struct kz__future *f);
-/* Watch f: w->fn runs when f completes (never if it already has: check
-   kz__future_outcome first).  kz__future_unwatch is harmless after it ran. */
-KZ_INTERNAL void kz__future_watch(struct kz__future *f, struct kz__fwatch *w);
-static inline void kz__future_unwatch(struct kz__fwatch *w) { kz__list_remove(&w->link); }
+/* Watch f: w->fn runs when f completes, and true; false (not watched) if f
+   is already complete.  kz__future_unwatch is harmless after it ran; once
+   it returns, w->fn is not running and never will.  Any thread. */
+KZ_INTERNAL bool kz__future_watch(struct kz__future *f, struct kz__fwatch *w);
+KZ_INTERNAL void kz__future_unwatch(struct kz__future *f, struct kz__fwatch *w);
 
 #endif

@@ -40,6 +40,43 @@
  *    echo_load).  A stale copy (a thread that queued itself while running
  *    saves its sp only later) costs a useless prefetch, never a fault:
  *    prefetches do not trap.
+ * F. Waiters any OS thread may wake.  The toolbox's objects (sync.c,
+ *    queue.c, future.c, combine.c, group.c) are used by the green threads
+ *    of every hub.  Each guards its state and its wait queues with a
+ *    spinlock of its own (struct kz__spin: its critical sections are a few
+ *    instructions and never switch; the runtime is never preempted inside
+ *    them, preempt.c note C; a waiter whose OS thread the kernel took spins
+ *    into sched_yield).  A waiter queues itself under the lock after
+ *    testing the object, so a waker, which changes the object under the
+ *    same lock, either finds it queued or it finds the change.  A waker
+ *    takes the first waiter off the queue and claims it (KZ__W_CLAIMED,
+ *    with the result and the hand-over in the record) under the lock, so
+ *    exactly one wake wins, and FIFO order holds whatever hub each waiter
+ *    is on.  Then it delivers the wake: kz__wake directly when the waiter's
+ *    hub is its own, else a post to that hub (kz__hub_post) whose message
+ *    is the waiter's own record (w->post), so a wake needs no allocation
+ *    and cannot fail.  A waiter that ends its park for another reason (its
+ *    deadline, a cancellation) takes the lock and leaves the queue if it
+ *    is still there; if a waker claimed it first, the claim wins: what it
+ *    was given (a lock, a permit, an item) is its own, so the wait
+ *    succeeds, and it parks on with a shield (internal.h) until the posted
+ *    wake has arrived, since that message lives on its stack: a wait never
+ *    returns while a wake for it is in flight.  The wake sets
+ *    KZ__W_WOKEN on the waiter's hub thread and then kz__wake's it with
+ *    nothing in between, so it always lands on that park.  On its own hub a
+ *    waker also sees what note B's idempotent wakes leave behind: a waiter
+ *    that a timeout or a cancellation already woke but that has not run
+ *    yet is skipped (KZ__W_LEFT, it returns its park's error), as one-hub
+ *    objects always did (sync.c note A).  A waiter of another hub cannot be
+ *    looked at safely, so one woken there and not yet gone is handed the
+ *    object and keeps it.  While parked on such an object a green thread
+ *    holds its hub (hub->xwaiters, hub.c note J): a waker on another OS
+ *    thread must find the hub's loop still there, so a wait nobody ends
+ *    lasts until its timeout rather than failing with EDEADLK.  The shim's
+ *    pthread objects (preload/pthread_sync.c, struct waiter) follow the
+ *    same protocol under a table's bucket locks, with real threads as
+ *    waiters too; struct kz__waiter carries what a shared one would need
+ *    but the real threads' futex word.
  */
 #include "internal.h"
 
@@ -404,4 +441,124 @@ int kz__wait_remote(struct kz__remote_wake *w, const char *what)
   kz__shield_down(g, &s);
   kz__hub_unhold(hub);
   return 0;
+}
+
+/* ---- Waiters any OS thread may wake (note F) ---------------------------------- */
+
+void kz__spin_wait(struct kz__spin *l)
+{
+  unsigned spins = 0;
+  do {
+    while (atomic_load_explicit(&l->held, memory_order_relaxed)) {
+      if (++spins % 64 == 0)
+        kz__os_sched_yield(); /* the holder's OS thread was preempted */
+      else
+        __builtin_ia32_pause();
+    }
+  } while (atomic_exchange_explicit(&l->held, true, memory_order_acquire));
+}
+
+/* The wake of a waiter of this hub arrives (note F): nothing runs between
+   the two steps, so it lands on the park that waits for it. */
+static void xwake_arrive(struct kz__waiter *w)
+{
+  struct kz_green *g = w->g;
+  atomic_store_explicit(&w->state, KZ__W_WOKEN, memory_order_release);
+  kz__wake(g, 0);
+}
+
+static void xwake_posted(struct kz__post *p)
+{
+  xwake_arrive(kz__container_of(p, struct kz__waiter, post));
+}
+
+void kz__xwake_deliver(struct kz__waiter *w)
+{
+  struct kz__hub *hub = w->hub;
+  if (hub == kz__tls_hub) {
+    xwake_arrive(w);
+  } else {
+    w->post.fn = xwake_posted;
+    kz__hub_post(hub, &w->post);
+  }
+}
+
+/* A waiter of the caller's hub that something else woke and that has not
+   run yet, or one a fork child forgot (note F). */
+static bool gone_already(const struct kz__waiter *w)
+{
+  const struct kz_green *g = w->g;
+  if (w->hub != kz__tls_hub)
+    return false;
+  return g->state == KZ__S_GONE || (g->state != KZ_BLOCKED && g->wake != 0);
+}
+
+struct kz__waiter *kz__xwake_claim_first(struct kz__waitq *q, int r)
+{
+  while (!kz__list_empty(&q->head)) {
+    struct kz__waiter *w = kz__container_of(q->head.next, struct kz__waiter, link);
+    kz__list_remove(&w->link);
+    if (gone_already(w)) {
+      atomic_store_explicit(&w->state, KZ__W_LEFT, memory_order_relaxed);
+      continue;
+    }
+    w->r = r;
+    atomic_store_explicit(&w->state, KZ__W_CLAIMED, memory_order_relaxed);
+    return w;
+  }
+  return NULL;
+}
+
+size_t kz__xwake_claim_all(struct kz__waitq *q, int r, struct kz__link *out)
+{
+  struct kz__waiter *w;
+  size_t n = 0;
+  while ((w = kz__xwake_claim(q, r))) {
+    kz__list_push(out, &w->link);
+    n++;
+  }
+  return n;
+}
+
+void kz__xwake_deliver_all(struct kz__link *claimed)
+{
+  while (!kz__list_empty(claimed)) {
+    struct kz__waiter *w = kz__container_of(claimed->next, struct kz__waiter, link);
+    kz__list_remove(&w->link); /* before w can go away */
+    kz__xwake_deliver(w);
+  }
+}
+
+int kz__xwait_park(struct kz__waiter *w, struct kz__spin *l, double deadline)
+{
+  struct kz__hub *hub = w->hub;
+  struct kz__shield s;
+  int r, st;
+  hub->xwaiters++; /* held by the loop's next poll (hub.c, note J) */
+  for (;;) {
+    r = kz__park(deadline);
+    st = atomic_load_explicit(&w->state, memory_order_acquire);
+    if (st != KZ__W_QUEUED || r == 0) {
+      if (st == KZ__W_QUEUED)
+        continue; /* a stray wake: still queued, park on */
+      break;
+    }
+    kz__spin_lock(l);
+    st = atomic_load_explicit(&w->state, memory_order_relaxed);
+    if (st == KZ__W_QUEUED) {
+      kz__list_remove(&w->link);
+      atomic_store_explicit(&w->state, KZ__W_LEFT, memory_order_relaxed);
+    }
+    kz__spin_unlock(l);
+    break;
+  }
+  if (st == KZ__W_CLAIMED) { /* the claim wins; its wake is in flight (note F) */
+    kz__shield_up(w->g, &s);
+    while (atomic_load_explicit(&w->state, memory_order_acquire) != KZ__W_WOKEN)
+      kz__park(-1);
+    kz__shield_down(w->g, &s);
+    st = KZ__W_WOKEN;
+  }
+  hub->xwaiters--;
+  return st == KZ__W_WOKEN ? w->r : r;
 }

@@ -266,15 +266,20 @@ KZ_API int kz_monitor(double max_blocking, int dump_signal);
  * queues, groups, worker threads, hubs on other threads ------------------ */
 
 /* The toolbox is documented with its asyncio/gevent counterparts in
- * docs/TOOLBOX.md.  Unless said otherwise, its objects belong to the hub of
- * the OS thread that made them, and using one from another OS thread fails
- * with EXDEV. */
+ * docs/TOOLBOX.md.  Its objects (futures, the iterator of as_completed,
+ * groups, synchronisation objects, queues) are shared by the green threads
+ * of every hub of the process: each call works from any hub, as said
+ * below.  Green thread handles (kz_green_t) are the exception: where a call
+ * takes one in place of a future (kz_green_future, gather, wait,
+ * as_completed), it must be a green thread of the caller's hub (EXDEV
+ * otherwise). */
 
 /* ---- Futures ---------------------------------------------------------- */
 
 /* A future: a result or an error, set exactly once, like asyncio.Future.  Its
  * owner is the hub of the OS thread that made it: it completes there, and
- * its done callbacks run there. */
+ * its done callbacks run there.  Any OS thread sets, cancels, waits on it
+ * and adds callbacks to it. */
 typedef uint64_t kz_future_t;
 
 /* A done callback: runs on the owner hub soon after f completes (outside any
@@ -311,21 +316,21 @@ KZ_API kz_future_t kz_green_future(kz_green_t g);
 KZ_API int kz_future_set_result(kz_future_t f, void *result);
 KZ_API int kz_future_set_error(kz_future_t f, int err);
 
-/* Cancel f: a pending future completes cancelled at once; a green thread's
- * future cancels the green thread and completes when it finishes.  Returns
- * 0, or -1 with EALREADY (already complete), EINVAL, EXDEV (not the owner
- * hub's thread).  Does not switch. */
+/* Cancel f: a pending future completes cancelled at once (from another
+ * thread than the owner's: shortly, on the owner hub); a green thread's
+ * future cancels the green thread and completes when it finishes (from
+ * another thread the request is posted to its hub).  Returns 0, or -1 with
+ * EALREADY (already complete), EINVAL.  Any OS thread.  Does not switch. */
 KZ_API int kz_future_cancel(kz_future_t f);
 
 /* Wait up to timeout seconds for f to complete.  Returns 0 with the result
  * in *result (if not NULL); or -1 with errno = f's error, ECANCELED (f was
  * cancelled, or the caller was), ETIMEDOUT, EINVAL (0, stale, freed), EPERM
  * (in a hub callback), ENOMEM.  Works from any OS thread: a green thread of
- * the owner hub parks; a thread with no hub blocks (like
- * concurrent.futures.Future.result); a green thread of another hub parks
- * while a worker thread of the default pool blocks for it.  A green thread
- * waiting on a future keeps its hub's loop alive: a future nobody sets
- * waits until the timeout.  May switch. */
+ * any hub parks on its own hub; a thread with no hub blocks (like
+ * concurrent.futures.Future.result).  A green thread waiting on a future
+ * keeps its hub's loop alive: a future nobody sets waits until the
+ * timeout.  May switch. */
 KZ_API int kz_future_wait(kz_future_t f, void **result, double timeout);
 
 /* f's outcome without waiting: 0 with *result, or -1 with errno = f's
@@ -338,8 +343,7 @@ KZ_API int kz_future_state(kz_future_t f);
 
 /* Call cb(f, arg) on the owner hub once f completes, soon after (also when
  * f already has), in the order callbacks were added.  Returns 0, or -1 with
- * EINVAL (bad f, NULL cb), EXDEV (not the owner hub's thread), ENOMEM.  Does
- * not switch. */
+ * EINVAL (bad f, NULL cb), ENOMEM.  Any OS thread.  Does not switch. */
 KZ_API int kz_future_add_done_callback(kz_future_t f, kz_future_cb cb, void *arg);
 
 /* Release the caller's reference: the handle stays valid for the waiters
@@ -350,11 +354,12 @@ KZ_API int kz_future_free(kz_future_t f);
 
 /* ---- gather, wait, as_completed ------------------------------------------ */
 
-/* These take arrays of handles, each a kz_future_t or a kz_green_t of this
- * hub (a green thread stands for its completion; it still has to be joined
- * or detached as usual).  They fail with EINVAL (a handle 0 or stale, n >
- * INT_MAX), EXDEV (another hub's green thread), ENOMEM, EPERM (waiting in a
- * hub callback), ECANCELED (the caller was cancelled).  They may switch. */
+/* These take arrays of handles, each a kz_future_t of any hub or a
+ * kz_green_t of the caller's hub (a green thread stands for its completion;
+ * it still has to be joined or detached as usual).  They fail with EINVAL
+ * (a handle 0 or stale, n > INT_MAX), EXDEV (another hub's green thread),
+ * ENOMEM, EPERM (waiting in a hub callback), ECANCELED (the caller was
+ * cancelled).  They may switch. */
 
 /* Flags of kz_gather. */
 enum { KZ_GATHER_ERRORS = 1 };
@@ -392,8 +397,8 @@ KZ_API int kz_wait(uint64_t *handles, size_t n, int when, double timeout);
  * returns the index of the next entry to complete, with its result and
  * error (0, the error, or ECANCELED) in *result and *error (either may be
  * NULL); or -1 with ENOENT (every entry returned), ETIMEDOUT, ECANCELED,
- * EPERM, EXDEV.  Free it once done (EBUSY while a green thread waits in
- * next). */
+ * EPERM.  The green threads of any hub may call next.  Free it once done
+ * (EBUSY while a green thread waits in next). */
 struct kz_as_completed;
 KZ_API struct kz_as_completed *kz_as_completed_new(const uint64_t *handles, size_t n);
 KZ_API int kz_as_completed_next(struct kz_as_completed *it, void **result, int *error,
@@ -438,29 +443,31 @@ KZ_API int kz_wait_for(uint64_t h, void **result, double timeout);
 /* A group runs green threads as a unit, at most `limit` at once
  * (gevent.pool.Pool(limit); limit 0 is unbounded).  Members are detached:
  * their handles go stale when they finish.  Rules as for the
- * synchronisation objects (EXDEV from other OS threads, EPERM for waits in
- * hub callbacks). */
+ * synchronisation objects: green threads of every hub share a group
+ * (EPERM for waits in hub callbacks); a member runs on the hub of the
+ * thread that spawned it, and the bound, joins and cancellation cover the
+ * members of every hub. */
 struct kz_group;
 
 /* NULL with ENOMEM. */
 KZ_API struct kz_group *kz_group_new(size_t limit);
-/* Spawn fn(arg) into the group, first waiting up to timeout for a place
- * when it is full.  Returns the member's handle, or 0 with errno ETIMEDOUT,
- * ECANCELED, ENOMEM, EPERM, EXDEV, EINVAL.  May switch. */
+/* Spawn fn(arg) into the group, on the calling OS thread's hub, first
+ * waiting up to timeout for a place when it is full.  Returns the member's
+ * handle, or 0 with errno ETIMEDOUT, ECANCELED, ENOMEM, EPERM, EINVAL.  May
+ * switch. */
 KZ_API kz_green_t kz_group_spawn(struct kz_group *grp, kz_fn fn, void *arg, double timeout);
 /* The same without waiting: 0 with EAGAIN when full.  Does not switch. */
 KZ_API kz_green_t kz_group_try_spawn(struct kz_group *grp, kz_fn fn, void *arg);
 /* Wait until no member runs.  0, or -1 with errno = the first error a
  * member finished with (kz_fail; cancellations do not count; the error is
- * remembered for later joins), ETIMEDOUT, ECANCELED, EPERM, EXDEV.  May
- * switch. */
+ * remembered for later joins), ETIMEDOUT, ECANCELED, EPERM.  May switch. */
 KZ_API int kz_group_join(struct kz_group *grp, double timeout);
-/* Cancel every member (they finish when they next run).  0 or -1 EXDEV,
- * EINVAL.  Does not switch. */
+/* Cancel every member (they finish when they next run; those of another
+ * hub once their hub has the request).  0 or -1 EINVAL.  Does not switch. */
 KZ_API int kz_group_cancel(struct kz_group *grp);
-/* Members running, or -1 with EXDEV, EINVAL. */
+/* Members running, or -1 with EINVAL. */
 KZ_API long kz_group_size(struct kz_group *grp);
-/* 0, or -1 with EBUSY (members run or someone waits on it), EXDEV, EINVAL. */
+/* 0, or -1 with EBUSY (members run or someone waits on it), EINVAL. */
 KZ_API int kz_group_free(struct kz_group *grp);
 
 /* Run results[i] = fn(args[i]) for i < n in green threads, at most limit at
@@ -475,16 +482,21 @@ KZ_API int kz_map(kz_fn fn, void *const *args, void **results, size_t n, size_t 
 
 /* ---- Synchronisation ------------------------------------------------- */
 
-/* Mutex, condition, event and semaphores for the green threads of one hub
- * (asyncio.Lock, Condition, Event, Semaphore, BoundedSemaphore).  Each is
- * made on, and belongs to, the calling OS thread's hub: from another OS
- * thread every call fails with EXDEV.  Waiting calls fail with EPERM in a
- * hub callback, ECANCELED when the caller is cancelled, ETIMEDOUT when
- * timeout (or a scoped deadline) expires, and may switch; the others never
- * switch and also work in hub callbacks.  Waiters are served in FIFO order:
- * an unlock or release hands the lock or permit to the first waiter.
- * Constructors return NULL with ENOMEM; the *_free functions fail with
- * EBUSY while the object is held or waited on, EINVAL for NULL. */
+/* Mutex, condition, event and semaphores for green threads (asyncio.Lock,
+ * Condition, Event, Semaphore, BoundedSemaphore).  They belong to no hub:
+ * the green threads of every hub of the process share them, and any OS
+ * thread may make the calls that do not wait.  Waiting calls fail with
+ * EPERM in a hub callback (an OS thread without a hub becomes one, its
+ * thread the main green thread), ECANCELED when the caller is cancelled,
+ * ETIMEDOUT when timeout (or a scoped deadline) expires, and may switch; a
+ * green thread waiting on one keeps its hub's loop alive (the waker may be
+ * another OS thread).  The others never switch and also work in hub
+ * callbacks and threads without a hub.  Waiters are served in FIFO order,
+ * whatever their hubs: an unlock or release hands the lock or permit to
+ * the first waiter, and a waiter woken that way returns 0 even if its
+ * timeout expired meanwhile.  Constructors return NULL with ENOMEM; the
+ * *_free functions fail with EBUSY while the object is held or waited on,
+ * EINVAL for NULL. */
 struct kz_mutex;
 struct kz_cond;
 struct kz_event;
@@ -492,29 +504,30 @@ struct kz_sem;
 
 KZ_API struct kz_mutex *kz_mutex_new(void);
 /* 0, or -1 with EDEADLK (the caller holds it already), ETIMEDOUT,
- * ECANCELED, EPERM, EXDEV, EINVAL. */
+ * ECANCELED, EPERM, EINVAL. */
 KZ_API int kz_mutex_lock(struct kz_mutex *m, double timeout);
 /* Like kz_mutex_lock without waiting: EBUSY if it is held. */
 KZ_API int kz_mutex_trylock(struct kz_mutex *m);
-/* 0, or -1 with EPERM (the caller does not hold it), EXDEV, EINVAL. */
+/* 0, or -1 with EPERM (the caller does not hold it), EINVAL. */
 KZ_API int kz_mutex_unlock(struct kz_mutex *m);
 KZ_API int kz_mutex_free(struct kz_mutex *m);
 
 KZ_API struct kz_cond *kz_cond_new(void);
 /* Unlock m, wait for a signal, then lock m again: it always returns with m
  * held, also on failure.  0, or -1 with ETIMEDOUT, ECANCELED, EPERM (m not
- * held by the caller, or in a hub callback), EXDEV, EINVAL.  Wake-ups are
- * not spurious, but the predicate may have changed again: loop on it. */
+ * held by the caller, or in a hub callback), EINVAL.  Wake-ups are not
+ * spurious, but the predicate may have changed again: loop on it. */
 KZ_API int kz_cond_wait(struct kz_cond *c, struct kz_mutex *m, double timeout);
-/* Wake the first waiter / every waiter.  0, or -1 with EXDEV, EINVAL. */
+/* Wake the first waiter / every waiter.  0, or -1 with EINVAL. */
 KZ_API int kz_cond_signal(struct kz_cond *c);
 KZ_API int kz_cond_broadcast(struct kz_cond *c);
 KZ_API int kz_cond_free(struct kz_cond *c);
 
 /* An event starts clear.  kz_event_set wakes every waiter and keeps later
  * waits from waiting until kz_event_clear.  kz_event_is_set returns 1 or 0
- * (-1 with EXDEV/EINVAL).  kz_event_wait: 0 once set, or -1 with ETIMEDOUT,
- * ECANCELED, EPERM, EXDEV, EINVAL. */
+ * (-1 with EINVAL).  kz_event_wait: 0 once set (also when a set woke it and
+ * a clear came before it ran), or -1 with ETIMEDOUT, ECANCELED, EPERM,
+ * EINVAL. */
 KZ_API struct kz_event *kz_event_new(void);
 KZ_API int kz_event_set(struct kz_event *e);
 KZ_API int kz_event_clear(struct kz_event *e);
@@ -525,9 +538,9 @@ KZ_API int kz_event_free(struct kz_event *e);
 /* A semaphore with value permits.  A bounded one (value > 0, else EINVAL)
  * refuses a release beyond its initial value with EOVERFLOW, which catches
  * releasing more than was acquired.  kz_sem_acquire: 0, or -1 with
- * ETIMEDOUT, ECANCELED, EPERM, EXDEV, EINVAL; kz_sem_try_acquire: EAGAIN when
- * no permit is free.  kz_sem_release: 0, or -1 with EOVERFLOW, EXDEV, EINVAL.
- * kz_sem_value: the free permits (-1 with EXDEV, EINVAL). */
+ * ETIMEDOUT, ECANCELED, EPERM, EINVAL; kz_sem_try_acquire: EAGAIN when no
+ * permit is free.  kz_sem_release: 0, or -1 with EOVERFLOW, EINVAL.
+ * kz_sem_value: the free permits (-1 with EINVAL). */
 KZ_API struct kz_sem *kz_sem_new(unsigned value);
 KZ_API struct kz_sem *kz_sem_new_bounded(unsigned value);
 KZ_API int kz_sem_acquire(struct kz_sem *s, double timeout);
@@ -538,36 +551,39 @@ KZ_API int kz_sem_free(struct kz_sem *s);
 
 /* ---- Queues ------------------------------------------------------------ */
 
-/* A queue of void * items between the green threads of one hub
- * (asyncio.Queue, LifoQueue, PriorityQueue), same rules as above.  A
+/* A queue of void * items between green threads, of one hub or several
+ * (asyncio.Queue, LifoQueue, PriorityQueue), same rules as above; the
+ * try-variants never wait, so any OS thread may use them (a plain thread
+ * may feed a queue with kz_queue_try_put).  A
  * priority queue returns the lowest priority first, equal priorities in put
  * order (kz_queue_put uses priority 0).  A bounded queue (capacity > 0)
  * makes put wait while it is full.  After kz_queue_close, put fails with
  * EPIPE at once; get returns what is left and then fails with EPIPE; waiting
  * putters and getters are woken with EPIPE (a waiting putter's item is not
- * added).  Items are the caller's: the queue never frees them. */
+ * added), whatever hub they wait on.  Items are the caller's: the queue
+ * never frees them. */
 struct kz_queue;
 enum { KZ_QUEUE_FIFO, KZ_QUEUE_LIFO, KZ_QUEUE_PRIORITY };
 
 /* NULL with EINVAL (unknown kind) or ENOMEM. */
 KZ_API struct kz_queue *kz_queue_new(int kind, size_t capacity);
 /* 0, or -1 with EPIPE (closed), ETIMEDOUT, ECANCELED, ENOMEM (an unbounded
- * queue could not grow), EPERM, EXDEV, EINVAL.  May switch. */
+ * queue could not grow), EPERM, EINVAL.  May switch. */
 KZ_API int kz_queue_put(struct kz_queue *q, void *item, double timeout);
 KZ_API int kz_queue_put_prio(struct kz_queue *q, void *item, long priority, double timeout);
 /* kz_queue_put without waiting: EAGAIN when full.  Does not switch. */
 KZ_API int kz_queue_try_put(struct kz_queue *q, void *item);
 /* 0 with the item in *item (if not NULL), or -1 with EPIPE (closed and
- * empty), ETIMEDOUT, ECANCELED, EPERM, EXDEV, EINVAL.  May switch. */
+ * empty), ETIMEDOUT, ECANCELED, EPERM, EINVAL.  May switch. */
 KZ_API int kz_queue_get(struct kz_queue *q, void **item, double timeout);
 /* kz_queue_get without waiting: EAGAIN when empty.  Does not switch. */
 KZ_API int kz_queue_try_get(struct kz_queue *q, void **item);
-/* Close q (see above); closing twice is harmless.  0, or -1 EXDEV, EINVAL. */
+/* Close q (see above); closing twice is harmless.  0, or -1 EINVAL. */
 KZ_API int kz_queue_close(struct kz_queue *q);
-/* Items held, or -1 with EXDEV, EINVAL. */
+/* Items held, or -1 with EINVAL. */
 KZ_API long kz_queue_size(struct kz_queue *q);
 /* Free q (not its items).  0, or -1 with EBUSY (green threads wait on it),
- * EXDEV, EINVAL. */
+ * EINVAL. */
 KZ_API int kz_queue_free(struct kz_queue *q);
 
 /* ---- Worker threads (run_in_executor) ------------------------------------ */

@@ -1,12 +1,15 @@
 /* test_combine.c: gather (ordered results; errors collected, or the first
  * error cancelling the rest; timeout), wait (FIRST_COMPLETED, FIRST_ERROR,
  * ALL_COMPLETED, timeout, the done/pending split), as_completed (completion
- * order, timeout, exhaustion), misuse. */
+ * order, timeout, exhaustion), misuse; and each over the futures of
+ * several hubs. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <kudzu.h>
 
+#include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #define P(i) ((void *)(intptr_t)(i))
 
@@ -180,4 +183,162 @@ Test(combine, misuse)
   cr_assert_eq(errno, EINVAL);
   cr_assert_eq(kz_gather(NULL, 0, NULL, NULL, 0, 1), 0, "nothing to wait for");
   free_all(bad, 1);
+}
+
+/* ---- Across hubs ---------------------------------------------------------------- */
+
+#define NHUBS 3
+static struct kz_remote *hubs[NHUBS];
+
+static void start_hubs(void)
+{
+  for (int i = 0; i < NHUBS; i++)
+    cr_assert_not_null(hubs[i] = kz_remote_start());
+}
+
+static void free_hubs(void)
+{
+  for (int i = 0; i < NHUBS; i++)
+    kz_remote_free(hubs[i]);
+}
+
+/* A task of ms milliseconds (nap) on hub i: its future is that hub's. */
+static kz_future_t remote_task(int i, intptr_t ms) { return kz_remote_spawn(hubs[i % NHUBS], nap, P(ms)); }
+
+Test(combine, gather_over_futures_of_3_hubs)
+{
+  uint64_t h[6];
+  void *res[6];
+  int err[6];
+  start_hubs();
+  for (int i = 0; i < 6; i++)
+    h[i] = remote_task(i, 30 - 5 * i);
+  cr_assert_eq(kz_gather(h, 6, res, err, 0, 30), 0);
+  for (int i = 0; i < 6; i++) {
+    cr_assert_eq((intptr_t)res[i], 30 - 5 * i, "in argument order");
+    cr_assert_eq(err[i], 0);
+  }
+  free_all(h, 6);
+  free_hubs();
+}
+
+struct gather_job {
+  uint64_t h[NHUBS];
+  void *res[NHUBS];
+  int r;
+};
+
+static void *gather_elsewhere(void *arg)
+{
+  struct gather_job *j = arg;
+  j->r = kz_gather(j->h, NHUBS, j->res, NULL, KZ_GATHER_ERRORS, 30);
+  return NULL;
+}
+
+Test(combine, a_green_thread_of_a_fourth_hub_gathers_with_errors)
+{
+  struct kz_remote *d = kz_remote_start();
+  struct gather_job j;
+  start_hubs();
+  j.h[0] = remote_task(0, 20);
+  j.h[1] = remote_task(1, -10);
+  j.h[2] = remote_task(2, 5);
+  kz_future_t f = kz_remote_spawn(d, gather_elsewhere, &j);
+  cr_assert_eq(kz_future_wait(f, NULL, 30), 0);
+  cr_assert_eq(j.r, 1, "one slot holds an error");
+  cr_assert_eq((intptr_t)j.res[0], 20);
+  cr_assert_null(j.res[1]);
+  cr_assert_eq((intptr_t)j.res[2], 5);
+  free_all(j.h, NHUBS);
+  kz_future_free(f);
+  kz_remote_free(d);
+  free_hubs();
+}
+
+Test(combine, gather_timeout_cancels_the_tasks_of_other_hubs)
+{
+  uint64_t h[NHUBS];
+  int err[NHUBS];
+  start_hubs();
+  h[0] = remote_task(0, 1);
+  h[1] = remote_task(1, 20000);
+  h[2] = remote_task(2, 20000);
+  cr_assert_eq(kz_gather(h, NHUBS, NULL, err, 0, 0.1), -1);
+  cr_assert_eq(errno, ETIMEDOUT);
+  cr_assert_eq(err[0], 0);
+  cr_assert_eq(err[1], ECANCELED);
+  cr_assert_eq(err[2], ECANCELED);
+  for (int i = 1; i < NHUBS; i++) {
+    cr_assert_eq(kz_future_wait(h[i], NULL, 10), -1, "cancelled on its own hub, long before 20 s");
+    cr_assert_eq(errno, ECANCELED);
+  }
+  free_all(h, NHUBS);
+  free_hubs();
+}
+
+/* Return what gate (a future of the test's hub) gives, once it does. */
+static void *gated(void *gate)
+{
+  void *res = NULL;
+  kz_future_wait((kz_future_t)(uintptr_t)gate, &res, 30);
+  return res;
+}
+
+Test(combine, wait_and_as_completed_over_futures_of_3_hubs)
+{
+  uint64_t h[NHUBS];
+  kz_future_t gate[NHUBS];
+  int idx;
+  void *res;
+  start_hubs();
+  for (int i = 0; i < NHUBS; i++) {
+    gate[i] = kz_future_new();
+    h[i] = kz_remote_spawn(hubs[i], gated, (void *)(uintptr_t)gate[i]);
+  }
+  uint64_t second = h[1];
+  cr_assert_eq(kz_wait(h, NHUBS, KZ_FIRST_COMPLETED, 0.05), 0, "a timeout returns the split");
+  kz_future_set_result(gate[1], P(11));
+  cr_assert_eq(kz_wait(h, NHUBS, KZ_FIRST_COMPLETED, 30), 1);
+  cr_assert_eq(h[0], second, "the second hub's task completed first");
+  struct kz_as_completed *it = kz_as_completed_new(h, NHUBS); /* h: second, first, third */
+  cr_assert_not_null(it);
+  cr_assert_eq(kz_as_completed_next(it, &res, NULL, 30), 0);
+  cr_assert_eq((intptr_t)res, 11);
+  kz_future_set_result(gate[2], P(12));
+  cr_assert_eq(idx = kz_as_completed_next(it, &res, NULL, 30), 2);
+  cr_assert_eq((intptr_t)res, 12);
+  kz_future_set_result(gate[0], P(10));
+  cr_assert_eq(idx = kz_as_completed_next(it, &res, NULL, 30), 1);
+  cr_assert_eq((intptr_t)res, 10);
+  cr_assert_eq(kz_as_completed_next(it, &res, NULL, 30), -1);
+  cr_assert_eq(errno, ENOENT);
+  cr_assert_eq(kz_as_completed_free(it), 0);
+  free_all(h, NHUBS);
+  for (int i = 0; i < NHUBS; i++)
+    kz_future_free(gate[i]);
+  free_hubs();
+}
+
+static _Atomic kz_green_t remote_green;
+
+static void *report_self(void *arg)
+{
+  remote_green = kz_self();
+  kz_sleep(30);
+  return NULL;
+}
+
+Test(combine, a_green_thread_handle_of_another_hub_stays_exdev)
+{
+  start_hubs();
+  kz_future_t f = kz_remote_spawn(hubs[0], report_self, NULL);
+  while (!remote_green)
+    kz_sleep(0.001);
+  uint64_t h[1] = {remote_green};
+  cr_assert_eq(kz_gather(h, 1, NULL, NULL, 0, 1), -1);
+  cr_assert_eq(errno, EXDEV);
+  kz_future_cancel(f);
+  kz_future_wait(f, NULL, 10);
+  kz_future_free(f);
+  free_hubs();
 }

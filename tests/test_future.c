@@ -1,7 +1,8 @@
 /* test_future.c: futures: set exactly once, waits with timeouts, errors and
  * cancellation, done callbacks on the hub (also added after completion),
  * green threads' completions as futures, completion and waiting across OS
- * threads, misuse. */
+ * threads, misuse; futures of one hub waited on, cancelled and given
+ * callbacks by green threads of others and by plain threads. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <kudzu.h>
@@ -9,6 +10,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -232,15 +234,6 @@ Test(future, green_thread_of_another_hub_waits)
   kz_future_free(f);
 }
 
-static void *cross_misuse(void *arg)
-{
-  kz_future_t f = *(kz_future_t *)arg;
-  int *errs = calloc(2, sizeof *errs);
-  errs[0] = kz_future_cancel(f) == -1 ? errno : 0;
-  errs[1] = kz_future_add_done_callback(f, log_cb, NULL) == -1 ? errno : 0;
-  return errs;
-}
-
 static int cb_err = -1;
 static void wait_in_callback(void *arg)
 {
@@ -252,8 +245,6 @@ Test(future, misuse)
   kz_future_t f = kz_future_new();
   kz_green_t g = kz_spawn(add_one, NULL);
   kz_future_t gf = kz_green_future(g);
-  pthread_t t;
-  int *errs;
   cr_assert_eq(kz_future_wait(0, NULL, 1), -1);
   cr_assert_eq(errno, EINVAL);
   cr_assert_eq(kz_future_set_result(12345, NULL), -1);
@@ -264,11 +255,6 @@ Test(future, misuse)
   cr_assert_eq(errno, EINVAL, "a green thread's future is set by it alone");
   cr_assert_eq(kz_future_add_done_callback(f, NULL, NULL), -1);
   cr_assert_eq(errno, EINVAL);
-  cr_assert_eq(pthread_create(&t, NULL, cross_misuse, &f), 0);
-  pthread_join(t, (void **)&errs);
-  cr_assert_eq(errs[0], EXDEV);
-  cr_assert_eq(errs[1], EXDEV);
-  free(errs);
   kz_call_soon(wait_in_callback, &f);
   kz_sleep(0.001);
   cr_assert_eq(cb_err, EPERM, "a hub callback never blocks");
@@ -307,4 +293,220 @@ Test(future, nan_timeout_is_einval_and_a_huge_one_waits)
   cr_assert_eq((intptr_t)huge.result, 5);
   cr_assert_eq(kz_future_wait(f, NULL, __builtin_nan("")), 0, "a complete future needs no wait");
   kz_future_free(f);
+}
+
+/* ---- Across hubs ---------------------------------------------------------------- */
+
+static pthread_t owner_thread;
+static _Atomic int cb_on_owner, cb_elsewhere;
+
+static void where_cb(kz_future_t f, void *arg)
+{
+  if (pthread_equal(pthread_self(), owner_thread))
+    cb_on_owner++;
+  else
+    cb_elsewhere++;
+}
+
+static void *cancel_and_add_callbacks(void *arg)
+{
+  kz_future_t f = *(kz_future_t *)arg;
+  intptr_t r = 0;
+  if (kz_future_add_done_callback(f, where_cb, NULL) != 0)
+    r |= 1;
+  if (kz_future_cancel(f) != 0)
+    r |= 2;
+  if (kz_future_cancel(f) != -1 || errno != EALREADY)
+    r |= 4;
+  if (kz_future_add_done_callback(f, where_cb, NULL) != 0) /* after completion */
+    r |= 8;
+  return (void *)r;
+}
+
+Test(future, another_thread_cancels_and_adds_callbacks_that_run_on_the_owner_hub)
+{
+  kz_future_t f = kz_future_new();
+  pthread_t t;
+  void *r;
+  owner_thread = pthread_self();
+  cr_assert_eq(pthread_create(&t, NULL, cancel_and_add_callbacks, &f), 0);
+  cr_assert_eq(kz_future_wait(f, NULL, 30), -1);
+  cr_assert_eq(errno, ECANCELED);
+  pthread_join(t, &r);
+  cr_assert_eq((intptr_t)r, 0, "failures %ld", (long)(intptr_t)r);
+  for (int i = 0; i < 3000 && cb_on_owner < 2; i++)
+    kz_sleep(0.001);
+  cr_assert_eq(cb_on_owner, 2, "both ran on the owner hub's thread");
+  cr_assert_eq(cb_elsewhere, 0);
+  kz_future_free(f);
+}
+
+static int nthreads_now(void)
+{
+  FILE *st = fopen("/proc/self/status", "r");
+  char line[256];
+  int n = -1;
+  while (st && fgets(line, sizeof line, st))
+    if (sscanf(line, "Threads: %d", &n) == 1)
+      break;
+  if (st)
+    fclose(st);
+  return n;
+}
+
+#define XWAITERS 40
+static kz_future_t xf;
+static _Atomic int xwaiting;
+
+static void *wait_for_xf(void *arg)
+{
+  void *res;
+  xwaiting++;
+  if (kz_future_wait(xf, &res, 30) != 0)
+    return (void *)1;
+  return res == (void *)77 ? NULL : (void *)2;
+}
+
+static void *spawn_waiters(void *arg)
+{
+  kz_future_t g[XWAITERS];
+  for (int i = 0; i < XWAITERS; i++)
+    g[i] = kz_spawn_future(wait_for_xf, NULL, NULL);
+  for (int i = 0; i < XWAITERS; i++) {
+    void *res = (void *)1;
+    if (kz_future_wait(g[i], &res, 30) != 0 || res != NULL)
+      return (void *)1;
+    kz_future_free(g[i]);
+  }
+  return NULL;
+}
+
+static void *make_xf(void *arg)
+{
+  owner_thread = pthread_self();
+  xf = kz_future_new();
+  return NULL;
+}
+
+static void *set_xf_with_callback(void *arg)
+{
+  if (kz_future_add_done_callback(xf, where_cb, NULL) != 0)
+    return (void *)1;
+  return kz_future_set_result(xf, (void *)77) == 0 ? NULL : (void *)2;
+}
+
+Test(future, completed_on_hub_a_waited_by_green_threads_of_b_and_c)
+{
+  struct kz_remote *a = kz_remote_start(), *b = kz_remote_start(), *c = kz_remote_start();
+  void *res;
+  kz_future_t made = kz_remote_spawn(a, make_xf, NULL);
+  cr_assert_eq(kz_future_wait(made, NULL, 30), 0);
+  kz_future_t wb = kz_remote_spawn(b, spawn_waiters, NULL);
+  kz_future_t wc = kz_remote_spawn(c, spawn_waiters, NULL);
+  int before = nthreads_now();
+  while (xwaiting < 2 * XWAITERS)
+    kz_sleep(0.001);
+  kz_sleep(0.02);
+  cr_assert_leq(nthreads_now(), before, "waiters park on their hubs: no thread is added for them");
+  cr_assert_eq(kz_future_state(xf), KZ_PENDING);
+  kz_future_t set = kz_remote_spawn(a, set_xf_with_callback, NULL); /* completes on its owner, a */
+  cr_assert_eq(kz_future_wait(set, &res, 30), 0);
+  cr_assert_null(res);
+  cr_assert_eq(kz_future_wait(wb, &res, 30), 0);
+  cr_assert_null(res, "every waiter on b got the result");
+  cr_assert_eq(kz_future_wait(wc, &res, 30), 0);
+  cr_assert_null(res, "every waiter on c got the result");
+  for (int i = 0; i < 3000 && !cb_on_owner; i++)
+    kz_sleep(0.001);
+  cr_assert_eq(cb_on_owner, 1, "the callback ran on the owner hub, a");
+  cr_assert_eq(cb_elsewhere, 0);
+  kz_future_free(xf);
+  kz_future_free(made);
+  kz_future_free(wb);
+  kz_future_free(wc);
+  kz_future_free(set);
+  kz_remote_free(a);
+  kz_remote_free(b);
+  kz_remote_free(c);
+}
+
+static void *wait_xf_briefly(void *arg)
+{
+  return (void *)(intptr_t)(kz_future_wait(xf, NULL, 0.05) == -1 ? errno : 0);
+}
+
+static _Atomic kz_green_t xwaiter_id;
+
+static void *wait_xf_forever(void *arg)
+{
+  xwaiter_id = kz_self();
+  return (void *)(intptr_t)(kz_future_wait(xf, NULL, KZ_FOREVER) == -1 ? errno : 0);
+}
+
+static void cancel_on_its_hub(void *arg) { kz_cancel(xwaiter_id); }
+
+Test(future, a_waiter_of_another_hub_times_out_and_is_cancelled)
+{
+  struct kz_remote *r = kz_remote_start();
+  void *res;
+  xf = kz_future_new();
+  kz_future_t t = kz_remote_spawn(r, wait_xf_briefly, NULL);
+  cr_assert_eq(kz_future_wait(t, &res, 30), 0);
+  cr_assert_eq((intptr_t)res, ETIMEDOUT);
+  kz_future_t c = kz_remote_spawn(r, wait_xf_forever, NULL);
+  while (!xwaiter_id)
+    kz_sleep(0.001);
+  kz_sleep(0.01);
+  cr_assert_eq(kz_remote_call_soon(r, cancel_on_its_hub, NULL), 0);
+  cr_assert_eq(kz_future_wait(c, &res, 30), -1);
+  cr_assert_eq(errno, ECANCELED);
+  cr_assert_eq(kz_future_state(xf), KZ_PENDING, "the waiters' ends leave the future alone");
+  cr_assert_eq(kz_future_set_result(xf, NULL), 0);
+  kz_future_free(xf);
+  kz_future_free(t);
+  kz_future_free(c);
+  kz_remote_free(r);
+}
+
+/* A completion racing a waiter's timeout, many times over: the wait either
+   returns the result or times out while the future is still pending. */
+#define RACES 2000
+static kz_future_t race_f[RACES];
+static _Atomic int race_done;
+
+static void *wait_racing(void *arg)
+{
+  for (int i = 0; i < RACES; i++) {
+    void *res;
+    while (!race_f[i])
+      kz_yield();
+    int r = kz_future_wait(race_f[i], &res, 0.0001 * (i % 3));
+    if (r == 0 && res != (void *)(intptr_t)(i + 1))
+      return (void *)1;
+    if (r == -1 && errno != ETIMEDOUT)
+      return (void *)2;
+    race_done = i + 1;
+  }
+  return NULL;
+}
+
+Test(future, a_completion_racing_a_timeout)
+{
+  struct kz_remote *r = kz_remote_start();
+  void *res;
+  kz_future_t w = kz_remote_spawn(r, wait_racing, NULL);
+  for (int i = 0; i < RACES; i++) {
+    kz_future_t f = kz_future_new();
+    race_f[i] = f;
+    if (i % 2)
+      kz_sleep(0.00005 * (i % 4));
+    cr_assert_eq(kz_future_set_result(f, (void *)(intptr_t)(i + 1)), 0);
+    while (race_done <= i)
+      kz_yield();
+    kz_future_free(f);
+  }
+  cr_assert_eq(kz_future_wait(w, &res, 60), 0);
+  cr_assert_null(res);
+  kz_future_free(w);
+  kz_remote_free(r);
 }

@@ -1,11 +1,13 @@
 /* test_group.c: groups bounded at N (spawn waits, try-spawn fails with
  * EAGAIN), join all, cancel all, errors, and kz_map's ordered results and
- * fail-fast. */
+ * fail-fast; and groups shared by green threads of several hubs. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <kudzu.h>
 
+#include <stdatomic.h>
 #include <stdint.h>
+#include <string.h>
 
 #define P(i) ((void *)(intptr_t)(i))
 
@@ -136,4 +138,121 @@ Test(group, map_of_an_impossible_size_is_enomem)
   errno = 0;
   cr_assert_eq(kz_map(identity, args, results, SIZE_MAX / 8 + 2, 0, KZ_FOREVER), -1);
   cr_assert_eq(errno, ENOMEM);
+}
+
+/* ---- Across hubs ---------------------------------------------------------------- */
+
+#define MAXHUBS 4
+#define LIMIT 3
+static struct kz_group *xgrp;
+static _Atomic int xrunning, xpeak, xfinished;
+
+static void *xmember(void *arg)
+{
+  int n = ++xrunning, p = xpeak;
+  while (n > p && !atomic_compare_exchange_weak(&xpeak, &p, n))
+    ;
+  kz_sleep(0.001);
+  xrunning--;
+  xfinished++;
+  return NULL;
+}
+
+/* Each hub's spawner puts 20 members into the shared group. */
+static void *spawner(void *arg)
+{
+  for (int i = 0; i < 20; i++)
+    if (!kz_group_spawn(xgrp, xmember, NULL, 30))
+      return P(1);
+  return NULL;
+}
+
+static void group_across(int hubs)
+{
+  struct kz_remote *r[MAXHUBS];
+  kz_future_t f[MAXHUBS];
+  void *res;
+  xgrp = kz_group_new(LIMIT);
+  xrunning = xpeak = xfinished = 0;
+  for (int i = 0; i < hubs; i++) {
+    cr_assert_not_null(r[i] = kz_remote_start());
+    f[i] = kz_remote_spawn(r[i], spawner, NULL);
+  }
+  for (int i = 0; i < hubs; i++) {
+    cr_assert_eq(kz_future_wait(f[i], &res, 60), 0);
+    cr_assert_null(res, "a spawn failed: %s", strerror(errno));
+  }
+  cr_assert_eq(kz_group_join(xgrp, 60), 0, "the test's hub joins members of every hub");
+  cr_assert_eq(xfinished, 20 * hubs);
+  cr_assert_leq(xpeak, LIMIT, "the bound holds across hubs");
+  cr_assert_eq(kz_group_size(xgrp), 0);
+  cr_assert_eq(kz_group_free(xgrp), 0);
+  for (int i = 0; i < hubs; i++) {
+    kz_future_free(f[i]);
+    kz_remote_free(r[i]);
+  }
+}
+
+Test(group, spawners_of_2_hubs_share_the_bound) { group_across(2); }
+Test(group, spawners_of_4_hubs_share_the_bound) { group_across(4); }
+
+static void *sleep_in_group(void *arg)
+{
+  xrunning++;
+  kz_sleep(30);
+  return NULL;
+}
+
+static void *spawn_sleepers(void *arg)
+{
+  for (int i = 0; i < 2; i++)
+    if (!kz_group_spawn(xgrp, sleep_in_group, NULL, 30))
+      return P(1);
+  return NULL;
+}
+
+static void *fail_in_group(void *arg) { kz_fail(ENOTCONN); }
+
+static void *spawn_failer(void *arg)
+{
+  return kz_group_spawn(xgrp, fail_in_group, NULL, 30) ? NULL : P(1);
+}
+
+static void *spawn_when_full(void *arg)
+{
+  return (void *)(intptr_t)(kz_group_spawn(xgrp, xmember, NULL, 0.05) ? 0 : errno);
+}
+
+Test(group, cancel_reaches_members_of_other_hubs_and_errors_come_back)
+{
+  struct kz_remote *a = kz_remote_start(), *b = kz_remote_start();
+  void *res;
+  xgrp = kz_group_new(4);
+  xrunning = 0;
+  kz_future_t fa = kz_remote_spawn(a, spawn_sleepers, NULL);
+  kz_future_t fb = kz_remote_spawn(b, spawn_sleepers, NULL);
+  cr_assert_eq(kz_future_wait(fa, &res, 30), 0);
+  cr_assert_null(res);
+  cr_assert_eq(kz_future_wait(fb, &res, 30), 0);
+  cr_assert_null(res);
+  while (xrunning < 4)
+    kz_sleep(0.001);
+  kz_future_t full = kz_remote_spawn(a, spawn_when_full, NULL);
+  cr_assert_eq(kz_future_wait(full, &res, 30), 0);
+  cr_assert_eq((intptr_t)res, ETIMEDOUT, "a spawner of another hub waits for room, then times out");
+  cr_assert_eq(kz_group_size(xgrp), 4);
+  cr_assert_eq(kz_group_cancel(xgrp), 0);
+  cr_assert_eq(kz_group_join(xgrp, 10), 0, "members of both hubs were cancelled long before 30 s");
+  cr_assert_eq(kz_group_size(xgrp), 0);
+  kz_future_t fail = kz_remote_spawn(b, spawn_failer, NULL);
+  cr_assert_eq(kz_future_wait(fail, &res, 30), 0);
+  cr_assert_eq(kz_group_join(xgrp, 10), -1);
+  cr_assert_eq(errno, ENOTCONN, "a member of another hub's error");
+  cr_assert_eq(kz_group_free(xgrp), 0);
+  kz_future_free(fa);
+  kz_future_free(fb);
+  kz_future_free(full);
+  kz_future_free(fail);
+  kz_remote_free(a);
+  kz_remote_free(b);
 }

@@ -1,12 +1,16 @@
 /* test_sync.c: mutex, condition, event, semaphore and bounded semaphore:
  * exclusion, FIFO hand-off, timeouts, try-variants, cancellation, the
- * condition's relock, over-release of a bounded semaphore, misuse. */
+ * condition's relock, over-release of a bounded semaphore, misuse; and the
+ * same objects shared by green threads of several hubs (remote hubs), and
+ * by plain OS threads. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <kudzu.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
+#include <unistd.h>
 
 static struct kz_mutex *mu;
 static int inside, max_inside, order[8], norder;
@@ -70,7 +74,12 @@ static void *unlock_elsewhere(void *arg)
   return (void *)(intptr_t)(kz_mutex_unlock(arg) == -1 ? errno : 0);
 }
 
-Test(sync, objects_of_another_hub_are_exdev)
+static void *release_elsewhere(void *arg)
+{
+  return (void *)(intptr_t)(kz_sem_release(arg) == -1 ? errno : 0);
+}
+
+Test(sync, a_plain_thread_releases_and_only_the_owner_unlocks)
 {
   pthread_t t;
   void *r;
@@ -78,9 +87,377 @@ Test(sync, objects_of_another_hub_are_exdev)
   kz_mutex_lock(mu, 1);
   cr_assert_eq(pthread_create(&t, NULL, unlock_elsewhere, mu), 0);
   pthread_join(t, &r);
-  cr_assert_eq((intptr_t)r, EXDEV);
+  cr_assert_eq((intptr_t)r, EPERM, "another OS thread does not hold it");
+  cr_assert_eq(kz_mutex_unlock(mu), 0);
+  cr_assert_eq(kz_mutex_free(mu), 0);
+  struct kz_sem *s = kz_sem_new(0);
+  cr_assert_eq(pthread_create(&t, NULL, release_elsewhere, s), 0);
+  cr_assert_eq(kz_sem_acquire(s, 10), 0, "woken by a thread with no hub");
+  pthread_join(t, &r);
+  cr_assert_eq((intptr_t)r, 0);
+  cr_assert_eq(kz_sem_free(s), 0);
+}
+
+/* ---- Across hubs ---------------------------------------------------------------- */
+
+#define MAXHUBS 4
+
+/* Run fn(arg) in `per` green threads on each of n remote hubs and wait for
+   them all (kz_future_wait from the test's own hub); every one must return
+   NULL. */
+static void on_hubs(int n, int per, kz_fn fn, void *arg)
+{
+  struct kz_remote *r[MAXHUBS];
+  kz_future_t f[MAXHUBS * 8];
+  for (int i = 0; i < n; i++)
+    cr_assert_not_null(r[i] = kz_remote_start());
+  for (int i = 0; i < n * per; i++)
+    cr_assert_neq(f[i] = kz_remote_spawn(r[i % n], fn, arg), 0);
+  for (int i = 0; i < n * per; i++) {
+    void *res = (void *)1;
+    cr_assert_eq(kz_future_wait(f[i], &res, 60), 0, "errno %d", errno);
+    cr_assert_null(res);
+    kz_future_free(f[i]);
+  }
+  for (int i = 0; i < n; i++)
+    kz_remote_free(r[i]);
+}
+
+#define INCREMENTS 10000
+static long counter;
+static int nthreads;
+
+static void *count_under_lock(void *arg)
+{
+  for (int i = 0; i < INCREMENTS / nthreads; i++) {
+    if (kz_mutex_lock(mu, KZ_FOREVER) != 0)
+      return (void *)1;
+    long v = counter; /* a read-yield-write: only exclusion keeps it exact */
+    if (i % 8 == 0)
+      kz_yield();
+    counter = v + 1;
+    if (kz_mutex_unlock(mu) != 0)
+      return (void *)2;
+  }
+  return NULL;
+}
+
+static void mutex_counter(int hubs)
+{
+  mu = kz_mutex_new();
+  counter = 0;
+  nthreads = hubs * 2;
+  on_hubs(hubs, 2, count_under_lock, NULL);
+  cr_assert_eq(counter, INCREMENTS, "%ld", counter);
+  cr_assert_eq(kz_mutex_free(mu), 0);
+}
+
+Test(sync, mutex_counter_on_2_hubs) { mutex_counter(2); }
+Test(sync, mutex_counter_on_4_hubs) { mutex_counter(4); }
+
+static struct kz_cond *xcv;
+static struct kz_event *xev;
+static _Atomic int xwaiting, xwoken;
+static int xready; /* under mu */
+
+static void *cond_waiter_x(void *arg)
+{
+  kz_mutex_lock(mu, KZ_FOREVER);
+  xwaiting++;
+  while (!xready)
+    if (kz_cond_wait(xcv, mu, 30) != 0)
+      return (void *)1;
+  xwoken++;
   kz_mutex_unlock(mu);
-  kz_mutex_free(mu);
+  return NULL;
+}
+
+static void *cond_broadcaster(void *arg)
+{
+  int n = (int)(intptr_t)arg;
+  for (;;) {
+    kz_mutex_lock(mu, KZ_FOREVER);
+    int w = xwaiting;
+    if (w == n) {
+      xready = 1;
+      kz_cond_broadcast(xcv);
+    }
+    kz_mutex_unlock(mu);
+    if (w == n)
+      return NULL;
+    kz_sleep(0.001);
+  }
+}
+
+static void *cond_or_broadcast(void *arg)
+{
+  static _Atomic int k;
+  return k++ == 0 ? cond_broadcaster(arg) : cond_waiter_x(arg);
+}
+
+static void cond_across(int hubs)
+{
+  mu = kz_mutex_new();
+  xcv = kz_cond_new();
+  xready = 0;
+  xwaiting = xwoken = 0;
+  /* hubs * 2 green threads: one broadcasts, the others wait */
+  on_hubs(hubs, 2, cond_or_broadcast, (void *)(intptr_t)(hubs * 2 - 1));
+  cr_assert_eq(xwoken, hubs * 2 - 1);
+  cr_assert_eq(kz_cond_free(xcv), 0);
+  cr_assert_eq(kz_mutex_free(mu), 0);
+}
+
+Test(sync, condition_broadcast_on_2_hubs) { cond_across(2); }
+Test(sync, condition_broadcast_on_4_hubs) { cond_across(4); }
+
+static void *signalled_one_by_one(void *arg)
+{
+  kz_mutex_lock(mu, KZ_FOREVER);
+  xwaiting++;
+  int r = kz_cond_wait(xcv, mu, 30);
+  xwoken++;
+  kz_mutex_unlock(mu);
+  return r == 0 ? NULL : (void *)1;
+}
+
+static void *signal_each(void *arg)
+{
+  struct kz_remote *r[MAXHUBS];
+  kz_future_t f[MAXHUBS];
+  for (int i = 0; i < 3; i++) {
+    r[i] = kz_remote_start();
+    f[i] = kz_remote_spawn(r[i], signalled_one_by_one, NULL);
+  }
+  while (xwaiting < 3)
+    kz_sleep(0.001);
+  for (int n = 1; n <= 3; n++) {
+    kz_mutex_lock(mu, KZ_FOREVER);
+    kz_cond_signal(xcv); /* exactly one waiter of some hub */
+    kz_mutex_unlock(mu);
+    while (xwoken < n)
+      kz_sleep(0.001);
+    kz_sleep(0.01);
+    cr_assert_eq(xwoken, n, "one signal wakes one waiter");
+  }
+  for (int i = 0; i < 3; i++) {
+    cr_assert_eq(kz_future_wait(f[i], NULL, 30), 0);
+    kz_future_free(f[i]);
+    kz_remote_free(r[i]);
+  }
+  return NULL;
+}
+
+Test(sync, condition_signal_wakes_one_waiter_of_another_hub)
+{
+  mu = kz_mutex_new();
+  xcv = kz_cond_new();
+  xwaiting = xwoken = 0;
+  kz_green_t g = kz_spawn(signal_each, NULL);
+  cr_assert_eq(kz_join(g, NULL, KZ_FOREVER), 0);
+}
+
+static void *event_waiter_x(void *arg)
+{
+  xwaiting++;
+  return kz_event_wait(xev, 30) == 0 ? NULL : (void *)1;
+}
+
+static void *set_when_all_wait(void *arg)
+{
+  while (xwaiting < 3)
+    usleep(1000);
+  kz_event_set(xev); /* a thread with no hub */
+  return NULL;
+}
+
+static void event_across(int hubs)
+{
+  pthread_t t;
+  xev = kz_event_new();
+  xwaiting = 0;
+  cr_assert_eq(pthread_create(&t, NULL, set_when_all_wait, NULL), 0);
+  on_hubs(hubs, hubs == 2 ? 2 : 1, event_waiter_x, NULL); /* at least 3 waiters */
+  pthread_join(t, NULL);
+  cr_assert_eq(kz_event_is_set(xev), 1);
+  cr_assert_eq(kz_event_free(xev), 0);
+}
+
+Test(sync, event_set_by_a_plain_thread_wakes_2_hubs) { event_across(2); }
+Test(sync, event_set_by_a_plain_thread_wakes_4_hubs) { event_across(4); }
+
+static struct kz_sem *xsem;
+static _Atomic int xholders, max_holders_x;
+
+static void *sem_user_x(void *arg)
+{
+  for (int i = 0; i < 300; i++) {
+    if (kz_sem_acquire(xsem, KZ_FOREVER) != 0)
+      return (void *)1;
+    int h = ++xholders;
+    int m = max_holders_x;
+    while (h > m && !atomic_compare_exchange_weak(&max_holders_x, &m, h))
+      ;
+    if (i % 4 == 0)
+      kz_yield();
+    xholders--;
+    if (kz_sem_release(xsem) != 0)
+      return (void *)2;
+  }
+  return NULL;
+}
+
+static void sem_across(int hubs)
+{
+  xsem = kz_sem_new_bounded(3);
+  xholders = max_holders_x = 0;
+  on_hubs(hubs, 2, sem_user_x, NULL);
+  cr_assert_leq(max_holders_x, 3, "never more holders than permits");
+  cr_assert_eq(kz_sem_value(xsem), 3, "every permit came back");
+  cr_assert_eq(kz_sem_free(xsem), 0);
+}
+
+Test(sync, semaphore_permits_conserved_on_2_hubs) { sem_across(2); }
+Test(sync, semaphore_permits_conserved_on_4_hubs) { sem_across(4); }
+
+static _Atomic kz_green_t xwaiter_id;
+
+static void *lock_forever_x(void *arg)
+{
+  xwaiter_id = kz_self();
+  return (void *)(intptr_t)(kz_mutex_lock(mu, KZ_FOREVER) == -1 ? errno : 0);
+}
+
+static void *lock_briefly_x(void *arg)
+{
+  return (void *)(intptr_t)(kz_mutex_lock(mu, 0.05) == -1 ? errno : 0);
+}
+
+static void cancel_on_its_hub(void *arg) { kz_cancel(xwaiter_id); }
+
+Test(sync, a_waiter_of_another_hub_times_out_and_is_cancelled)
+{
+  struct kz_remote *r = kz_remote_start();
+  void *res;
+  mu = kz_mutex_new();
+  xwaiter_id = 0;
+  cr_assert_eq(kz_mutex_lock(mu, 1), 0);
+  kz_future_t t = kz_remote_spawn(r, lock_briefly_x, NULL);
+  cr_assert_eq(kz_future_wait(t, &res, 30), 0);
+  cr_assert_eq((intptr_t)res, ETIMEDOUT);
+  kz_future_t c = kz_remote_spawn(r, lock_forever_x, NULL);
+  while (!xwaiter_id)
+    kz_sleep(0.001);
+  kz_sleep(0.01); /* it waits on the mutex by now, or soon: cancellation ends either */
+  cr_assert_eq(kz_remote_call_soon(r, cancel_on_its_hub, NULL), 0);
+  cr_assert_eq(kz_future_wait(c, &res, 30), -1);
+  cr_assert_eq(errno, ECANCELED, "its green thread was cancelled (errno %d)", errno);
+  cr_assert_eq(kz_mutex_unlock(mu), 0, "nothing was handed to the waiters that left");
+  cr_assert_eq(kz_mutex_trylock(mu), 0, "the mutex is free");
+  kz_mutex_unlock(mu);
+  cr_assert_eq(kz_mutex_free(mu), 0, "no waiter is left queued");
+  kz_future_free(t);
+  kz_future_free(c);
+  kz_remote_free(r);
+}
+
+/* A release races a timeout, many times over: each permit is either taken
+   by a wait that returns 0 or left in the semaphore, never lost to a wait
+   that timed out nor given twice. */
+#define RACES 3000
+static _Atomic int taken;
+
+static void *acquire_racing(void *arg)
+{
+  while (taken < RACES) {
+    if (kz_sem_acquire(xsem, 0.0001 * (taken % 3)) == 0)
+      taken++;
+    else if (errno != ETIMEDOUT)
+      return (void *)1;
+  }
+  return NULL;
+}
+
+Test(sync, a_release_racing_a_timeout_is_never_lost_nor_doubled)
+{
+  struct kz_remote *r = kz_remote_start();
+  xsem = kz_sem_new(0);
+  taken = 0;
+  kz_future_t f = kz_remote_spawn(r, acquire_racing, NULL);
+  for (int i = 0; i < RACES; i++) {
+    cr_assert_eq(kz_sem_release(xsem), 0);
+    while (taken + kz_sem_value(xsem) <= i) /* until this permit is somewhere */
+      kz_yield();
+    if (i % 2)
+      kz_sleep(0.00005 * (i % 4));
+  }
+  void *res;
+  cr_assert_eq(kz_future_wait(f, &res, 60), 0);
+  cr_assert_null(res);
+  cr_assert_eq(taken, RACES);
+  cr_assert_eq(kz_sem_value(xsem), 0, "no permit doubled");
+  cr_assert_eq(kz_sem_free(xsem), 0);
+  kz_future_free(f);
+  kz_remote_free(r);
+}
+
+/* Unlocks race the timeouts of lockers of another hub: each lock that
+   returns 0 owns the mutex alone (the counter stays exact), one that timed
+   out owns nothing, and no waiter is left queued or woken twice. */
+static _Atomic int xlocked;
+
+static void *lock_with_timeouts(void *arg)
+{
+  for (int i = 0; i < 2000; i++) {
+    if (kz_mutex_lock(mu, 0.0001 * (i % 3)) != 0) {
+      if (errno != ETIMEDOUT)
+        return (void *)1;
+      continue;
+    }
+    long v = counter;
+    if (i % 4 == 0)
+      kz_yield();
+    counter = v + 1;
+    xlocked++;
+    if (kz_mutex_unlock(mu) != 0)
+      return (void *)2;
+  }
+  return NULL;
+}
+
+static void *lock_forever_briefly(void *arg)
+{
+  for (int i = 0; i < 2000; i++) {
+    if (kz_mutex_lock(mu, KZ_FOREVER) != 0)
+      return (void *)1;
+    long v = counter;
+    if (i % 2 == 0)
+      kz_sleep(0.00002);
+    counter = v + 1;
+    xlocked++;
+    if (kz_mutex_unlock(mu) != 0)
+      return (void *)2;
+  }
+  return NULL;
+}
+
+static void *timeouts_or_forever(void *arg)
+{
+  static _Atomic int k;
+  return k++ % 2 ? lock_with_timeouts(arg) : lock_forever_briefly(arg);
+}
+
+Test(sync, mutex_unlocks_racing_timeouts_of_other_hubs)
+{
+  mu = kz_mutex_new();
+  counter = 0;
+  xlocked = 0;
+  on_hubs(2, 2, timeouts_or_forever, NULL); /* each hub: one of each kind */
+  cr_assert_eq(counter, xlocked, "every lock that succeeded owned the mutex alone");
+  cr_assert_geq(xlocked, 2 * 2000, "the lockers without a timeout all got it");
+  cr_assert_eq(kz_mutex_trylock(mu), 0, "the mutex is free");
+  cr_assert_eq(kz_mutex_unlock(mu), 0);
+  cr_assert_eq(kz_mutex_free(mu), 0, "no waiter is left queued");
 }
 
 static void *cancelled_locker(void *arg)
