@@ -453,3 +453,12 @@ void kz__hubs_post_others(struct kz__hub *self, struct kz__post *(*make)(void *a
   }
   kz__os_unlock(&mon.lock);
 }
+
+/* Note D: under mon.lock, no hub can be freed meanwhile. */
+void kz__hubs_each(void (*fn)(struct kz__hub *hub, void *arg), void *arg)
+{
+  kz__os_lock(&mon.lock);
+  for (struct kz__link *l = mon.hubs.next; l != &mon.hubs; l = l->next)
+    fn(kz__container_of(l, struct kz__hub, watch.link), arg);
+  kz__os_unlock(&mon.lock);
+}
