@@ -73,8 +73,7 @@
  *    guarantees it never starts late, writing over the next one; a hub
  *    that has begun gets CRASH_PART_NS to finish.  CRASH_SIGNAL is the
  *    monitor's backtrace signal, never blocked on a hub's OS thread
- *    (sigmask.c, note A; unblocked here when a hub starts, since a remote
- *    hub's thread starts with every signal blocked), and its handler is
+ *    (sigmask.c, note A, as the fault signals are not), and its handler is
  *    installed when a report starts: the monitor's is no longer wanted.  A
  *    fault on a second hub while a report is written waits (bounded) for
  *    the report's end before dying, and its hub answers too, its running
@@ -82,6 +81,22 @@
  *    process any more (a hub that ended, the parent's hubs after a fork)
  *    fails tgkill with ESRCH and is skipped without a word; after the fork
  *    of a threaded process the child's table is reset to its own hub.
+ * F. libunwind calls libc through the dynamic linker like any library:
+ *    sigprocmask around its locks, open, read and mmap to read an object's
+ *    symbols.  Under the shim, in a green thread, these are the program's
+ *    calls: the mask is the green thread's alone (the OS thread's signals
+ *    stay unblocked while libunwind holds its lock), and every interposed
+ *    call may yield to the hub (preload/init.c, note D).  Yielding from a
+ *    handler that runs on the alternate signal stack leaves frames there
+ *    that the next signal overwrites, and leaves libunwind's lock held by
+ *    the OS thread: the next unwinding on that thread waits for ever (seen:
+ *    a hub faulting at address 0x30 in ev_run, then its crash report
+ *    stuck on libunwind's lock).  So the runtime's handlers that unwind
+ *    (the fault's, a hub's part of the report, and the monitor's: monitor.c,
+ *    note B) take the hub off its green thread while they run
+ *    (hub->current NULL, restored on the way out): the shim passes every
+ *    call straight through, as on the hub's own context.  Nothing switches
+ *    in a handler, so the interrupted code finds hub->current as it left it.
  */
 #include "internal.h"
 
@@ -469,7 +484,7 @@ struct crash_group {
   size_t count;            /* how many have that key */
 };
 
-static void others_out(struct out *o, struct kz__hub *hub)
+static void others_out(struct out *o, struct kz__hub *hub, struct kz_green *running)
 {
   struct crash_group groups[CRASH_OTHERS];
   size_t ngroups = 0, unlisted = 0, unseen = 0, seen = 0;
@@ -477,7 +492,7 @@ static void others_out(struct out *o, struct kz__hub *hub)
     struct kz_green *g = kz__container_of(l, struct kz_green, all);
     uint64_t key;
     size_t i;
-    if (g == hub->current)
+    if (g == running)
       continue;
     if (seen++ >= CRASH_SCAN) {
       unseen++;
@@ -611,21 +626,38 @@ static void hub_heading(struct out *o, struct kz__hub *hub, const char *role, co
 }
 
 /* A hub's part, on its own thread, in the handler of CRASH_SIGNAL (note E):
-   the context the signal interrupted, then the hub's other green threads. */
-static void hub_part(struct kz__hub *hub, void *ucv)
+   the context the signal interrupted (running: the green thread, or NULL),
+   then the hub's other green threads. */
+static void hub_part(struct kz__hub *hub, struct kz_green *running, void *ucv)
 {
   struct out o = {.fd = 2};
   unw_cursor_t cur;
   hub_heading(&o, hub, "", ":\n");
-  if (hub->current) {
-    green_out(&o, hub->current);
+  if (running) {
+    green_out(&o, running);
     out_str(&o, " (interrupted for the report)\n");
   } else {
     out_str(&o, "the hub's own context (polling, or running a callback), interrupted for the report\n");
   }
   if (unw_init_local2(&cur, (unw_context_t *)ucv, UNW_INIT_SIGNAL_FRAME) == 0)
     backtrace_out(&o, &cur, CRASH_FRAMES);
-  others_out(&o, hub);
+  others_out(&o, hub, running);
+}
+
+/* Note F: while one of the runtime's handlers runs, the hub's thread is
+   on no green thread, for the shim. */
+static struct kz_green *handler_enter(struct kz__hub *hub)
+{
+  struct kz_green *g = hub ? hub->current : NULL;
+  if (hub)
+    hub->current = NULL;
+  return g;
+}
+
+static void handler_leave(struct kz__hub *hub, struct kz_green *g)
+{
+  if (hub)
+    hub->current = g;
 }
 
 static void crash_part_handler(int sig, siginfo_t *si, void *ucv)
@@ -639,8 +671,11 @@ static void crash_part_handler(int sig, siginfo_t *si, void *ucv)
     errno = saved; /* not asked, or no longer: the reporter went on */
     return;
   }
-  if (hub)
-    hub_part(hub, ucv);
+  if (hub) {
+    struct kz_green *running = handler_enter(hub);
+    hub_part(hub, running, ucv);
+    handler_leave(hub, running);
+  }
   atomic_store(&crash.state, PART_DONE);
   wake_all(&crash.state);
   errno = saved;
@@ -694,13 +729,13 @@ static bool other_hubs_out(struct out *o)
   return asked || lost;
 }
 
-/* The faulting hub's green threads but the faulting one, then every other
-   hub's part (notes D, E). */
-static void hubs_out(struct out *o, struct kz__hub *hub)
+/* The faulting hub's green threads but the faulting one (g), then every
+   other hub's part (notes D, E). */
+static void hubs_out(struct out *o, struct kz__hub *hub, struct kz_green *g)
 {
   hub_heading(o, hub, " (the faulting one)", "; the others:\n");
   out_flush(o);
-  others_out(o, hub);
+  others_out(o, hub, g);
   if (other_hubs_out(o)) {
     out_str(o, "kudzu: end of the crash report\n");
     out_flush(o);
@@ -710,9 +745,9 @@ static void hubs_out(struct out *o, struct kz__hub *hub)
 /* The crash report of a fault on a hub's thread (note D): what and where,
    the faulting context's backtrace, then (KUDZU_CRASH=all) the other green
    threads of every hub. */
-static void crash_report(struct kz__hub *hub, int sig, const siginfo_t *si, void *ucv, bool overflow)
+static void crash_report(struct kz__hub *hub, struct kz_green *g, int sig, const siginfo_t *si, void *ucv,
+                         bool overflow)
 {
-  struct kz_green *g = hub->current;
   struct out o = {.fd = 2};
   unw_cursor_t cur;
   out_str(&o, "kudzu: ");
@@ -748,11 +783,12 @@ static void crash_report(struct kz__hub *hub, int sig, const siginfo_t *si, void
                          : "in a callback run by the hub");
   }
   out_str(&o, "\n");
+  out_flush(&o); /* said, whatever the unwinding below meets */
   if (unw_init_local2(&cur, (unw_context_t *)ucv, UNW_INIT_SIGNAL_FRAME) == 0)
     backtrace_out(&o, &cur, CRASH_FRAMES);
   out_flush(&o);
   if (crash_all)
-    hubs_out(&o, hub);
+    hubs_out(&o, hub, g);
 }
 
 /* Whether this thread writes the report (once per process); if another
@@ -839,7 +875,9 @@ static void fatal_handler(int sig, siginfo_t *si, void *ucv)
     /* ignored, as it would have been */
   } else {
     if (hub && fault && report_begin()) {
-      crash_report(hub, sig, si, ucv, overflow || (sig == SIGSEGV && near_sp(ucv, si->si_addr)));
+      handler_enter(hub); /* g: hub->current */
+      crash_report(hub, g, sig, si, ucv, overflow || (sig == SIGSEGV && near_sp(ucv, si->si_addr)));
+      handler_leave(hub, g);
       report_end();
     }
     die_default(sig, si);
@@ -860,7 +898,7 @@ void kz__overflow_die(struct kz_green *g, const void *addr)
     backtrace_write(2, &cur, 24);
   if (crash_all && report_begin()) {
     struct out o = {.fd = 2};
-    hubs_out(&o, g->hub);
+    hubs_out(&o, g->hub, g->hub->current);
     report_end();
   }
   kz__os_sigaction(SIGSEGV, &dfl, NULL);
@@ -903,14 +941,8 @@ static void fatal_install(void)
 void kz__debug_thread_init(struct kz__hub *hub)
 {
   stack_t ss, old;
-  sigset_t report;
   kz__os_once(&fatal_once, fatal_install); /* libc's, not the shim's (internal.h) */
-  /* note E: the hub answers the report's signal (a remote hub's thread
-     starts with every signal blocked) */
-  sigemptyset(&report);
-  sigaddset(&report, CRASH_SIGNAL);
-  kz__syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &report, NULL, _NSIG / 8);
-  tids_add(os_tid());
+  tids_add(os_tid()); /* note E; its thread never blocks CRASH_SIGNAL (sigmask.c, note A) */
   if (sigaltstack(NULL, &old) == 0 && !(old.ss_flags & SS_DISABLE))
     return; /* the thread has one already */
   if (!(hub->altstack = malloc(ALTSTACK_SIZE)))
