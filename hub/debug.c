@@ -891,6 +891,7 @@ void kz__overflow_die(struct kz_green *g, const void *addr)
   unw_context_t uc;
   unw_cursor_t cur;
   struct sigaction dfl = {.sa_handler = SIG_DFL};
+  handler_enter(g->hub); /* note F: in a switch, and never returning */
   kz__say("stack overflow in green thread %u \"%s\" (stack %zu bytes at %p, fault at %p)",
           (unsigned)g->id, kz__green_name(g, nbuf), g->stack.size, (void *)g->stack.base, addr);
   unw_getcontext(&uc);
@@ -898,7 +899,7 @@ void kz__overflow_die(struct kz_green *g, const void *addr)
     backtrace_write(2, &cur, 24);
   if (crash_all && report_begin()) {
     struct out o = {.fd = 2};
-    hubs_out(&o, g->hub, g->hub->current);
+    hubs_out(&o, g->hub, g); /* g's own stack is not to be trusted */
     report_end();
   }
   kz__os_sigaction(SIGSEGV, &dfl, NULL);
