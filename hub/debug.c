@@ -91,12 +91,16 @@
  *    that the next signal overwrites, and leaves libunwind's lock held by
  *    the OS thread: the next unwinding on that thread waits for ever (seen:
  *    a hub faulting at address 0x30 in ev_run, then its crash report
- *    stuck on libunwind's lock).  So the runtime's handlers that unwind
- *    (the fault's, a hub's part of the report, and the monitor's: monitor.c,
- *    note B) take the hub off its green thread while they run
- *    (hub->current NULL, restored on the way out): the shim passes every
- *    call straight through, as on the hub's own context.  Nothing switches
- *    in a handler, so the interrupted code finds hub->current as it left it.
+ *    stuck on libunwind's lock).  A green thread calling kz_dump could so
+ *    yield with that lock held, and the next kz_dump on its hub wait for
+ *    ever; or park in a write to a full pipe while the others changed the
+ *    list it walks.  So the runtime's handlers that unwind (the fault's, a hub's
+ *    part of the report, and the monitor's: monitor.c, note B), kz_dump and
+ *    the canary's overflow report take the hub off its green thread while
+ *    they run (hub->current NULL, restored on the way out): the shim passes
+ *    every call straight through, as on the hub's own context, and the
+ *    slice's signal sees no green thread to preempt.  Nothing switches
+ *    meanwhile, so the interrupted code finds hub->current as it left it.
  */
 #include "internal.h"
 
@@ -273,14 +277,31 @@ static void describe_wait(int fd, struct kz_green *g)
     dprintf(fd, " (timeout in %.3f s)", g->until - kz__now());
 }
 
-static void dump_one(int fd, struct kz__hub *hub, struct kz_green *g)
+/* Note F: while the runtime unwinds (its handlers, kz_dump), the hub's thread is
+   on no green thread, for the shim. */
+static struct kz_green *handler_enter(struct kz__hub *hub)
+{
+  struct kz_green *g = hub ? hub->current : NULL;
+  if (hub)
+    hub->current = NULL;
+  return g;
+}
+
+static void handler_leave(struct kz__hub *hub, struct kz_green *g)
+{
+  if (hub)
+    hub->current = g;
+}
+
+/* g's entry; self is the green thread that dumps (NULL: the hub's context). */
+static void dump_one(int fd, struct kz_green *self, struct kz_green *g)
 {
   char nbuf[24];
   unw_context_t uc;
   unw_cursor_t cur;
   int st = g->state == KZ__S_READY ? KZ_RUNNING : g->state;
   dprintf(fd, "green %u \"%s\" %s%s", (unsigned)g->id, kz__green_name(g, nbuf), kz_state_name(st),
-          g == hub->current ? " (current)" : "");
+          g == self ? " (current)" : "");
   if (g->state == KZ_BLOCKED)
     describe_wait(fd, g);
   if (g->flags & KZ__G_CANCEL)
@@ -290,7 +311,7 @@ static void dump_one(int fd, struct kz__hub *hub, struct kz_green *g)
     dprintf(fd, "    (not started)\n");
     return;
   }
-  if (g == hub->current) {
+  if (g == self) {
     unw_getcontext(&uc);
     if (unw_init_local(&cur, &uc) == 0) {
       unw_step(&cur); /* skip dump_one */
@@ -306,15 +327,18 @@ static void dump_one(int fd, struct kz__hub *hub, struct kz_green *g)
 int kz_dump(int fd)
 {
   struct kz__hub *hub = kz__tls_hub;
+  struct kz_green *self;
   struct kz__link *l;
   if (!hub) {
     dprintf(fd, "kudzu: no hub on this OS thread\n");
     return 0;
   }
+  self = handler_enter(hub); /* note F */
   dprintf(fd, "kudzu hub %p: %zu green threads%s\n", (void *)hub, hub->nlive,
-          hub->current ? "" : " (dumped from a hub callback)");
+          self ? "" : " (dumped from a hub callback)");
   for (l = hub->all.next; l != &hub->all; l = l->next)
-    dump_one(fd, hub, kz__container_of(l, struct kz_green, all));
+    dump_one(fd, self, kz__container_of(l, struct kz_green, all));
+  handler_leave(hub, self);
   return 0;
 }
 
@@ -642,22 +666,6 @@ static void hub_part(struct kz__hub *hub, struct kz_green *running, void *ucv)
   if (unw_init_local2(&cur, (unw_context_t *)ucv, UNW_INIT_SIGNAL_FRAME) == 0)
     backtrace_out(&o, &cur, CRASH_FRAMES);
   others_out(&o, hub, running);
-}
-
-/* Note F: while one of the runtime's handlers runs, the hub's thread is
-   on no green thread, for the shim. */
-static struct kz_green *handler_enter(struct kz__hub *hub)
-{
-  struct kz_green *g = hub ? hub->current : NULL;
-  if (hub)
-    hub->current = NULL;
-  return g;
-}
-
-static void handler_leave(struct kz__hub *hub, struct kz_green *g)
-{
-  if (hub)
-    hub->current = g;
 }
 
 static void crash_part_handler(int sig, siginfo_t *si, void *ucv)
