@@ -45,6 +45,62 @@
  *    the executable segments of libkudzu and the preload library found
  *    with dl_iterate_phdr when the handlers are installed (the handler
  *    itself may not take the loader's lock).
+ * E. Several hubs.  The report covers every hub, each headed with its OS
+ *    thread (id and name) and whether the fault is there.  What may the
+ *    faulting thread read of a hub that runs on another core?  Nothing but
+ *    its OS thread's id: hub_tids, atomic words written when the hub starts
+ *    and ends.  Its green-thread list, its current green thread and the
+ *    stacks of its parked ones change under a reader without any lock (a
+ *    green thread resumed while libunwind walks its stack overwrites the
+ *    frames being read; a green thread that ends gives its stack and its
+ *    struct back), and its struct itself may be freed if the hub ends
+ *    meanwhile.  Stopping it by a signal first is not enough either: the
+ *    reporter would then unwind while the stopped thread may hold a lock the
+ *    unwinder needs (the loader's, which libunwind's unw_step takes through
+ *    dl_iterate_phdr, and glibc takes without blocking signals: a C++
+ *    throw, a dlopen), and wait for ever.  So each hub writes its own part,
+ *    on its own thread, in a handler of CRASH_SIGNAL, where its state is as
+ *    quiescent as the faulting hub's is in the fault's handler and the
+ *    context it was running is the handler's interrupted one (its running
+ *    green thread's backtrace, which nobody else could take).  The hubs are
+ *    asked one at a time, the reporter holding no lock meanwhile, and each
+ *    resumes once its part is written.  Every wait is bounded: a hub that
+ *    has not begun its part CRASH_BEGIN_NS after the signal (the signal
+ *    blocked by the program's raw sigprocmask, the thread stopped in the
+ *    kernel, or waiting for a lock the faulting thread holds) is named as
+ *    not answering and skipped, and the handshake (asked: ASKED, then BEGUN
+ *    by the hub or SKIPPED by the reporter, one compare-and-swap each)
+ *    guarantees it never starts late, writing over the next one; a hub
+ *    that has begun gets CRASH_PART_NS to finish.  CRASH_SIGNAL is the
+ *    monitor's backtrace signal, never blocked on a hub's OS thread
+ *    (sigmask.c, note A, as the fault signals are not), and its handler is
+ *    installed when a report starts: the monitor's is no longer wanted.  A
+ *    fault on a second hub while a report is written waits (bounded) for
+ *    the report's end before dying, and its hub answers too, its running
+ *    context showing where it faulted.  An id that is no thread of the
+ *    process any more (a hub that ended, the parent's hubs after a fork)
+ *    fails tgkill with ESRCH and is skipped without a word; after the fork
+ *    of a threaded process the child's table is reset to its own hub.
+ * F. libunwind calls libc through the dynamic linker like any library:
+ *    sigprocmask around its locks, open, read and mmap to read an object's
+ *    symbols.  Under the shim, in a green thread, these are the program's
+ *    calls: the mask is the green thread's alone (the OS thread's signals
+ *    stay unblocked while libunwind holds its lock), and every interposed
+ *    call may yield to the hub (preload/init.c, note D).  Yielding from a
+ *    handler that runs on the alternate signal stack leaves frames there
+ *    that the next signal overwrites, and leaves libunwind's lock held by
+ *    the OS thread: the next unwinding on that thread waits for ever (seen:
+ *    a hub faulting at address 0x30 in ev_run, then its crash report
+ *    stuck on libunwind's lock).  A green thread calling kz_dump could so
+ *    yield with that lock held, and the next kz_dump on its hub wait for
+ *    ever; or park in a write to a full pipe while the others changed the
+ *    list it walks.  So the runtime's handlers that unwind (the fault's, a hub's
+ *    part of the report, and the monitor's: monitor.c, note B), kz_dump and
+ *    the canary's overflow report take the hub off its green thread while
+ *    they run (hub->current NULL, restored on the way out): the shim passes
+ *    every call straight through, as on the hub's own context, and the
+ *    slice's signal sees no green thread to preempt.  Nothing switches
+ *    meanwhile, so the interrupted code finds hub->current as it left it.
  */
 #include "internal.h"
 
@@ -54,6 +110,7 @@
 #include <libunwind.h>
 
 #include <link.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -62,7 +119,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -217,14 +276,31 @@ static void describe_wait(int fd, struct kz_green *g)
     dprintf(fd, " (timeout in %.3f s)", g->until - kz__now());
 }
 
-static void dump_one(int fd, struct kz__hub *hub, struct kz_green *g)
+/* Note F: while the runtime unwinds (its handlers, kz_dump), the hub's thread is
+   on no green thread, for the shim. */
+static struct kz_green *handler_enter(struct kz__hub *hub)
+{
+  struct kz_green *g = hub ? hub->current : NULL;
+  if (hub)
+    hub->current = NULL;
+  return g;
+}
+
+static void handler_leave(struct kz__hub *hub, struct kz_green *g)
+{
+  if (hub)
+    hub->current = g;
+}
+
+/* g's entry; self is the green thread that dumps (NULL: the hub's context). */
+static void dump_one(int fd, struct kz_green *self, struct kz_green *g)
 {
   char nbuf[24];
   unw_context_t uc;
   unw_cursor_t cur;
   int st = g->state == KZ__S_READY ? KZ_RUNNING : g->state == KZ__S_AWAY ? KZ_BLOCKED : g->state;
   dprintf(fd, "green %u \"%s\" %s%s", (unsigned)g->id, kz__green_name(g, nbuf), kz_state_name(st),
-          g == hub->current ? " (current)" : "");
+          g == self ? " (current)" : "");
   if (g->state == KZ_BLOCKED)
     describe_wait(fd, g);
   if (g->flags & KZ__G_CANCEL)
@@ -234,7 +310,7 @@ static void dump_one(int fd, struct kz__hub *hub, struct kz_green *g)
     dprintf(fd, "    (not started)\n");
     return;
   }
-  if (g == hub->current) {
+  if (g == self) {
     unw_getcontext(&uc);
     if (unw_init_local(&cur, &uc) == 0) {
       unw_step(&cur); /* skip dump_one */
@@ -250,15 +326,18 @@ static void dump_one(int fd, struct kz__hub *hub, struct kz_green *g)
 int kz_dump(int fd)
 {
   struct kz__hub *hub = kz__tls_hub;
+  struct kz_green *self;
   struct kz__link *l;
   if (!hub) {
     dprintf(fd, "kudzu: no hub on this OS thread\n");
     return 0;
   }
+  self = handler_enter(hub); /* note F */
   dprintf(fd, "kudzu hub %p: %zu green threads%s\n", (void *)hub, hub->nlive,
-          hub->current ? "" : " (dumped from a hub callback)");
+          self ? "" : " (dumped from a hub callback)");
   for (l = hub->all.next; l != &hub->all; l = l->next)
-    dump_one(fd, hub, kz__container_of(l, struct kz_green, all));
+    dump_one(fd, self, kz__container_of(l, struct kz_green, all));
+  handler_leave(hub, self);
   return 0;
 }
 
@@ -418,26 +497,25 @@ static uint64_t stack_key(struct kz_green *g)
   return h;
 }
 
-/* Note D: the other green threads of the hub, those with the same stack
-   listed once with their count, at most CRASH_OTHERS stacks, from the
-   first CRASH_SCAN green threads.  Static: one report per process. */
+/* Note D: the green threads of hub but its current one, those with the
+   same stack listed once with their count, at most CRASH_OTHERS stacks,
+   from the first CRASH_SCAN green threads.  The groups are on the stack
+   (the signal stack, 1.5 KiB): two hubs' parts never share them (note E). */
 struct crash_group {
   uint64_t key;            /* stack_key of its green threads */
   struct kz_green *first;  /* the one shown */
   size_t count;            /* how many have that key */
 };
-static struct crash_group groups[CRASH_OTHERS];
 
-static void others_out(struct out *o, struct kz__hub *hub)
+static void others_out(struct out *o, struct kz__hub *hub, struct kz_green *running)
 {
+  struct crash_group groups[CRASH_OTHERS];
   size_t ngroups = 0, unlisted = 0, unseen = 0, seen = 0;
-  if (hub->nlive <= (hub->current ? 1u : 0u))
-    return;
   for (struct kz__link *l = hub->all.next; l != &hub->all; l = l->next) {
     struct kz_green *g = kz__container_of(l, struct kz_green, all);
     uint64_t key;
     size_t i;
-    if (g == hub->current)
+    if (g == running)
       continue;
     if (seen++ >= CRASH_SCAN) {
       unseen++;
@@ -453,7 +531,6 @@ static void others_out(struct out *o, struct kz__hub *hub)
     else
       unlisted++;
   }
-  out_str(o, "kudzu: the other green threads of this hub:\n");
   for (size_t i = 0; i < ngroups; i++) {
     green_out(o, groups[i].first);
     if (groups[i].count > 1) {
@@ -480,12 +557,204 @@ static void others_out(struct out *o, struct kz__hub *hub)
   out_flush(o);
 }
 
+/* ---- Every hub in the report (note E) -------------------------------------- */
+
+#define CRASH_SIGNAL (SIGRTMAX - 2)   /* monitor.c's BT_SIGNAL (note E) */
+#define CRASH_HUBS 1024               /* hubs whose OS thread is known, at most */
+#define CRASH_BEGIN_NS 1000000000L    /* a hub asked has 1 s to begin its part */
+#define CRASH_PART_NS 10000000000L    /* and 10 s to write it */
+#define CRASH_LATE_NS 60000000000L    /* a second fault waits at most this for the report */
+
+static _Atomic pid_t hub_tids[CRASH_HUBS]; /* each hub's OS thread; 0: a free slot */
+static _Atomic int hub_tids_lost;          /* hubs that found no free slot */
+
+/* The handshake of one hub's part: the reporter sets asked and state ASKED
+   and signals the hub's thread; the hub's handler moves ASKED to BEGUN, or
+   the reporter, after CRASH_BEGIN_NS, to SKIPPED (one compare-and-swap
+   decides); a hub that began sets DONE.  state is the futex word the
+   reporter sleeps on.  over is the futex word a second fault sleeps on. */
+enum { PART_ASKED, PART_BEGUN, PART_SKIPPED, PART_DONE };
+static struct {
+  _Atomic pid_t reporter; /* the OS thread writing the report */
+  _Atomic pid_t asked;    /* the hub whose part is wanted now */
+  _Atomic int state;      /* PART_* */
+  _Atomic int over;       /* 1 once the report is written */
+} crash;
+
+static pid_t os_tid(void) { return (pid_t)kz__syscall(SYS_gettid); }
+
+static long mono_ns(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
+/* Sleep while *word is still from, until the CLOCK_MONOTONIC deadline (ns).
+   True if it moved. */
+static bool wait_moved(_Atomic int *word, int from, long deadline)
+{
+  long now;
+  while (atomic_load(word) == from) {
+    struct timespec ts;
+    if ((now = mono_ns()) >= deadline)
+      return false;
+    ts.tv_sec = (deadline - now) / 1000000000L;
+    ts.tv_nsec = (deadline - now) % 1000000000L;
+    kz__syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, from, &ts, NULL, 0);
+  }
+  return true;
+}
+
+static void wake_all(_Atomic int *word)
+{
+  kz__syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
+
+static void tids_add(pid_t tid)
+{
+  for (int i = 0; i < CRASH_HUBS; i++) {
+    pid_t none = 0;
+    if (atomic_compare_exchange_strong(&hub_tids[i], &none, tid))
+      return;
+  }
+  atomic_fetch_add(&hub_tids_lost, 1);
+}
+
+static void tids_remove(pid_t tid)
+{
+  for (int i = 0; i < CRASH_HUBS; i++) {
+    pid_t was = tid;
+    if (atomic_compare_exchange_strong(&hub_tids[i], &was, 0))
+      return;
+  }
+}
+
+/* The heading of a hub's part: its OS thread, the thread's name (prctl
+   reads the calling thread's: each hub heads its own part). */
+static void hub_heading(struct out *o, struct kz__hub *hub, const char *role, const char *tail)
+{
+  char comm[17] = "";
+  kz__syscall(SYS_prctl, PR_GET_NAME, comm, 0, 0, 0);
+  out_str(o, "kudzu: hub of OS thread ");
+  out_num(o, (unsigned long)os_tid(), 10, 0);
+  out_str(o, " \"");
+  out_str(o, comm);
+  out_str(o, "\"");
+  out_str(o, role);
+  out_str(o, ", ");
+  out_num(o, (unsigned long)hub->nlive, 10, 0);
+  out_str(o, hub->nlive == 1 ? " green thread" : " green threads");
+  out_str(o, tail);
+}
+
+/* A hub's part, on its own thread, in the handler of CRASH_SIGNAL (note E):
+   the context the signal interrupted (running: the green thread, or NULL),
+   then the hub's other green threads. */
+static void hub_part(struct kz__hub *hub, struct kz_green *running, void *ucv)
+{
+  struct out o = {.fd = 2};
+  unw_cursor_t cur;
+  hub_heading(&o, hub, "", ":\n");
+  if (running) {
+    green_out(&o, running);
+    out_str(&o, " (interrupted for the report)\n");
+  } else {
+    out_str(&o, "the hub's own context (polling, or running a callback), interrupted for the report\n");
+  }
+  if (unw_init_local2(&cur, (unw_context_t *)ucv, UNW_INIT_SIGNAL_FRAME) == 0)
+    backtrace_out(&o, &cur, CRASH_FRAMES);
+  others_out(&o, hub, running);
+}
+
+static void crash_part_handler(int sig, siginfo_t *si, void *ucv)
+{
+  int saved = errno, begun = PART_ASKED;
+  struct kz__hub *hub = kz__tls_hub;
+  (void)sig;
+  (void)si;
+  if (atomic_load(&crash.asked) != os_tid() ||
+      !atomic_compare_exchange_strong(&crash.state, &begun, PART_BEGUN)) {
+    errno = saved; /* not asked, or no longer: the reporter went on */
+    return;
+  }
+  if (hub) {
+    struct kz_green *running = handler_enter(hub);
+    hub_part(hub, running, ucv);
+    handler_leave(hub, running);
+  }
+  atomic_store(&crash.state, PART_DONE);
+  wake_all(&crash.state);
+  errno = saved;
+}
+
+/* Ask the hub of OS thread tid for its part and wait for it (note E). */
+static void ask_hub(struct out *o, pid_t tid)
+{
+  int asked = PART_ASKED;
+  atomic_store(&crash.state, PART_ASKED);
+  atomic_store(&crash.asked, tid);
+  if (kz__syscall(SYS_tgkill, getpid(), tid, CRASH_SIGNAL) < 0)
+    return; /* ESRCH: no thread of the process any more */
+  if (!wait_moved(&crash.state, PART_ASKED, mono_ns() + CRASH_BEGIN_NS) &&
+      atomic_compare_exchange_strong(&crash.state, &asked, PART_SKIPPED)) {
+    out_str(o, "kudzu: hub of OS thread ");
+    out_num(o, (unsigned long)tid, 10, 0);
+    out_str(o, ": no answer within 1 s (the report's signal blocked, or the thread stopped in "
+               "the kernel or on a lock): its green threads are not listed\n");
+  } else if (!wait_moved(&crash.state, PART_BEGUN, mono_ns() + CRASH_PART_NS)) {
+    out_str(o, "kudzu: hub of OS thread ");
+    out_num(o, (unsigned long)tid, 10, 0);
+    out_str(o, ": its part did not end within 10 s\n");
+  }
+  out_flush(o);
+}
+
+/* The other hubs' parts, one at a time (note E); true if there were any. */
+static bool other_hubs_out(struct out *o)
+{
+  struct sigaction sa = {.sa_sigaction = crash_part_handler,
+                         .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART};
+  pid_t me = os_tid();
+  int asked = 0, lost = atomic_load(&hub_tids_lost);
+  sigemptyset(&sa.sa_mask);
+  kz__os_sigaction(CRASH_SIGNAL, &sa, NULL);
+  for (int i = 0; i < CRASH_HUBS; i++) {
+    pid_t tid = atomic_load(&hub_tids[i]);
+    if (tid && tid != me) {
+      ask_hub(o, tid);
+      asked++;
+    }
+  }
+  atomic_store(&crash.asked, 0);
+  if (lost) {
+    out_str(o, "kudzu: ... and ");
+    out_num(o, (unsigned long)lost, 10, 0);
+    out_str(o, " hubs whose OS thread is not known\n");
+  }
+  out_flush(o);
+  return asked || lost;
+}
+
+/* The faulting hub's green threads but the faulting one (g), then every
+   other hub's part (notes D, E). */
+static void hubs_out(struct out *o, struct kz__hub *hub, struct kz_green *g)
+{
+  hub_heading(o, hub, " (the faulting one)", "; the others:\n");
+  out_flush(o);
+  others_out(o, hub, g);
+  if (other_hubs_out(o)) {
+    out_str(o, "kudzu: end of the crash report\n");
+    out_flush(o);
+  }
+}
+
 /* The crash report of a fault on a hub's thread (note D): what and where,
    the faulting context's backtrace, then (KUDZU_CRASH=all) the other green
-   threads. */
-static void crash_report(struct kz__hub *hub, int sig, const siginfo_t *si, void *ucv, bool overflow)
+   threads of every hub. */
+static void crash_report(struct kz__hub *hub, struct kz_green *g, int sig, const siginfo_t *si, void *ucv,
+                         bool overflow)
 {
-  struct kz_green *g = hub->current;
   struct out o = {.fd = 2};
   unw_cursor_t cur;
   out_str(&o, "kudzu: ");
@@ -521,11 +790,32 @@ static void crash_report(struct kz__hub *hub, int sig, const siginfo_t *si, void
                          : "in a callback run by the hub");
   }
   out_str(&o, "\n");
+  out_flush(&o); /* said, whatever the unwinding below meets */
   if (unw_init_local2(&cur, (unw_context_t *)ucv, UNW_INIT_SIGNAL_FRAME) == 0)
     backtrace_out(&o, &cur, CRASH_FRAMES);
   out_flush(&o);
   if (crash_all)
-    others_out(&o, hub);
+    hubs_out(&o, hub, g);
+}
+
+/* Whether this thread writes the report (once per process); if another
+   does, wait (bounded) until it has ended, so that the process does not
+   die of this fault in the middle of it (note E). */
+static bool report_begin(void)
+{
+  if (!atomic_flag_test_and_set(&reporting)) {
+    atomic_store(&crash.reporter, os_tid());
+    return true;
+  }
+  if (atomic_load(&crash.reporter) != os_tid()) /* not a fault inside our own report */
+    wait_moved(&crash.over, 0, mono_ns() + CRASH_LATE_NS);
+  return false;
+}
+
+static void report_end(void)
+{
+  atomic_store(&crash.over, 1);
+  wake_all(&crash.over);
 }
 
 /* The default action of sig, as the kernel takes it without a handler
@@ -591,8 +881,12 @@ static void fatal_handler(int sig, siginfo_t *si, void *ucv)
   } else if (!fault && old->sa_handler == SIG_IGN) {
     /* ignored, as it would have been */
   } else {
-    if (hub && fault && !atomic_flag_test_and_set(&reporting))
-      crash_report(hub, sig, si, ucv, overflow || (sig == SIGSEGV && near_sp(ucv, si->si_addr)));
+    if (hub && fault && report_begin()) {
+      handler_enter(hub); /* g: hub->current */
+      crash_report(hub, g, sig, si, ucv, overflow || (sig == SIGSEGV && near_sp(ucv, si->si_addr)));
+      handler_leave(hub, g);
+      report_end();
+    }
     die_default(sig, si);
   }
   errno = saved;
@@ -604,18 +898,34 @@ void kz__overflow_die(struct kz_green *g, const void *addr)
   unw_context_t uc;
   unw_cursor_t cur;
   struct sigaction dfl = {.sa_handler = SIG_DFL};
+  handler_enter(g->hub); /* note F: in a switch, and never returning */
   kz__say("stack overflow in green thread %u \"%s\" (stack %zu bytes at %p, fault at %p)",
           (unsigned)g->id, kz__green_name(g, nbuf), g->stack.size, (void *)g->stack.base, addr);
   unw_getcontext(&uc);
   if (unw_init_local(&cur, &uc) == 0)
     backtrace_write(2, &cur, 24);
-  if (crash_all && !atomic_flag_test_and_set(&reporting)) {
+  if (crash_all && report_begin()) {
     struct out o = {.fd = 2};
-    others_out(&o, g->hub);
+    hubs_out(&o, g->hub, g); /* g's own stack is not to be trusted */
+    report_end();
   }
   kz__os_sigaction(SIGSEGV, &dfl, NULL);
   kz__os_raise(SIGSEGV);
   abort();
+}
+
+/* Note E: after the fork of a threaded process, the child's hubs are the
+   forking thread's alone.  (A process that never had a second thread keeps
+   its table: the one stale id fails tgkill, and the child writes no page.) */
+static void fatal_atfork_child(void)
+{
+  if (!kz__fork_threaded())
+    return;
+  for (int i = 0; i < CRASH_HUBS; i++)
+    atomic_store(&hub_tids[i], 0);
+  atomic_store(&hub_tids_lost, 0);
+  if (kz__tls_hub)
+    tids_add(os_tid());
 }
 
 /* KUDZU_CRASH, then the handlers, once per process. */
@@ -633,12 +943,14 @@ static void fatal_install(void)
   sigemptyset(&sa.sa_mask);
   for (size_t i = 0; i < sizeof fatal_sigs / sizeof *fatal_sigs; i++)
     kz__os_sigaction(fatal_sigs[i], &sa, &old_act[fatal_sigs[i]]);
+  pthread_atfork(NULL, NULL, fatal_atfork_child);
 }
 
 void kz__debug_thread_init(struct kz__hub *hub)
 {
   stack_t ss, old;
   kz__os_once(&fatal_once, fatal_install); /* libc's, not the shim's (internal.h) */
+  tids_add(os_tid()); /* note E; its thread never blocks CRASH_SIGNAL (sigmask.c, note A) */
   if (sigaltstack(NULL, &old) == 0 && !(old.ss_flags & SS_DISABLE))
     return; /* the thread has one already */
   if (!(hub->altstack = malloc(KZ__ALTSTACK_SIZE)))
@@ -652,6 +964,7 @@ void kz__debug_thread_init(struct kz__hub *hub)
 
 void kz__debug_thread_term(struct kz__hub *hub)
 {
+  tids_remove(os_tid());
   if (hub->altstack) {
     stack_t ss = {.ss_flags = SS_DISABLE};
     sigaltstack(&ss, NULL);

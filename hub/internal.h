@@ -935,6 +935,11 @@ KZ_INTERNAL void kz__monitor_main_left(void);
    make(arg) builds (NULL: none for that hub).  Any thread; do not switch. */
 KZ_INTERNAL size_t kz__hubs_count(void);
 KZ_INTERNAL void kz__hubs_post_others(struct kz__hub *self, struct kz__post *(*make)(void *arg), void *arg);
+/* Call fn(hub, arg) for every hub, in the order they were created, with
+   the list's lock held (no hub is freed meanwhile; it may be running on
+   its own thread): fn reads what it wants, and does not switch, post or
+   lock.  Any thread. */
+KZ_INTERNAL void kz__hubs_each(void (*fn)(struct kz__hub *hub, void *arg), void *arg);
 
 /* The size of each hub's alternate signal stack (debug.c). */
 #define KZ__ALTSTACK_SIZE (64 * 1024)

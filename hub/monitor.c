@@ -32,7 +32,9 @@
  *    unw_step and unw_get_proc_name are signal-safe for the local address
  *    space; the lines are formatted into a stack buffer and written with
  *    write(2).  If the program installs its own handler for BT_SIGNAL, the
- *    monitor notices and reports without a backtrace.
+ *    monitor notices and reports without a backtrace.  While it runs, the
+ *    hub is on no green thread, so that libunwind's own calls to libc pass
+ *    through the shim (debug.c, note F).
  * C. The dump signal's handler only increments a futex word and wakes the
  *    monitor (both async-signal-safe, no descriptor the program could close
  *    or reuse).  The monitor posts a dump message to each hub's mailbox; the
@@ -114,6 +116,8 @@ static void bt_handler(int sig, siginfo_t *si, void *ucv)
   struct kz__hub *hub = kz__tls_hub;
   struct kz_green *g = hub ? hub->current : NULL;
   int saved = errno;
+  if (hub)
+    hub->current = NULL; /* libunwind's calls pass through the shim (debug.c, note F) */
   unw_cursor_t cur;
   char line[320], nbuf[24];
   int n;
@@ -142,6 +146,8 @@ static void bt_handler(int sig, siginfo_t *si, void *ucv)
         break;
     }
   }
+  if (hub)
+    hub->current = g;
   errno = saved;
 }
 
@@ -451,5 +457,14 @@ void kz__hubs_post_others(struct kz__hub *self, struct kz__post *(*make)(void *a
     if (hub != self && (p = make(arg)))
       kz__hub_post(hub, p);
   }
+  kz__os_unlock(&mon.lock);
+}
+
+/* Note D: under mon.lock, no hub can be freed meanwhile. */
+void kz__hubs_each(void (*fn)(struct kz__hub *hub, void *arg), void *arg)
+{
+  kz__os_lock(&mon.lock);
+  for (struct kz__link *l = mon.hubs.next; l != &mon.hubs; l = l->next)
+    fn(kz__container_of(l, struct kz__hub, watch.link), arg);
   kz__os_unlock(&mon.lock);
 }

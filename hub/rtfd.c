@@ -50,10 +50,23 @@
  *    ev_signal, ev_child or ev_periodic, so libev has no other descriptor).
  * D. The bitmap covers numbers below KZ__RTFD_MAX; a runtime descriptor
  *    above it (a process already holding that many) is not protected.
+ * E. A runtime descriptor closed where no interposer sees it (the system
+ *    call instruction itself) is found when its hub next uses it (libev's
+ *    epoll_ctl or epoll_wait, the eventfd's read or write fail).  With
+ *    several hubs it may be found first in another way: a hub started
+ *    after the close (the shim's extra hubs start at the first
+ *    pthread_create) is given the free numbers, and took the old hub's
+ *    very number, so both hubs' loops shared one epoll instance and
+ *    nothing ever failed (the program ran on, its main hub polling the new
+ *    hub's descriptors).  The runtime drops a record before it closes the
+ *    descriptor, so a number the kernel hands out while still recorded was
+ *    closed behind the runtime's back: it is said then, naming the hub
+ *    that owned it.
  */
 #include "internal.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -121,11 +134,38 @@ int kz__rtfd_move(int fd)
   return high;
 }
 
+/* Which hub owned a lost number (note E): kz__hubs_each's step. */
+struct owner {
+  int fd;
+  char what[96]; /* what it was, "" if no hub's */
+};
+
+static void owner_find(struct kz__hub *hub, void *arg)
+{
+  struct owner *o = arg;
+  const char *kind = o->fd == hub->backend_fd ? "epoll instance"
+                     : o->fd == atomic_load(&hub->wake_fd) ? "wake-up eventfd"
+                                                           : NULL;
+  if (kind && !o->what[0])
+    snprintf(o->what, sizeof o->what, "a hub's %s, the hub of OS thread %d", kind, (int)hub->watch.tid);
+}
+
+/* Record fd, which the kernel has just given out (note E). */
+static void record_new(int fd)
+{
+  uint64_t bit = 1ull << (fd & 63);
+  struct owner o = {.fd = fd};
+  if (fd < 0 || fd >= KZ__RTFD_MAX || !(atomic_fetch_or(&kz__rtfd_bits[fd >> 6], bit) & bit))
+    return;
+  kz__hubs_each(owner_find, &o);
+  kz__rtfd_lost(fd, o.what[0] ? o.what : "one of the runtime's");
+}
+
 int kz__rtfd_dup(int fd)
 {
   int high = dup_high(fd);
   if (high >= 0)
-    kz__rtfd_add(high);
+    record_new(high);
   return high;
 }
 
@@ -134,7 +174,7 @@ int kz__rtfd_adopt(int fd)
   if (fd < 0)
     return fd;
   fd = kz__rtfd_move(fd);
-  kz__rtfd_add(fd);
+  record_new(fd);
   kz__rtfd_last = fd;
   return fd;
 }

@@ -24,8 +24,16 @@
  *    whatever the program's masks say: glibc's own signals (32: thread
  *    cancellation, 33: set*id across threads, which would wait for ever for
  *    a thread that blocks it; glibc's pthread_sigmask refuses them too), the
- *    runtime's backtrace signal (monitor.c) and slice signal (preempt.c),
- *    SIGKILL and SIGSTOP.
+ *    runtime's backtrace signal (monitor.c, and the crash report's: debug.c
+ *    note E) and slice signal (preempt.c), SIGKILL and SIGSTOP, and the
+ *    signals of a fault (SIGSEGV, SIGBUS, SIGILL, SIGFPE).  A fault with its
+ *    signal blocked is not delivered: the kernel kills the process at once,
+ *    as natively, but without the crash report (debug.c); a remote hub's
+ *    thread, which starts with every signal blocked, died so of a fault on
+ *    the hub's own context, silently.  What this costs: a fault signal sent
+ *    with kill to a process whose every thread blocks it stays pending
+ *    natively, and here reaches the runtime's handler, which ends the
+ *    process as the default action would (debug.c, note B).
  * B. Counting.  hub->sig.block[s-1] counts the threads that block s,
  *    hub->sig.n the threads counted, so s is blocked by all of them when
  *    the two are equal.  A new thread inherits its creator's mask, which
@@ -51,7 +59,8 @@ static inline uint64_t bit(int s) { return 1ull << (s - 1); }
 /* Note A: what the OS thread never blocks. */
 static uint64_t never_blocked(void)
 {
-  return bit(SIGKILL) | bit(SIGSTOP) | bit(32) | bit(33) | bit(SIGRTMAX - 2) | bit(KZ__SIG_PREEMPT);
+  return bit(SIGKILL) | bit(SIGSTOP) | bit(32) | bit(33) | bit(SIGRTMAX - 2) | bit(KZ__SIG_PREEMPT) |
+         bit(SIGSEGV) | bit(SIGBUS) | bit(SIGILL) | bit(SIGFPE);
 }
 
 uint64_t kz__sigmask_os_read(void)

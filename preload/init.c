@@ -11,7 +11,11 @@
  *    thread family) run.  exit(), atexit handlers and stdio flushing are
  *    untouched: they run on the main thread as usual.
  * C. Statistics are printed by an atexit handler registered before main,
- *    so it runs after the program's own, which may have closed stderr
+ *    summed over every hub, then hub by hub when there are several (each
+ *    hub's counts are on its own OS thread: the shim's counters in that
+ *    thread's TLS, found from the hub's thread pointer; its own spawns and
+ *    preemptions in the hub); it runs after the program's own, which may
+ *    have closed stderr
  *    (coreutils' close_stdout does): they go to a copy of stderr made at
  *    start-up, one of the runtime's descriptors (hub/rtfd.c), so the low
  *    numbers a program may expect to be free stay free and the program's
@@ -149,17 +153,86 @@ static void config_preempt(void)
 static struct kz__hub *main_hub;
 static int stats_fd = 2; /* note C */
 
-/* Counts of the main thread, where the main green thread and every green
-   thread spawned on its hub run. */
-static void print_stats(void)
+/* One hub's counts for the statistics (note C). */
+struct hub_stats {
+  pid_t tid;                  /* its OS thread */
+  struct kz_shim_stats shim;  /* the shim's counters of that OS thread */
+  unsigned long long spawned; /* green threads spawned on it, the program's */
+  unsigned long preempted;
+};
+
+#define STATS_HUBS KZ_SHIM_HUBS_MAX /* hubs with a line of their own, at most */
+
+static struct {
+  size_t n;                       /* hubs seen */
+  struct hub_stats sum;           /* all of them */
+  struct hub_stats hub[STATS_HUBS]; /* each of the first STATS_HUBS */
+} stats;
+
+/* Counters another thread may be incrementing (plain increments): a word
+   read whole, a moment's value. */
+static unsigned long peek(const unsigned long *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+
+/* kz__hubs_each's step: one hub's counts, under the hub list's lock.  The
+   shim's counters are the hub's OS thread's own TLS block: at the same
+   offset from its thread pointer (hub->os_tp) as ours from ours, since
+   they are initial-exec TLS.  An extra hub (a remote hub: hubs.c) runs its
+   own kz_run green thread, spawned there and not the program's. */
+static void stats_add(struct kz__hub *hub, void *arg)
 {
-  struct kz_shim_stats *c = &kz_shim_stats();
+  const struct kz_shim_stats *c =
+      (const void *)((char *)hub->os_tp + ((char *)&kz_shim_stats_tls - (char *)__builtin_thread_pointer()));
+  unsigned long long spawned = __atomic_load_n(&hub->nspawned, __ATOMIC_RELAXED);
+  struct hub_stats h = {.tid = hub->watch.tid,
+                        .shim = {peek(&c->calls), peek(&c->parks), peek(&c->eintr), peek(&c->worker)},
+                        .spawned = spawned - (hub != main_hub && hub->in_run && spawned > 0),
+                        .preempted = peek(&hub->preempts)};
+  (void)arg;
+  stats.sum.shim.calls += h.shim.calls;
+  stats.sum.shim.parks += h.shim.parks;
+  stats.sum.shim.eintr += h.shim.eintr;
+  stats.sum.shim.worker += h.shim.worker;
+  stats.sum.spawned += h.spawned;
+  stats.sum.preempted += h.preempted;
+  if (stats.n < STATS_HUBS)
+    stats.hub[stats.n] = h;
+  stats.n++;
+}
+
+static void stats_line(const char *who, const struct hub_stats *h)
+{
   dprintf(stats_fd,
-          "kudzu: pid %d, main thread: %lu interposed calls in green threads, %lu parks, "
+          "kudzu: pid %d, %s: %lu interposed calls in green threads, %lu parks, "
           "%lu interrupted by signals, %lu on worker threads; %llu green threads spawned, "
           "%lu preempted\n",
-          (int)getpid(), c->calls, c->parks, c->eintr, c->worker,
-          (unsigned long long)(main_hub ? main_hub->nspawned : 0), main_hub ? main_hub->preempts : 0);
+          (int)getpid(), who, h->shim.calls, h->shim.parks, h->shim.eintr, h->shim.worker, h->spawned,
+          h->preempted);
+}
+
+/* Every hub's counts, summed (the main thread's hub alone is the main
+   thread's line, as with one hub), then one line per hub when there are
+   several.  Green threads run on the hub of the OS thread that counts
+   them; a thread that is not a hub counts nothing (its calls pass
+   through). */
+static void print_stats(void)
+{
+  char who[64];
+  stats.n = 0;
+  stats.sum = (struct hub_stats){0};
+  kz__hubs_each(stats_add, NULL);
+  if (stats.n <= 1) {
+    stats_line("main thread", &stats.sum);
+    return;
+  }
+  snprintf(who, sizeof who, "%zu hubs", stats.n);
+  stats_line(who, &stats.sum);
+  for (size_t i = 0; i < stats.n && i < STATS_HUBS; i++) {
+    snprintf(who, sizeof who, "hub %zu (OS thread %d%s)", i + 1, (int)stats.hub[i].tid,
+             stats.hub[i].tid == getpid() ? ", the main thread" : "");
+    stats_line(who, &stats.hub[i]);
+  }
+  if (stats.n > STATS_HUBS)
+    dprintf(stats_fd, "kudzu: pid %d, ... and %zu more hubs\n", (int)getpid(), stats.n - STATS_HUBS);
 }
 
 int kz_shim_give_fd(int fd)

@@ -454,7 +454,7 @@ static bool in_text(const struct text *t, uintptr_t ip) { return ip >= t->lo && 
    waits for a lock?  The first frame outside libc above this library's
    own frames tells; true (wait in the kernel, as before) if the stack
    cannot be read. */
-static bool called_by_runtime(void)
+static bool called_by_stack(void)
 {
   unw_context_t ctx;
   unw_cursor_t cur;
@@ -477,6 +477,22 @@ static bool called_by_runtime(void)
     return false;
   }
   return true;
+}
+
+/* The same, walked with the hub off its green thread: libunwind's own calls
+   (sigprocmask around its lock, the reads of an object's symbols) are then
+   not the green thread's, which could yield with that lock held, and every
+   later unwinding on the OS thread (a crash report) wait for ever
+   (hub/debug.c, note F). */
+static bool called_by_runtime(void)
+{
+  struct kz__hub *h = kz__tls_hub;
+  struct kz_green *g = h->current;
+  bool r;
+  h->current = NULL;
+  r = called_by_stack();
+  h->current = g;
+  return r;
 }
 
 /* Wait for libc's lock *futex in green thread g: take it the way glibc

@@ -233,7 +233,7 @@ extern struct kz_shim_config kz_shim;
 void kz_shim_patch_libc(void);
 
 /* Per-OS-thread counters for KUDZU_STATS: plain increments, no atomics.
-   Each thread adds its own to the process's totals when it exits (init.c). */
+   The statistics at exit read every hub's OS thread's (init.c, note C). */
 struct kz_shim_stats {
   unsigned long calls;  /* interposed calls made in green threads */
   unsigned long parks;  /* parks on the hub for them */

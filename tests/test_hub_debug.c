@@ -340,3 +340,123 @@ Test(fatal, fault_report_lists_other_green_threads_grouped_by_stack)
   cr_assert(strstr(err, "\ngreen 0 \"main\" blocked waiting to join green 1\n"), "no main: %s", err);
   cr_assert(strstr(err, " sleeper_body+0x"), "the others' backtraces miss their function: %s", err);
 }
+
+/* ---- Every hub in the crash report (hub/debug.c, note E) ------------------ */
+
+static int remote_ready[2];
+
+__attribute__((noinline)) static void *remote_parker(void *arg)
+{
+  kz_green_t self = kz_self();
+  (void)arg;
+  kz_set_name(self, "far-sleeper");
+  (void)!write(remote_ready[1], &self, sizeof self);
+  kz_sleep(10);
+  return NULL;
+}
+
+__attribute__((noinline)) static void *fault_with_a_remote_hub(void *arg)
+{
+  struct kz_remote *r = kz_remote_start();
+  kz_green_t far;
+  cr_assert_not_null(r);
+  cr_assert_neq(kz_remote_spawn(r, remote_parker, NULL), 0);
+  cr_assert_eq(read(remote_ready[0], &far, sizeof far), (ssize_t)sizeof far); /* it runs */
+  for (int i = 0; i < 5000 && kz_state(far) != KZ_BLOCKED; i++) /* and parks */
+    kz_sleep(0.001);
+  *(volatile int *)(uintptr_t)arg = 1;
+  return NULL;
+}
+
+/* The report of a fault on one hub lists the green threads of another
+   hub, a remote one (whose OS thread starts with every signal blocked),
+   each hub headed with its OS thread, the faulting one said. */
+Test(fatal, fault_report_lists_every_hub)
+{
+#ifdef __SANITIZE_ADDRESS__
+  cr_skip_test("AddressSanitizer's handler comes first and reports instead (note C)");
+#endif
+  static char err[1 << 20];
+  int p[2], status;
+  ssize_t n, got = 0;
+  pid_t pid;
+  const char *mine, *far;
+  cr_assert_eq(pipe(p), 0);
+  cr_assert_eq(pipe(remote_ready), 0);
+  pid = fork();
+  cr_assert_neq(pid, -1);
+  if (pid == 0) {
+    dup2(p[1], 2);
+    close(p[0]);
+    kz_run(fault_with_a_remote_hub, NULL, NULL);
+    _exit(0);
+  }
+  close(p[1]);
+  while ((n = read(p[0], err + got, sizeof err - 1 - (size_t)got)) > 0)
+    got += n;
+  err[got] = 0;
+  close(p[0]);
+  waitpid(pid, &status, 0);
+  cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "status %#x: %s", status, err);
+  cr_assert(strstr(err, "kudzu: fatal SIGSEGV (fault at 0x0) in green thread 1 \"kz_run\""), "%s", err);
+  mine = strstr(err, "\nkudzu: hub of OS thread ");
+  cr_assert_not_null(mine, "no hub heading: %s", err);
+  cr_assert(strstr(mine, " (the faulting one), "), "the faulting hub is not said: %s", err);
+  far = strstr(mine + 1, "\nkudzu: hub of OS thread ");
+  cr_assert_not_null(far, "the other hub has no part: %s", err);
+  cr_assert(strncmp(far, mine, 30) != 0 && !strstr(far + 1, "\nkudzu: hub of OS thread "),
+            "two hubs, each once: %s", err);
+  cr_assert(strstr(far, "\"kudzu-hub\", "), "the remote hub's OS thread is not named: %s", err);
+  cr_assert(strstr(far, "\" blocked waiting on a timer"), "%s", err);
+  cr_assert(strstr(far, "\"far-sleeper\""), "the remote hub's green thread is not listed: %s", err);
+  cr_assert(strstr(far, " remote_parker+0x"), "no backtrace of the remote green thread: %s", err);
+  cr_assert(strstr(far, "\nkudzu: end of the crash report\n"), "%s", err);
+}
+
+/* A remote hub's OS thread starts with every signal blocked; a fault there
+   (here in a callback on the hub's own context) must still reach the
+   handler, not kill the process silently (hub/sigmask.c, note A). */
+__attribute__((noinline)) static void fault_in_callback(void *arg)
+{
+  *(volatile int *)(uintptr_t)arg = 1;
+}
+
+static void *fault_on_the_remote_hub(void *arg)
+{
+  struct kz_remote *r = kz_remote_start();
+  cr_assert_not_null(r);
+  cr_assert_eq(kz_remote_call_soon(r, fault_in_callback, arg), 0);
+  kz_sleep(10); /* the fault ends the process first */
+  return NULL;
+}
+
+Test(fatal, fault_on_a_remote_hubs_context_is_reported)
+{
+#ifdef __SANITIZE_ADDRESS__
+  cr_skip_test("AddressSanitizer's handler comes first and reports instead (note C)");
+#endif
+  static char err[1 << 20];
+  int p[2], status;
+  ssize_t n, got = 0;
+  pid_t pid;
+  cr_assert_eq(pipe(p), 0);
+  pid = fork();
+  cr_assert_neq(pid, -1);
+  if (pid == 0) {
+    dup2(p[1], 2);
+    close(p[0]);
+    kz_run(fault_on_the_remote_hub, NULL, NULL);
+    _exit(0);
+  }
+  close(p[1]);
+  while ((n = read(p[0], err + got, sizeof err - 1 - (size_t)got)) > 0)
+    got += n;
+  err[got] = 0;
+  close(p[0]);
+  waitpid(pid, &status, 0);
+  cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "status %#x: %s", status, err);
+  cr_assert(strstr(err, "kudzu: fatal SIGSEGV (fault at 0x0) in a callback run by the hub\n"), "%s", err);
+  cr_assert(strstr(err, " fault_in_callback+0x"), "no backtrace of the fault: %s", err);
+  cr_assert(strstr(err, "\"kudzu-hub\" (the faulting one), "), "the faulting hub is not said: %s", err);
+  cr_assert(strstr(err, " fault_on_the_remote_hub+0x"), "the other hub's main thread is not listed: %s", err);
+}

@@ -11,6 +11,11 @@
  *   fatal main-overflow      the main thread recurses without end
  *   fatal null               a thread named "faulty" writes through NULL
  *   fatal divide             a thread named "faulty" divides by zero
+ *   fatal busy-null          a thread named "busy" computes without end, and
+ *                            once it has begun, a thread named "faulty"
+ *                            writes through NULL (with --hubs 2 the two are
+ *                            on different hubs: one hub faults while the
+ *                            other computes)
  *   fatal chain-null         the program's own SIGSEGV handler, installed over
  *   fatal chain-raise SIG    the one found, declines: it chains to the previous
  *                            handler, or restores the default and (for a sent
@@ -63,6 +68,25 @@ static void *faulty(void *arg)
     sink = (char)divide(sink);
   else
     write_through_null();
+  return NULL;
+}
+
+static int busy_started[2];
+static volatile unsigned long busy_sink; /* not sink: the NULL write reads that */
+
+/* Kept out of line, under its own name, so that a backtrace shows it. */
+__attribute__((noinline)) static void compute_without_end(void)
+{
+  for (unsigned long i = 0;; i++)
+    busy_sink = i * 2654435761u;
+}
+
+static void *busy(void *arg)
+{
+  (void)arg;
+  pthread_setname_np(pthread_self(), "busy");
+  CHECK(write(busy_started[1], "b", 1) == 1);
+  compute_without_end();
   return NULL;
 }
 
@@ -151,6 +175,14 @@ int main(int argc, char **argv)
     run(faulty, NULL);
   else if (!strcmp(mode, "divide"))
     run(faulty, "divide");
+  else if (!strcmp(mode, "busy-null")) {
+    pthread_t b;
+    char c;
+    CHECK(pipe(busy_started) == 0);
+    CHECK(pthread_create(&b, NULL, busy, NULL) == 0);
+    CHECK(read(busy_started[0], &c, 1) == 1);
+    run(faulty, NULL);
+  }
   else if (!strcmp(mode, "chain-null")) {
     install_declining(SIGSEGV);
     run(faulty, NULL);

@@ -95,6 +95,32 @@ same "division by zero in a thread" status "$FATAL" divide
 grep -q 'kudzu: fatal SIGFPE (fault at 0x[0-9a-f]*) in green thread [0-9]* "faulty"' "$tmp/err" ||
   fail "no report of the division: $(cat "$tmp/err")"
 
+# 2b. Several hubs (--hubs 2): the report lists every hub's green threads,
+#     each hub headed with its OS thread, the faulting one said, the other
+#     hub's running thread interrupted where it computes (it never waits:
+#     the report must not wait for it to), and ends once.
+want=$(kill -l SEGV)
+KUDZU_HUBS=2 same "NULL write in a thread while another hub computes" status "$FATAL" busy-null
+grep -q 'kudzu: fatal SIGSEGV (fault at 0x0) in green thread [0-9]* "faulty"' "$tmp/err" ||
+  fail "--hubs 2: no report of the fault: $(cat "$tmp/err")"
+[ "$(grep -c '^kudzu: hub of OS thread [0-9]* "[^"]*"' "$tmp/err")" -eq 2 ] ||
+  fail "--hubs 2: not two hub headings: $(cat "$tmp/err")"
+[ "$(grep -c '^kudzu: hub of OS thread [0-9]* "[^"]*" (the faulting one), ' "$tmp/err")" -eq 1 ] ||
+  fail "--hubs 2: the faulting hub is not said once: $(cat "$tmp/err")"
+grep -q '^kudzu: hub of OS thread [0-9]* "kudzu-hub"' "$tmp/err" || fail "--hubs 2: no extra hub: $(cat "$tmp/err")"
+[ "$(grep '^kudzu: hub of OS thread' "$tmp/err" | sed 's/^kudzu: hub of OS thread \([0-9]*\).*/\1/' | sort -u | wc -l)" -eq 2 ] ||
+  fail "--hubs 2: the two headings name the same OS thread: $(cat "$tmp/err")"
+for name in sleeper busy; do
+  [ "$(grep -c "^green [0-9]* \"$name\" " "$tmp/err")" -eq 1 ] || fail "--hubs 2: \"$name\" not listed once: $(cat "$tmp/err")"
+done
+[ "$(grep -c ' main+0x' "$tmp/err")" -eq 1 ] || fail "--hubs 2: the main thread not listed once: $(cat "$tmp/err")"
+grep -q '^green [0-9]* "busy" running' "$tmp/err" && grep -q ' compute_without_end+0x' "$tmp/err" ||
+  fail "--hubs 2: the computing thread is not shown where it computes: $(cat "$tmp/err")"
+grep -q ' sleeper+0x' "$tmp/err" || fail "--hubs 2: no backtrace of the sleeper: $(cat "$tmp/err")"
+[ "$(grep -c '^kudzu: end of the crash report$' "$tmp/err")" -eq 1 ] || fail "--hubs 2: no single end: $(cat "$tmp/err")"
+KUDZU_HUBS=2 KUDZU_CRASH=short same "NULL write, --hubs 2, KUDZU_CRASH=short" status "$FATAL" busy-null
+! grep -q '"sleeper"\|"busy"\|^kudzu: hub of' "$tmp/err" || fail "KUDZU_CRASH=short lists other threads: $(cat "$tmp/err")"
+
 # 3. The program's own handler declines and chains to the previous one.
 want=$(kill -l SEGV)
 same "a declining handler, NULL write" status "$FATAL" chain-null

@@ -8,10 +8,14 @@
 #    to 6;
 #  - a bad count is refused by the launcher and said and ignored in the
 #    variable;
+#  - --stats sums every hub's counts, then gives each hub a line (with
+#    tests/helpers/thread_server, whose connections make calls and park on
+#    every hub);
 #  - the thread helpers pass under --hubs 2 as natively (CTest's
 #    shim_hubs2_* tests; memcached in shim_memcached).
 . "$(dirname "$0")/lib.sh"
 SPREAD=${HUBS_SPREAD:?path to tests/helpers/hubs_spread}
+SERVER=${THREAD_SERVER:?path to tests/helpers/thread_server}
 
 out=$("$SPREAD" 6) || fail "hubs_spread natively: exit $?"
 [ "$out" = "6 threads on 6 OS threads" ] || fail "natively: $out"
@@ -27,6 +31,30 @@ out=$("$KZ" --hubs 0 -- "$SPREAD" 6) || fail "--hubs 0: exit $?"
 echo "ok: --hubs 0 ($cpus CPUs): $out"
 out=$(KUDZU_HUBS=2 "$KZ" -- "$SPREAD" 4) || fail "KUDZU_HUBS=2: exit $?"
 [ "$out" = "4 threads on 2 OS threads" ] || fail "KUDZU_HUBS=2: $out"
+
+# stats_sum FIELD: the sum of FIELD (the awk field number) over the per-hub
+# lines of $tmp/err; stats_total FIELD: FIELD of the total line.
+stats_sum() { grep '^kudzu: pid [0-9]*, hub [0-9]* (OS thread' "$tmp/err" | sed 's/.*): //' | tr -d ',;' | awk -v f="$1" '{s += $f} END {print s + 0}'; }
+stats_total() { grep '^kudzu: pid [0-9]*, [0-9]* hubs: ' "$tmp/err" | sed 's/.* hubs: //' | tr -d ',;' | awk -v f="$1" '{print $f}'; }
+"$KZ" --hubs 3 --stats -- "$SPREAD" 6 > "$tmp/out" 2> "$tmp/err" || fail "--stats --hubs 3: exit $?"
+grep -q '^kudzu: pid [0-9]*, 3 hubs: .*; 6 green threads spawned, ' "$tmp/err" ||
+  fail "--stats does not sum the 3 hubs' 6 threads: $(cat "$tmp/err")"
+[ "$(grep -c '^kudzu: pid [0-9]*, hub [123] (OS thread [0-9]*[,)]' "$tmp/err")" -eq 3 ] &&
+  [ "$(grep -o '(OS thread [0-9]*' "$tmp/err" | sort -u | wc -l)" -eq 3 ] ||
+  fail "--stats has not a line for each of 3 hubs: $(cat "$tmp/err")"
+grep -q '^kudzu: pid \([0-9]*\), hub 1 (OS thread \1, the main thread): ' "$tmp/err" || fail "hub 1 is not the main thread's: $(cat "$tmp/err")"
+[ "$(stats_sum 17)" -eq 6 ] || fail "the hubs' spawns do not add up to 6: $(cat "$tmp/err")"
+"$KZ" --hubs 2 --stats -- "$SERVER" > "$tmp/out" 2> "$tmp/err" || fail "--stats --hubs 2 thread_server: exit $?"
+for field in 1 7 17; do # calls, parks, spawned
+  [ "$(stats_sum $field)" -eq "$(stats_total $field)" ] && [ "$(stats_total $field)" -gt 0 ] ||
+    fail "--stats --hubs 2: field $field: the hubs' lines do not add up to the total: $(cat "$tmp/err")"
+done
+grep '^kudzu: pid [0-9]*, hub [12] ' "$tmp/err" | sed 's/.*): //' | tr -d ',;' | awk '$1 == 0 || $7 == 0 {exit 1}' ||
+  fail "--stats --hubs 2: a hub with no calls or no parks: $(cat "$tmp/err")"
+echo "ok: --stats: $(grep ' hubs: ' "$tmp/err")"
+"$KZ" --hubs 1 --stats -- "$SPREAD" 2 > "$tmp/out" 2> "$tmp/err" || fail "--stats: exit $?"
+grep -q '^kudzu: pid [0-9]*, main thread: .*; 2 green threads spawned, ' "$tmp/err" && [ "$(wc -l < "$tmp/err")" -eq 1 ] ||
+  fail "--stats with one hub is not the main thread's one line: $(cat "$tmp/err")"
 
 for v in x -1 257 1000 ""; do
   "$KZ" --hubs "$v" -- "$SPREAD" 2 > "$tmp/out" 2> "$tmp/err" && fail "--hubs '$v' accepted"

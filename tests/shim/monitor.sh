@@ -7,7 +7,9 @@
 # reports a hub that cannot run the dump because a thread computes.  A
 # thread that computes is preempted (hub/preempt.c), so the hub is not
 # blocked by it: the blocked-hub cases turn preemption off (--preempt 0),
-# and with preemption on the dump runs while the thread computes.
+# and with preemption on the dump runs while the thread computes.  With
+# --hubs 2, each hub dumps its own threads, and the monitor watches the
+# extra hub too.
 . "$(dirname "$0")/lib.sh"
 STALL=${STALL:?path to tests/helpers/stall}
 EXIT_WORKER=${EXIT_WORKER:?path to tests/helpers/thread_exit_worker}
@@ -46,6 +48,39 @@ for i in 1 2 3; do
     fail "the dump misses waiter-$i: $(cat "$tmp/err")"
 done
 grep -q ' waiter+0x' "$tmp/err" || fail "the dump has no backtrace through waiter(): $(cat "$tmp/err")"
+
+# 4b. The same with the threads spread over two hubs (--hubs 2): each hub
+#     dumps its own green threads, so every waiter appears once, some in
+#     the extra hub's dump.
+"$KZ" --hubs 2 --dump-signal USR2 "$STALL" wait < "$tmp/in" > "$tmp/out" 2> "$tmp/err" & pid=$!; pids+=($pid)
+exec 7> "$tmp/in"
+for _ in $(seq 1 100); do grep -q '^ready' "$tmp/out" && break; sleep 0.05; done
+grep -q '^ready' "$tmp/out" || fail "stall wait --hubs 2 did not start"
+kill -USR2 "$pid"
+for _ in $(seq 1 100); do [ "$(grep -c '"waiter-[123]"' "$tmp/err")" -ge 3 ] && break; sleep 0.05; done
+exec 7>&-
+wait "$pid" || fail "stall wait --hubs 2: exit $?"
+[ "$(grep -c '^kudzu: dump of the hub of OS thread [0-9]*:' "$tmp/err")" -eq 2 ] ||
+  fail "--hubs 2: not one dump per hub: $(cat "$tmp/err")"
+grep -q "^kudzu: dump of the hub of OS thread $pid:" "$tmp/err" || fail "--hubs 2: no dump of the main thread's hub: $(cat "$tmp/err")"
+for i in 1 2 3; do
+  [ "$(grep -c "^green [0-9]* \"waiter-$i\" blocked waiting on fd [0-9]* for read" "$tmp/err")" -eq 1 ] ||
+    fail "--hubs 2: waiter-$i is not dumped once: $(cat "$tmp/err")"
+done
+sed -n "/^kudzu: dump of the hub of OS thread $pid:/,/^kudzu: dump of the hub/p" "$tmp/err" > "$tmp/main.dump"
+sed "/^kudzu: dump of the hub of OS thread $pid:/,/^kudzu: dump of the hub/d" "$tmp/err" > "$tmp/extra.dump"
+grep -q '"waiter-' "$tmp/main.dump" && grep -q '"waiter-' "$tmp/extra.dump" ||
+  fail "--hubs 2: the waiters are not dumped by both hubs: $(cat "$tmp/err")"
+
+# 4c. The monitor with two hubs: "spinner" is placed on the extra hub (the
+#     second thread made), whose block is reported with its backtrace.
+"$KZ" --hubs 2 --preempt 0 --monitor 0.1 "$STALL" spin 2> "$tmp/err" & pid=$!; pids+=($pid)
+wait "$pid" || fail "stall spin --hubs 2 under --monitor: exit $?"
+grep -q 'monitor: the hub of OS thread [0-9]* has not run for' "$tmp/err" &&
+  ! grep -q "monitor: the hub of OS thread $pid has not run for" "$tmp/err" ||
+  fail "--hubs 2: the extra hub's block is not reported: $(cat "$tmp/err")"
+grep -q 'monitor: blocked in green thread [0-9]* "spinner":' "$tmp/err" && grep -q 'spin_without_yielding' "$tmp/err" ||
+  fail "--hubs 2: the report does not show the spinning thread: $(cat "$tmp/err")"
 
 # 5. The dump signal while a thread computes without yielding: the hub cannot
 #    run the dump, so after a second it is reported as not running, with a

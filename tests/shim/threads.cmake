@@ -146,7 +146,7 @@ foreach(h thread_basic thread_exit_main thread_mutex thread_cond thread_sync thr
 endforeach()
 add_test(NAME shim_hubs COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/hubs.sh)
 set_tests_properties(shim_hubs PROPERTIES LABELS "shim;thread;hubs" TIMEOUT 120
-  ENVIRONMENT "KZ=$<TARGET_FILE:kudzu-launcher>;HUBS_SPREAD=$<TARGET_FILE:hubs_spread>")
+  ENVIRONMENT "KZ=$<TARGET_FILE:kudzu-launcher>;HUBS_SPREAD=$<TARGET_FILE:hubs_spread>;THREAD_SERVER=$<TARGET_FILE:thread_server>")
 # Idle hubs sleep in their loops: no CPU time while every thread waits.
 add_test(NAME shim_hubs_idle COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/hubs_idle.sh)
 set_tests_properties(shim_hubs_idle PROPERTIES LABELS "shim;thread;hubs" TIMEOUT 60
