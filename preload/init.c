@@ -161,7 +161,7 @@ struct hub_stats {
   unsigned long preempted;
 };
 
-#define STATS_HUBS KZ_SHIM_HUBS_MAX /* hubs with a line of their own, at most */
+#define STATS_HUBS KZ__HUBS_MAX /* hubs with a line of their own, at most */
 
 static struct {
   size_t n;                       /* hubs seen */
