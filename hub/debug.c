@@ -630,6 +630,16 @@ static void tids_remove(pid_t tid)
   }
 }
 
+void kz__debug_thread_moved(pid_t from, pid_t to)
+{
+  for (int i = 0; i < CRASH_HUBS; i++) {
+    pid_t was = from;
+    if (atomic_compare_exchange_strong(&hub_tids[i], &was, to))
+      return;
+  }
+  tids_add(to);
+}
+
 /* The heading of a hub's part: its OS thread, the thread's name (prctl
    reads the calling thread's: each hub heads its own part). */
 static void hub_heading(struct out *o, struct kz__hub *hub, const char *role, const char *tail)

@@ -31,7 +31,8 @@
  *    thus change OS threads; what libc keeps in one about its kernel
  *    thread is put right on the way: the thread id (raise, abort), the
  *    signal mask and the alternate signal stack of each thread, the
- *    hub's slice timer (preempt.c) and the monitor's thread id.  A hub
+ *    hub's slice timer (preempt.c), the monitor's thread id and the crash
+ *    report's (debug.c).  A hub
  *    whose OS thread may be joined (kz_remote_stop) must keep its own
  *    descriptor, so only the shim's hubs, never joined, are handed off
  *    (kz__handoff_enable).  A main green thread in such a call is not:
@@ -389,6 +390,7 @@ void kz__handoff_moved(struct kz__hub *hub)
   stack_t ss = {.ss_sp = hub->altstack, .ss_size = KZ__ALTSTACK_SIZE};
   hub->ho_moved = false;
   kz__tls_set_tid(hub->os_tp, tid); /* note A */
+  kz__debug_thread_moved(hub->watch.tid, tid);
   __atomic_store_n(&hub->watch.tid, tid, __ATOMIC_RELAXED);
   if (hub->altstack)
     kz__syscall(SYS_sigaltstack, &ss, NULL);

@@ -945,6 +945,9 @@ KZ_INTERNAL void kz__hubs_each(void (*fn)(struct kz__hub *hub, void *arg), void 
 #define KZ__ALTSTACK_SIZE (64 * 1024)
 KZ_INTERNAL void kz__debug_thread_init(struct kz__hub *hub);
 KZ_INTERNAL void kz__debug_thread_term(struct kz__hub *hub);
+/* A hub went from OS thread from to OS thread to (handoff.c): the crash
+   report asks the new one for the hub's part. */
+KZ_INTERNAL void kz__debug_thread_moved(pid_t from, pid_t to);
 /* Report a stack overflow of g on stderr (async-signal-safe enough for the
    crash path) and die with SIGSEGV. */
 KZ_INTERNAL _Noreturn void kz__overflow_die(struct kz_green *g, const void *addr);

@@ -27,6 +27,8 @@
  * survived its signal: a failure.
  */
 #include "check.h"
+#include <sched.h>
+#include <stdatomic.h>
 
 #include <pthread.h>
 #include <signal.h>
@@ -74,11 +76,18 @@ static void *faulty(void *arg)
 static int busy_started[2];
 static volatile unsigned long busy_sink; /* not sink: the NULL write reads that */
 
-/* Kept out of line, under its own name, so that a backtrace shows it. */
+static _Atomic int busy_computing; /* compute_without_end has begun */
+
+/* Kept out of line, under its own name, so that a backtrace shows it.  It
+   says it has begun from inside the loop: the write that woke the main
+   thread may still be returning on another hub when the main thread runs. */
 __attribute__((noinline)) static void compute_without_end(void)
 {
-  for (unsigned long i = 0;; i++)
+  for (unsigned long i = 0;; i++) {
     busy_sink = i * 2654435761u;
+    if (i == 1)
+      atomic_store(&busy_computing, 1);
+  }
 }
 
 static void *busy(void *arg)
@@ -181,6 +190,8 @@ int main(int argc, char **argv)
     CHECK(pipe(busy_started) == 0);
     CHECK(pthread_create(&b, NULL, busy, NULL) == 0);
     CHECK(read(busy_started[0], &c, 1) == 1);
+    while (!atomic_load(&busy_computing))
+      sched_yield(); /* it computes on another hub, or on this one once this yields */
     run(faulty, NULL);
   }
   else if (!strcmp(mode, "chain-null")) {

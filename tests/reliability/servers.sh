@@ -71,6 +71,7 @@ esac
 # given) and sets pid and port.  The launcher execs the program, so pid is
 # the server's.
 start() {
+  : > "$tmp/server.out" # now: the subshell's own truncation may come after the wait below looked
   (
     [ -n "${1:-}" ] && { ulimit -n "$1" || exit 1; }
     exec "${cmd[@]}"
