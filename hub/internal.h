@@ -296,6 +296,8 @@ struct kz__hub {
   struct kz__preempt_seen preempt_seen; /* at the last tick (preempt.c, note B) */
   struct kz_green *preempted;   /* preempted, queued after the next poll (preempt.c, note D) */
   unsigned long preempts;       /* green threads it preempted */
+  double soonest;               /* the earliest deadline of a park shorter than KZ__FINE_WAIT
+                                   (kz__now seconds), or 0: the poll's precision (sched.c, note G) */
   /* hand-off to another OS thread (handoff.c) */
   _Atomic uintptr_t sys;        /* the green thread in a system call it may be handed off in
                                    (| KZ__SYS_AWAY once it was, | KZ__SYS_PIN in its handler), or 0 */
@@ -484,6 +486,10 @@ KZ_INTERNAL double kz__now(void);
 
 /* Append g to its hub's run queue (state becomes ready).  Hub thread only. */
 KZ_INTERNAL void kz__ready(struct kz_green *g);
+
+/* Parks shorter than this (seconds) tell the hub's poll their deadline
+   (hub->soonest, sched.c note G). */
+#define KZ__FINE_WAIT 2e-3
 
 /* Park the running green thread until kz__wake(g, r) (returns r), the
    deadline passes (-ETIMEDOUT) or it is cancelled (-ECANCELED; returned at

@@ -77,6 +77,15 @@
  *    same protocol under a table's bucket locks, with real threads as
  *    waiters too; struct kz__waiter carries what a shared one would need
  *    but the real threads' futex word.
+ * G. libev's epoll backend waits in whole milliseconds (epoll_wait's
+ *    timeout, rounded up), so a park of 200 us lasted a millisecond, five
+ *    times a native nanosleep.  A park shorter than KZ__FINE_WAIT records
+ *    its deadline in hub->soonest (the earliest such one); the shim's
+ *    epoll_wait, when libev polls for the hub (preload/poll.c), waits with
+ *    epoll_pwait2 until that deadline instead when it comes before libev's
+ *    rounded timeout, and forgets it once passed.  Several short parks at
+ *    once: the earliest is exact, the later ones may wait for libev's
+ *    millisecond as before.  Without the shim, libev's millisecond stays.
  */
 #include "internal.h"
 
@@ -340,13 +349,15 @@ int kz__park(double deadline)
   if (g->deadline > 0 && (deadline < 0 || g->deadline < deadline))
     deadline = g->deadline;
   if (deadline >= 0) {
-    double left;
+    double left, now;
     ev_now_update(hub->loop);
-    if ((left = deadline - kz__now()) <= 0)
+    if ((left = deadline - (now = kz__now())) <= 0)
       return -ETIMEDOUT;
     ev_timer_set(&g->timer, left, 0);
     g->until = deadline;
     ev_timer_start(hub->loop, &g->timer);
+    if (left < KZ__FINE_WAIT && (hub->soonest < now || deadline < hub->soonest)) /* note G */
+      hub->soonest = deadline; /* one that passed counts as none */
   }
   g->state = KZ_BLOCKED;
   g->wake = 0;

@@ -34,6 +34,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 
 #define EXPORT KZ_SHIM_EXPORT
 
@@ -308,11 +309,35 @@ static __attribute__((noinline)) int epoll_wait_in_green(int epfd, struct epoll_
    context this is libev polling, and a hub's epoll instance closed or
    replaced behind the runtime's back is said plainly (preload/io.c, note
    H) instead of libev's bare "(libev) epoll_wait" abort. */
+/* libev's poll for hub, when a short park's deadline comes before its
+   rounded timeout (hub/sched.c, note G): -1 with ENOSYS if not. */
+static int hub_poll_fine(struct kz__hub *hub, int epfd, struct epoll_event *ev, int max, int timeout)
+{
+  double left = hub->soonest - kz__now();
+  struct timespec ts;
+  if (left <= 0 || epfd != hub->backend_fd) {
+    hub->soonest = 0; /* passed: libev's own timeout is right again */
+    errno = ENOSYS;
+    return -1;
+  }
+  if (timeout >= 0 && left * 1e3 >= timeout) {
+    errno = ENOSYS;
+    return -1;
+  }
+  ts.tv_sec = (time_t)left;
+  ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
+  return (int)kz__syscall(SYS_epoll_pwait2, epfd, ev, max, &ts, NULL, 8);
+}
+
 EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 {
   struct kz__hub *hub = kz__tls_hub;
   if ((KZ_LIKELY(hub == NULL) || hub->current == NULL) && KZ_LIKELY(kz_real.epoll_wait != NULL)) {
-    int r = kz_real.epoll_wait(epfd, ev, max, timeout);
+    int r;
+    if (hub && KZ_UNLIKELY(hub->soonest > 0) && timeout != 0 &&
+        ((r = hub_poll_fine(hub, epfd, ev, max, timeout)) >= 0 || errno != ENOSYS))
+      return r;
+    r = kz_real.epoll_wait(epfd, ev, max, timeout);
     if (KZ_UNLIKELY(r < 0) && hub && (errno == EBADF || errno == EINVAL) && kz__rtfd_is(epfd))
       kz__rtfd_lost(epfd, "a hub's epoll instance");
     return r;
