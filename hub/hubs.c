@@ -120,17 +120,10 @@ static unsigned resolve(unsigned n)
 void kz__hubs_config_env(void)
 {
   const char *v = secure_getenv("KUDZU_HUBS"), *why;
-  unsigned n;
-  if (!v || !*v) { /* the default: one hub per CPU the process may run on */
-    kz__os_lock(&set.lock);
-    if (!set.set_by_program && !atomic_load(&set.n))
-      set.want = resolve(0);
-    kz__os_unlock(&set.lock);
-    return;
-  }
-  if ((why = kz__parse_hubs(v, &n))) {
+  unsigned n = 0; /* the default: one hub per CPU the process may run on */
+  if (v && *v && (why = kz__parse_hubs(v, &n))) {
     kz__say("ignoring KUDZU_HUBS=%s: %s (accepted: " KZ__HUBS_FORM ")", v, why);
-    return;
+    n = 0;
   }
   kz__os_lock(&set.lock);
   if (!set.set_by_program && !atomic_load(&set.n))
