@@ -2,11 +2,12 @@
  * green thread goes (placement), and calls that cross from one hub to
  * another (kz__hub_call).
  *
- * With one hub (the default) every green thread is spawned on its caller's
- * hub, as before.  With N (kz_set_hubs, KUDZU_HUBS=N, the launcher's --hubs
- * N; 0: one per CPU the process may run on), the first placement (a spawn
- * with KZ_HUB_ANY or KZ_HUB(k), or the shim's first pthread_create) starts
- * N-1 more hubs, each on an OS thread of its own (remote hubs, remote.c);
+ * The set has N hubs: one per CPU the process may run on by default (its
+ * affinity mask, read when the first hub is made), or what kz_set_hubs,
+ * KUDZU_HUBS=N or the launcher's --hubs N say (0: one per CPU; 1: only the
+ * caller's, every green thread spawned on its caller's hub).  The first
+ * placement (a spawn with KZ_HUB_ANY or KZ_HUB(k), or the shim's first
+ * pthread_create) starts N-1 more hubs, each on an OS thread of its own (remote hubs, remote.c);
  * the caller's hub is hub 0.  From then on a spawn may ask for hub k, or
  * for the least loaded of the N (placement), and the green thread stays
  * there for life.  So a thread-per-connection server's connections, a
@@ -87,7 +88,8 @@
 #include <sys/syscall.h>
 
 static struct {
-  unsigned want;                     /* hubs wanted (1: only the caller's) */
+  unsigned want;                     /* hubs wanted (1: only the caller's; one per CPU
+                                        once the environment was read) */
   bool set_by_program;               /* kz_set_hubs was called: KUDZU_HUBS is not read */
   bool hold;                         /* hold hub 0 once others run (note C) */
   pthread_mutex_t lock;              /* starting the others, kz_set_hubs */
@@ -118,12 +120,10 @@ static unsigned resolve(unsigned n)
 void kz__hubs_config_env(void)
 {
   const char *v = secure_getenv("KUDZU_HUBS"), *why;
-  unsigned n;
-  if (!v || !*v)
-    return;
-  if ((why = kz__parse_hubs(v, &n))) {
+  unsigned n = 0; /* the default: one hub per CPU the process may run on */
+  if (v && *v && (why = kz__parse_hubs(v, &n))) {
     kz__say("ignoring KUDZU_HUBS=%s: %s (accepted: " KZ__HUBS_FORM ")", v, why);
-    return;
+    n = 0;
   }
   kz__os_lock(&set.lock);
   if (!set.set_by_program && !atomic_load(&set.n))

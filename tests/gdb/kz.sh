@@ -184,15 +184,21 @@ refuse() { # refuse WHAT REGEX SECTION: no line of the section matches
 }
 
 launcher_checks() {
-  expect "one hub" '^hub 1 at 0x[0-9a-f]+: OS thread [0-9]+ \(gdb thread [0-9]+\)'
+  # one hub per CPU by default: the threads are spread over them (hub 2 on
+  # a machine with two CPUs or more)
+  expect "the first hub" '^hub 1 at 0x[0-9a-f]+: OS thread [0-9]+ \(gdb thread [0-9]+\)'
+  if [ "$(nproc)" -ge 2 ]; then
+    expect "the second hub" '^hub 2 at 0x[0-9a-f]+: OS thread [0-9]+ \(gdb thread [0-9]+\)'
+  fi
   expect "the thread in read, named by pthread_setname_np" \
-    '^ +[0-9]+ +1 +waiting +t-reader +fd [0-9]+ read +block_in_read at threads_parked\.c'
-  expect "the thread in pthread_mutex_lock" '^ +[0-9]+ +1 +waiting +t-locker +a pthread mutex +block_in_lock at threads_parked\.c'
-  expect "the thread in pthread_cond_wait" '^ +[0-9]+ +1 +waiting +t-waiter +a condition variable +block_in_wait at threads_parked\.c'
-  expect "the thread in nanosleep" '^ +[0-9]+ +1 +sleeping +t-sleeper +sleep, .* block_in_sleep at threads_parked\.c'
-  expect "the thread in pthread_join" '^ +[0-9]+ +1 +waiting +t-joiner +join [0-9]+ "t-sleeper" +block_in_join at threads_parked\.c'
-  expect "the computing thread, preempted" \
-    '^ +[0-9]+ +1 +runnable +t-spinner +- +spin_forever at threads_parked\.c:[0-9]+ \(preempted\)$'
+    '^ +[0-9]+ +[0-9]+ +waiting +t-reader +fd [0-9]+ read +block_in_read at threads_parked\.c'
+  expect "the thread in pthread_mutex_lock" '^ +[0-9]+ +[0-9]+ +waiting +t-locker +a pthread mutex +block_in_lock at threads_parked\.c'
+  expect "the thread in pthread_cond_wait" '^ +[0-9]+ +[0-9]+ +waiting +t-waiter +a condition variable +block_in_wait at threads_parked\.c'
+  expect "the thread in nanosleep" '^ +[0-9]+ +[0-9]+ +sleeping +t-sleeper +sleep, .* block_in_sleep at threads_parked\.c'
+  expect "the thread in pthread_join" \
+    '^ +[0-9]+ +[0-9]+ +waiting +t-joiner +(join [0-9]+ "t-sleeper"|a join from another thread) +block_in_join at threads_parked\.c'
+  expect "the computing thread, preempted or running on its hub" \
+    '^ +[0-9]+ +[0-9]+ +(runnable|running) +t-spinner +- +spin_forever at threads_parked\.c:[0-9]+( \(preempted\))?$'
   for n in read lock wait sleep join; do
     expect "kz bt shows block_in_$n" "^#[0-9]+ +(0x[0-9a-f]+ in )?block_in_$n \\(.*threads_parked\\.c:[0-9]+" bt
   done
