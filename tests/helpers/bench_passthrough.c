@@ -30,6 +30,7 @@
  * preemption hit: the same binaries then give 0.28 to 0.40 ns.  The best
  * rounds are still printed on stderr. */
 #include "check.h"
+#include "paired.h"
 #include <dlfcn.h>
 #include <pthread.h>
 #include <unistd.h>
@@ -38,9 +39,10 @@ enum { PAIRS = 301, CALLS = 100000 };
 
 typedef int (*sleep_fn)(clockid_t, int, const struct timespec *, struct timespec *);
 
-/* Nanoseconds per call of fn, one round. */
-static double round_of(sleep_fn volatile fn)
+/* Nanoseconds per call of fn (a sleep_fn), one round. */
+static double round_of(void *fnp)
 {
+  sleep_fn volatile fn = (sleep_fn)fnp;
   struct timespec ts = {0, 1};
   double t = mono();
   for (int i = 0; i < CALLS; i++)
@@ -49,35 +51,13 @@ static double round_of(sleep_fn volatile fn)
   return (mono() - t) / CALLS * 1e9;
 }
 
-static int by_value(const void *a, const void *b)
-{
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 static void *measure(void *arg)
 {
   double *out = arg; /* [0] best through the shim, [1] best of libc's own, [2] median overhead */
-  static double diff[PAIRS];
   void *libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
   sleep_fn shim = clock_nanosleep, native = libc ? (sleep_fn)dlsym(libc, "clock_nanosleep") : NULL;
   CHECK(native != NULL);
-  out[0] = out[1] = 1e9;
-  for (int r = 0; r < PAIRS; r++) {
-    double a, b;
-    if (r & 1) {
-      b = round_of(native);
-      a = round_of(shim);
-    } else {
-      a = round_of(shim);
-      b = round_of(native);
-    }
-    out[0] = a < out[0] ? a : out[0];
-    out[1] = b < out[1] ? b : out[1];
-    diff[r] = a - b;
-  }
-  qsort(diff, PAIRS, sizeof *diff, by_value);
-  out[2] = diff[PAIRS / 2];
+  paired_median(round_of, (void *)shim, (void *)native, PAIRS, out);
   return NULL;
 }
 

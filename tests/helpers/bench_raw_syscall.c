@@ -12,8 +12,10 @@
  * launcher is the shim's syscall(); and libc's own syscall(), looked up in
  * libc.  Prints the median over the pairs of the difference:
  *   raw_syscall_overhead_ns<TAB>value<TAB>ns
- * Natively both are libc's, and the difference is noise around 0. */
+ * Natively both are libc's, and the difference is noise around 0.  The
+ * pairing is paired.h's. */
 #include "check.h"
+#include "paired.h"
 #include <dlfcn.h>
 #include <poll.h>
 #include <pthread.h>
@@ -24,8 +26,10 @@ enum { PAIRS = 101, CALLS = 20000 };
 
 typedef long (*syscall_fn)(long, ...);
 
-static double round_of(syscall_fn volatile fn)
+/* Nanoseconds per call of fn (a syscall_fn), one round. */
+static double round_of(void *fnp)
 {
+  syscall_fn volatile fn = (syscall_fn)fnp;
   struct timespec zero = {0, 0};
   double t = mono();
   for (int i = 0; i < CALLS; i++)
@@ -34,35 +38,13 @@ static double round_of(syscall_fn volatile fn)
   return (mono() - t) / CALLS * 1e9;
 }
 
-static int by_value(const void *a, const void *b)
-{
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 static void *measure(void *arg)
 {
   double *out = arg;
-  static double diff[PAIRS];
   void *libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
   syscall_fn named = syscall, own = libc ? (syscall_fn)dlsym(libc, "syscall") : NULL;
   CHECK(own != NULL);
-  out[0] = out[1] = 1e9;
-  for (int r = 0; r < PAIRS; r++) {
-    double a, b;
-    if (r & 1) {
-      b = round_of(own);
-      a = round_of(named);
-    } else {
-      a = round_of(named);
-      b = round_of(own);
-    }
-    out[0] = a < out[0] ? a : out[0];
-    out[1] = b < out[1] ? b : out[1];
-    diff[r] = a - b;
-  }
-  qsort(diff, PAIRS, sizeof *diff, by_value);
-  out[2] = diff[PAIRS / 2];
+  paired_median(round_of, (void *)named, (void *)own, PAIRS, out);
   return NULL;
 }
 
