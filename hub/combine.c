@@ -3,9 +3,10 @@
  * ALL_COMPLETED, with a done/pending split) and as_completed (completion
  * order).
  *
- * Every entry of an array of handles may be a future, of any hub, or a
- * green thread of this hub (which stands for its completion future,
- * kz_green_future; one of another hub is refused with EXDEV).
+ * Every entry of an array of handles may be a future or a green thread, of
+ * any hub (a green thread stands for its completion future,
+ * kz_green_future; one of another hub's is made by a round trip there,
+ * future.c note H).
  *
  * Notes.
  * A. The waiting green thread puts a watch (struct kz__fwatch) on each
@@ -94,8 +95,9 @@ static void entry_done(struct kz__fwatch *w, struct kz__future *f)
 }
 
 /* Resolve the handles and watch the pending futures (note A).  0 or -errno
-   (-EINVAL, -EXDEV, -ENOMEM, or the error of creating the calling OS
-   thread's hub); on failure nothing is left behind. */
+   (-EINVAL, -ENOMEM, -EPERM, or the error of creating the calling OS
+   thread's hub); on failure nothing is left behind (the futures of green
+   threads of other hubs made so far complete unwatched). */
 static int batch_open(struct batch *b, const uint64_t *h, size_t n)
 {
   int err = 0;

@@ -49,6 +49,36 @@
  *    cancel the green thread, which only its own hub may do, so the request
  *    is posted there (f->cancel_post, at most one in flight, holding a
  *    reference).
+ * H. The completion of a green thread of another hub (kz_spawn_future on
+ *    another hub, a green thread handle of another hub in kz_green_future,
+ *    gather, wait, as_completed): the future is the caller's hub's (its
+ *    owner), the green thread is touched on its own hub only (green.c note
+ *    D).  A round trip there (kz__hub_call, as green.c's kz_state), which
+ *    spawns the green thread first for kz_spawn_future, looks the handle up
+ *    and, if the green thread still runs, puts a done hook on it (holding a
+ *    reference to f) and records its handle in f->remote.  The hook
+ *    completes f as any setter from another thread does (note A: claimed
+ *    there, completed by a post to the owner hub).  So:
+ *    - the green thread cannot finish during the round trip (its hub runs
+ *      the request): it is hooked, or found finished, or gone;
+ *    - found finished (a zombie): its outcome comes back with the reply and
+ *      the caller completes f at once, on its own hub, as locally; gone
+ *      (released: joined, or detached and finished): EINVAL, as a stale
+ *      handle is locally;
+ *    - the hook takes no part in joining (it does not mark the green thread
+ *      as being joined): a join or a detach, from any hub, works as usual,
+ *      and a cross-hub join's hook, which runs first and makes the handle
+ *      stale, leaves g's result and state for this one;
+ *    - cancelling f posts to the green thread's hub (f->cancel_post, note
+ *      G), where the handle is looked up again.  Once the hook ran, f is
+ *      claimed: cancel fails with EALREADY (a stale handle implies that,
+ *      the hook runs before the release).  A cancel that overtakes the
+ *      claim but arrives after the finish does nothing and the future gets
+ *      the green thread's outcome, as with a cancel posted for a green
+ *      thread of f's own hub;
+ *    - the owner hub must still be there when the completion's post
+ *      arrives: the set's hubs live as long as the process; a hub outside
+ *      it is as in green.c note J.
  */
 #include "internal.h"
 
@@ -82,7 +112,8 @@ struct kz__future {
   bool cb_scheduled;          /* a callback run is scheduled (or posted) on the hub */
   bool bound;                 /* the completion of a green thread: never set by hand */
   struct kz_green *task;      /* the green thread it is the completion of, while it runs */
-  struct kz__done_hook hook;  /* on task's done_hooks */
+  kz_green_t remote;          /* or the handle of one of another hub (note H) */
+  struct kz__done_hook hook;  /* on task's (or remote's) done_hooks */
   struct kz__post post;       /* completion from another thread */
   struct kz__post cb_post;    /* callbacks added after completion on another thread (note F) */
   struct kz__post cancel_post; /* a green thread's cancellation from another thread (note G) */
@@ -300,20 +331,95 @@ void kz__future_bind(struct kz__future *f, struct kz_green *g)
   kz__list_push(&g->done_hooks, &f->hook.link);
 }
 
+/* ---- A green thread of another hub (note H) ----------------------------------- */
+
+static int future_set(struct kz__future *f, void *result, int error);
+
+/* Done hook: f's green thread, of another hub than f's, finishes. */
+static void remote_done(struct kz__done_hook *h, struct kz_green *g)
+{
+  struct kz__future *f = kz__container_of(h, struct kz__future, hook);
+  future_set(f, g->result, green_outcome(g)); /* posted to the owner hub */
+  kz__future_unref(f);
+}
+
+/* The round trip of note H, run on the green thread's hub. */
+struct xbind {
+  struct kz__future *f;
+  kz_fn fn;                         /* kz_spawn_future: spawn fn(arg) first */
+  void *arg;
+  const struct kz_spawn_opts *opts; /* hub field THIS */
+  kz_green_t id;                    /* the green thread (out, for a spawn) */
+  int r;                            /* out: 0 or -errno */
+  bool finished;                    /* out: found finished, with its outcome: */
+  void *result;
+  int error;
+};
+
+static void xbind_run(void *arg)
+{
+  struct xbind *c = arg;
+  struct kz_green *g;
+  if (c->fn) {
+    if (!(g = kz__spawn(kz__tls_hub, c->fn, c->arg, c->opts, NULL, 0, &c->r)))
+      return;
+    c->id = g->id;
+  } else if (!(g = kz__green_get(c->id))) {
+    c->r = -EINVAL;
+    return;
+  }
+  if (g->state == KZ_DONE || g->state == KZ_CANCELLED) {
+    c->finished = true;
+    c->result = g->result;
+    c->error = green_outcome(g);
+    return;
+  }
+  c->f->remote = c->id;
+  c->f->hook.fn = remote_done;
+  kz__future_ref(c->f); /* the hook's */
+  kz__list_push(&g->done_hooks, &c->f->hook.link);
+}
+
+/* A new future of the caller's hub bound to a green thread of hub there
+   (c: its handle, or what to spawn there); NULL with -errno in *err. */
+static struct kz__future *bind_remote(struct kz__hub *there, struct xbind *c, int *err)
+{
+  struct kz__hub *here = kz__hub_get(err);
+  struct kz__future *f;
+  int r;
+  if (!here || !(f = kz__future_new(here, err)))
+    return NULL;
+  f->bound = true;
+  c->f = f;
+  if ((r = kz__hub_call(there, xbind_run, c)) < 0 || (r = c->r) < 0) {
+    kz__future_unref(f); /* not hooked: the only reference */
+    *err = r;
+    return NULL;
+  }
+  if (c->finished)
+    kz__future_complete(f, c->result, c->error);
+  return f;
+}
+
 struct kz__future *kz__future_get(uint64_t h, int *err)
 {
   struct kz__future *f = kz__handle_get(h, KZ__H_FUTURE);
+  struct kz__hub *there;
   struct kz_green *g;
   if (f) {
     kz__future_ref(f);
     return f;
   }
-  if (!(g = kz__green_get(h))) {
+  if (!(there = kz__handle_owner(h, KZ__H_GREEN))) {
     *err = -EINVAL;
     return NULL;
   }
-  if (g->hub != kz__tls_hub) {
-    *err = -EXDEV;
+  if (there != kz__tls_hub) {
+    struct xbind c = {.id = h};
+    return bind_remote(there, &c, err);
+  }
+  if (!(g = kz__green_get(h))) {
+    *err = -EINVAL;
     return NULL;
   }
   if ((f = kz__future_new(g->hub, err)))
@@ -321,13 +427,15 @@ struct kz__future *kz__future_get(uint64_t h, int *err)
   return f;
 }
 
-/* Cancel bound f on its hub: its green thread, or f itself if the green
-   thread is still to be spawned (remote.c). */
+/* Cancel bound f on its green thread's hub: its green thread, or f itself
+   if the green thread is still to be spawned (remote.c).  One of another
+   hub than f's is looked up again: it may have finished (note H). */
 static void cancel_here(struct kz__future *f)
 {
-  if (f->task)
-    kz__cancel(f->task);
-  else
+  struct kz_green *g = f->remote ? kz__green_get(f->remote) : f->task;
+  if (g)
+    kz__cancel(g);
+  else if (!f->remote)
     kz__future_complete(f, NULL, ECANCELED);
 }
 
@@ -340,22 +448,24 @@ static void posted_cancel(struct kz__post *p)
   kz__future_unref(f);
 }
 
-static int future_set(struct kz__future *f, void *result, int error);
-
 bool kz__future_cancel(struct kz__future *f)
 {
+  struct kz__hub *at = f->hub; /* where the green thread is cancelled */
   if (atomic_load_explicit(&f->state, memory_order_acquire) != F_PENDING)
     return false;
   if (!f->bound)
     return future_set(f, NULL, ECANCELED) == 0;
-  if (kz__tls_hub == f->hub) {
+  if (f->remote && (atomic_load_explicit(&f->claimed, memory_order_acquire) ||
+                    !(at = kz__handle_owner(f->remote, KZ__H_GREEN))))
+    return false; /* finished: its completion is on its way (note H) */
+  if (kz__tls_hub == at) {
     cancel_here(f);
     return true;
   }
   if (!atomic_exchange_explicit(&f->cancel_posted, true, memory_order_relaxed)) { /* note G */
     kz__future_ref(f);
     f->cancel_post.fn = posted_cancel;
-    kz__hub_post(f->hub, &f->cancel_post);
+    kz__hub_post(at, &f->cancel_post);
   }
   return true;
 }
@@ -445,12 +555,21 @@ kz_future_t kz_future_new(void)
 kz_future_t kz_spawn_future(kz_fn fn, void *arg, const struct kz_spawn_opts *opts)
 {
   struct kz_spawn_opts o = opts ? *opts : (struct kz_spawn_opts){0};
-  struct kz__hub *hub;
+  struct kz__hub *hub, *to;
   struct kz__future *f;
   struct kz_green *g;
   int err = 0;
   o.detached = 1;
-  if (!(hub = kz__hub_get(&err)) || !(f = kz__future_new(hub, &err)))
+  if (!(hub = kz__hub_get(&err)) || !(to = kz__spawn_target(hub, o.hub, &err)))
+    goto error1;
+  o.hub = KZ_HUB_THIS; /* placed */
+  if (to != hub) { /* note H */
+    struct xbind c = {.fn = fn, .arg = arg, .opts = &o};
+    if (!(f = bind_remote(to, &c, &err)))
+      goto error1;
+    return f->id;
+  }
+  if (!(f = kz__future_new(hub, &err)))
     goto error1;
   if (!(g = kz__spawn(hub, fn, arg, &o, NULL, 0, &err)))
     goto error2;
@@ -468,7 +587,7 @@ kz_future_t kz_green_future(kz_green_t g)
 {
   int err = 0;
   struct kz__future *f;
-  if (!kz__green_get(g)) {
+  if (!kz__handle_owner(g, KZ__H_GREEN)) { /* of any hub: not a future's handle */
     errno = EINVAL;
     return 0;
   }

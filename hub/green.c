@@ -35,9 +35,10 @@
  *    records it, handle.c note C: the struct itself may be released and
  *    its stack unmapped at any moment) and sends what it wants done there,
  *    where the handle is looked up again: a handle that went stale on the
- *    way gets EINVAL from there.  kz__spawn makes green threads on its
- *    caller's hub only: a hub field naming another is EXDEV there, which
- *    is what kz_spawn_future (future.c) answers until futures cross hubs.
+ *    way gets EINVAL from there.  kz__spawn makes green threads on the hub
+ *    it runs on only: a hub field naming another is EXDEV there; callers
+ *    that place (kz_spawn_with, kz_spawn_future in future.c) find the hub
+ *    first (kz__spawn_target) and run kz__spawn on it.
  * E. kz_spawn_with on another hub: kz__spawn runs there (kz__hub_call),
  *    with the caller's options (their name is copied there, while the
  *    caller waits), so the delay's timer, the stack and the handle are
@@ -145,10 +146,7 @@ struct kz_green *kz__green_main(struct kz__hub *hub)
   return g;
 }
 
-/* The hub that opts' hub field (KZ_HUB_THIS, KZ_HUB_ANY, KZ_HUB(k)) names
-   for a spawn from hub here; NULL with -EINVAL in *err if none.  May start
-   the set's other hubs (hubs.c). */
-static struct kz__hub *spawn_target(struct kz__hub *here, int which, int *err)
+struct kz__hub *kz__spawn_target(struct kz__hub *here, int which, int *err)
 {
   struct kz__hub *to = which == KZ_HUB_THIS  ? here
                        : which == KZ_HUB_ANY ? kz__hubs_place(here)
@@ -160,12 +158,11 @@ static struct kz__hub *spawn_target(struct kz__hub *here, int which, int *err)
 }
 
 /* kz__spawn makes a green thread on the hub it is given: a hub field that
-   names another is refused (-EXDEV; kz_spawn_future, note D), a bad one
-   -EINVAL. */
+   names another is refused (-EXDEV, note D), a bad one -EINVAL. */
 static int spawn_here_only(struct kz__hub *hub, int which)
 {
   int err = 0;
-  struct kz__hub *to = which == KZ_HUB_ANY ? NULL : spawn_target(hub, which, &err);
+  struct kz__hub *to = which == KZ_HUB_ANY ? NULL : kz__spawn_target(hub, which, &err);
   return to == hub ? 0 : err ? err : -EXDEV;
 }
 
@@ -559,7 +556,7 @@ kz_green_t kz_spawn_with(kz_fn fn, void *arg, const struct kz_spawn_opts *opts)
   struct kz_spawn_opts here;
   struct spawn_call c;
   struct kz_green *g;
-  if (!hub || !(to = opts ? spawn_target(hub, opts->hub, &err) : hub))
+  if (!hub || !(to = opts ? kz__spawn_target(hub, opts->hub, &err) : hub))
     goto error;
   if (to == hub) {
     if (opts && opts->hub != KZ_HUB_THIS) {

@@ -644,6 +644,10 @@ KZ_INTERNAL void kz__green_forget(struct kz_green *g);
 /* Spawn on hub; returns the green thread (state pending, queued or delayed)
    or NULL with -errno in *err.  user_stack/user_size: a stack the caller owns
    (pthread_attr_setstack), or NULL. */
+/* The hub that a spawn option's hub field (KZ_HUB_THIS, KZ_HUB_ANY,
+   KZ_HUB(k)) names for a spawn from hub here; NULL with -EINVAL in *err if
+   none.  May start the set's other hubs (hubs.c). */
+KZ_INTERNAL struct kz__hub *kz__spawn_target(struct kz__hub *here, int which, int *err);
 KZ_INTERNAL struct kz_green *kz__spawn(struct kz__hub *hub, kz_fn fn, void *arg,
                                      const struct kz_spawn_opts *opts, void *user_stack,
                                      size_t user_size, int *err);
@@ -1099,9 +1103,11 @@ struct kz__fwatch {
    handle; NULL with -ENOMEM in *err.  Any thread. */
 KZ_INTERNAL struct kz__future *kz__future_new(struct kz__hub *hub, int *err);
 /* The future for handle h, which may be a kz_future_t or a kz_green_t (the
-   green thread's completion future), with a new reference the caller drops
-   with kz__future_unref; NULL with -EINVAL (0, stale) or -EXDEV (a green
-   thread of another hub) or -ENOMEM in *err.  Hub thread. */
+   green thread's completion future, owned by the caller's hub; one of
+   another hub's green thread is made by a round trip there, future.c note
+   H), with a new reference the caller drops with kz__future_unref; NULL
+   with -EINVAL (0, stale), -ENOMEM or -EPERM (a hub's context, for another
+   hub's green thread) in *err.  Hub thread; may switch. */
 KZ_INTERNAL struct kz__future *kz__future_get(uint64_t h, int *err);
 KZ_INTERNAL void kz__future_ref(struct kz__future *f);
 KZ_INTERNAL void kz__future_unref(struct kz__future *f);

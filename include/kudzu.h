@@ -269,10 +269,10 @@ KZ_API int kz_monitor(double max_blocking, int dump_signal);
  * docs/TOOLBOX.md.  Its objects (futures, the iterator of as_completed,
  * groups, synchronisation objects, queues) are shared by the green threads
  * of every hub of the process: each call works from any hub, as said
- * below.  Green thread handles (kz_green_t) are the exception: where a call
- * takes one in place of a future (kz_green_future, gather, wait,
- * as_completed), it must be a green thread of the caller's hub (EXDEV
- * otherwise). */
+ * below.  Where a call takes a green thread handle (kz_green_t) in place
+ * of a future (kz_green_future, gather, wait, as_completed, kz_wait_for),
+ * it may be a green thread of any hub: it stands for its completion, as a
+ * future owned by the caller's hub. */
 
 /* ---- Futures ---------------------------------------------------------- */
 
@@ -295,16 +295,22 @@ KZ_API kz_future_t kz_future_new(void);
  * detached) and return the future of its completion, like
  * asyncio.create_task: the future's result is fn's return value, its error
  * that of kz_fail, and it is cancelled if the green thread was; cancelling
- * the future cancels the green thread.  0 with errno as kz_spawn_with, or
- * EXDEV for a hub field that names another hub than the caller's (the
- * future of a green thread of another hub is not made yet).  The caller
- * owns the future (kz_future_free).  Does not switch. */
+ * the future cancels the green thread.  The hub field places the green
+ * thread as for kz_spawn_with; the future is owned by the caller's hub
+ * whichever hub runs it (its callbacks run there; a cancel is carried to
+ * the green thread's hub).  0 with errno as kz_spawn_with, or EPERM for
+ * another hub from a hub callback.  The caller owns the future
+ * (kz_future_free).  Does not switch on its own hub; a spawn on another
+ * hub is a round trip there (the caller waits, as for kz_spawn_with). */
 KZ_API kz_future_t kz_spawn_future(kz_fn fn, void *arg, const struct kz_spawn_opts *opts);
 
-/* The completion of green thread g (of this hub, finished or not, not yet
- * released) as a new future, which the caller owns (kz_future_free).  g
- * still has to be joined or detached as usual.  0 with errno EINVAL (0,
- * stale), EXDEV (another hub's green thread), ENOMEM. */
+/* The completion of green thread g (of any hub, finished or not, not yet
+ * released) as a new future owned by the caller's hub, which the caller
+ * owns (kz_future_free); cancelling it cancels g.  g still has to be
+ * joined or detached as usual.  For another hub's green thread this is a
+ * round trip to its hub (the caller waits).  0 with errno EINVAL (0,
+ * stale), ENOMEM, EPERM (another hub's green thread, from a hub
+ * callback). */
 KZ_API kz_future_t kz_green_future(kz_green_t g);
 
 /* Complete f with a result, or with error err (> 0; ECANCELED marks it
@@ -355,11 +361,10 @@ KZ_API int kz_future_free(kz_future_t f);
 /* ---- gather, wait, as_completed ------------------------------------------ */
 
 /* These take arrays of handles, each a kz_future_t of any hub or a
- * kz_green_t of the caller's hub (a green thread stands for its completion;
- * it still has to be joined or detached as usual).  They fail with EINVAL
- * (a handle 0 or stale, n > INT_MAX), EXDEV (another hub's green thread),
- * ENOMEM, EPERM (waiting in a hub callback), ECANCELED (the caller was
- * cancelled).  They may switch. */
+ * kz_green_t of any hub (a green thread stands for its completion; it
+ * still has to be joined or detached as usual).  They fail with EINVAL
+ * (a handle 0 or stale, n > INT_MAX), ENOMEM, EPERM (waiting in a hub
+ * callback), ECANCELED (the caller was cancelled).  They may switch. */
 
 /* Flags of kz_gather. */
 enum { KZ_GATHER_ERRORS = 1 };

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define P(i) ((void *)(intptr_t)(i))
 
@@ -328,17 +329,95 @@ static void *report_self(void *arg)
   return NULL;
 }
 
-Test(combine, a_green_thread_handle_of_another_hub_stays_exdev)
+Test(combine, a_green_thread_handle_of_a_remote_hub)
 {
+  void *res = NULL;
   start_hubs();
   kz_future_t f = kz_remote_spawn(hubs[0], report_self, NULL);
   while (!remote_green)
     kz_sleep(0.001);
   uint64_t h[1] = {remote_green};
-  cr_assert_eq(kz_gather(h, 1, NULL, NULL, 0, 1), -1);
-  cr_assert_eq(errno, EXDEV);
+  cr_assert_eq(kz_wait(h, 1, KZ_FIRST_COMPLETED, 0), 0, "stands for its completion: pending");
+  struct kz_as_completed *it = kz_as_completed_new(h, 1); /* before it can finish and go */
+  int err = 0;
+  cr_assert_not_null(it, "%s", strerror(errno));
   kz_future_cancel(f);
+  cr_assert_eq(kz_as_completed_next(it, &res, &err, 10), 0);
+  cr_assert_eq(err, ECANCELED);
+  cr_assert_eq(kz_as_completed_free(it), 0);
   kz_future_wait(f, NULL, 10);
   kz_future_free(f);
   free_hubs();
+}
+
+/* ---- Green threads of the set's other hubs: with 2 hubs and with 4 ---------- */
+
+#define HUBS(name)                                                                                \
+  static void name(unsigned n);                                                                   \
+  Test(combine, name##_2_hubs) { name(2); }                                                       \
+  Test(combine, name##_4_hubs) { name(4); }                                                       \
+  static void name(unsigned n)
+
+/* Spawn gated(gate[i]) on hub i + 1, for i < n - 1: the green threads of
+   every hub but the caller's. */
+static void spawn_gated(unsigned n, kz_green_t *g, kz_future_t *gate)
+{
+  for (unsigned i = 0; i + 1 < n; i++) {
+    struct kz_spawn_opts o = {.hub = KZ_HUB(i + 1)};
+    gate[i] = kz_future_new();
+    cr_assert_neq(g[i] = kz_spawn_with(gated, (void *)(uintptr_t)gate[i], &o), 0);
+  }
+}
+
+static void join_gated(unsigned n, kz_green_t *g, kz_future_t *gate)
+{
+  for (unsigned i = 0; i + 1 < n; i++) {
+    cr_assert_eq(kz_join(g[i], NULL, 10), 0, "still joined as usual");
+    kz_future_free(gate[i]);
+  }
+}
+
+HUBS(gather_over_green_threads_of_other_hubs)
+{
+  kz_green_t g[4];
+  kz_future_t gate[4];
+  void *res[4];
+  cr_assert_eq(kz_set_hubs(n), 0);
+  spawn_gated(n, g, gate);
+  for (unsigned i = n - 1; i-- > 0;) /* the last first: order is the array's */
+    kz_future_set_result(gate[i], P(10 + i));
+  cr_assert_eq(kz_gather(g, n - 1, res, NULL, 0, 10), 0, "%s", strerror(errno));
+  for (unsigned i = 0; i + 1 < n; i++)
+    cr_assert_eq((intptr_t)res[i], 10 + (intptr_t)i);
+  join_gated(n, g, gate);
+}
+
+HUBS(wait_and_as_completed_over_green_threads_of_other_hubs)
+{
+  kz_green_t g[4];
+  uint64_t h[4];
+  kz_future_t gate[4];
+  void *res;
+  unsigned m = n - 1;
+  cr_assert_eq(kz_set_hubs(n), 0);
+  spawn_gated(n, g, gate);
+  for (unsigned i = 0; i < m; i++)
+    h[i] = g[i];
+  cr_assert_eq(kz_wait(h, m, KZ_FIRST_COMPLETED, 0.01), 0, "a timeout returns the split");
+  kz_future_set_result(gate[m - 1], P(20));
+  cr_assert_eq(kz_wait(h, m, KZ_FIRST_COMPLETED, 10), 1, "%s", strerror(errno));
+  cr_assert_eq(h[0], g[m - 1], "the last hub's green thread completed first");
+  struct kz_as_completed *it = kz_as_completed_new(g, m);
+  cr_assert_not_null(it, "%s", strerror(errno));
+  cr_assert_eq(kz_as_completed_next(it, &res, NULL, 10), (int)m - 1);
+  cr_assert_eq((intptr_t)res, 20);
+  for (unsigned i = 0; i + 1 < m; i++) {
+    kz_future_set_result(gate[i], P(30 + i));
+    cr_assert_eq(kz_as_completed_next(it, &res, NULL, 10), (int)i);
+    cr_assert_eq((intptr_t)res, 30 + (intptr_t)i);
+  }
+  cr_assert_eq(kz_as_completed_next(it, &res, NULL, 10), -1);
+  cr_assert_eq(errno, ENOENT);
+  cr_assert_eq(kz_as_completed_free(it), 0);
+  join_gated(n, g, gate);
 }

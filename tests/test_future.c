@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 Test(future, set_exactly_once)
@@ -509,4 +511,166 @@ Test(future, a_completion_racing_a_timeout)
   cr_assert_null(res);
   kz_future_free(w);
   kz_remote_free(r);
+}
+
+/* ---- Green threads of other hubs: each body with 2 hubs and with 4 -------------- */
+
+#define HUBS(name)                                                                                \
+  static void name(unsigned n);                                                                   \
+  Test(future, name##_2_hubs) { name(2); }                                                        \
+  Test(future, name##_4_hubs) { name(4); }                                                        \
+  static void name(unsigned n)
+
+static long tid(void) { return syscall(SYS_gettid); }
+
+static void *my_tid(void *arg)
+{
+  (void)arg;
+  return (void *)(intptr_t)tid();
+}
+
+/* The OS thread of hub k (hub 0: the test's own, which starts the set). */
+static long tid_of_hub(unsigned k)
+{
+  struct kz_spawn_opts o = {.hub = KZ_HUB(k)};
+  kz_green_t g = kz_spawn_with(my_tid, NULL, &o);
+  void *r = NULL;
+  cr_assert_neq(g, 0, "spawn on hub %u: %s", k, strerror(errno));
+  cr_assert_eq(kz_join(g, &r, 10), 0);
+  return (long)(intptr_t)r;
+}
+
+static _Atomic long cb_tid;
+
+static void note_tid(kz_future_t f, void *arg)
+{
+  (void)f;
+  (void)arg;
+  cb_tid = tid();
+}
+
+HUBS(spawn_future_on_another_hub_result_error_cancellation)
+{
+  cr_assert_eq(kz_set_hubs(n), 0);
+  for (unsigned k = 1; k < n; k++) {
+    struct kz_spawn_opts o = {.hub = KZ_HUB(k), .name = "elsewhere"};
+    long there = tid_of_hub(k);
+    void *r = NULL;
+    kz_future_t a = kz_spawn_future(my_tid, NULL, &o);
+    cr_assert_neq(a, 0, "hub %u: %s", k, strerror(errno));
+    cr_assert_eq(kz_future_set_result(a, NULL), -1, "only the green thread completes it");
+    cr_assert_eq(errno, EINVAL);
+    cb_tid = 0;
+    cr_assert_eq(kz_future_add_done_callback(a, note_tid, NULL), 0);
+    cr_assert_eq(kz_future_wait(a, &r, 10), 0, "hub %u: %s", k, strerror(errno));
+    cr_assert_eq((long)(intptr_t)r, there, "it ran on hub %u's OS thread", k);
+    cr_assert_neq((long)(intptr_t)r, tid());
+    for (int i = 0; i < 100000 && !cb_tid; i++)
+      kz_sleep(0.0001);
+    cr_assert_eq(cb_tid, tid(), "callbacks run on the owner hub, the caller's");
+
+    kz_future_t b = kz_spawn_future(failer, NULL, &o);
+    cr_assert_neq(b, 0);
+    cr_assert_eq(kz_future_wait(b, NULL, 10), -1);
+    cr_assert_eq(errno, ENOTCONN);
+    cr_assert_eq(kz_future_state(b), KZ_DONE);
+
+    kz_future_t c = kz_spawn_future(sleeper, NULL, &o);
+    cr_assert_neq(c, 0);
+    cr_assert_eq(kz_future_cancel(c), 0, "cancels the green thread on its hub");
+    cr_assert_eq(kz_future_wait(c, NULL, 5), -1, "long before the sleeper's 10 s");
+    cr_assert_eq(errno, ECANCELED);
+    cr_assert_eq(kz_future_state(c), KZ_CANCELLED);
+    cr_assert_eq(kz_future_cancel(c), -1);
+    cr_assert_eq(errno, EALREADY);
+    kz_future_free(a);
+    kz_future_free(b);
+    kz_future_free(c);
+  }
+}
+
+HUBS(spawn_future_anywhere_and_wait_for_cancels_on_another_hub)
+{
+  struct kz_spawn_opts any = {.hub = KZ_HUB_ANY}, last = {.hub = KZ_HUB(n - 1)};
+  kz_future_t f[8];
+  void *r = NULL;
+  cr_assert_eq(kz_set_hubs(n), 0);
+  for (unsigned i = 0; i < 2 * n; i++)
+    cr_assert_neq(f[i] = kz_spawn_future(add_one, (void *)(intptr_t)i, &any), 0, "%s", strerror(errno));
+  for (unsigned i = 0; i < 2 * n; i++) {
+    cr_assert_eq(kz_future_wait(f[i], &r, 10), 0);
+    cr_assert_eq((intptr_t)r, (intptr_t)i + 1);
+    kz_future_free(f[i]);
+  }
+  f[0] = kz_spawn_future(sleeper, NULL, &last);
+  cr_assert_neq(f[0], 0);
+  cr_assert_eq(kz_wait_for(f[0], NULL, 0.01), -1);
+  cr_assert_eq(errno, ETIMEDOUT);
+  cr_assert_eq(kz_future_state(f[0]), KZ_CANCELLED, "cancelled on its hub and waited for");
+  kz_future_free(f[0]);
+}
+
+HUBS(green_future_of_another_hubs_green_thread)
+{
+  cr_assert_eq(kz_set_hubs(n), 0);
+  for (unsigned k = 1; k < n; k++) {
+    struct kz_spawn_opts o = {.hub = KZ_HUB(k)};
+    kz_green_t done = kz_spawn_with(add_one, (void *)20, &o), running = kz_spawn_with(sleeper, NULL, &o);
+    kz_future_t f, g;
+    void *r = NULL;
+    cr_assert_neq(done, 0);
+    cr_assert_neq(running, 0);
+    for (int i = 0; i < 100000 && kz_state(done) != KZ_DONE; i++)
+      kz_sleep(0.0001);
+    cr_assert_eq(kz_state(done), KZ_DONE);
+    f = kz_green_future(done); /* finished: complete at once */
+    cr_assert_neq(f, 0, "hub %u: %s", k, strerror(errno));
+    cr_assert_eq(kz_future_state(f), KZ_DONE);
+    cr_assert_eq(kz_future_result(f, &r), 0);
+    cr_assert_eq((intptr_t)r, 21);
+    cr_assert_eq(kz_join(done, &r, 10), 0, "still joined as usual");
+    cr_assert_eq(kz_green_future(done), 0);
+    cr_assert_eq(errno, EINVAL, "released: stale");
+
+    g = kz_green_future(running);
+    cr_assert_neq(g, 0);
+    cr_assert_eq(kz_future_state(g), KZ_PENDING);
+    cr_assert_eq(kz_future_cancel(g), 0);
+    cr_assert_eq(kz_future_wait(g, NULL, 5), -1);
+    cr_assert_eq(errno, ECANCELED);
+    cr_assert_eq(kz_join(running, NULL, 10), -1, "joinable as usual");
+    cr_assert_eq(errno, ECANCELED);
+    kz_future_free(f);
+    kz_future_free(g);
+  }
+}
+
+/* A cancel racing the green thread's finish on its hub: the future gets
+   one outcome or the other, and a cancel that comes too late says so. */
+HUBS(cancel_racing_the_finish_on_another_hub)
+{
+  struct kz_spawn_opts o = {.hub = KZ_HUB(n - 1)};
+  int done = 0, cancelled = 0;
+  cr_assert_eq(kz_set_hubs(n), 0);
+  for (int i = 0; i < 300; i++) {
+    kz_future_t f = kz_spawn_future(add_one, (void *)(intptr_t)i, &o);
+    void *r = NULL;
+    int c, w;
+    cr_assert_neq(f, 0);
+    if (i & 1)
+      kz_sleep(0.00001 * (i % 7));
+    c = kz_future_cancel(f);
+    cr_assert(c == 0 || errno == EALREADY, "%s", strerror(errno));
+    w = kz_future_wait(f, &r, 10);
+    if (w == 0) {
+      cr_assert_eq((intptr_t)r, i + 1);
+      done++;
+    } else {
+      cr_assert_eq(errno, ECANCELED);
+      cr_assert_eq(c, 0, "cancelled only when asked");
+      cancelled++;
+    }
+    kz_future_free(f);
+  }
+  cr_assert_eq(done + cancelled, 300);
 }
