@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- Where libkudzu.so is mapped ----------------------------------------- */
 
@@ -153,6 +154,17 @@ static void *slow_double(void *arg)
   return (void *)((intptr_t)arg * 2);
 }
 
+static int release[2]; /* held_job's end */
+
+static void *held_job(void *arg)
+{
+  char c;
+  (void)arg;
+  if (read(release[0], &c, 1) != 1) /* a worker thread: no hub, a plain read */
+    abort();
+  return NULL;
+}
+
 static void *submit_one(void *arg)
 {
   void *r;
@@ -173,9 +185,12 @@ static void *use_pools(void *arg)
     cr_assert_eq(kz_run_in_executor(ex, slow_double, (void *)(intptr_t)i, NULL, &r, KZ_FOREVER), 0);
     cr_assert_eq((intptr_t)r, 2 * i);
   }
-  /* a timed-out call abandons its job: the worker keeps it */
-  cr_assert_eq(kz_run_in_executor(ex, slow_double, NULL, NULL, NULL, 0.0001), -1);
+  /* a timed-out call abandons its job: the worker keeps it (the job waits
+     for the release below, so it cannot end before the timeout) */
+  cr_assert_eq(pipe(release), 0);
+  cr_assert_eq(kz_run_in_executor(ex, held_job, NULL, NULL, NULL, 0.0001), -1);
   cr_assert_eq(errno, ETIMEDOUT);
+  cr_assert_eq(write(release[1], "x", 1), 1);
   for (int i = 0; i < 8; i++) /* concurrent submissions start more workers */
     ids[i] = kz_spawn(submit_one, (void *)(intptr_t)i);
   for (int i = 0; i < 8; i++)
