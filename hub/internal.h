@@ -361,6 +361,30 @@ static inline struct kz_green *kz__self(void)
   return h ? h->current : NULL;
 }
 
+/* The runtime's own scope (sched.c, note F): around a call the runtime
+   makes, from a green thread, into a library that calls libc through the
+   PLT (libunwind).  The running green thread is hidden for its duration:
+   kz__self() is NULL, so the shim's interposers take the call for the
+   hub's own and pass it straight to libc (no descriptor is recorded, no
+   other hub told, no wait parks: kz__park fails with EPERM outside green
+   threads), and a preemption tick lets it be.  Returns what
+   kz__runtime_leave takes (NULL when there was nothing to hide: no hub,
+   the hub's context, a scope already open).  No switch in between. */
+static inline struct kz_green *kz__runtime_enter(void)
+{
+  struct kz__hub *h = kz__tls_hub;
+  struct kz_green *g = h ? h->current : NULL;
+  if (g)
+    __atomic_store_n(&h->current, NULL, __ATOMIC_RELAXED); /* a handler on this thread reads it */
+  return g;
+}
+
+static inline void kz__runtime_leave(struct kz_green *g)
+{
+  if (g)
+    __atomic_store_n(&kz__tls_hub->current, g, __ATOMIC_RELAXED);
+}
+
 /* Create this OS thread's hub, the thread becoming its main green thread.
    NULL with -errno in *err on failure. */
 KZ_INTERNAL struct kz__hub *kz__hub_create(int *err);

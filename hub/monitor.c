@@ -31,8 +31,11 @@
  *    thread is resumed, not failed with EINTR.  libunwind's unw_init_local,
  *    unw_step and unw_get_proc_name are signal-safe for the local address
  *    space; the lines are formatted into a stack buffer and written with
- *    write(2).  If the program installs its own handler for BT_SIGNAL, the
- *    monitor notices and reports without a backtrace.
+ *    write(2).  libunwind's own calls into libc (the pipe it checks
+ *    addresses with, its mutex) are the runtime's (sched.c, note F): a
+ *    handler that interrupted a green thread must not have them take the
+ *    shim's green paths.  If the program installs its own handler for
+ *    BT_SIGNAL, the monitor notices and reports without a backtrace.
  * C. The dump signal's handler only increments a futex word and wakes the
  *    monitor (both async-signal-safe, no descriptor the program could close
  *    or reuse).  The monitor posts a dump message to each hub's mailbox; the
@@ -112,7 +115,7 @@ static void bt_write(const char *s, size_t n) { (void)!kz__os_write(2, s, n); }
 static void bt_handler(int sig, siginfo_t *si, void *ucv)
 {
   struct kz__hub *hub = kz__tls_hub;
-  struct kz_green *g = hub ? hub->current : NULL;
+  struct kz_green *g = hub ? hub->current : NULL, *hidden;
   int saved = errno;
   unw_cursor_t cur;
   char line[320], nbuf[24];
@@ -125,6 +128,7 @@ static void bt_handler(int sig, siginfo_t *si, void *ucv)
   else
     n = snprintf(line, sizeof line, "kudzu: monitor: blocked on the hub's own context (a callback):\n");
   bt_write(line, (size_t)n);
+  hidden = kz__runtime_enter(); /* libunwind's calls are the runtime's (sched.c, note F) */
   if (unw_init_local2(&cur, (unw_context_t *)ucv, UNW_INIT_SIGNAL_FRAME) == 0) {
     for (int i = 0; i < BT_FRAMES; i++) {
       unw_word_t ip = 0, off = 0;
@@ -142,6 +146,7 @@ static void bt_handler(int sig, siginfo_t *si, void *ucv)
         break;
     }
   }
+  kz__runtime_leave(hidden);
   errno = saved;
 }
 

@@ -40,6 +40,22 @@
  *    echo_load).  A stale copy (a thread that queued itself while running
  *    saves its sp only later) costs a useless prefetch, never a fault:
  *    prefetches do not trap.
+ * F. The runtime's own scope (kz__runtime_enter, internal.h).  The runtime
+ *    calls libunwind from green threads: to tell who waits for a libc lock
+ *    (preload/patch.c, note H) and for the monitor's backtraces
+ *    (monitor.c).  libunwind calls libc through the PLT (pipe2, read and
+ *    write to check that an address is readable, its own
+ *    pthread_mutex_lock, sigprocmask, malloc), and under the shim those
+ *    are the interposers: in a green thread they recorded its pipe's
+ *    descriptors, told the other hubs (allocating), and took libunwind's
+ *    mutex as a green wait, which parks.  The lock wait's walk runs where
+ *    nothing may switch (libev growing an array meets an arena lock that
+ *    fork() holds: another green thread of the hub then ran libev with
+ *    the array half grown and crashed; the walk's own allocation met the
+ *    same lock, walked again, and parked on the mutex its outer walk held,
+ *    for good).  So the running green thread is hidden around such a call:
+ *    every interposer sees the hub's own context and calls libc, as for
+ *    libev, and whatever would park fails instead (kz__park: EPERM).
  */
 #include "internal.h"
 

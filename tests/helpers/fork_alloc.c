@@ -1,0 +1,66 @@
+/* fork_alloc: fork() while other threads allocate.  glibc's fork holds
+ * every malloc arena's lock during the fork system call; a thread that
+ * allocates meanwhile waits for it, then goes on.
+ *
+ * NWORKERS threads each make and join short threads in a loop (each make
+ * and join allocates and frees a thread's stack, its thread-local storage,
+ * its record), while the main thread forks NFORKS children, each of which
+ * exits at once with status 0.  Checks: every fork and wait succeeds, every
+ * child exits 0, every worker made threads and is joined.  The whole run is
+ * bounded: alarm() ends a hung run with SIGALRM. */
+#include "check.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define NWORKERS 4
+#define NFORKS 400
+
+static _Atomic bool stop;
+static _Atomic long made;
+
+static void *nothing(void *arg) { return arg; }
+
+static void *worker(void *arg)
+{
+  long n = 0;
+  (void)arg;
+  while (!atomic_load(&stop)) {
+    pthread_t t;
+    void *r;
+    CHECK(pthread_create(&t, NULL, nothing, &n) == 0);
+    CHECK(pthread_join(t, &r) == 0 && r == &n);
+    n++;
+  }
+  atomic_fetch_add(&made, n);
+  return n > 0 ? &made : NULL;
+}
+
+int main(void)
+{
+  pthread_t w[NWORKERS];
+  alarm(60); /* a hung run fails instead of waiting for ever */
+  for (int i = 0; i < NWORKERS; i++)
+    CHECK(pthread_create(&w[i], NULL, worker, NULL) == 0);
+  for (int i = 0; i < NFORKS; i++) {
+    pid_t child;
+    int st;
+    CHECK((child = fork()) >= 0);
+    if (child == 0)
+      _exit(0);
+    CHECK(waitpid(child, &st, 0) == child && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  }
+  atomic_store(&stop, true);
+  for (int i = 0; i < NWORKERS; i++) {
+    void *r;
+    CHECK(pthread_join(w[i], &r) == 0);
+    CHECK(r == &made); /* it made at least one thread */
+  }
+  CHECK(atomic_load(&made) >= NWORKERS);
+  printf("%d forks while %d threads made and joined threads: all children exited 0, all joined\n",
+         NFORKS, NWORKERS);
+  return 0;
+}
