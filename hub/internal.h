@@ -800,9 +800,13 @@ KZ_INTERNAL void kz__monitor_remove(struct kz__hub *hub);
    does not keep the process alive (monitor.c, note G).  Any thread. */
 KZ_INTERNAL void kz__monitor_main_left(void);
 /* The hubs that exist now, and posting to every one but self a message
-   make(arg) builds (NULL: none for that hub).  Any thread; do not switch. */
+   make(arg) builds (NULL: out of memory, the hubs left go without one);
+   drop frees one that was made but not posted.  make and drop run with no
+   lock of the runtime held (monitor.c, note I).  Any thread; do not
+   switch. */
 KZ_INTERNAL size_t kz__hubs_count(void);
-KZ_INTERNAL void kz__hubs_post_others(struct kz__hub *self, struct kz__post *(*make)(void *arg), void *arg);
+KZ_INTERNAL void kz__hubs_post_others(struct kz__hub *self, struct kz__post *(*make)(void *arg),
+                                      void (*drop)(struct kz__post *p), void *arg);
 
 KZ_INTERNAL void kz__debug_thread_init(struct kz__hub *hub);
 KZ_INTERNAL void kz__debug_thread_term(struct kz__hub *hub);
