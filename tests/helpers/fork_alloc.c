@@ -5,7 +5,9 @@
  * NWORKERS threads each make and join short threads in a loop (each make
  * and join allocates and frees a thread's stack, its thread-local storage,
  * its record), while the main thread forks NFORKS children, each of which
- * exits at once with status 0.  Checks: every fork and wait succeeds, every
+ * exits at once with status 0.  The process has many mappings, so that
+ * each fork takes long (the kernel copies each) and the threads surely
+ * meet the locks it holds.  Checks: every fork and wait succeeds, every
  * child exits 0, every worker made threads and is joined.  The whole run is
  * bounded: alarm() ends a hung run with SIGALRM. */
 #include "check.h"
@@ -13,11 +15,13 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #define NWORKERS 4
-#define NFORKS 400
+#define NFORKS 60
+#define NSPLITS 8000 /* mappings copied by each fork: some 40 ms of holding the locks */
 
 static _Atomic bool stop;
 static _Atomic long made;
@@ -42,7 +46,14 @@ static void *worker(void *arg)
 int main(void)
 {
   pthread_t w[NWORKERS];
+  long page = sysconf(_SC_PAGESIZE);
+  char *area;
   alarm(60); /* a hung run fails instead of waiting for ever */
+  /* Every other page read-only: 2 * NSPLITS mappings (never touched) */
+  CHECK((area = mmap(NULL, 2 * NSPLITS * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                     -1, 0)) != MAP_FAILED);
+  for (long i = 0; i < NSPLITS; i++)
+    CHECK(mprotect(area + (2 * i + 1) * page, page, PROT_READ) == 0);
   for (int i = 0; i < NWORKERS; i++)
     CHECK(pthread_create(&w[i], NULL, worker, NULL) == 0);
   for (int i = 0; i < NFORKS; i++) {
