@@ -389,6 +389,30 @@ static inline struct kz_green *kz__self(void)
   return h ? h->current : NULL;
 }
 
+/* The runtime's own scope (sched.c, note H): around a call the runtime
+   makes, from a green thread, into a library that calls libc through the
+   PLT (libunwind).  The running green thread is hidden for its duration:
+   kz__self() is NULL, so the shim's interposers take the call for the
+   hub's own and pass it straight to libc (no descriptor is recorded, no
+   other hub told, no wait parks: kz__park fails with EPERM outside green
+   threads), and a preemption tick lets it be.  Returns what
+   kz__runtime_leave takes (NULL when there was nothing to hide: no hub,
+   the hub's context, a scope already open).  No switch in between. */
+static inline struct kz_green *kz__runtime_enter(void)
+{
+  struct kz__hub *h = kz__tls_hub;
+  struct kz_green *g = h ? h->current : NULL;
+  if (g)
+    __atomic_store_n(&h->current, NULL, __ATOMIC_RELAXED); /* a handler on this thread reads it */
+  return g;
+}
+
+static inline void kz__runtime_leave(struct kz_green *g)
+{
+  if (g)
+    __atomic_store_n(&kz__tls_hub->current, g, __ATOMIC_RELAXED);
+}
+
 /* Create this OS thread's hub, the thread becoming its main green thread.
    NULL with -errno in *err on failure. */
 KZ_INTERNAL struct kz__hub *kz__hub_create(int *err);
@@ -942,9 +966,13 @@ KZ_INTERNAL void kz__monitor_remove(struct kz__hub *hub);
    does not keep the process alive (monitor.c, note G).  Any thread. */
 KZ_INTERNAL void kz__monitor_main_left(void);
 /* The hubs that exist now, and posting to every one but self a message
-   make(arg) builds (NULL: none for that hub).  Any thread; do not switch. */
+   make(arg) builds (NULL: out of memory, the hubs left go without one);
+   drop frees one that was made but not posted.  make and drop run with no
+   lock of the runtime held (monitor.c, note I).  Any thread; do not
+   switch. */
 KZ_INTERNAL size_t kz__hubs_count(void);
-KZ_INTERNAL void kz__hubs_post_others(struct kz__hub *self, struct kz__post *(*make)(void *arg), void *arg);
+KZ_INTERNAL void kz__hubs_post_others(struct kz__hub *self, struct kz__post *(*make)(void *arg),
+                                      void (*drop)(struct kz__post *p), void *arg);
 /* Call fn(hub, arg) for every hub, in the order they were created, with
    the list's lock held (no hub is freed meanwhile; it may be running on
    its own thread): fn reads what it wants, and does not switch, post or

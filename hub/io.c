@@ -547,6 +547,8 @@ static struct kz__post *forget_make(void *arg)
   return m ? &m->post : NULL;
 }
 
+static void forget_drop(struct kz__post *p) { free(kz__container_of(p, struct forget_msg, post)); }
+
 void kz__fd_forget(int fd)
 {
   struct kz__hub *hub = kz__tls_hub;
@@ -560,7 +562,7 @@ void kz__fd_forget(int fd)
   if (hub)
     forget_on(hub, fd, proto.epoch);
   if (kz__hubs_count() > (hub ? 1u : 0u))
-    kz__hubs_post_others(hub, forget_make, &proto);
+    kz__hubs_post_others(hub, forget_make, forget_drop, &proto);
 }
 
 int kz_forget_fd(int fd)

@@ -31,10 +31,11 @@
  *    thread is resumed, not failed with EINTR.  libunwind's unw_init_local,
  *    unw_step and unw_get_proc_name are signal-safe for the local address
  *    space; the lines are formatted into a stack buffer and written with
- *    write(2).  If the program installs its own handler for BT_SIGNAL, the
- *    monitor notices and reports without a backtrace.  While it runs, the
- *    hub is on no green thread, so that libunwind's own calls to libc pass
- *    through the shim (debug.c, note F).
+ *    write(2).  libunwind's own calls into libc (the pipe it checks
+ *    addresses with, its mutex) are the runtime's (sched.c, note H): a
+ *    handler that interrupted a green thread must not have them take the
+ *    shim's green paths.  If the program installs its own handler for
+ *    BT_SIGNAL, the monitor notices and reports without a backtrace.
  * C. The dump signal's handler only increments a futex word and wakes the
  *    monitor (both async-signal-safe, no descriptor the program could close
  *    or reuse).  The monitor posts a dump message to each hub's mailbox; the
@@ -65,6 +66,21 @@
  *    posted is reported once, and its thread signalled for a backtrace of
  *    the running green thread (BT_SIGNAL's handler is installed along with
  *    the dump signal's).
+ * I. Nothing is allocated while mon.lock is held: kz__hubs_post_others makes its messages first and
+ *    frees the spare ones after.  Its callers (a descriptor's creation,
+ *    classification or close: io.c, note F) can run where libc holds a
+ *    lock of its own: glibc reads /proc/sys/vm/overcommit_memory while it
+ *    trims a malloc arena, holding that arena's lock, and the read reached
+ *    the shim, which classified the descriptor and told the other hubs.
+ *    Allocating under mon.lock there gave two ways to deadlock: the
+ *    allocation waited for an arena and, through the lock wait's walk of
+ *    the stack (libunwind making its pipe through the shim), came back
+ *    here for mon.lock, which its own thread held; and two threads each
+ *    trimming an arena, each waiting for the other's arena while one held
+ *    mon.lock, made an ABBA.  Now mon.lock is the innermost lock: taken
+ *    with an arena held, never the other way round (posting takes no
+ *    lock: kz__hub_post).  The walk no longer comes back either (sched.c, note H),
+ *    and a file's classification tells no hub (preload/fd.c, note E).
  */
 #include "internal.h"
 
@@ -115,9 +131,9 @@ static void bt_handler(int sig, siginfo_t *si, void *ucv)
 {
   struct kz__hub *hub = kz__tls_hub;
   struct kz_green *g = hub ? hub->current : NULL;
+  /* libunwind's calls (and the lines' writes) are the runtime's (sched.c, note H) */
+  struct kz_green *hidden = kz__runtime_enter();
   int saved = errno;
-  if (hub)
-    hub->current = NULL; /* libunwind's calls pass through the shim (debug.c, note F) */
   unw_cursor_t cur;
   char line[320], nbuf[24];
   int n;
@@ -146,8 +162,7 @@ static void bt_handler(int sig, siginfo_t *si, void *ucv)
         break;
     }
   }
-  if (hub)
-    hub->current = g;
+  kz__runtime_leave(hidden);
   errno = saved;
 }
 
@@ -447,17 +462,54 @@ void kz__monitor_remove(struct kz__hub *hub)
 
 size_t kz__hubs_count(void) { return atomic_load_explicit(&nhubs, memory_order_relaxed); }
 
-/* Note D: posting under mon.lock, no hub can be freed meanwhile. */
-void kz__hubs_post_others(struct kz__hub *self, struct kz__post *(*make)(void *arg), void *arg)
+/* The hubs on the list but self; mon.lock held. */
+static size_t others_locked(const struct kz__hub *self)
 {
-  kz__os_lock(&mon.lock);
-  for (struct kz__link *l = mon.hubs.next; l != &mon.hubs; l = l->next) {
+  size_t n = 0;
+  for (struct kz__link *l = mon.hubs.next; l != &mon.hubs; l = l->next)
+    n += kz__container_of(l, struct kz__hub, watch.link) != self;
+  return n;
+}
+
+/* Notes D and I: the messages are made before mon.lock is taken (again,
+   with more, if hubs came meanwhile), posted under it, so no hub can be
+   freed meanwhile, and the ones left over are dropped after it. */
+void kz__hubs_post_others(struct kz__hub *self, struct kz__post *(*make)(void *arg),
+                          void (*drop)(struct kz__post *p), void *arg)
+{
+  struct kz__post *spare = NULL, *p;
+  size_t have = 0, want = atomic_load_explicit(&nhubs, memory_order_relaxed);
+  if (self && want > 0)
+    want--; /* self is on the list: a first guess, checked under the lock */
+  bool short_of_memory = false;
+  for (;;) {
+    while (have < want && !short_of_memory) {
+      if ((p = make(arg))) {
+        p->next = spare;
+        spare = p;
+        have++;
+      } else {
+        short_of_memory = true; /* make said so; the hubs beyond go without */
+      }
+    }
+    kz__os_lock(&mon.lock);
+    if ((want = others_locked(self)) <= have || short_of_memory)
+      break;
+    kz__os_unlock(&mon.lock);
+  }
+  for (struct kz__link *l = mon.hubs.next; l != &mon.hubs && spare; l = l->next) {
     struct kz__hub *hub = kz__container_of(l, struct kz__hub, watch.link);
-    struct kz__post *p;
-    if (hub != self && (p = make(arg)))
-      kz__hub_post(hub, p);
+    if (hub == self)
+      continue;
+    p = spare;
+    spare = p->next;
+    kz__hub_post(hub, p);
   }
   kz__os_unlock(&mon.lock);
+  for (; spare; spare = p) {
+    p = spare->next;
+    drop(spare);
+  }
 }
 
 /* Note D: under mon.lock, no hub can be freed meanwhile. */

@@ -86,6 +86,22 @@
  *    rounded timeout, and forgets it once passed.  Several short parks at
  *    once: the earliest is exact, the later ones may wait for libev's
  *    millisecond as before.  Without the shim, libev's millisecond stays.
+ * H. The runtime's own scope (kz__runtime_enter, internal.h).  The runtime
+ *    calls libunwind from green threads: to tell who waits for a libc lock
+ *    (preload/patch.c, note H) and for the monitor's backtraces
+ *    (monitor.c).  libunwind calls libc through the PLT (pipe2, read and
+ *    write to check that an address is readable, its own
+ *    pthread_mutex_lock, sigprocmask, malloc), and under the shim those
+ *    are the interposers: in a green thread they recorded its pipe's
+ *    descriptors, told the other hubs (allocating), and took libunwind's
+ *    mutex as a green wait, which parks.  The lock wait's walk runs where
+ *    nothing may switch (libev growing an array meets an arena lock that
+ *    fork() holds: another green thread of the hub then ran libev with
+ *    the array half grown and crashed; the walk's own allocation met the
+ *    same lock, walked again, and parked on the mutex its outer walk held,
+ *    for good).  So the running green thread is hidden around such a call:
+ *    every interposer sees the hub's own context and calls libc, as for
+ *    libev, and whatever would park fails instead (kz__park: EPERM).
  */
 #include "internal.h"
 

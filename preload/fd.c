@@ -16,7 +16,11 @@
  *    "socket" that turns out not to be one (ENOTSOCK) is classified again.
  * C. The table is two-level (chunks of 4096 entries that never move) and is
  *    read without locks: entries are written by the thread that creates or
- *    closes the descriptor, as the kernel's own table is.
+ *    closes the descriptor, as the kernel's own table is.  A chunk is
+ *    mapped, never allocated with malloc: the first descriptor of a chunk
+ *    may be seen inside libc while it holds a malloc arena's lock (its own
+ *    read of a /proc file, note E), where an allocation waits for that
+ *    lock for good.
  * D. The cached view belongs to a descriptor number, while O_NONBLOCK and
  *    the socket timeouts belong to the open file, which dup() shares.  dup,
  *    dup2, dup3 and F_DUPFD classify the new number afresh, so the copy
@@ -27,16 +31,26 @@
  *    if the hub still watches it, the old file was closed where the shim
  *    could not see (a raw system call, inside libc), and its registration is
  *    stale (hub/io.c, notes A and E).  Both paths forget it on the hub.
+ *    A number classified as a file is not forgotten: no hub waits on a
+ *    file (always ready), and a stale registration of the number matters
+ *    only once it names something a hub waits on, which is then created
+ *    or classified again, and forgotten there.  libc reads files for
+ *    itself while it holds its own locks (/proc/sys/vm/overcommit_memory
+ *    while trimming a malloc arena, its lock held): the forget told the
+ *    other hubs with messages it allocated, which must not happen there
+ *    (hub/monitor.c, note I).
  */
 #include "shim.h"
 
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #define CHUNK_BITS 12
 #define NCHUNKS 512 /* 2 Mi descriptors */
+#define CHUNK_BYTES ((size_t)sizeof(struct kz_fd) << CHUNK_BITS)
 
 static struct kz_fd *_Atomic chunks[NCHUNKS];
 
@@ -47,14 +61,14 @@ static struct kz_fd *slot(int fd, bool create)
   if (fd < 0 || c >= NCHUNKS)
     return NULL;
   chunk = atomic_load_explicit(&chunks[c], memory_order_acquire);
-  if (!chunk && create) {
-    fresh = calloc(1u << CHUNK_BITS, sizeof *fresh);
-    if (!fresh)
+  if (!chunk && create) { /* mapped, not allocated: note C */
+    fresh = mmap(NULL, CHUNK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (fresh == MAP_FAILED)
       return NULL;
     if (atomic_compare_exchange_strong(&chunks[c], &chunk, fresh))
       chunk = fresh;
     else
-      free(fresh); /* another thread won; chunk holds its table */
+      munmap(fresh, CHUNK_BYTES); /* another thread won; chunk holds its table */
   }
   return chunk ? &chunk[fd & ((1 << CHUNK_BITS) - 1)] : NULL;
 }
@@ -95,7 +109,8 @@ static bool classify(int fd, struct kz_fd *f)
     f->kind = KZ_FD_OTHER;
   }
   f->known = 1;
-  kz__fd_forget(fd); /* note E */
+  if (f->kind != KZ_FD_FILE)
+    kz__fd_forget(fd); /* note E */
   if (KZ_UNLIKELY(kz_shim.debug))
     kz__say("fd %d found open: %s, %s", fd, kind_name[f->kind], f->user_nb ? "non-blocking" : "blocking");
   return true;

@@ -122,7 +122,19 @@
  *    holds), parking there would let another green thread into runtime
  *    code that is half-way through a change (libev growing an array), so
  *    the wait stays libc's.  The first frame outside libc on the stack
- *    (libunwind, on this contended path only) tells who called.
+ *    (libunwind, on this contended path only) tells who called.  The walk
+ *    is the runtime's own call (hub/sched.c, note H): libunwind's own
+ *    calls into libc (the pipe it checks addresses with, its mutex,
+ *    malloc) go to libc, never to the interposers, so it cannot park, and
+ *    a wait it meets itself is libc's.  fork() is the other exception:
+ *    glibc takes every malloc arena's lock (and the stream list's) one
+ *    after the other before the system call, and holds them until after
+ *    it.  A forking green thread that parked waiting for the next arena
+ *    (another OS thread allocating from it) held main_arena meanwhile, and
+ *    the hub's own context, freeing a finished thread, then waited for
+ *    main_arena in the kernel for good.  Between the shim's fork handlers
+ *    (kz_shim_forking, preload/thread.c) the waits are libc's: each holder
+ *    is another OS thread inside malloc, which lets go at once.
  * I. A stream's lock (_IO_lock_t) is recursive: a thread whose TCB already
  *    owns it enters again.  The green threads of one hub share one OS
  *    thread, so while green thread A waits inside fputs(stdout) (its write
@@ -450,11 +462,8 @@ static struct text text_of(const void *addr)
 
 static bool in_text(const struct text *t, uintptr_t ip) { return ip >= t->lo && ip < t->hi; }
 
-/* Did the runtime, rather than the program, call the libc function that
-   waits for a lock?  The first frame outside libc above this library's
-   own frames tells; true (wait in the kernel, as before) if the stack
-   cannot be read. */
-static bool called_by_stack(void)
+/* The walk of called_by_runtime. */
+static __attribute__((noinline)) bool walk_finds_runtime(void)
 {
   unw_context_t ctx;
   unw_cursor_t cur;
@@ -479,19 +488,19 @@ static bool called_by_stack(void)
   return true;
 }
 
-/* The same, walked with the hub off its green thread: libunwind's own calls
-   (sigprocmask around its lock, the reads of an object's symbols) are then
-   not the green thread's, which could yield with that lock held, and every
-   later unwinding on the OS thread (a crash report) wait for ever
-   (hub/debug.c, note F). */
+/* Did the runtime, rather than the program, call the libc function that
+   waits for a lock?  The first frame outside libc above this library's
+   own frames tells; true (wait in the kernel, as before) if the stack
+   cannot be read.  The walk is the runtime's own (hub/sched.c, note H):
+   libunwind's calls into libc (its pipe, its mutex, malloc) reach libc
+   itself, never the interposers, so the walk never parks here, where the
+   caller may be half-way through a change (libev growing an array), nor
+   comes back to this wait through an allocation of the shim's. */
 static bool called_by_runtime(void)
 {
-  struct kz__hub *h = kz__tls_hub;
-  struct kz_green *g = h->current;
-  bool r;
-  h->current = NULL;
-  r = called_by_stack();
-  h->current = g;
+  struct kz_green *hidden = kz__runtime_enter();
+  bool r = walk_finds_runtime();
+  kz__runtime_leave(hidden);
   return r;
 }
 
@@ -534,13 +543,15 @@ static void green_lock_wait(struct kz_green *g, int *futex)
 }
 
 /* Where __lll_lock_wait_private now leads: libc's own wait outside green
-   threads (and in signal handlers, before start-up, and when the runtime
-   made the call), the green wait in them. */
+   threads (and in signal handlers, inside fork's own locking, before
+   start-up, and when the runtime made the call), the green wait in them. */
+KZ_TLS bool kz_shim_forking;
+
 static void lock_wait(int *futex)
 {
   struct kz__hub *h = kz__tls_hub;
   if (KZ_LIKELY(h == NULL) || h->current == NULL || KZ_UNLIKELY(kz_shim_in_handler) ||
-      !kz_shim.ready || called_by_runtime())
+      KZ_UNLIKELY(kz_shim_forking) || !kz_shim.ready || called_by_runtime())
     libc_lock_wait(futex);
   else
     green_lock_wait(h->current, futex);

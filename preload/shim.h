@@ -252,6 +252,10 @@ int kz_shim_give_fd(int fd);
 /* Signal handlers running on this OS thread (signal.c): calls made from a
    handler pass straight through. */
 extern KZ_TLS int kz_shim_in_handler;
+/* This OS thread is inside fork(), between the shim's prepare step and
+   its parent or child step, where glibc takes its own locks (patch.c,
+   note H). */
+extern KZ_TLS bool kz_shim_forking;
 /* The green thread a running handler was given to, when that is not the
    running green thread (signal.c, note E), else NULL. */
 extern KZ_TLS struct kz_green *kz_shim_handler_for;

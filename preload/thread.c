@@ -1446,15 +1446,32 @@ static void once_atfork_child(void)
 
 /* The family's start-up: the once generation follows forks, and the other
    families' blocking calls become cancellation points (shim.h). */
-static void tls_fork_parent(void) { kz__tls_fork_done(false); }
-static void tls_fork_child(void) { kz__tls_fork_done(true); }
+/* The OS thread's TLS is loaded from here to the parent or child step
+   (hub/tls.c, note H), so the fork flag (patch.c, note H) lives there. */
+static void tls_fork_prepare(void)
+{
+  kz__tls_fork_prepare();
+  kz_shim_forking = true;
+}
+
+static void tls_fork_parent(void)
+{
+  kz_shim_forking = false;
+  kz__tls_fork_done(false);
+}
+
+static void tls_fork_child(void)
+{
+  kz_shim_forking = false;
+  kz__tls_fork_done(true);
+}
 
 __attribute__((constructor)) static void thread_family_init(void)
 {
   /* before the program's: its prepare runs after theirs, its parent and
      child steps before theirs (hub/tls.c, note H) */
   thr_real_fill(); /* here, not in each fork child's first call (pthread_sync.c, note I) */
-  pthread_atfork(kz__tls_fork_prepare, tls_fork_parent, tls_fork_child);
+  pthread_atfork(tls_fork_prepare, tls_fork_parent, tls_fork_child);
   pthread_atfork(NULL, NULL, once_atfork_child);
   kz_shim_on_cancel = kz_thr_cancel_point;
   kz__ext_release = thr_release; /* note B */

@@ -4,7 +4,8 @@
 # bound under the launcher.
 set(KUDZU_THREAD_HELPERS thread_basic thread_exit_main thread_mutex thread_cond thread_sync
     thread_cancel thread_server thread_real thread_tid errno_sync pshared_sync
-    tls_vars tls_epoll tls_errno tls_dtors tls_file_lock tls_robust thread_preempt)
+    tls_vars tls_epoll tls_errno tls_dtors tls_file_lock tls_robust thread_preempt fork_alloc
+    arena_trim)
 set(_kz_helpers_dir ${PROJECT_SOURCE_DIR}/tests/helpers)
 foreach(h ${KUDZU_THREAD_HELPERS})
   if(NOT TARGET ${h})
@@ -141,7 +142,8 @@ set_tests_properties(shim_pshared_pingpong shim_pshared_pingpong_busy shim_prefo
 # spread over two hubs (KUDZU_HUBS=2; natively the variable means nothing),
 # and where the threads of a program run with --hubs N.
 foreach(h thread_basic thread_exit_main thread_mutex thread_cond thread_sync thread_cancel
-          thread_server thread_tid errno_sync tls_vars tls_errno tls_dtors thread_preempt)
+          thread_server thread_tid errno_sync tls_vars tls_errno tls_dtors thread_preempt fork_alloc
+          arena_trim)
   add_test(NAME shim_hubs2_${h} COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/both.sh $<TARGET_FILE:kudzu-launcher>
            $<TARGET_FILE:${h}>)
   set_tests_properties(shim_hubs2_${h} PROPERTIES LABELS "shim;thread;hubs" TIMEOUT 120
