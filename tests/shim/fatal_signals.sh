@@ -77,7 +77,9 @@ grep -q 'recurse+0x' "$tmp/err" || fail "the overflow report has no backtrace: $
 same "stack overflow of the main thread" status "$FATAL" main-overflow
 grep -q 'kudzu: stack overflow in green thread [0-9]* "main" (fault at 0x' "$tmp/err" ||
   fail "no overflow report for the main thread: $(cat "$tmp/err")"
-same "NULL write in a thread" status "$FATAL" null
+# one hub: the sleeper is parked in its read before the faulty thread runs
+# (on two hubs the two start together; section 2b covers two hubs)
+KUDZU_HUBS=1 same "NULL write in a thread" status "$FATAL" null
 grep -q 'kudzu: fatal SIGSEGV (fault at 0x0) in green thread [0-9]* "faulty"' "$tmp/err" ||
   fail "no report of the fault: $(cat "$tmp/err")"
 grep -q 'write_through_null+0x' "$tmp/err" || fail "the report has no backtrace: $(cat "$tmp/err")"
