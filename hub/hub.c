@@ -113,8 +113,12 @@
  *    spin before they park: a ping-pong between hubs then never sleeps.
  *    While it watches, wake_pending is set, so posters skip the eventfd
  *    write (note D); it then clears the flag and looks at the inbox once
- *    more, in note D's order, so a post that skipped its write is seen.  A
- *    hub that nothing wakes never spins: idle hubs stay asleep.
+ *    more, in note D's order, so a post that skipped its write is seen.
+ *    The messages it took run there, and the loop starts its pass again:
+ *    one may have changed what the top of the pass sets right (a backend
+ *    given to the program, whose new one must be made in the runtime's
+ *    scope, note G).  A hub that nothing wakes never spins: idle hubs stay
+ *    asleep.
  * K. The hubs of the set (hubs.c) can wake each other: a hub with no hold
  *    but the others' (hub->q_holds: the first hub's hold under the shim,
  *    an extra hub's kz_run) is not deadlocked on its own.  The
@@ -654,7 +658,7 @@ void *kz__hub_loop(void *arg)
     }
     busy = primed || hub->run_head || hub->preempted || !kz__list_empty(&hub->soon);
     if (!busy && atomic_load_explicit(&hub->q_member, memory_order_relaxed) && hub_spin(hub))
-      busy = hub->run_head || !kz__list_empty(&hub->soon); /* note L */
+      continue; /* note L: from the top, which sees what the messages did (a backend given up) */
     __atomic_store_n(&hub->in_loop, true, __ATOMIC_RELAXED);
     probe = !busy && atomic_load_explicit(&hub->q_member, memory_order_relaxed) &&
             (unsigned)hub->holds == __atomic_load_n(&hub->q_holds, __ATOMIC_RELAXED);

@@ -184,8 +184,8 @@ refuse() { # refuse WHAT REGEX SECTION: no line of the section matches
 }
 
 launcher_checks() {
-  # one hub per CPU by default: the threads are spread over them (hub 2 on
-  # a machine with two CPUs or more)
+  # two hubs (KUDZU_HUBS=2, tests/gdb/CMakeLists.txt): the threads are
+  # spread over them (hub 2 on a machine with two CPUs or more)
   expect "the first hub" '^hub 1 at 0x[0-9a-f]+: OS thread [0-9]+ \(gdb thread [0-9]+\)'
   if [ "$(nproc)" -ge 2 ]; then
     expect "the second hub" '^hub 2 at 0x[0-9a-f]+: OS thread [0-9]+ \(gdb thread [0-9]+\)'
