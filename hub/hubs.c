@@ -82,7 +82,7 @@
  *    program closing or replacing every descriptor it did not open) can
  *    leave that hub polling a descriptor that is gone (libev's "epoll_wait:
  *    Bad file descriptor" abort, tests/helpers/close_all dup2_thread, about
- *    1 run in 5 on two hubs).  Until the give-up of a hub's descriptors to
+ *    3 to 6 runs in 15 on two hubs).  Until the give-up of a hub's descriptors to
  *    another thread (hub.c, note G) is safe across hubs, several hubs are
  *    asked for.
  */
