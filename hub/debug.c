@@ -276,22 +276,6 @@ static void describe_wait(int fd, struct kz_green *g)
     dprintf(fd, " (timeout in %.3f s)", g->until - kz__now());
 }
 
-/* Note F: while the runtime unwinds (its handlers, kz_dump), the hub's thread is
-   on no green thread, for the shim. */
-static struct kz_green *handler_enter(struct kz__hub *hub)
-{
-  struct kz_green *g = hub ? hub->current : NULL;
-  if (hub)
-    hub->current = NULL;
-  return g;
-}
-
-static void handler_leave(struct kz__hub *hub, struct kz_green *g)
-{
-  if (hub)
-    hub->current = g;
-}
-
 /* g's entry; self is the green thread that dumps (NULL: the hub's context). */
 static void dump_one(int fd, struct kz_green *self, struct kz_green *g)
 {
@@ -332,12 +316,12 @@ int kz_dump(int fd)
     dprintf(fd, "kudzu: no hub on this OS thread\n");
     return 0;
   }
-  self = handler_enter(hub); /* note F */
+  self = kz__runtime_enter(); /* note F: the runtime's own scope (sched.c, note H) */
   dprintf(fd, "kudzu hub %p: %zu green threads%s\n", (void *)hub, hub->nlive,
           self ? "" : " (dumped from a hub callback)");
   for (l = hub->all.next; l != &hub->all; l = l->next)
     dump_one(fd, self, kz__container_of(l, struct kz_green, all));
-  handler_leave(hub, self);
+  kz__runtime_leave(self);
   return 0;
 }
 
@@ -689,9 +673,9 @@ static void crash_part_handler(int sig, siginfo_t *si, void *ucv)
     return;
   }
   if (hub) {
-    struct kz_green *running = handler_enter(hub);
+    struct kz_green *running = kz__runtime_enter(); /* note F */
     hub_part(hub, running, ucv);
-    handler_leave(hub, running);
+    kz__runtime_leave(running);
   }
   atomic_store(&crash.state, PART_DONE);
   wake_all(&crash.state);
@@ -892,9 +876,9 @@ static void fatal_handler(int sig, siginfo_t *si, void *ucv)
     /* ignored, as it would have been */
   } else {
     if (hub && fault && report_begin()) {
-      handler_enter(hub); /* g: hub->current */
+      struct kz_green *hidden = kz__runtime_enter(); /* note F; g: hub->current */
       crash_report(hub, g, sig, si, ucv, overflow || (sig == SIGSEGV && near_sp(ucv, si->si_addr)));
-      handler_leave(hub, g);
+      kz__runtime_leave(hidden);
       report_end();
     }
     die_default(sig, si);
@@ -908,7 +892,7 @@ void kz__overflow_die(struct kz_green *g, const void *addr)
   unw_context_t uc;
   unw_cursor_t cur;
   struct sigaction dfl = {.sa_handler = SIG_DFL};
-  handler_enter(g->hub); /* note F: in a switch, and never returning */
+  (void)kz__runtime_enter(); /* note F: in a switch, and never returning */
   kz__say("stack overflow in green thread %u \"%s\" (stack %zu bytes at %p, fault at %p)",
           (unsigned)g->id, kz__green_name(g, nbuf), g->stack.size, (void *)g->stack.base, addr);
   unw_getcontext(&uc);
