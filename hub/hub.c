@@ -137,6 +137,20 @@
  *    thread (or fails it itself), as note E does for one hub.  What the
  *    count does not see, as note E does not: a thread outside the hubs
  *    (none under the shim, whose threads are green) and signals.
+ * M. libev re-creates its epoll instance not only when told to (a fork,
+ *    note G's hand-over) but on its own, in the middle of a pass: when
+ *    epoll reports a descriptor under an old generation, or an epoll_ctl
+ *    fails (a number the program replaced with a file epoll refuses, as
+ *    dup2 of /dev/null onto an old wake-up number does).  It also did so
+ *    in the pass after note G's hand-over when that pass was not the
+ *    loop's first step (note K's second run).  A backend made outside the
+ *    runtime's scope lands at a low number, unrecorded, and the program's
+ *    next closefrom(3) closed it under the hub ("epoll_wait: Bad file
+ *    descriptor").  So every pass of libev runs in the scope (hub_ev_run),
+ *    and the callbacks it invokes run out of it (hub_invoke, libev's
+ *    invoke hook): whatever libev makes in a pass is the runtime's, at its
+ *    numbers, and becomes the hub's backend_fd; what a callback does is
+ *    the program's.
  */
 #include "internal.h"
 
@@ -344,12 +358,39 @@ int kz__hub_give_fd(int fd)
   return r;
 }
 
+/* Note M: the callbacks libev invokes run outside the runtime's scope. */
+static void hub_invoke(struct ev_loop *loop)
+{
+  int last = kz__rtfd_last;
+  kz__rtfd_scope--;
+  ev_invoke_pending(loop);
+  kz__rtfd_scope++;
+  kz__rtfd_last = last;
+}
+
 static void hold_pending(struct ev_loop *loop) { (void)loop; }
 
-/* Notes F, G and I: libev re-creates its backend at the start of its next run.
-   Let it do so with the pending callbacks held back (they run in the pass
-   that follows), so nothing but libev runs in the scope where the
-   descriptors it creates become the runtime's. */
+/* Note M: a pass of libev in the runtime's scope; a backend it made anew
+   is the hub's. */
+static bool hub_ev_run(struct kz__hub *hub, int flags)
+{
+  bool alive;
+  kz__rtfd_last = -1;
+  kz__rtfd_scope++;
+  alive = ev_run(hub->loop, flags);
+  kz__rtfd_scope--;
+  if (KZ_UNLIKELY(kz__rtfd_last >= 0)) {
+    hub->backend_fd = kz__rtfd_last;
+    if (!hub->fork_child)
+      hub->forked = false; /* a backend given up (note G) is replaced */
+  }
+  return alive;
+}
+
+/* Notes F, G and I: libev re-creates its backend at the start of its next
+   run.  After a fork, let it do so with the pending callbacks held back
+   (they run in the pass that follows), so the child's first pass runs
+   nothing before its hub is its own. */
 static void hub_after_fork(struct kz__hub *hub)
 {
   if (hub->fork_child) { /* note I */
@@ -359,12 +400,8 @@ static void hub_after_fork(struct kz__hub *hub)
   }
   hub->forked = false;
   ev_set_invoke_pending_cb(hub->loop, hold_pending);
-  kz__rtfd_last = -1;
-  kz__rtfd_scope++;
-  ev_run(hub->loop, EVRUN_NOWAIT);
-  kz__rtfd_scope--;
-  ev_set_invoke_pending_cb(hub->loop, ev_invoke_pending);
-  hub->backend_fd = kz__rtfd_last;
+  hub_ev_run(hub, EVRUN_NOWAIT);
+  ev_set_invoke_pending_cb(hub->loop, hub_invoke);
 }
 
 static void hub_global_init(void)
@@ -526,6 +563,7 @@ struct kz__hub *kz__hub_create(int *err)
   if (!hub->main)
     goto error6;
   ev_set_userdata(hub->loop, hub);
+  ev_set_invoke_pending_cb(hub->loop, hub_invoke); /* note M */
   ev_io_init(&hub->wakeup, wakeup_cb, hub->wake_fd, EV_READ);
   ev_io_start(hub->loop, &hub->wakeup);
   ev_unref(hub->loop); /* note D */
@@ -664,7 +702,7 @@ void *kz__hub_loop(void *arg)
             (unsigned)hub->holds == __atomic_load_n(&hub->q_holds, __ATOMIC_RELAXED);
     if (KZ_UNLIKELY(probe) && hub->holds) /* note K: only the other hubs hold it */
       ev_unref(hub->loop);
-    alive = ev_run(hub->loop, busy ? EVRUN_NOWAIT : EVRUN_ONCE);
+    alive = hub_ev_run(hub, busy ? EVRUN_NOWAIT : EVRUN_ONCE);
     if (KZ_UNLIKELY(probe)) {
       if (hub->holds)
         ev_ref(hub->loop);
@@ -676,7 +714,7 @@ void *kz__hub_loop(void *arg)
           continue;
         }
         ev_ref(hub->loop); /* a post only can wake it now */
-        ev_run(hub->loop, EVRUN_ONCE);
+        hub_ev_run(hub, EVRUN_ONCE);
         ev_unref(hub->loop);
         unstick(hub);
       }

@@ -24,9 +24,10 @@
  *    hub marks the calls that create the runtime's descriptors with
  *    kz__rtfd_scope (a per-thread count), and the shim's creation
  *    interposers adopt what they create while it is set.  The scope covers
- *    only libev calls that run no callback of the program: ev_loop_new,
- *    ev_loop_destroy, and the pass after a fork that re-creates the backend
- *    with callbacks held back (hub.c, note F).  Without the shim (a program
+ *    libev's own work and none of the program's: ev_loop_new,
+ *    ev_loop_destroy, and every pass of ev_run, whose callbacks libev
+ *    invokes through a hook that leaves the scope while they run (hub.c,
+ *    note M: libev may re-create its backend in any pass).  Without the shim (a program
  *    on the API alone) libev's descriptor stays where libev puts it and is
  *    not recorded (libev does not tell its number): such a program calls
  *    its own close, which the runtime does not see anyway.
