@@ -2,10 +2,10 @@
  * green thread goes (placement), and calls that cross from one hub to
  * another (kz__hub_call).
  *
- * The set has N hubs: 1 by default (only the caller's: every green thread
- * spawned on its caller's hub, note G), or what kz_set_hubs, KUDZU_HUBS=N
- * or the launcher's --hubs N say (0: one per CPU the process may run on,
- * its affinity mask).  The first
+ * The set has N hubs: one per CPU the process may run on by default (its
+ * affinity mask, read when the first hub is made), or what kz_set_hubs,
+ * KUDZU_HUBS=N or the launcher's --hubs N say (0: one per CPU; 1: only the
+ * caller's, every green thread spawned on its caller's hub).  The first
  * placement (a spawn with KZ_HUB_ANY or KZ_HUB(k), or the shim's first
  * pthread_create) starts N-1 more hubs, each on an OS thread of its own (remote hubs, remote.c);
  * the caller's hub is hub 0.  From then on a spawn may ask for hub k, or
@@ -77,14 +77,6 @@
  *    spurious wake of whatever lives there, which every futex waiter
  *    allows).  A hub's own context cannot wait (it would stop its hub, and
  *    two hub contexts calling each other would wait for ever): EPERM.
- * G. The default is one hub, not one per CPU: with several hubs, a thread's
- *    dup2() onto the numbers of another hub's runtime descriptors (a
- *    program closing or replacing every descriptor it did not open) can
- *    leave that hub polling a descriptor that is gone (libev's "epoll_wait:
- *    Bad file descriptor" abort, tests/helpers/close_all dup2_thread, about
- *    3 to 6 runs in 15 on two hubs).  Until the give-up of a hub's descriptors to
- *    another thread (hub.c, note G) is safe across hubs, several hubs are
- *    asked for.
  */
 #include "internal.h"
 
@@ -128,10 +120,10 @@ static unsigned resolve(unsigned n)
 void kz__hubs_config_env(void)
 {
   const char *v = secure_getenv("KUDZU_HUBS"), *why;
-  unsigned n = 1; /* the default: one hub (note G) */
+  unsigned n = 0; /* the default: one hub per CPU the process may run on */
   if (v && *v && (why = kz__parse_hubs(v, &n))) {
     kz__say("ignoring KUDZU_HUBS=%s: %s (accepted: " KZ__HUBS_FORM ")", v, why);
-    n = 1;
+    n = 0;
   }
   kz__os_lock(&set.lock);
   if (!set.set_by_program && !atomic_load(&set.n))

@@ -81,7 +81,7 @@ enum { KZ_READ = 1, KZ_WRITE = 2 };
  *   KZ_HUB(k)    hub k of the set, 0 <= k < kz_hub_count(): hub 0 is the
  *                hub of the thread whose spawn started the set
  * Asking for KZ_HUB_ANY or KZ_HUB(k) is what starts the set's other hubs.
- * With one hub (the default), the set is every caller's own hub alone. */
+ * With one hub (kz_set_hubs(1)), the set is every caller's own hub alone. */
 #define KZ_HUB_THIS 0
 #define KZ_HUB_ANY (-1)
 #define KZ_HUB(k) ((int)(k) + 1)
@@ -637,9 +637,10 @@ KZ_API int kz_run_in_executor(struct kz_executor *ex, kz_fn fn, void *arg,
  * thread of its own (named kudzu-hub, blocking every signal), started then
  * and running for the life of the process; hub 0 is then not torn down when
  * the kz_run that created it returns.  Under the preload shim the program's
- * threads are spread over the same set.  n is 1 by default; the
- * environment's KUDZU_HUBS (0: one per CPU, or 1 to 256) gives n when the
- * program does not call this.
+ * threads are spread over the same set.  By default n is the number of
+ * CPUs in the process's affinity mask (read when the first hub is made);
+ * the environment's KUDZU_HUBS (0: one per CPU, or 1 to 256) gives n when
+ * the program does not call this.
  * Set the number of hubs: 0 means one per CPU in the process's affinity
  * mask (at most 256).  0, or -1 with EINVAL (more than 256) or EBUSY (the
  * set was started with another number).  Any thread; does not switch. */

@@ -920,6 +920,7 @@ struct rjoin {
   _Atomic int refs;
   int err;
   void *result;
+  bool tryjoin; /* the joiner waits until the request is seen, too */
 };
 
 static void rjoin_unref(struct rjoin *j)
@@ -981,7 +982,8 @@ static void rjoin_post(struct kz__post *p)
     g->flags |= KZ__G_JOINING;
     j->hook.fn = rjoin_done;
     kz__list_push(g->done_hooks.next, &j->hook.link); /* first: before other hooks */
-    kz_sync_wake(j, SIZE_MAX); /* a tryjoin waits for this much */
+    if (j->tryjoin) /* it waits for this much; any other joiner sleeps on until the end */
+      kz_sync_wake(j, SIZE_MAX);
   }
 }
 
@@ -1006,6 +1008,7 @@ static int join_remote(struct kz__hub *hub, kz_green_t id, void **ret, double de
   if (!j)
     return EAGAIN;
   j->id = id;
+  j->tryjoin = deadline == 0;
   atomic_init(&j->refs, 2);
   j->post.fn = rjoin_post;
   kz__hub_post(hub, &j->post);

@@ -98,17 +98,22 @@ int main(void)
     if (pthread_create(i == 3 ? &sleeper_thread : &t, NULL, fns[i], NULL) != 0)
       return 2;
   }
-  /* Under the launcher every thread is a green thread on this thread's hub.
-     Each one runs from its start to its blocking call without yielding, so
-     once this thread's own sleep has let all of them say they are about to
-     block, each has parked.  (Natively the trap may come a little early,
-     which the program does not care about.) */
+  /* Under the launcher every thread is a green thread.  Each one runs from
+     its start to its blocking call without yielding, so on this thread's
+     hub, once this thread's own sleep has let all of them say they are
+     about to block, each has parked.  A thread on another hub runs at the
+     same time as this one, on a CPU of its own: between its count and its
+     park it makes no call that waits, so one more sleep of this thread,
+     1 ms, is a thousand times the few microseconds it needs.  (Natively the
+     trap may come a little early, which the program does not care
+     about.) */
   for (int n = 0; n < NTHREADS;) {
     usleep(1000);
     pthread_mutex_lock(&started_lock);
     n = started;
     pthread_mutex_unlock(&started_lock);
   }
+  usleep(1000);
   raise(SIGTRAP);
   return 0;
 }
