@@ -22,16 +22,22 @@
  *    descriptor, rtfd.c), watched by an unreferenced ev_io: it must not keep
  *    an otherwise idle loop alive, or a deadlock would hang instead of being
  *    reported.  kz__hub_hold() references the loop while a green thread
- *    waits for another OS thread.  A poster pushes its message, then writes
- *    the eventfd only if wake_pending was clear (one write per batch, as
- *    libev's ev_async does); the hub drains the eventfd, then clears
- *    wake_pending, then takes the inbox, all sequentially consistent.  A
- *    poster that found the flag set did so before the hub cleared it, so
- *    the hub's take sees its message; one that finds it clear writes, and
- *    a write after the drain leaves the eventfd readable for the next pass.
- *    (Clearing before the drain loses wake-ups: a poster sets the flag and
- *    writes, the drain eats the write, the hub takes the inbox, and a
- *    second poster that found the flag set pushes after the take.)  The
+ *    waits for another OS thread.  wake_pending is set while the hub is
+ *    awake: from the return of each epoll_wait to the start of the next
+ *    (libev's release and acquire hooks, hub_release and hub_acquire), and
+ *    from the moment a poster has written the eventfd.  A poster pushes
+ *    its message, then sets the flag, and writes the eventfd only if it
+ *    was clear: a hub asleep in epoll_wait, never yet woken.  An awake hub
+ *    takes its inbox at the top of each loop pass, and before it sleeps it
+ *    clears the flag, then looks at the inbox once more; a message there
+ *    (pushed before the clear) gets a write of the hub's own, unless a
+ *    poster sets the flag first and writes.  All of it is sequentially
+ *    consistent: a poster that found the flag set set it before the clear,
+ *    so its push is seen by the look after the clear.  So a post to a hub
+ *    that is running costs no system call (a ping-pong between two running
+ *    hubs posted an eventfd write per message, 1.4 writes per spawn on
+ *    another hub; 0.02 now), and one to a sleeping hub costs one write per
+ *    sleep, as libev's ev_async does with its pipe_write_wanted.  The
  *    runtime owns the flag and the descriptor, rather than libev's
  *    ev_async, so a fork child can be given both afresh (note F) and the
  *    descriptor kept at the runtime's numbers.  Posting is
@@ -111,14 +117,18 @@
  *    machine).  So a hub of a set of several, about to sleep with nothing
  *    to do, first watches its mailbox for SPIN_S (20 us), as Go's idle Ms
  *    spin before they park: a ping-pong between hubs then never sleeps.
- *    While it watches, wake_pending is set, so posters skip the eventfd
- *    write (note D); it then clears the flag and looks at the inbox once
- *    more, in note D's order, so a post that skipped its write is seen.
- *    The messages it took run there, and the loop starts its pass again:
- *    one may have changed what the top of the pass sets right (a backend
- *    given to the program, whose new one must be made in the runtime's
- *    scope, note G).  A hub that nothing wakes never spins: idle hubs stay
- *    asleep.
+ *    While it watches, the hub is awake (wake_pending set), so posters
+ *    skip the eventfd write (note D); when the time is up, the poll's
+ *    release looks at the inbox once more.  The messages it took run
+ *    there, and the loop starts its pass again: one may have changed what
+ *    the top of the pass sets right (a backend given to the program, whose
+ *    new one must be made in the runtime's scope, note G).  That pass
+ *    skips its poll and runs what the messages woke: the pass before the
+ *    spin polled at most SPIN_S ago, and the poll (an epoll_wait without
+ *    a timeout, 0.3 us) was a third of a crossing's cost.  At most
+ *    SPIN_SKIPS passes in a row skip it, so a ping-pong that never lets
+ *    the hub sleep still polls every few tens of microseconds.  A hub that
+ *    nothing wakes never spins: idle hubs stay asleep.
  * K. The hubs of the set (hubs.c) can wake each other: a hub with no hold
  *    but the others' (hub->q_holds: the first hub's hold under the shim,
  *    an extra hub's kz_run) is not deadlocked on its own.  The
@@ -243,11 +253,7 @@ static void wake_renew(struct kz__hub *hub)
     hub->wake_fd = kz__rtfd_adopt(fd);
     wake_watch(hub, hub->wake_fd);
   }
-  atomic_store(&hub->wake_pending, false);
-  if (atomic_load(&hub->inbox)) {
-    atomic_store(&hub->wake_pending, true);
-    wake_write(hub);
-  }
+  atomic_store(&hub->wake_pending, true); /* awake (note D): the loop looks at the inbox */
 }
 
 /* Note I: only marked here; renewed at the child's first loop pass. */
@@ -425,8 +431,22 @@ static void wakeup_cb(struct ev_loop *loop, ev_io *w, int revents)
     kz__rtfd_lost(hub->wake_fd, "a hub's wake-up eventfd");
   if (kz__syscall(SYS_read, hub->wake_fd, &n, sizeof n) < 0 && errno == EBADF)
     kz__rtfd_lost(hub->wake_fd, "a hub's wake-up eventfd");
-  atomic_store(&hub->wake_pending, false);
   drain(hub);
+}
+
+/* Note D: libev calls these right before and after its epoll_wait. */
+static void hub_release(struct ev_loop *loop)
+{
+  struct kz__hub *hub = ev_userdata(loop);
+  atomic_store(&hub->wake_pending, false);
+  if (atomic_load(&hub->inbox) && !atomic_exchange(&hub->wake_pending, true))
+    wake_write(hub); /* a post came before the flag went down: poll it at once */
+}
+
+static void hub_acquire(struct ev_loop *loop)
+{
+  struct kz__hub *hub = ev_userdata(loop);
+  atomic_store(&hub->wake_pending, true);
 }
 
 /* Take the inbox and run its messages, in posting order. */
@@ -563,6 +583,8 @@ struct kz__hub *kz__hub_create(int *err)
   if (!hub->main)
     goto error6;
   ev_set_userdata(hub->loop, hub);
+  atomic_init(&hub->wake_pending, true); /* awake (note D) */
+  ev_set_loop_release_cb(hub->loop, hub_release, hub_acquire);
   ev_set_invoke_pending_cb(hub->loop, hub_invoke); /* note M */
   ev_io_init(&hub->wakeup, wakeup_cb, hub->wake_fd, EV_READ);
   ev_io_start(hub->loop, &hub->wakeup);
@@ -641,22 +663,17 @@ static bool hub_stuck(struct kz__hub *hub)
    first, with wake_pending set so that posters leave the eventfd alone.
    True if a message came (and ran). */
 #define SPIN_S 20e-6
+#define SPIN_SKIPS 8
 static bool hub_spin(struct kz__hub *hub)
 {
-  double end;
-  if (atomic_exchange(&hub->wake_pending, true))
-    return false; /* a write is pending: the poll finds it */
-  end = kz__now() + SPIN_S;
+  double end = kz__now() + SPIN_S;
   for (unsigned i = 1;; i++) {
     if (atomic_load_explicit(&hub->inbox, memory_order_relaxed))
       break;
     __builtin_ia32_pause();
     if (!(i & 31) && kz__now() >= end)
-      break;
+      return false; /* the poll's release looks at the inbox once more (note D) */
   }
-  atomic_store(&hub->wake_pending, false); /* then look once more: note D's order */
-  if (!atomic_load(&hub->inbox))
-    return false;
   drain(hub);
   return true;
 }
@@ -686,6 +703,8 @@ void *kz__hub_loop(void *arg)
     if (KZ_UNLIKELY(hub->main->state == KZ__S_GONE) && hub->nlive == 1)
       exit(0); /* note E: a fork child's last thread has ended (kz__green_forget) */
     __atomic_store_n(&hub->pass, hub->pass + 1, __ATOMIC_RELAXED); /* monitor.c reads */
+    if (atomic_load_explicit(&hub->inbox, memory_order_relaxed)) /* note D: posted while awake */
+      drain(hub);
     kz__run_soon(hub);
     if (KZ_UNLIKELY((hub->xwaiters != 0) != hub->xheld)) { /* note J */
       hub->xheld = !hub->xheld;
@@ -695,8 +714,18 @@ void *kz__hub_loop(void *arg)
         kz__hub_unhold(hub);
     }
     busy = primed || hub->run_head || hub->preempted || !kz__list_empty(&hub->soon);
-    if (!busy && atomic_load_explicit(&hub->q_member, memory_order_relaxed) && hub_spin(hub))
+    if (!busy && atomic_load_explicit(&hub->q_member, memory_order_relaxed) && hub_spin(hub)) {
+      hub->spin_fed = true;
       continue; /* note L: from the top, which sees what the messages did (a backend given up) */
+    }
+    if (KZ_UNLIKELY(hub->spin_fed)) { /* note L: the pass after a spin that brought messages */
+      hub->spin_fed = false;
+      if (hub->run_head && !primed && !hub->preempted && hub->poll_skips < SPIN_SKIPS) {
+        hub->poll_skips++;
+        goto run;
+      }
+    }
+    hub->poll_skips = 0;
     __atomic_store_n(&hub->in_loop, true, __ATOMIC_RELAXED);
     probe = !busy && atomic_load_explicit(&hub->q_member, memory_order_relaxed) &&
             (unsigned)hub->holds == __atomic_load_n(&hub->q_holds, __ATOMIC_RELAXED);
@@ -730,6 +759,7 @@ void *kz__hub_loop(void *arg)
         hub_deadlock(hub);
       continue;
     }
+  run:
     hub->budget = hub->nready + KZ__BUDGET;
     kz__schedule(hub);
   }

@@ -277,13 +277,15 @@ struct kz__hub {
   _Atomic int wake_fd;          /* eventfd other threads post through (a runtime descriptor) */
   _Atomic int posters;          /* threads inside kz__hub_post (hub.c, note H) */
   int backend_fd;               /* libev's epoll instance, if the shim saw it made; else -1 */
-  _Atomic bool wake_pending;    /* wake_fd written and not yet drained (hub.c, note D) */
+  _Atomic bool wake_pending;    /* awake, or wake_fd written: posters skip the write (hub.c, note D) */
   bool forked;                  /* a fork child that has not yet re-created its backend */
   bool fork_child;              /* ... nor renewed its wake-up eventfd (hub.c, note I) */
   struct kz__post *_Atomic inbox; /* posted messages, LIFO until drained */
   int holds;                    /* remote completions expected (keeps the loop alive) */
   unsigned xwaiters;            /* green threads parked on objects of any hub (sched.c, note F) */
   bool xheld;                   /* the loop pass holds the hub for them (hub.c, note J) */
+  bool spin_fed;                /* the last spin brought messages (hub.c, note L) */
+  unsigned char poll_skips;     /* polls skipped in a row after spins (hub.c, note L) */
   bool stopping;                /* kz__hub_destroy in progress */
   bool in_loop;                 /* the hub context is inside ev_run (read by monitor.c) */
   uint64_t pass;                /* hub loop passes so far (io.c, note D; monitor.c) */
