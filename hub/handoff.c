@@ -49,20 +49,31 @@
  *    waits for its return, as for a call that is not a cancellation point.
  * C. The watcher (sysmon).  One thread looks at the hubs, and takes over a
  *    hub whose call it saw on two looks in a row (the same call: sys and
- *    sys_seq unchanged).  It looks PERIOD_MIN (25 us) after it was woken
- *    or took a hub over, then twice as far apart at each look that took
- *    nothing over, up to PERIOD_MAX (1 ms); after QUIET (2 ms) of looks
- *    that saw no call at all, it sleeps on a futex until kz__sys_enter
- *    wakes it.  So a call that blocks while the watcher sleeps, the usual
- *    case, is handed off after 75 us plus the wake-ups (scripts/bench,
- *    handoff_stall_us); in a program that makes such calls all the
+ *    sys_seq unchanged).  Looks come PERIOD_MIN (20 us, Go's) apart after
+ *    a look that took a hub over, then twice as far apart at each look
+ *    that took nothing over, up to PERIOD_MAX (1 ms); after QUIET (2 ms)
+ *    of looks that saw no call at all, it sleeps on a futex until
+ *    kz__sys_enter wakes it.  The call that wakes it counts as seen once
+ *    (kz__sysmon_wake records it, and when), and the watcher's first look
+ *    comes PERIOD_MIN after the call began, or at once if its wake-up took
+ *    longer: a call still there then is taken over.  Its timer slack is
+ *    1 ns: with the default 50 us, a sleep of 20 us lasted 70.  So a call
+ *    that blocks while the watcher sleeps, the usual case, is handed off
+ *    after the longer of 20 us and the watcher's wake-up, plus the spare's
+ *    wake-up (scripts/bench, handoff_stall_us).  (A spare woken at the watcher's first look, to
+ *    watch for the hub without sleeping, made it worse on two CPUs: 200 us
+ *    rather than 100.)  The registration for membarrier (below) waits for
+ *    an RCU grace period, 10 to 20 ms: a thread of its own makes it, and
+ *    until it is done the watcher looks every PERIOD_WAIT (100 us) rather
+ *    than sleep; made by the watcher itself, it delayed a hand-off by as
+ *    long.  In a program that makes such calls all the
  *    time and none blocks, the watcher looks 1,000 times a second and
  *    never takes anything over, and a call that then blocks is handed off
  *    within 1 to 2 ms.  Go's sysmon has the same shape (20 us after it
  *    found work, doubling to 10 ms while it finds none).  Why not sooner:
  *    most such calls return within microseconds and cost nothing but the
  *    atomic operations around them, and a take-over costs about two thread
- *    wake-ups; a watcher that looked every 25 us while short calls run
+ *    wake-ups; a watcher that looked every 20 us while short calls run
  *    would cost a tenth of a core.  An idle program has no watcher waking
  *    up.  Lost wake-ups: the watcher announces its sleep
  *    (kz__sysmon_sleeping), makes every thread of the process execute a
@@ -103,6 +114,7 @@
 #include "internal.h"
 
 #include <limits.h>
+#include <sys/prctl.h>
 #include <linux/futex.h>
 #include <linux/membarrier.h>
 #include <stdlib.h>
@@ -111,9 +123,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PERIOD_MIN_NS 25000L /* note C */
+#define PERIOD_MIN_NS 20000L /* note C */
 #define PERIOD_MAX_NS 1000000L
 #define QUIET_NS 2000000L
+#define PERIOD_WAIT_NS 100000L /* note C: while membarrier registers */
 #define HUBS_MAX 1024
 #define SPARES_DEFAULT 64
 #define SPARES_MAX 4096
@@ -146,6 +159,7 @@ static struct {
   struct kz__hub *hubs[HUBS_MAX];      /* kz__handoff_enable'd */
   unsigned nhubs;
   bool started;                        /* the watcher runs */
+  double woken_at;                     /* when a call last woke it (note C) */
   _Atomic uint32_t word;               /* the watcher's futex */
 } ho = {.lock = PTHREAD_MUTEX_INITIALIZER, .max = SPARES_DEFAULT};
 
@@ -315,15 +329,47 @@ static int look(bool act)
   return seen;
 }
 
+/* Note C: 1 once registered for membarrier, -1 if it cannot be. */
+static _Atomic int fence;
+
+static void *fence_register(void *arg)
+{
+  (void)arg;
+  atomic_store(&fence, kz__syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 ? 1 : -1);
+  return NULL;
+}
+
+/* Woken by a call (note C): its first look comes PERIOD_MIN after the
+   call began, and takes it over if it is still there. */
+static void first_look(void)
+{
+  double left;
+  kz__os_lock(&ho.lock);
+  left = ho.woken_at + PERIOD_MIN_NS * 1e-9 - kz__now();
+  kz__os_unlock(&ho.lock);
+  if (left > 0) {
+    struct timespec ts = {0, (long)(left * 1e9)};
+    kz__syscall(SYS_nanosleep, &ts, NULL);
+  }
+}
+
 static void *sysmon(void *arg)
 {
   long period = PERIOD_MIN_NS, quiet = 0;
-  bool fenced = kz__syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+  int fenced;
+  bool woken = true; /* by the call that started it */
+  pthread_t t;
   (void)arg;
+  if (kz__os_thread_start(&t, fence_register, NULL) == 0) /* note C */
+    kz__os_thread_detach(t);
+  else
+    fence_register(NULL);
+  kz__syscall(SYS_prctl, PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL); /* note C: sleeps of 20 us, not 70 */
+  first_look();
   for (;;) {
     struct timespec ts = {0, period};
     int seen = look(true);
-    if (seen == 2) { /* note C */
+    if (seen == 2 || (seen && woken)) { /* note C */
       period = PERIOD_MIN_NS;
       quiet = 0;
     } else if (seen || (quiet += period) < QUIET_NS) {
@@ -333,26 +379,39 @@ static void *sysmon(void *arg)
     } else {
       uint32_t w = atomic_load(&ho.word);
       struct timespec limit = {1, 0};
+      if (!(fenced = atomic_load(&fence))) { /* note C: not yet registered */
+        period = PERIOD_WAIT_NS;
+        ts.tv_nsec = period;
+        kz__syscall(SYS_nanosleep, &ts, NULL);
+        continue;
+      }
       atomic_store(&kz__sysmon_sleeping, 1);
-      if (!fenced || kz__syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) < 0)
-        fenced = false; /* a miss is then possible: the sleep is bounded */
+      if (fenced < 0 || kz__syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) < 0)
+        fenced = -1; /* a miss is then possible: the sleep is bounded */
       if (!look(false))
-        futex(&ho.word, FUTEX_WAIT, w, fenced ? NULL : &limit);
+        futex(&ho.word, FUTEX_WAIT, w, fenced > 0 ? NULL : &limit);
       atomic_store(&kz__sysmon_sleeping, 0);
       period = PERIOD_MIN_NS; /* woken by a call: look closely */
       quiet = 0;
+      woken = true;
+      first_look();
       continue;
     }
+    woken = false;
     kz__syscall(SYS_nanosleep, &ts, NULL);
   }
   return NULL;
 }
 
-void kz__sysmon_wake(void)
+void kz__sysmon_wake(struct kz__hub *hub)
 {
   if (!atomic_exchange(&kz__sysmon_sleeping, 0))
     return;
   kz__os_lock(&ho.lock);
+  /* the watcher's first look counts as its second for this call (note C) */
+  hub->ho_seen = atomic_load(&hub->sys);
+  hub->ho_seen_seq = __atomic_load_n(&hub->sys_seq, __ATOMIC_RELAXED);
+  ho.woken_at = kz__now();
   if (!ho.started) {
     pthread_t t;
     if (kz__os_thread_start(&t, sysmon, NULL) == 0) {

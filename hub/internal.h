@@ -903,7 +903,7 @@ KZ_INTERNAL void kz__preempt_hold(bool hold);
 #define KZ__SYS_PIN ((uintptr_t)2)  /* hub->sys: a handler runs on it (no take-over) */
 /* The watcher sleeps for good (handoff.c, note C). */
 extern _Atomic int kz__sysmon_sleeping KZ_INTERNAL;
-KZ_INTERNAL void kz__sysmon_wake(void);
+KZ_INTERNAL void kz__sysmon_wake(struct kz__hub *hub);
 /* hub's green threads may make calls that hand it over (the shim's hubs:
    their OS threads are never joined).  Any thread. */
 KZ_INTERNAL void kz__handoff_enable(struct kz__hub *hub);
@@ -937,7 +937,7 @@ static inline struct kz_green *kz__sys_enter(void)
   atomic_store_explicit(&hub->sys, (uintptr_t)g, memory_order_relaxed);
   atomic_signal_fence(memory_order_seq_cst); /* the watcher's membarrier does the rest (handoff.c, note C) */
   if (atomic_load_explicit(&kz__sysmon_sleeping, memory_order_relaxed))
-    kz__sysmon_wake();
+    kz__sysmon_wake(hub);
   return g;
 }
 
