@@ -270,10 +270,9 @@ static void hub_atfork_child(void)
    hub watches it, and the old number leaves the hub's epoll instance. */
 static int wake_move(struct kz__hub *hub)
 {
-  int old = hub->wake_fd, fd = kz__rtfd_dup(old);
+  int old = hub->wake_fd, fd = kz__rtfd_dup(old, &hub->wake_fd); /* posters move to it */
   if (fd < 0)
     return -EBUSY;
-  atomic_store(&hub->wake_fd, fd);
   while (atomic_load(&hub->posters)) /* a poster may still write to old */
     kz__os_sched_yield();
   wake_watch(hub, fd);
@@ -368,8 +367,11 @@ int kz__hub_give_fd(int fd)
 static void hub_invoke(struct ev_loop *loop)
 {
   int last = kz__rtfd_last;
+  _Atomic int *into = kz__rtfd_into;
   kz__rtfd_scope--;
+  kz__rtfd_into = NULL;
   ev_invoke_pending(loop);
+  kz__rtfd_into = into;
   kz__rtfd_scope++;
   kz__rtfd_last = last;
 }
@@ -382,11 +384,12 @@ static bool hub_ev_run(struct kz__hub *hub, int flags)
 {
   bool alive;
   kz__rtfd_last = -1;
+  kz__rtfd_into = &hub->backend_fd; /* rtfd.c, note F */
   kz__rtfd_scope++;
   alive = ev_run(hub->loop, flags);
   kz__rtfd_scope--;
-  if (KZ_UNLIKELY(kz__rtfd_last >= 0)) {
-    hub->backend_fd = kz__rtfd_last;
+  kz__rtfd_into = NULL;
+  if (KZ_UNLIKELY(kz__rtfd_last >= 0)) { /* backend_fd has it already */
     if (!hub->fork_child)
       hub->forked = false; /* a backend given up (note G) is replaced */
   }
@@ -562,13 +565,14 @@ struct kz__hub *kz__hub_create(int *err)
   kz__list_init(&hub->soon);
   kz__list_init(&hub->timed);
   kz__waitq_init(&hub->quiesce);
-  kz__rtfd_last = -1;
+  atomic_init(&hub->backend_fd, -1);
+  kz__rtfd_into = &hub->backend_fd; /* rtfd.c, note F */
   kz__rtfd_scope++; /* rtfd.c, note A */
   hub->loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
   if (!hub->loop)
     hub->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV);
   kz__rtfd_scope--;
-  hub->backend_fd = kz__rtfd_last;
+  kz__rtfd_into = NULL;
   if (!hub->loop)
     goto error2;
   if ((hub->wake_fd = wake_open()) < 0)

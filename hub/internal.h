@@ -276,7 +276,7 @@ struct kz__hub {
   ev_io wakeup;                 /* watches wake_fd */
   _Atomic int wake_fd;          /* eventfd other threads post through (a runtime descriptor) */
   _Atomic int posters;          /* threads inside kz__hub_post (hub.c, note H) */
-  int backend_fd;               /* libev's epoll instance, if the shim saw it made; else -1 */
+  _Atomic int backend_fd;       /* libev's epoll instance, if the shim saw it made; else -1 */
   _Atomic bool wake_pending;    /* awake, or wake_fd written: posters skip the write (hub.c, note D) */
   bool forked;                  /* a fork child that has not yet re-created its backend */
   bool fork_child;              /* ... nor renewed its wake-up eventfd (hub.c, note I) */
@@ -766,6 +766,10 @@ extern KZ_TLS int kz__rtfd_scope KZ_INTERNAL;
 /* The last descriptor kz__rtfd_adopt recorded on this thread (how the hub
    learns the number of libev's epoll instance, which libev does not tell). */
 extern KZ_TLS int kz__rtfd_last KZ_INTERNAL;
+/* The field that takes the number of what kz__rtfd_adopt records on this
+   thread, before the record (rtfd.c, note F): a hub's backend_fd while libev
+   runs in scope; NULL otherwise. */
+extern KZ_TLS _Atomic int *kz__rtfd_into KZ_INTERNAL;
 
 /* Is fd one of the runtime's descriptors?  A load and a test; any thread. */
 static inline bool kz__rtfd_is(int fd)
@@ -788,8 +792,9 @@ KZ_INTERNAL int kz__rtfd_adopt(int fd);
    errno EBADF (the program must not see it). */
 KZ_INTERNAL int kz__rtfd_refuse(int fd);
 /* A copy of fd at the runtime's numbers (anywhere free if none is free
-   there), close-on-exec and recorded; fd stays open.  -errno on failure. */
-KZ_INTERNAL int kz__rtfd_dup(int fd);
+   there), close-on-exec and recorded, its number stored in *into first
+   (unless NULL: rtfd.c, note F); fd stays open.  -errno on failure. */
+KZ_INTERNAL int kz__rtfd_dup(int fd, _Atomic int *into);
 /* The program wants runtime descriptor fd's number (dup2 onto it): the hub
    that holds it moves its descriptor out of the way, at once from one of
    its green threads, else through its mailbox (waiting up to a second).

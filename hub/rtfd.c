@@ -63,6 +63,14 @@
  *    descriptor, so a number the kernel hands out while still recorded was
  *    closed behind the runtime's back: it is said then, naming the hub
  *    that owned it.
+ * F. A thread that replaces a runtime descriptor (dup2 onto its number,
+ *    hub.c note G) finds the hub that owns it by the hub's fields
+ *    (wake_fd, backend_fd).  A number is recorded here only once its
+ *    owner's field holds it (kz__rtfd_dup's into, kz__rtfd_into for what
+ *    libev makes in a pass): recorded first, a thread's dup2 that came in
+ *    between found the number the runtime's and no hub holding it, and
+ *    failed with EBUSY (close_all dup2_thread, once in a loaded run, as a
+ *    hub re-made its backend while a thread replaced the top numbers).
  */
 #include "internal.h"
 
@@ -81,6 +89,7 @@
 
 KZ_TLS int kz__rtfd_scope;
 KZ_TLS int kz__rtfd_last = -1;
+KZ_TLS _Atomic int *kz__rtfd_into;
 _Atomic uint64_t kz__rtfd_bits[KZ__RTFD_MAX / 64];
 
 void kz__rtfd_add(int fd)
@@ -138,35 +147,40 @@ int kz__rtfd_move(int fd)
 /* Which hub owned a lost number (note E): kz__hubs_each's step. */
 struct owner {
   int fd;
-  char what[96]; /* what it was, "" if no hub's */
+  _Atomic int *into; /* the field just given the number: not the old owner's */
+  char what[96];     /* what it was, "" if no hub's */
 };
 
 static void owner_find(struct kz__hub *hub, void *arg)
 {
   struct owner *o = arg;
-  const char *kind = o->fd == hub->backend_fd ? "epoll instance"
-                     : o->fd == atomic_load(&hub->wake_fd) ? "wake-up eventfd"
-                                                           : NULL;
+  const char *kind = o->fd == hub->backend_fd && &hub->backend_fd != o->into ? "epoll instance"
+                     : o->fd == atomic_load(&hub->wake_fd) && &hub->wake_fd != o->into
+                         ? "wake-up eventfd"
+                         : NULL;
   if (kind && !o->what[0])
     snprintf(o->what, sizeof o->what, "a hub's %s, the hub of OS thread %d", kind, (int)hub->watch.tid);
 }
 
-/* Record fd, which the kernel has just given out (note E). */
-static void record_new(int fd)
+/* Record fd, which the kernel has just given out (note E), after its
+   owner's field, into (note F). */
+static void record_new(int fd, _Atomic int *into)
 {
   uint64_t bit = 1ull << (fd & 63);
-  struct owner o = {.fd = fd};
+  struct owner o = {.fd = fd, .into = into};
+  if (into)
+    atomic_store(into, fd);
   if (fd < 0 || fd >= KZ__RTFD_MAX || !(atomic_fetch_or(&kz__rtfd_bits[fd >> 6], bit) & bit))
     return;
   kz__hubs_each(owner_find, &o);
   kz__rtfd_lost(fd, o.what[0] ? o.what : "one of the runtime's");
 }
 
-int kz__rtfd_dup(int fd)
+int kz__rtfd_dup(int fd, _Atomic int *into)
 {
   int high = dup_high(fd);
   if (high >= 0)
-    record_new(high);
+    record_new(high, into);
   return high;
 }
 
@@ -175,7 +189,7 @@ int kz__rtfd_adopt(int fd)
   if (fd < 0)
     return fd;
   fd = kz__rtfd_move(fd);
-  record_new(fd);
+  record_new(fd, kz__rtfd_into);
   kz__rtfd_last = fd;
   return fd;
 }

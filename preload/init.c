@@ -238,7 +238,7 @@ static void print_stats(void)
 int kz_shim_give_fd(int fd)
 {
   int moved;
-  if (fd != stats_fd || fd == 2 || (moved = kz__rtfd_dup(fd)) < 0)
+  if (fd != stats_fd || fd == 2 || (moved = kz__rtfd_dup(fd, NULL)) < 0)
     return -1;
   kz__rtfd_drop(fd);
   stats_fd = moved; /* the program's dup2 closes the old number */
