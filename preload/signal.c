@@ -122,6 +122,16 @@
  *    way about one time in three (shim_fork_wake).  With it, the request
  *    the forking thread carries into a fork child is harmless where it is,
  *    and the child need not write it away.
+ * L. A deferred signal is given to its taker by sending it again to the
+ *    hub's own OS thread, which the handler that deferred it left blocking
+ *    it (defer).  Another instance of it may be pending there already: one
+ *    sent again earlier while the OS thread still blocked it.  The unblock
+ *    delivers that one at once, so the taker is named before it (in
+ *    send_self): unblocked with no taker named, it was deferred again, and
+ *    the copy sent after it found the signal blocked again and stayed
+ *    pending, for ever, each delivery making the next (two hubs' OS
+ *    threads at 100% of a CPU after a storm of SIGUSR1 and SIGUSR2,
+ *    rel_signals, 3 runs in 10).
  */
 #include "shim.h"
 
@@ -265,11 +275,17 @@ static void post(struct kz__hub *hub)
 
 /* Send sig to this very OS thread for green thread g (NULL: whoever rule
    2 or 3 picks), with info if not NULL (note H).  It is delivered before
-   this returns unless the OS thread blocks it. */
-static void send_self(struct kz__hub *hub, struct kz_green *g, int sig, siginfo_t *info)
+   this returns unless the OS thread blocks it.  With unblock, the OS thread
+   stops blocking sig first, g named the taker already (note L). */
+static void send_self(struct kz__hub *hub, struct kz_green *g, int sig, siginfo_t *info, bool unblock)
 {
   hub->sig.direct = g;
   hub->sig.direct_sig = sig;
+  if (unblock) {
+    uint64_t one = bit(sig);
+    kz__syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &one, NULL, sizeof one);
+    hub->sig.direct = g; /* an instance pending here was g's just now: this one is g's too */
+  }
   if (!info || kz__syscall(SYS_rt_tgsigqueueinfo, getpid(), (pid_t)kz__syscall(SYS_gettid), sig, info) != 0)
     REAL(raise)(sig); /* glibc's: a debugger stops in raise, as natively */
   hub->sig.direct = NULL;
@@ -291,9 +307,7 @@ static void deliver_deferred(struct kz__hub *hub, uint64_t d, kz_green_t *to, si
         kill(getpid(), sig);
       continue;
     }
-    if (!(kz__sigmask_want(hub) & one))
-      kz__syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &one, NULL, sizeof one);
-    send_self(hub, t, sig, &info[sig - 1]);
+    send_self(hub, t, sig, &info[sig - 1], !(kz__sigmask_want(hub) & one));
   }
 }
 
@@ -466,7 +480,7 @@ static void deliver_pending(struct kz_green *g)
   for (; p; p &= p - 1) {
     int sig = __builtin_ctzll(p) + 1;
     g->sig.pend &= ~bit(sig);
-    send_self(g->hub, g, sig, NULL);
+    send_self(g->hub, g, sig, NULL, false);
   }
 }
 
@@ -666,7 +680,7 @@ static void kill_local(struct kz__hub *hub, struct kz_green *g, int sig)
     post(hub);
     return;
   }
-  send_self(hub, g, sig, NULL);
+  send_self(hub, g, sig, NULL, false);
 }
 
 struct remote_kill {
