@@ -516,6 +516,7 @@ void kz__handoff_forked(struct kz__hub *hub)
   ho.nspares = 0;
   ho.started = false;
   ho.nhubs = 0;
+  atomic_store(&fence, 0); /* a child is a process of its own: its watcher registers anew */
   atomic_store(&kz__sysmon_sleeping, 1);
   if (!hub || !hub->handoff_ok)
     return;
