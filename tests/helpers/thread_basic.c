@@ -1,5 +1,6 @@
 /* thread_basic.c: pthread_create/join with results, detach, the join
- * errors (EDEADLK, EINVAL, EBUSY, ETIMEDOUT), self/equal, names, getattr_np,
+ * errors (EDEADLK, EINVAL, EBUSY, ETIMEDOUT), joins of threads that have
+ * finished (a cancelled one too), self/equal, names, getattr_np,
  * keys with destructors, pthread_once with an init routine that blocks, and
  * errno per thread.  Threads order themselves through pipes, never sleeps. */
 #define _GNU_SOURCE
@@ -41,10 +42,10 @@ static void *join_self(void *arg)
 
 /* ---- keys ---- */
 static pthread_key_t key;
-static int destroyed; /* destructor calls seen */
+static atomic_int destroyed; /* destructor calls seen, by threads that may run at once */
 static void destructor(void *v)
 {
-  destroyed++;
+  atomic_fetch_add(&destroyed, 1);
   if (v == (void *)1) /* a destructor may set a new value: another round */
     CHECK(pthread_setspecific(key, (void *)2) == 0);
 }
@@ -98,6 +99,29 @@ int main(void)
     CHECK(r == (void *)(i * 2));
   }
   CHECK(pthread_equal(self, pthread_self()));
+
+  /* threads joined once they have finished (tryjoin until it succeeds):
+     their results, a cancelled one's PTHREAD_CANCELED, and a second join
+     of one finds nothing to join */
+  for (intptr_t i = 0; i < 8; i++)
+    CHECK(pthread_create(&t[i], NULL, twice, (void *)(i + 10)) == 0);
+  for (intptr_t i = 0; i < 8; i++) {
+    int e;
+    while ((e = pthread_tryjoin_np(t[i], &r)) == EBUSY)
+      sched_yield();
+    CHECK(e == 0 && r == (void *)((i + 10) * 2));
+  }
+  CHECK(pipe(p) == 0);
+  CHECK(pthread_create(&t[0], NULL, wait_byte, &p[0]) == 0);
+  CHECK(pthread_cancel(t[0]) == 0);
+  {
+    int e;
+    while ((e = pthread_tryjoin_np(t[0], &r)) == EBUSY)
+      sched_yield();
+    CHECK(e == 0 && r == PTHREAD_CANCELED);
+  }
+  close(p[0]);
+  close(p[1]);
 
   /* tryjoin, timedjoin, then the real join */
   CHECK(pipe(p) == 0);
