@@ -323,6 +323,17 @@ static void reg_remove(struct thr *t)
   reg_unlock(i);
 }
 
+/* The record of the green thread at handle slot index idx (the low 32 bits
+   of its handle), its chain's lock held; NULL if there is none, or if it
+   was joined: gone, whatever its hub has yet to release (note O). */
+static struct thr *reg_slot(uint32_t idx)
+{
+  struct thr *t = registry[idx % NREG].head;
+  while (t && (uint32_t)t->id != idx)
+    t = t->reg_next;
+  return t && atomic_load(&t->fin) != FIN_CLAIMED ? t : NULL;
+}
+
 /* The hub and OS thread of green pthread id, from any thread; false if it
    is unknown (never a pthread, or released). */
 static bool reg_find(kz_green_t id, struct kz__hub **hub, pthread_t *os)
@@ -330,10 +341,8 @@ static bool reg_find(kz_green_t id, struct kz__hub **hub, pthread_t *os)
   unsigned i = reg_index(id);
   struct thr *t;
   reg_lock(i);
-  for (t = registry[i].head; t && t->id != id; t = t->reg_next)
-    ;
-  if (t && atomic_load(&t->fin) == FIN_CLAIMED)
-    t = NULL; /* joined: gone, whatever its hub has yet to release (note O) */
+  if ((t = reg_slot((uint32_t)id)) && t->id != id)
+    t = NULL; /* an older thread's handle */
   if (t) {
     *hub = t->hub;
     *os = t->os_thread;
@@ -1131,9 +1140,8 @@ static bool join_finished(kz_green_t id, void **ret)
   int ready = FIN_READY;
   void *res = NULL;
   reg_lock(i); /* a record is freed only after it leaves the registry */
-  for (t = registry[i].head; t && t->id != id; t = t->reg_next)
-    ;
-  if (t && atomic_compare_exchange_strong(&t->fin, &ready, FIN_CLAIMED)) {
+  if ((t = reg_slot((uint32_t)id)) && t->id == id &&
+      atomic_compare_exchange_strong(&t->fin, &ready, FIN_CLAIMED)) {
     res = t->fin_result;
     hub = t->hub;
   }
@@ -1488,9 +1496,7 @@ pid_t kz_thr_tid_host(pid_t tid, pid_t tgid)
   idx = (uint32_t)(tid - TID_BASE);
   i = idx % NREG;
   reg_lock(i);
-  for (t = registry[i].head; t && (uint32_t)t->id != idx; t = t->reg_next)
-    ;
-  if (t && atomic_load(&t->fin) != FIN_CLAIMED) /* joined: gone (note O) */
+  if ((t = reg_slot(idx)))
     host = tgid ? t->tid : t->hub->watch.tid; /* under the lock: the hub outlives its records */
   reg_unlock(i);
   return host;
@@ -1508,9 +1514,7 @@ int kz_thr_tid_kill(pid_t tid, pid_t tgid, int sig)
   idx = (uint32_t)(tid - TID_BASE);
   i = idx % NREG;
   reg_lock(i);
-  for (t = registry[i].head; t && (uint32_t)t->id != idx; t = t->reg_next)
-    ;
-  if (t && atomic_load(&t->fin) != FIN_CLAIMED) { /* joined: gone (note O) */
+  if ((t = reg_slot(idx))) {
     hub = t->hub;
     id = t->id;
   }
