@@ -35,14 +35,29 @@
  *    records it, handle.c note C: the struct itself may be released and
  *    its stack unmapped at any moment) and sends what it wants done there,
  *    where the handle is looked up again: a handle that went stale on the
- *    way gets EINVAL from there.  kz__spawn makes green threads on the hub
- *    it runs on only: a hub field naming another is EXDEV there; callers
- *    that place (kz_spawn_with, kz_spawn_future in future.c) find the hub
- *    first (kz__spawn_target) and run kz__spawn on it.
- * E. kz_spawn_with on another hub: kz__spawn runs there (kz__hub_call),
- *    with the caller's options (their name is copied there, while the
- *    caller waits), so the delay's timer, the stack and the handle are
- *    that hub's; the caller gets the handle back.
+ *    way gets EINVAL from there.  Callers that place (kz_spawn_with,
+ *    kz_spawn_future in future.c) find the hub first (kz__spawn_target);
+ *    kz__spawn's own hub field is then THIS, one naming another hub is
+ *    EXDEV there.
+ * E. A spawn on another hub is made where it is asked for and adopted
+ *    there, without a wait: the caller takes the stack (from the depot:
+ *    the other hub's cache is its own, stack.c note G), the handle (owned
+ *    by that hub) and fills in the struct, so every error is its own to
+ *    report; then it posts the struct's own message (g->adopt), and that
+ *    hub links it, counts it and readies it (or starts its delay's
+ *    timer).  Until then the green thread is pending, as one whose start
+ *    is delayed, and nothing but that hub touches it: anything another
+ *    OS thread asks of it travels through the same mailbox, behind the
+ *    adoption (the mailbox is one total order, remote.c note A); a green
+ *    thread of that hub that got its handle meanwhile finds it pending
+ *    and may join, detach or cancel it as such.  The message lives in
+ *    the struct, which cannot go before it: a green thread is released
+ *    only once it has finished, so once it has run.  Placement counts
+ *    the green threads on their way (hub->adopting).  A fork child does
+ *    not adopt those made in the parent (kz__hubs_forks): their maker is
+ *    a thread it does not have.  It was a round trip, the spawn made
+ *    there while the caller waited: spawn + join on another hub cost
+ *    three crossings, now one way there and the join's answer back.
  * F. kz_detach, kz_state and the names are round trips (kz__hub_call):
  *    exact answers (EINVAL for a detached one, the state as it is there),
  *    at the cost of a wait.  kz_cancel is not: cancelling is harmless on
@@ -166,10 +181,29 @@ static int spawn_here_only(struct kz__hub *hub, int which)
   return to == hub ? 0 : err ? err : -EXDEV;
 }
 
+void (*kz__ext_adopt)(struct kz_green *g);
+
+/* g joins hub, the one it was made for (hub thread): live, then ready, or
+   its start delayed by delay seconds (none once cancelled). */
+static void adopt(struct kz__hub *hub, struct kz_green *g, double delay)
+{
+  kz__list_push(&hub->all, &g->all);
+  hub->nlive++;
+  hub->nspawned++;
+  if (delay > 0 && !(g->flags & KZ__G_CANCEL)) {
+    ev_timer_set(&g->timer, delay, 0);
+    ev_timer_start(hub->loop, &g->timer);
+    return;
+  }
+  kz__ready(g);
+}
+
 struct kz_green *kz__spawn(struct kz__hub *hub, kz_fn fn, void *arg,
                            const struct kz_spawn_opts *opts, void *user_stack, size_t user_size,
                            int *err)
 {
+  bool here = hub == kz__tls_hub;
+  double delay = opts ? opts->delay : 0;
   struct kz__stack st;
   struct kz_green *g;
   char *top;
@@ -194,7 +228,8 @@ struct kz_green *kz__spawn(struct kz__hub *hub, kz_fn fn, void *arg,
     }
     top = st.base + st.size;
   } else {
-    if ((r = kz__stack_get(hub, opts ? opts->stack_size : 0, &st)) < 0) {
+    /* another hub's cache is its own: the depot's (stack.c, note G) */
+    if ((r = kz__stack_get(here ? hub : NULL, opts ? opts->stack_size : 0, &st)) < 0) {
       *err = r;
       return NULL;
     }
@@ -218,6 +253,8 @@ struct kz_green *kz__spawn(struct kz__hub *hub, kz_fn fn, void *arg,
   g->wake = 0;
   g->run_next = NULL;
   g->hub = hub;
+  g->tp = NULL;      /* the OS thread's TLS: the struct may be a former pthread's */
+  g->handoff = NULL; /* on its stack, whose TLS area is gone (preload/thread.c) */
   g->fn = fn;
   g->arg = arg;
   g->result = NULL;
@@ -237,9 +274,6 @@ struct kz_green *kz__spawn(struct kz__hub *hub, kz_fn fn, void *arg,
   kz__park_timer_init(g);
   kz__waitq_init(&g->joiners);
   kz__list_init(&g->done_hooks);
-  kz__list_push(&hub->all, &g->all);
-  hub->nlive++;
-  hub->nspawned++;
   if (opts) {
     if (opts->name) {
       strncpy(g->name, opts->name, sizeof g->name - 1);
@@ -247,14 +281,38 @@ struct kz_green *kz__spawn(struct kz__hub *hub, kz_fn fn, void *arg,
     }
     if (opts->detached)
       g->flags |= KZ__G_DETACHED;
-    if (opts->delay > 0) {
-      ev_timer_set(&g->timer, opts->delay, 0);
-      ev_timer_start(hub->loop, &g->timer);
-      return g;
-    }
   }
-  kz__ready(g);
+  if (!here) { /* note E: the rest there */
+    kz__list_init(&g->all); /* on no list until adopted (kz__green_forget) */
+    g->until = delay > 0 ? delay : 0;
+    g->adopt_gen = kz__hubs_forks();
+    return g;
+  }
+  adopt(hub, g, delay);
   return g;
+}
+
+/* The message of note E, on g's hub. */
+static void adopt_run(struct kz__post *p)
+{
+  struct kz_green *g = kz__container_of(p, struct kz_green, adopt);
+  struct kz__hub *hub = g->hub;
+  double delay = g->until;
+  atomic_fetch_sub_explicit(&hub->adopting, 1, memory_order_relaxed);
+  if (g->adopt_gen != kz__hubs_forks())
+    return; /* made in the parent, by a thread the fork child does not have */
+  g->until = 0;
+  adopt(hub, g, delay);
+  if (g->ext && kz__ext_adopt)
+    kz__ext_adopt(g);
+}
+
+void kz__spawn_post(struct kz_green *g)
+{
+  struct kz__hub *hub = g->hub;
+  atomic_fetch_add_explicit(&hub->adopting, 1, memory_order_relaxed); /* placement counts it (hubs.c) */
+  g->adopt.fn = adopt_run;
+  kz__hub_post(hub, &g->adopt);
 }
 
 /* Everything a green thread does when it finishes, but the last switch:
@@ -270,14 +328,16 @@ static struct kz__hub *finish(struct kz__hub *hub, struct kz_green *g, void *res
     g->flags |= KZ__G_FAILED;
   g->state = (g->flags & KZ__G_CANCEL) ? KZ_CANCELLED : KZ_DONE;
   g->flags |= KZ__G_NO_CANCEL;
+  /* gone from the count before a hook wakes a joiner of another hub, whose
+     next spawn's placement reads it (hubs.c, note A) */
+  kz__list_remove(&g->all);
+  __atomic_store_n(&hub->nlive, hub->nlive - 1, __ATOMIC_RELAXED);
   while ((l = g->done_hooks.next) != &g->done_hooks) {
     struct kz__done_hook *h = kz__container_of(l, struct kz__done_hook, link);
     kz__list_remove(l);
     h->fn(h, g);
   }
   kz__waitq_wake_all(&g->joiners, 0);
-  kz__list_remove(&g->all);
-  hub->nlive--;
   kz__sig_leave(hub, g);
   if (hub->nlive == 1)
     kz__waitq_wake_all(&hub->quiesce, 0);
@@ -304,10 +364,10 @@ void kz__green_release(struct kz_green *g)
   /* Every way a green thread ends comes here exactly once (kz_join,
      kz_detach, a detached finish, kz_run's and the hub's reaping, the
      shim's joins): the one place where the shim's record can go with it. */
+  if (g->id) /* 0: made stale already (a join from another hub, note I) */
+    kz__handle_free(g->id); /* first: another hub that misses the record finds the handle stale */
   if (g->ext && kz__ext_release)
     kz__ext_release(g);
-  if (g->id) /* 0: made stale already (a join from another hub, note I) */
-    kz__handle_free(g->id);
   kz__list_remove(&g->all); /* from the zombies, if there */
   if (g->flags & KZ__G_OWN_STRUCT)
     free(g);
@@ -327,22 +387,6 @@ static bool finished(const struct kz_green *g)
 /* The hub of green thread h, from any thread, without touching the green
    thread (handle.c, note C); NULL if h is 0, stale or malformed. */
 static struct kz__hub *owner_of(kz_green_t h) { return kz__handle_owner(h, KZ__H_GREEN); }
-
-/* A spawn on another hub (note E), made there by kz__hub_call. */
-struct spawn_call {
-  kz_fn fn;
-  void *arg;
-  const struct kz_spawn_opts *opts; /* the caller's, hub field THIS */
-  kz_green_t id;                    /* out: its handle, or 0 */
-  int err;                          /* out: -errno when id is 0 */
-};
-
-static void spawn_call_run(void *arg)
-{
-  struct spawn_call *c = arg;
-  struct kz_green *g = kz__spawn(kz__tls_hub, c->fn, c->arg, c->opts, NULL, 0, &c->err);
-  c->id = g ? g->id : 0;
-}
 
 /* An operation on a green thread of any hub, run on its hub (note F). */
 struct green_call {
@@ -554,8 +598,8 @@ kz_green_t kz_spawn_with(kz_fn fn, void *arg, const struct kz_spawn_opts *opts)
   int err = 0;
   struct kz__hub *hub = kz__hub_get(&err), *to;
   struct kz_spawn_opts here;
-  struct spawn_call c;
   struct kz_green *g;
+  kz_green_t id;
   if (!hub || !(to = opts ? kz__spawn_target(hub, opts->hub, &err) : hub))
     goto error;
   if (to == hub) {
@@ -570,10 +614,11 @@ kz_green_t kz_spawn_with(kz_fn fn, void *arg, const struct kz_spawn_opts *opts)
   }
   here = *opts;
   here.hub = KZ_HUB_THIS;
-  c = (struct spawn_call){.fn = fn, .arg = arg, .opts = &here};
-  if ((err = kz__hub_call(to, spawn_call_run, &c)) < 0 || (err = c.err) < 0 || !c.id)
+  if (!(g = kz__spawn(to, fn, arg, &here, NULL, 0, &err)))
     goto error;
-  return c.id;
+  id = g->id;
+  kz__spawn_post(g); /* note E: g may be gone once posted */
+  return id;
 
 error:
   errno = -err;

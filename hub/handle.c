@@ -12,9 +12,12 @@
  *    a private range of fresh indices taken 64 at a time from a global
  *    counter, so spawning never takes a lock in the steady state.  A slot
  *    freed on another thread simply joins that thread's list.
- * B. Lookups from other threads read gen/type/obj with relaxed atomics: a
- *    racing release can only turn a valid answer into NULL, and the hub that
- *    owns an object is the only one that frees it.
+ * B. Lookups from other threads read gen/type/obj with relaxed atomics,
+ *    then the generation again: a racing release can only turn a valid
+ *    answer into NULL (obj shares its word with the free list's link, which
+ *    a release writes), and the hub that owns an object is the only one
+ *    that frees it.  What such a lookup returns is a pointer to compare,
+ *    never to follow: the owner may release the object the next moment.
  * C. A slot also records the hub that owns its object (green threads):
  *    another hub must find a green thread's hub without touching the
  *    struct, which its own hub may release and unmap at any moment (a
@@ -140,24 +143,28 @@ static struct slot *slot_of(uint64_t h, int type)
   return s;
 }
 
+/* A field of slot s, read from any thread, or NULL if h's generation moved
+   meanwhile: freed, the field may be another object's, or obj the free
+   list's link (notes B, C). */
+static void *checked(const struct slot *s, uint64_t h, void *_Atomic const *field)
+{
+  void *v = atomic_load_explicit(field, memory_order_relaxed);
+  atomic_thread_fence(memory_order_acquire);
+  if ((atomic_load_explicit(&s->gen, memory_order_relaxed) & 0x7fffffffu) != ((h >> 32) & 0x7fffffffu))
+    return NULL;
+  return v;
+}
+
 void *kz__handle_get(uint64_t h, int type)
 {
   struct slot *s = slot_of(h, type);
-  return s ? atomic_load_explicit(&s->obj, memory_order_relaxed) : NULL;
+  return s ? checked(s, h, &s->obj) : NULL;
 }
 
-/* Note C. */
 void *kz__handle_owner(uint64_t h, int type)
 {
   struct slot *s = slot_of(h, type);
-  void *owner;
-  if (!s)
-    return NULL;
-  owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
-  atomic_thread_fence(memory_order_acquire);
-  if ((atomic_load_explicit(&s->gen, memory_order_relaxed) & 0x7fffffffu) != ((h >> 32) & 0x7fffffffu))
-    return NULL; /* freed meanwhile: owner may be another object's */
-  return owner;
+  return s ? checked(s, h, &s->owner) : NULL;
 }
 
 void kz__handle_free(uint64_t h)

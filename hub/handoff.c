@@ -431,6 +431,8 @@ void kz__handoff_enable(struct kz__hub *hub)
 #ifdef KZ_ASAN
   (void)hub; /* the fiber annotations follow one OS thread per hub */
 #else
+  if (hub->handoff_ok) /* every spawn comes here: only the first takes the lock */
+    return;
   kz__os_lock(&ho.lock);
   if (ho.max && !hub->handoff_ok && ho.nhubs < HUBS_MAX) {
     ho.hubs[ho.nhubs++] = hub;

@@ -17,7 +17,9 @@
  * Notes.
  * A. Placement.  Load is a hub's live green threads (hub->nlive) less
  *    those that are not the program's (an extra hub's kz_run and its main
- *    green thread, counted at its start: set.base), read without a lock
+ *    green thread, counted at its start: set.base), plus those other hubs
+ *    made for it that it has yet to adopt (green.c, note E), so that a
+ *    burst of spawns does not all go to one hub; read without a lock
  *    from the creator's thread; the first hub with the fewest, looking from
  *    a position that moves on at each placement, so that equals take turns.
  *    A stale count costs balance, never correctness.
@@ -93,6 +95,8 @@ static struct {
   bool set_by_program;               /* kz_set_hubs was called: KUDZU_HUBS is not read */
   bool hold;                         /* hold hub 0 once others run (note C) */
   pthread_mutex_t lock;              /* starting the others, kz_set_hubs */
+  _Atomic unsigned forks;            /* fork children this process descends from (green.c, note E):
+                                        here, where the child writes anyway (no page copied for it) */
   unsigned started_want;             /* want when they were started */
   _Atomic unsigned n;                /* hubs in hub[], 0 until started */
   struct kz__hub *hub[KZ__HUBS_MAX]; /* [0]: the first placer's */
@@ -186,7 +190,8 @@ struct kz__hub *kz__hubs_place(struct kz__hub *here)
   best = first;
   for (unsigned i = 0; i < n; i++) {
     unsigned k = (first + i) % n;
-    size_t load = __atomic_load_n(&set.hub[k]->nlive, __ATOMIC_RELAXED) - set.base[k] + 1;
+    size_t load = __atomic_load_n(&set.hub[k]->nlive, __ATOMIC_RELAXED) - set.base[k] + 1 +
+                  atomic_load_explicit(&set.hub[k]->adopting, memory_order_relaxed);
     if (load < least) {
       least = load;
       best = k;
@@ -202,6 +207,8 @@ struct kz__hub *kz__hubs_at(struct kz__hub *here, unsigned k)
     return k == 0 ? here : NULL; /* one hub: every caller's own */
   return k < n ? set.hub[k] : NULL;
 }
+
+unsigned kz__hubs_forks(void) { return atomic_load_explicit(&set.forks, memory_order_relaxed); }
 
 bool kz__hubs_many(void) { return atomic_load_explicit(&set.n, memory_order_acquire) > 1; }
 
@@ -280,6 +287,8 @@ static void hubs_atfork_child(void)
     kz__hub_unhold(hub); /* its kz_run's (remote.c, note C) */
   }
   kz__quiesce_forked(hub);
+  atomic_fetch_add(&set.forks, 1); /* green.c, note E */
+  kz__stack_forked();
   pthread_mutex_init(&set.lock, NULL);
   atomic_store(&set.n, 0);
 }

@@ -128,6 +128,7 @@ struct kz__stack {
   uint8_t guard;   /* enum kz__guard of this stack */
   uint8_t pooled;  /* from a slab of default-size stacks (recycled) */
   uint8_t user;    /* supplied by the program: never freed by kudzu */
+  uint8_t depot;   /* pooled in the depot, not a hub's cache (stack.c, note G) */
 };
 
 /* A green thread's signals (sigmask.c; the shim's preload/signal.c acts on
@@ -182,6 +183,8 @@ struct kz_green {
   void *ext;                  /* per-green data of the shim (pthread emulation) */
   void *handoff;              /* the spare that took its hub over, once (handoff.c) */
   struct kz__green_sig sig;   /* its own signal mask (sigmask.c) */
+  struct kz__post adopt;      /* made by another hub: the message that hands it over (green.c, note E) */
+  unsigned adopt_gen;         /* kz__hubs_forks() when it was made */
 #ifdef KZ_ASAN
   void *asan_fake;            /* ASan fake stack while switched out */
   const void *asan_bottom;    /* stack bounds for the fiber API */
@@ -221,6 +224,7 @@ struct kz__hub_sig {
   uint32_t block[64];        /* per signal (index s-1): how many of them block it */
   uint32_t n;                /* how many are counted: the threads (sig.own) not finished */
   uint32_t nmasked;          /* how many of them have a mask that is not empty */
+  uint64_t any;              /* the signals whose block count is not 0 */
   uint64_t os;               /* what sigmask.c has blocked on the OS thread */
   uint64_t keep;             /* what the shim keeps blocked there besides (signal waits) */
   uint32_t held[64];         /* per signal: green threads waiting for it (preload/sigwait.c) */
@@ -265,6 +269,7 @@ struct kz__hub {
   struct kz_green *prev;        /* the context that switched to the current one */
   struct kz__link all;          /* every unfinished green thread (kz_list, kz_dump) */
   size_t nlive;                 /* how many are on it, the main one included */
+  _Atomic size_t adopting;      /* made by other hubs, on their way here (green.c, note E) */
   struct kz__link zombies;      /* finished, not yet joined */
   struct kz__waitq quiesce;     /* kz_run/kz_exit waiting for nlive to drop to 1 */
   bool in_run;                  /* kz_run is active on this hub */
@@ -350,11 +355,15 @@ static inline void *kz__os_tls(void *addr)
 /* Can green threads get TLS of their own here (glibc's layout is the one
    tls.c knows)?  Decided once; *why says what is missing when not. */
 KZ_INTERNAL bool kz__tls_available(const char **why);
-/* A new TLS area for a green thread of hub (made on hub's OS thread, by
-   any of its contexts): every module's static TLS block from its image, a
-   dtv of its own, a thread descriptor.  Returns its thread pointer, or NULL
-   (out of memory).  It runs with it once a green thread's tp is set. */
-KZ_INTERNAL void *kz__tls_new(struct kz__hub *hub);
+/* A new TLS area for a green thread (any OS thread of the process): every
+   module's static TLS block from its image, a dtv of its own, a thread
+   descriptor.  Returns its thread pointer, or NULL (out of memory).  It
+   runs with it once kz__tls_bind has given it its hub and a green
+   thread's tp is set. */
+KZ_INTERNAL void *kz__tls_new(void);
+/* Make tp's the TLS of a green thread of hub (hub's OS thread): its
+   thread id, malloc's cache and arena (note E), the hub. */
+KZ_INTERNAL void kz__tls_bind(void *tp, struct kz__hub *hub);
 /* The stack of the green thread that runs with tp (glibc's alloca limit
    follows it). */
 KZ_INTERNAL void kz__tls_stack(void *tp, void *base, size_t size);
@@ -669,7 +678,10 @@ KZ_INTERNAL void kz__green_forget(struct kz_green *g);
 
 /* Spawn on hub; returns the green thread (state pending, queued or delayed)
    or NULL with -errno in *err.  user_stack/user_size: a stack the caller owns
-   (pthread_attr_setstack), or NULL. */
+   (pthread_attr_setstack), or NULL.  From another hub's OS thread (green.c,
+   note E) the green thread is made but not yet hub's: the caller finishes
+   it, reads what it needs of it, then hands it over with kz__spawn_post,
+   its last touch. */
 /* The hub that a spawn option's hub field (KZ_HUB_THIS, KZ_HUB_ANY,
    KZ_HUB(k)) names for a spawn from hub here; NULL with -EINVAL in *err if
    none.  May start the set's other hubs (hubs.c). */
@@ -677,6 +689,10 @@ KZ_INTERNAL struct kz__hub *kz__spawn_target(struct kz__hub *here, int which, in
 KZ_INTERNAL struct kz_green *kz__spawn(struct kz__hub *hub, kz_fn fn, void *arg,
                                      const struct kz_spawn_opts *opts, void *user_stack,
                                      size_t user_size, int *err);
+KZ_INTERNAL void kz__spawn_post(struct kz_green *g);
+/* How many forks this process descends from (hubs.c): a green thread made
+   for a hub by a thread a fork child does not have is never adopted there. */
+KZ_INTERNAL unsigned kz__hubs_forks(void);
 
 /* The body of every green thread (green.c, note C): runs its function,
    finishes it, and returns its hub for the trampoline's last switch. */
@@ -690,6 +706,10 @@ KZ_INTERNAL void kz__green_release(struct kz_green *g);
 /* Set by the preload shim: frees g->ext when g is released, whoever
    releases it (API or shim).  Hub thread; must not switch. */
 extern KZ_INTERNAL void (*kz__ext_release)(struct kz_green *g);
+/* Set by the preload shim: finishes, on its hub, a green thread with
+   g->ext that another hub made (green.c, note E).  Hub context; must not
+   switch. */
+extern KZ_INTERNAL void (*kz__ext_adopt)(struct kz_green *g);
 
 /* Create the main green thread for a new hub. */
 KZ_INTERNAL struct kz_green *kz__green_main(struct kz__hub *hub);
@@ -710,10 +730,15 @@ KZ_INTERNAL void kz__handle_free(uint64_t h);
 
 enum kz__guard { KZ__GUARD_NONE, KZ__GUARD_MADVISE, KZ__GUARD_MPROTECT, KZ__GUARD_CANARY };
 
-/* Get a stack of size bytes (0: default).  Returns 0 or -errno. */
+/* Get a stack of size bytes (0: default) from hub's cache, or from the
+   depot if hub is NULL (any OS thread: stack.c, note G).  Returns 0 or
+   -errno. */
 KZ_INTERNAL int kz__stack_get(struct kz__hub *hub, size_t size, struct kz__stack *out);
-/* Return a stack to the hub's cache (or the OS). */
+/* Return a stack to the hub's cache, the depot it came from, or the OS
+   (hub's OS thread). */
 KZ_INTERNAL void kz__stack_put(struct kz__hub *hub, struct kz__stack *s);
+/* In a fork child: the depot's lock anew. */
+KZ_INTERNAL void kz__stack_forked(void);
 /* Stack used by a hub context. */
 KZ_INTERNAL int kz__stack_cache_init(struct kz__hub *hub);
 KZ_INTERNAL void kz__stack_cache_term(struct kz__hub *hub);

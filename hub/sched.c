@@ -166,7 +166,7 @@ void kz__green_forget(struct kz_green *g)
   }
   ev_timer_stop(hub->loop, &g->timer);
   g->state = KZ__S_GONE; /* kz__wake and the wait queues pass it by */
-  if (g != hub->main) {
+  if (g != hub->main && !kz__list_empty(&g->all)) { /* empty: made by another hub's thread, never adopted (green.c, note E) */
     kz__list_remove(&g->all);
     hub->nlive--;
   }

@@ -75,17 +75,22 @@ void kz__sigmask_count(struct kz__hub *hub, uint64_t mask, int by)
   if (!mask)
     return;
   hub->sig.nmasked += by;
-  for (uint64_t m = mask; m; m &= m - 1)
-    hub->sig.block[__builtin_ctzll(m)] += by;
+  for (uint64_t m = mask; m; m &= m - 1) {
+    int i = __builtin_ctzll(m);
+    if ((hub->sig.block[i] += by) != 0)
+      hub->sig.any |= 1ull << i;
+    else
+      hub->sig.any &= ~(1ull << i);
+  }
 }
 
 uint64_t kz__sigmask_want(const struct kz__hub *hub)
 {
   uint64_t all = 0;
   if (hub->sig.nmasked && hub->sig.n) {
-    for (int i = 0; i < 64; i++)
-      if (hub->sig.block[i] == hub->sig.n)
-        all |= 1ull << i;
+    for (uint64_t m = hub->sig.any; m; m &= m - 1) /* only those some thread blocks */
+      if (hub->sig.block[__builtin_ctzll(m)] == hub->sig.n)
+        all |= 1ull << __builtin_ctzll(m);
   }
   return (all | hub->sig.keep) & ~never_blocked();
 }
@@ -138,6 +143,7 @@ void kz__sigmask_recount(struct kz__hub *hub)
 {
   memset(hub->sig.block, 0, sizeof hub->sig.block);
   hub->sig.n = hub->sig.nmasked = 0;
+  hub->sig.any = 0;
   for (struct kz__link *l = hub->all.next; l != &hub->all; l = l->next) {
     struct kz_green *g = kz__container_of(l, struct kz_green, all);
     if (!g->sig.own || g->state == KZ__S_GONE || g->state == KZ_DONE || g->state == KZ_CANCELLED)

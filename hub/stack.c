@@ -38,6 +38,19 @@
  * F. Sizes are checked against KZ_STACK_MIN..KZ_STACK_MAX where they enter
  *    (KUDZU_STACK_SIZE, kz_set_default_stack_size, kz_spawn_with), so
  *    rounding up to pages and adding the guard page never wrap.
+ * G. The depot: a cache of the same kind, shared by every hub under a
+ *    lock, for the green threads one hub makes for another (green.c, note
+ *    E).  Such a stack is taken on the maker's OS thread and put back on
+ *    the other hub's when the thread is released.  Through the hubs' own
+ *    caches it would drain the maker's, which would map slab after slab,
+ *    while the other hub's filled and went cold for good: a server whose
+ *    acceptor places every connection elsewhere would grow without end.
+ *    Its stacks always go back to it (their depot bit), so each hub's own
+ *    cache keeps only its own slabs, and a hub torn down (kz_run
+ *    returning) never unmaps a stack another still uses.  The depot's
+ *    slabs live as long as the process.  A fork child makes its lock anew
+ *    (kz__stack_forked): the forking thread may have raced another hub's
+ *    thread holding it.
  */
 #include "internal.h"
 
@@ -91,6 +104,13 @@ static long mprotect_budget;           /* guards mprotect may still make */
 static _Atomic long mprotect_used;
 static atomic_flag said_canary = ATOMIC_FLAG_INIT;
 static pthread_once_t stack_once = PTHREAD_ONCE_INIT;
+
+/* Note G. */
+static struct {
+  pthread_mutex_t lock;
+  struct kz__stack_cache c; /* c.size 0 until first used */
+  struct kz__stack warm[KZ__WARM];
+} depot = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static size_t round_page(size_t n) { return (n + page_size - 1) & ~(page_size - 1); }
 
@@ -296,9 +316,8 @@ static int slab_take(struct kz__stack_cache *c, struct kz__stack *out)
   return 0;
 }
 
-int kz__stack_get(struct kz__hub *hub, size_t size, struct kz__stack *out)
+static int cache_get(struct kz__stack_cache *c, size_t size, struct kz__stack *out)
 {
-  struct kz__stack_cache *c = hub->stacks;
   char *p;
   if (!size || round_page(size) == c->size) {
     if (c->nwarm) {
@@ -324,18 +343,8 @@ int kz__stack_get(struct kz__hub *hub, size_t size, struct kz__stack *out)
   return 0;
 }
 
-void kz__stack_put(struct kz__hub *hub, struct kz__stack *s)
+static void cache_put(struct kz__stack_cache *c, struct kz__stack *s)
 {
-  struct kz__stack_cache *c = hub->stacks;
-  if (s->user)
-    return;
-  if (!s->pooled) {
-    stack_deregister(s);
-    if (s->guard == KZ__GUARD_MPROTECT)
-      atomic_fetch_sub(&mprotect_used, 1);
-    munmap(s->base - page_size, s->size + page_size);
-    return;
-  }
   if (c->nwarm < KZ__WARM) {
     c->warm[c->nwarm++] = *s;
     return;
@@ -351,6 +360,50 @@ void kz__stack_put(struct kz__hub *hub, struct kz__stack *s)
   }
   madvise(s->base, s->size, MADV_DONTNEED); /* note C */
   c->cold[c->ncold++] = *s;
+}
+
+int kz__stack_get(struct kz__hub *hub, size_t size, struct kz__stack *out)
+{
+  int r;
+  if (hub)
+    return cache_get(hub->stacks, size, out);
+  kz__os_lock(&depot.lock); /* note G */
+  if (!depot.c.size) {
+    depot.c.size = kz__stack_default_size();
+    depot.c.warm = depot.warm;
+  }
+  r = cache_get(&depot.c, size, out);
+  kz__os_unlock(&depot.lock);
+  if (r == 0 && out->pooled)
+    out->depot = 1;
+  return r;
+}
+
+void kz__stack_put(struct kz__hub *hub, struct kz__stack *s)
+{
+  if (s->user)
+    return;
+  if (!s->pooled) {
+    stack_deregister(s);
+    if (s->guard == KZ__GUARD_MPROTECT)
+      atomic_fetch_sub(&mprotect_used, 1);
+    munmap(s->base - page_size, s->size + page_size);
+    return;
+  }
+  if (!s->depot) {
+    cache_put(hub->stacks, s);
+    return;
+  }
+  kz__os_lock(&depot.lock);
+  cache_put(&depot.c, s);
+  kz__os_unlock(&depot.lock);
+}
+
+/* Written only if held: a page the child does not write is not copied. */
+void kz__stack_forked(void)
+{
+  if (depot.lock.__data.__lock)
+    pthread_mutex_init(&depot.lock, NULL);
 }
 
 bool kz__stack_in_guard(const struct kz__stack *s, const void *addr)

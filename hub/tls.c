@@ -416,9 +416,22 @@ static bool learn_libc_block(char *tp)
   return true;
 }
 
+/* The thread pointer loaded now, read as memory the compiler cannot see.
+   Not __builtin_thread_pointer(): GCC takes that for a constant of the
+   function and reads it again wherever it likes, also after a kz__tp_set.
+   At -O3, learn's tp, passed to learn_malloc as os, was read again after
+   kz__tp_set(probe), so kz__tp_set(os) left the probe loaded: the program
+   then ran on it, without a hub. */
+static char *tp_read(void)
+{
+  char *tp;
+  __asm__ volatile("mov %%fs:0, %0" : "=r"(tp));
+  return tp;
+}
+
 static bool learn(void)
 {
-  char *tp = __builtin_thread_pointer();
+  char *tp = tp_read();
   L.allocate = dlvsym(RTLD_DEFAULT, "_dl_allocate_tls", "GLIBC_PRIVATE");
   L.deallocate = dlvsym(RTLD_DEFAULT, "_dl_deallocate_tls", "GLIBC_PRIVATE");
   L.call_tls_dtors = dlvsym(RTLD_DEFAULT, "__call_tls_dtors", "GLIBC_PRIVATE");
@@ -445,20 +458,28 @@ bool kz__tls_available(const char **why)
   return L.ok;
 }
 
-void *kz__tls_new(struct kz__hub *hub)
+void *kz__tls_new(void)
 {
-  char *tp = L.allocate(NULL), *os = hub->os_tp;
-  char *here = __builtin_thread_pointer();
+  /* the fields describe copies are the same from every OS thread of the
+     process but the thread id, which kz__tls_bind sets */
+  char *tp = L.allocate(NULL), *os = kz__tls_os_tp;
   if (!tp)
     return NULL;
-  describe(tp, os);
+  describe(tp, os ? os : __builtin_thread_pointer());
+  return tp;
+}
+
+void kz__tls_bind(void *tp, struct kz__hub *hub)
+{
+  char *os = hub->os_tp;
+  char *here = __builtin_thread_pointer();
   AT(os, H_MULTIPLE_THREADS, int) = 1; /* note B */
+  AT(tp, L.tid, pid_t) = AT(os, L.tid, pid_t);
   AT(tp - L.libc_block, L.tcache, void *) = AT(os - L.libc_block, L.tcache, void *); /* note E */
   AT(tp - L.libc_block, L.arena, void *) = AT(os - L.libc_block, L.arena, void *);
   /* note D: the same offset from every thread pointer */
   AT(tp, (char *)&kz__tls_hub - here, struct kz__hub *) = hub;
   AT(tp, (char *)&kz__tls_os_tp - here, void *) = os;
-  return tp;
 }
 
 void kz__tls_stack(void *tp, void *base, size_t size)

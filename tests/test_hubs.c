@@ -264,6 +264,129 @@ BOTH(bad_hub_numbers)
   cr_assert_eq(errno, EINVAL);
 }
 
+static atomic_int body_ran;
+
+static void *count_run(void *arg)
+{
+  atomic_fetch_add(&body_ran, 1);
+  return arg;
+}
+
+static _Atomic kz_green_t handed;
+
+/* On the other hub: join the green thread whose handle comes in handed,
+   which its hub may not have taken in yet (hub/green.c, note E). */
+static void *join_handed(void *arg)
+{
+  kz_green_t g;
+  void *res = NULL;
+  (void)arg;
+  while (!(g = atomic_load(&handed)))
+    kz_yield();
+  if (kz_join(g, &res, 10) != 0)
+    return P(-errno);
+  return res;
+}
+
+/* A spawn on another hub returns before that hub has the green thread
+   (hub/green.c, note E): whatever is asked of it at once acts on it. */
+BOTH(a_spawn_elsewhere_is_there_at_once)
+{
+  void *res = NULL;
+  cr_assert_eq(kz_set_hubs(n), 0);
+  for (int i = 0; i < 50; i++) {
+    struct kz_spawn_opts o = {.hub = KZ_HUB(n - 1), .delay = 1000};
+    kz_green_t g = kz_spawn_with(count_run, P(i), &o);
+    cr_assert_neq(g, 0, "%s", strerror(errno));
+    cr_assert_eq(kz_cancel(g), 0);
+    cr_assert_eq(kz_join(g, &res, 10), -1);
+    cr_assert_eq(errno, ECANCELED);
+  }
+  cr_assert_eq(atomic_load(&body_ran), 0, "cancelled before they started: never run");
+  for (int i = 0; i < 50; i++) {
+    cr_assert_eq(kz_join(spawn_on(KZ_HUB(n - 1), count_run, P(i)), &res, 10), 0);
+    cr_assert_eq((intptr_t)res, i);
+  }
+  for (int i = 0; i < 50; i++)
+    cr_assert_eq(kz_detach(spawn_on(KZ_HUB(n - 1), count_run, NULL)), 0);
+  for (int i = 0; i < 100000 && atomic_load(&body_ran) < 100; i++)
+    kz_sleep(0.0001);
+  cr_assert_eq(atomic_load(&body_ran), 100, "the detached ones ran too");
+  for (int i = 0; i < 20; i++) { /* a green thread of that hub joins it */
+    kz_green_t joiner = spawn_on(KZ_HUB(n - 1), join_handed, NULL);
+    atomic_store(&handed, spawn_on(KZ_HUB(n - 1), count_run, P(1000 + i)));
+    cr_assert_eq(kz_join(joiner, &res, 10), 0);
+    cr_assert_eq((intptr_t)res, 1000 + i);
+    atomic_store(&handed, 0);
+  }
+}
+
+/* Placement counts the green threads on their way to a hub (hubs.c, note
+   A): a burst of spawns, with no pause for the other hubs to take them
+   in, fills them up to this hub's load and no further. */
+BOTH(a_burst_of_spawns_balances_the_hubs)
+{
+  enum { PER = 6 };
+  long here_tids[PER], tids[3 * PER], seen[4] = {0};
+  int count[4] = {0};
+  kz_green_t here[PER], g[3 * PER];
+  unsigned burst = PER * (n - 1);
+  void *res;
+  cr_assert_eq(kz_set_hubs(n), 0);
+  cr_assert_eq(kz_join(spawn_on(KZ_HUB_ANY, my_tid, NULL), NULL, 10), 0); /* starts the set */
+  for (unsigned i = 0; i < PER; i++)
+    here[i] = spawn_on(KZ_HUB_THIS, tid_then_sleep, &here_tids[i]);
+  for (unsigned i = 0; i < burst; i++)
+    g[i] = spawn_on(KZ_HUB_ANY, tid_then_sleep, &tids[i]);
+  for (int i = 0; i < 100000 && atomic_load(&started) < (int)(PER + burst); i++)
+    kz_sleep(0.0001);
+  cr_assert_eq(atomic_load(&started), PER + burst);
+  for (unsigned i = 0; i < burst; i++) {
+    unsigned k = 0;
+    cr_assert_neq(tids[i], tid(), "spawn %u of the burst went to the loaded hub", i);
+    while (k < n - 1 && seen[k] && seen[k] != tids[i])
+      k++;
+    cr_assert_lt(k, n - 1, "more OS threads than other hubs");
+    seen[k] = tids[i];
+    count[k]++;
+  }
+  for (unsigned k = 0; k < n - 1; k++)
+    cr_assert_eq(count[k], PER, "hub of thread %ld got %d of %u", seen[k], count[k], burst);
+  for (unsigned i = 0; i < PER + burst; i++) {
+    kz_green_t x = i < PER ? here[i] : g[i - PER];
+    cr_assert_eq(kz_cancel(x), 0);
+    cr_assert_eq(kz_join(x, &res, 10), -1);
+    cr_assert_eq(errno, ECANCELED);
+  }
+}
+
+static long vm_kib(void)
+{
+  long pages = 0;
+  FILE *f = fopen("/proc/self/statm", "r");
+  cr_assert_not_null(f);
+  cr_assert_eq(fscanf(f, "%ld", &pages), 1);
+  fclose(f);
+  return pages * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* A green thread made for another hub takes its stack from the depot and
+   gives it back there (hub/stack.c, note G): spawning on another hub for
+   ever maps nothing more once warm. */
+BOTH(spawns_elsewhere_reuse_their_stacks)
+{
+  long before, after;
+  cr_assert_eq(kz_set_hubs(n), 0);
+  for (int i = 0; i < 500; i++)
+    cr_assert_eq(kz_join(spawn_on(KZ_HUB(n - 1), my_tid, NULL), NULL, 10), 0);
+  before = vm_kib();
+  for (int i = 0; i < 5000; i++)
+    cr_assert_eq(kz_join(spawn_on(KZ_HUB(n - 1), my_tid, NULL), NULL, 10), 0);
+  after = vm_kib();
+  cr_assert_lt(after - before, 16 * 1024, "5,000 spawns on another hub mapped %ld KiB more",
+               after - before);
+}
+
 static unsigned cpus(void)
 {
   cpu_set_t s;
@@ -385,10 +508,11 @@ BOTH(a_thread_without_a_hub_reaches_them_too)
 }
 
 /* A hub callback cannot wait for another hub: the calls that would wait
-   fail with EPERM; cancelling, which does not wait, works. */
+   fail with EPERM; cancelling and spawning there, which do not wait
+   (hub/green.c, note E), work. */
 struct in_cb {
-  kz_green_t far;
-  int state, state_err, spawned_err, cancel;
+  kz_green_t far, spawned;
+  int state, state_err, cancel;
   atomic_int ran;
 };
 
@@ -398,7 +522,7 @@ static void callback(void *arg)
   struct kz_spawn_opts o = on(KZ_HUB(1));
   c->state = kz_state(c->far);
   c->state_err = errno;
-  c->spawned_err = kz_spawn_with(my_tid, NULL, &o) == 0 ? errno : 0;
+  c->spawned = kz_spawn_with(my_tid, NULL, &o);
   c->cancel = kz_cancel(c->far);
   atomic_store(&c->ran, 1);
 }
@@ -406,6 +530,7 @@ static void callback(void *arg)
 BOTH(hub_callbacks_do_not_wait_for_other_hubs)
 {
   struct in_cb c = {0};
+  void *r;
   cr_assert_eq(kz_set_hubs(n), 0);
   c.far = spawn_on(KZ_HUB(1), sleeper, NULL);
   cr_assert_neq(kz_call_soon(callback, &c), 0);
@@ -414,7 +539,9 @@ BOTH(hub_callbacks_do_not_wait_for_other_hubs)
   cr_assert_eq(atomic_load(&c.ran), 1);
   cr_assert_eq(c.state, -1);
   cr_assert_eq(c.state_err, EPERM);
-  cr_assert_eq(c.spawned_err, EPERM);
+  cr_assert_neq(c.spawned, 0);
+  cr_assert_eq(kz_join(c.spawned, &r, 10), 0);
+  cr_assert_neq((long)(intptr_t)r, tid(), "it ran on hub 1");
   cr_assert_eq(c.cancel, 0);
   cr_assert_eq(kz_join(c.far, NULL, 10), -1);
   cr_assert_eq(errno, ECANCELED);

@@ -11,19 +11,36 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <unistd.h>
 
 enum { ROUNDS = 20000 };
 #define MAX_GROWTH (256 * 1024) /* a leaked record is ~100 bytes: 2 MB over the rounds */
 
-static void *ret_arg(void *arg) { return arg; }
+/* Threads entered and returned (or exited), of those start made: with
+   several hubs a thread may run on another one, and a few yields here do
+   not say it has run. */
+static atomic_long made, entered, to_end, ended;
 
-static void *exits(void *arg) { pthread_exit(arg); }
+static void *ret_arg(void *arg)
+{
+  atomic_fetch_add(&entered, 1);
+  atomic_fetch_add(&ended, 1);
+  return arg;
+}
+
+static void *exits(void *arg)
+{
+  atomic_fetch_add(&entered, 1);
+  atomic_fetch_add(&ended, 1);
+  pthread_exit(arg);
+}
 
 static void *waits_cancelled(void *arg)
 {
   (void)arg;
+  atomic_fetch_add(&entered, 1);
   while (sleep(1000) == 0) /* a cancellation point: ends by cancellation */
     ;
   return NULL;
@@ -36,26 +53,46 @@ static void *sets_key(void *arg)
 {
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   pthread_once(&once, make_key);
+  atomic_fetch_add(&entered, 1);
   CHECK(pthread_setspecific(key, arg) == 0); /* the record grows key values */
+  atomic_fetch_add(&ended, 1);
   return arg;
 }
 
 static pthread_t start(void *(*fn)(void *), void *arg)
 {
   pthread_t t;
+  atomic_fetch_add(&made, 1);
+  if (fn != waits_cancelled)
+    atomic_fetch_add(&to_end, 1);
   CHECK(pthread_create(&t, NULL, fn, arg) == 0);
   CHECK(((uint64_t)t >> 63) == 1); /* a green thread: run under the launcher */
   return t;
 }
 
-/* Let the threads started so far run to their end. */
+/* Until the threads started so far have entered their function, and those
+   that end by themselves have left it (bounded: about 10 s). */
 static void settle(void)
 {
-  for (int i = 0; i < 4; i++)
+  double end = mono() + 10;
+  while ((atomic_load(&entered) < atomic_load(&made) || atomic_load(&ended) < atomic_load(&to_end)) &&
+         mono() < end)
     sched_yield();
+  CHECK(atomic_load(&entered) == atomic_load(&made) && atomic_load(&ended) == atomic_load(&to_end));
 }
 
+/* Joined, or detached once finished: unknown at once. */
 static void gone(pthread_t t) { CHECK(pthread_kill(t, 0) == ESRCH); }
+
+/* Detached while it may still run: unknown once it has finished, on
+   whichever hub (bounded: about 10 s). */
+static void gone_soon(pthread_t t)
+{
+  double end = mono() + 10;
+  while (pthread_kill(t, 0) != ESRCH && mono() < end)
+    sched_yield();
+  gone(t);
+}
 
 /* One round of each way to end. */
 static void kz_join_finished(long i)
@@ -98,15 +135,14 @@ static void kz_detach_finished(long i)
   pthread_t t = start(sets_key, (void *)i);
   settle();
   CHECK(kz_detach((kz_green_t)t) == 0);
-  gone(t);
+  gone_soon(t); /* its function has returned; the thread may be a step short of its end */
 }
 
 static void kz_detach_running(long i)
 {
   pthread_t t = start(ret_arg, (void *)i);
   CHECK(kz_detach((kz_green_t)t) == 0);
-  settle();
-  gone(t);
+  gone_soon(t);
 }
 
 static void pthread_join_finished(long i)
@@ -122,8 +158,7 @@ static void pthread_detach_running(long i)
 {
   pthread_t t = start(ret_arg, (void *)i);
   CHECK(pthread_detach(t) == 0);
-  settle();
-  gone(t);
+  gone_soon(t);
 }
 
 /* kz_run's main leaves finished threads behind: kz_run reaps them. */

@@ -5,7 +5,7 @@
 set(KUDZU_THREAD_HELPERS thread_basic thread_exit_main thread_mutex thread_cond thread_sync
     thread_cancel thread_server thread_real thread_tid errno_sync pshared_sync
     tls_vars tls_epoll tls_errno tls_dtors tls_file_lock tls_robust thread_preempt fork_alloc
-    arena_trim)
+    arena_trim thread_burst)
 set(_kz_helpers_dir ${PROJECT_SOURCE_DIR}/tests/helpers)
 foreach(h ${KUDZU_THREAD_HELPERS})
   if(NOT TARGET ${h})
@@ -47,6 +47,14 @@ set_tests_properties(shim_tls_safety_net PROPERTIES LABELS "shim;thread" TIMEOUT
 # At most 3 OS threads with 200 connections and 400 threads open.
 add_test(NAME shim_thread_server_os_threads
          COMMAND $<TARGET_FILE:kudzu-launcher> $<TARGET_FILE:thread_server> 3)
+# Spawns handed to other hubs without a wait (hub/green.c, note E), with
+# more hubs than cores too.
+foreach(n 2 4)
+  add_test(NAME shim_hubs${n}_thread_burst COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/both.sh
+           $<TARGET_FILE:kudzu-launcher> $<TARGET_FILE:thread_burst>)
+  set_tests_properties(shim_hubs${n}_thread_burst PROPERTIES LABELS "shim;thread;hubs" TIMEOUT 120
+                       ENVIRONMENT "KUDZU_HUBS=${n}")
+endforeach()
 # Torture mode: every interposed call yields first.
 add_test(NAME shim_torture_thread_cond
          COMMAND $<TARGET_FILE:kudzu-launcher> --torture $<TARGET_FILE:thread_cond>)
