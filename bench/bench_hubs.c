@@ -6,6 +6,9 @@
  *   bench_hubs spawn N   N rounds of pthread_create + pthread_join, each
  *                        timed alone and sorted by whether the new thread
  *                        ran on the creator's OS thread (note A)
+ *   bench_hubs burst N   rounds of N pthread_create in a row, then N joins:
+ *                        the best round's time per thread, of the creates
+ *                        alone and of the whole round
  *   bench_hubs wake N    two threads hand a turn back and forth N times each
  *                        through a mutex and two condition variables
  *   bench_hubs stall     a thread blocks in flock() on a file a child
@@ -15,6 +18,8 @@
  * Each mode prints "key value" lines:
  *   spawn: remote_ns, local_ns (mean spawn + join of a thread that ran on
  *          another OS thread / on the creator's), remote, local (counts)
+ *   burst: create_ns, round_ns (per thread; the best of 50 rounds),
+ *          spread (the OS threads the threads ran on)
  *   wake:  wake_ns (one one-way wake: the run's time over 2N hand-offs),
  *          same_os_thread (1 if both threads ran on one OS thread)
  *   stall: before_us (the latest tick of 100 before the call), during_us
@@ -104,6 +109,47 @@ static int spawn(long n)
   printf("remote_ns %.1f\nlocal_ns %.1f\nremote %ld\nlocal %ld\n",
          counts[1] ? (double)sums[1] / (double)counts[1] : 0.0,
          counts[0] ? (double)sums[0] / (double)counts[0] : 0.0, counts[1], counts[0]);
+  return 0;
+}
+
+/* ---- burst ------------------------------------------------------------------------ */
+
+static void *record_tid_at(void *arg)
+{
+  *(long *)arg = os_tid();
+  return NULL;
+}
+
+static int burst(long n)
+{
+  pthread_t *t = calloc((size_t)n, sizeof *t);
+  long *tids = calloc((size_t)n, sizeof *tids), spread = 0;
+  uint64_t best_create = UINT64_MAX, best_round = UINT64_MAX;
+  if (!t || !tids)
+    DIE("out of memory");
+  for (int r = 0; r < 50; r++) {
+    uint64_t t0 = now_ns(), t1, t2;
+    for (long i = 0; i < n; i++)
+      if (pthread_create(&t[i], NULL, record_tid_at, &tids[i]) != 0)
+        DIE("pthread_create failed");
+    t1 = now_ns();
+    for (long i = 0; i < n; i++)
+      if (pthread_join(t[i], NULL) != 0)
+        DIE("pthread_join failed");
+    t2 = now_ns();
+    best_create = t1 - t0 < best_create ? t1 - t0 : best_create;
+    best_round = t2 - t0 < best_round ? t2 - t0 : best_round;
+  }
+  for (long i = 0; i < n; i++) {
+    long j = 0;
+    while (j < i && tids[j] != tids[i])
+      j++;
+    spread += j == i;
+  }
+  printf("create_ns %.1f\nround_ns %.1f\nspread %ld\n", (double)best_create / (double)n,
+         (double)best_round / (double)n, spread);
+  free(t);
+  free(tids);
   return 0;
 }
 
@@ -273,10 +319,12 @@ int main(int argc, char **argv)
 
   if (argc >= 3 && !strcmp(argv[1], "spawn") && n > 0)
     return spawn(n);
+  if (argc >= 3 && !strcmp(argv[1], "burst") && n > 0)
+    return burst(n);
   if (argc >= 3 && !strcmp(argv[1], "wake") && n > 0)
     return wake(n);
   if (argc == 2 && !strcmp(argv[1], "stall"))
     return stall();
-  fprintf(stderr, "usage: bench_hubs spawn N | wake N | stall\n");
+  fprintf(stderr, "usage: bench_hubs spawn N | burst N | wake N | stall\n");
   return 2;
 }
