@@ -177,7 +177,9 @@
  *    gives it what is that hub's (thr_adopted, kz__ext_adopt): the TLS
  *    bound to it (its thread id, malloc's cache), the signal mask counted
  *    there, the slice timer, hand-off.  A burst of pthread_create on other
- *    hubs went from 2.9 us a thread to 1.6 (a round trip each before).
+ *    hubs went from 2.2 us a thread to 0.5-0.8 (a round trip each before;
+ *    bench_hubs burst), while one spawn + join costs what it did: the work
+ *    moved to the creator, the two crossings stayed.
  */
 #include "thread.h"
 
