@@ -435,11 +435,17 @@ static const char *plan_site(struct plan *p, size_t size, uint8_t *tramp_at)
 
 /* Executable ranges of the objects whose calls into libc must never park
    (note H): libc itself first, then the runtime (this library, libkudzu,
-   libev).  Filled before patching. */
+   libev).  Filled before patching.  The dynamic loader counts as libc:
+   its malloc and free (a green thread's TLS area, made and freed by the
+   runtime through _dl_allocate_tls) are its caller's, whoever called it;
+   taken for the program's, they parked a green thread in the middle of a
+   spawn or of the scheduler's release of a finished thread, and a fork
+   in a busy program then waited for an arena for good (fork_alloc on two
+   hubs). */
 struct text {
   uintptr_t lo, hi;
 };
-static struct text libc_text, runtime_text[3];
+static struct text libc_text, ldso_text, runtime_text[3];
 
 /* The executable segment of the object holding addr (empty if none). */
 static struct text text_of(const void *addr)
@@ -474,7 +480,7 @@ static __attribute__((noinline)) bool walk_finds_runtime(void)
   for (int i = 0; i < 16 && unw_step(&cur) > 0; i++) {
     if (unw_get_reg(&cur, UNW_REG_IP, &ip) != 0)
       return true;
-    if (in_text(&libc_text, ip)) {
+    if (in_text(&libc_text, ip) || in_text(&ldso_text, ip)) {
       seen_libc = true;
       continue;
     }
@@ -839,6 +845,7 @@ static size_t patch(void)
     return 0;
   }
   libc_text = text_of(libc ? dlsym(libc, "read") : NULL);
+  ldso_text = text_of(dlvsym(RTLD_DEFAULT, "_dl_allocate_tls", "GLIBC_PRIVATE"));
   runtime_text[0] = text_of((void *)kz_shim_patch_libc);
   runtime_text[1] = text_of((void *)kz__now);
   runtime_text[2] = text_of(dlsym(RTLD_DEFAULT, "ev_run"));
