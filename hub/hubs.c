@@ -190,8 +190,8 @@ struct kz__hub *kz__hubs_place(struct kz__hub *here)
   best = first;
   for (unsigned i = 0; i < n; i++) {
     unsigned k = (first + i) % n;
-    size_t load = __atomic_load_n(&set.hub[k]->nlive, __ATOMIC_RELAXED) - set.base[k] + 1 +
-                  atomic_load_explicit(&set.hub[k]->adopting, memory_order_relaxed);
+    size_t coming = atomic_load_explicit(&set.hub[k]->adopting, memory_order_acquire); /* first (green.c, adopt_run) */
+    size_t load = __atomic_load_n(&set.hub[k]->nlive, __ATOMIC_RELAXED) - set.base[k] + 1 + coming;
     if (load < least) {
       least = load;
       best = k;
