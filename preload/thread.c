@@ -335,6 +335,16 @@ static void reg_remove(struct thr *t)
   reg_unlock(i);
 }
 
+/* The record at handle slot index idx, whatever its state; its chain's
+   lock held. */
+static struct thr *reg_at(uint32_t idx)
+{
+  struct thr *t = registry[idx % NREG].head;
+  while (t && (uint32_t)t->id != idx)
+    t = t->reg_next;
+  return t;
+}
+
 /* The record of the green thread at handle slot index idx (the low 32 bits
    of its handle), its chain's lock held; NULL if there is none, or if it
    was joined: gone, whatever its hub has yet to release (note O).  Joined
@@ -342,9 +352,7 @@ static void reg_remove(struct thr *t)
    from another hub (hub/green.c, note I), before the joiner wakes. */
 static struct thr *reg_slot(uint32_t idx)
 {
-  struct thr *t = registry[idx % NREG].head;
-  while (t && (uint32_t)t->id != idx)
-    t = t->reg_next;
+  struct thr *t = reg_at(idx);
   return t && atomic_load(&t->fin) != FIN_CLAIMED && kz__green_get(t->id) ? t : NULL;
 }
 
@@ -373,9 +381,8 @@ static bool reg_claimed(kz_green_t id)
   struct thr *t;
   bool claimed;
   reg_lock(i);
-  for (t = registry[i].head; t && t->id != id; t = t->reg_next)
-    ;
-  claimed = t && atomic_load(&t->fin) == FIN_CLAIMED;
+  t = reg_at((uint32_t)id);
+  claimed = t && t->id == id && atomic_load(&t->fin) == FIN_CLAIMED;
   reg_unlock(i);
   return claimed;
 }
