@@ -943,7 +943,6 @@ EXPORT int pthread_create(pthread_t *out, const pthread_attr_t *attr, void *(*fn
 {
   struct kz_green *self = kz_thr_active();
   struct kz__hub *to;
-  struct thr *st;
   struct spawn_req q = {.fn = fn, .arg = arg, .out = out};
   int detach = PTHREAD_CREATE_JOINABLE;
 
@@ -955,11 +954,11 @@ EXPORT int pthread_create(pthread_t *out, const pthread_attr_t *attr, void *(*fn
   q.detached = detach == PTHREAD_CREATE_DETACHED;
   creator_name(self, q.name);
   q.mask = kz__sig_owner(self)->sig.mask;
-  st = self->ext;
-  /* the program's threads are spread; a green thread of the API (kz_spawn,
-     kz_run) keeps its pthreads on its hub, as its own spawns by default,
-     and kz_run reaps what its main leaves there */
-  to = (self->flags & KZ__G_MAIN) || (st && st->fn) ? kz__hubs_place(self->hub) : self->hub;
+  /* the program's threads (sig.own: the main one and the shim's) are
+     spread; a green thread of the API (kz_spawn, kz_run) keeps its
+     pthreads on its hub, as its own spawns by default, and kz_run reaps
+     what its main leaves there */
+  to = self->sig.own ? kz__hubs_place(self->hub) : self->hub;
   return spawn(to, &q);
 }
 
