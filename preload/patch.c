@@ -504,9 +504,11 @@ static __attribute__((noinline)) bool walk_finds_runtime(void)
    comes back to this wait through an allocation of the shim's. */
 static bool called_by_runtime(void)
 {
+  int err = errno; /* the walk leaves errno behind (libunwind checks addresses with system calls): EAGAIN after a pthread_create */
   struct kz_green *hidden = kz__runtime_enter();
   bool r = walk_finds_runtime();
   kz__runtime_leave(hidden);
+  errno = err;
   return r;
 }
 

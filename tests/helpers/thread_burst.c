@@ -7,7 +7,8 @@
  *    of its own;
  *  - a thread detached at once still runs, and one cancelled at once (it
  *    waits in a cancellation point) is joined as PTHREAD_CANCELED;
- *  - one joined at once returns its result.
+ *  - one joined at once returns its result;
+ *  - pthread_create leaves errno as it was.
  * Under the launcher with several hubs, a thread placed on another hub is
  * handed to it without a wait (hub/green.c, note E): every one of these
  * reaches a thread that hub may not have taken yet. */
@@ -72,8 +73,11 @@ int main(void)
 {
   pthread_t t;
   void *r;
-  for (long i = 0; i < TOP; i++)
+  for (long i = 0; i < TOP; i++) {
+    errno = 0;
     CHECK(pthread_create(&top[i], NULL, maker, (void *)(intptr_t)i) == 0);
+    CHECK(errno == 0); /* a call that succeeds leaves errno alone */
+  }
   for (int i = 0; i < TOP; i++)
     CHECK(pthread_join(top[i], NULL) == 0);
   CHECK(atomic_load(&ran) == TOP + NEST * SUB);
