@@ -980,7 +980,7 @@ void kz__debug_thread_term(struct kz__hub *hub)
 
 void kz__verify(struct kz__hub *hub)
 {
-  size_t n = 0, ready = 0;
+  size_t n = 0, ready = 0, shared = 0;
   struct kz__link *l;
   CHECK(hub->current == NULL);
   for (struct kz_green *g = hub->run_head; g; g = g->run_next) {
@@ -1001,8 +1001,10 @@ void kz__verify(struct kz__hub *hub)
     CHECK(g->state != KZ_RUNNING);
     if (g->stack.guard == KZ__GUARD_CANARY)
       CHECK(kz__stack_canary_ok(&g->stack));
+    shared += g != hub->main && !g->tp;
   }
   CHECK(n == hub->nlive);
+  CHECK(shared == hub->nshared);
   CHECK(hub->dying == NULL);
 }
 #else

@@ -192,6 +192,7 @@ static void adopt(struct kz__hub *hub, struct kz_green *g, double delay)
 {
   kz__list_push(&hub->all, &g->all);
   __atomic_store_n(&hub->nlive, hub->nlive + 1, __ATOMIC_RELAXED); /* read by placement (hubs.c) */
+  hub->nshared += !g->tp;
   hub->nspawned++;
   if (delay > 0 && !(g->flags & KZ__G_CANCEL)) {
     ev_timer_set(&g->timer, delay, 0);
@@ -312,6 +313,13 @@ static void adopt_run(struct kz__post *p)
   atomic_fetch_sub_explicit(&hub->adopting, 1, memory_order_release);
 }
 
+void kz__green_own_tls(struct kz_green *g, void *tp)
+{
+  if (!g->tp && !kz__list_empty(&g->all)) /* adopted already: counted as sharing */
+    g->hub->nshared--;
+  g->tp = tp;
+}
+
 void kz__spawn_post(struct kz_green *g)
 {
   struct kz__hub *hub = g->hub;
@@ -337,6 +345,7 @@ static struct kz__hub *finish(struct kz__hub *hub, struct kz_green *g, void *res
      next spawn's placement reads it (hubs.c, note A) */
   kz__list_remove(&g->all);
   __atomic_store_n(&hub->nlive, hub->nlive - 1, __ATOMIC_RELAXED);
+  hub->nshared -= !g->tp;
   while ((l = g->done_hooks.next) != &g->done_hooks) {
     struct kz__done_hook *h = kz__container_of(l, struct kz__done_hook, link);
     kz__list_remove(l);

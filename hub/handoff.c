@@ -35,8 +35,8 @@
  *    report's (debug.c).  A hub
  *    whose OS thread may be joined (kz_remote_stop) must keep its own
  *    descriptor, so only the shim's hubs, never joined, are handed off
- *    (kz__handoff_enable).  A main green thread in such a call is not:
- *    its OS thread's descriptor is its own.
+ *    (kz__handoff_enable).  The main green thread runs with the hub
+ *    context's descriptor, which it keeps: note G.
  * B. The word.  hub->sys names the green thread in such a call, set by
  *    kz__sys_enter and cleared by kz__sys_exit with a compare-and-swap.
  *    The spare takes the hub with a compare-and-swap from that green
@@ -110,6 +110,36 @@
  *    are the green threads' own and do not change, but a process-shared
  *    priority-inheritance lock taken before a hand-off names the old OS
  *    thread as its owner in the kernel.
+ * G. The main green thread.  It runs with the descriptor libc made for
+ *    the hub's first OS thread (hub->home_tp), as the hub context and the
+ *    API's green threads do, so the descriptor cannot go with the hub
+ *    while the main green thread sits in its call on it.  So the hub
+ *    context goes without it: the spare that takes such a call over runs
+ *    the hub context on its own descriptor, which is a thread's of libc
+ *    (hub->os_tp, hub->tp and hub->errnop point there, and its copy of
+ *    kz__tls_os_tp at the home, so the runtime's per-OS-thread state, the
+ *    handle allocator's slots among it, stays where it was; tls.c note
+ *    D).  The green threads with TLS of their own run as after any
+ *    hand-off; one made meanwhile binds to the home (kz__tls_bind: its
+ *    tcache is the home's, shared as always, and only the hub's green
+ *    threads use it while the main one is in its call).  The API's green
+ *    threads would see another descriptor's __thread variables, so a call
+ *    of the main green thread is handed off only while the hub has none
+ *    (hub->nshared: kz__sys_enter); one spawned meanwhile sees the spare's
+ *    until the main green thread is back.  When the call returns, the hub
+ *    comes back to the main green thread's OS thread rather than that OS
+ *    thread becoming a spare: it has no descriptor to run a spare with.
+ *    It posts give_back to the hub and waits; give_back, in the hub
+ *    context, switches to the spare (saving the hub context), the spare
+ *    makes its OS thread a spare's again (spare_home: every signal
+ *    blocked, its own descriptor's kz__tls_hub and kz__tls_os_tp cleared)
+ *    and says so (s->gave); the returning OS thread points the hub at the
+ *    home descriptor again and resumes the hub context, which finishes
+ *    give_back there: the OS thread's signal mask, its id for the
+ *    monitor, the slice timer (moved_here), and the main green thread
+ *    woken.  A fork meanwhile (from one of the hub's green threads) runs
+ *    libc's fork with the spare's descriptor, which the child keeps for
+ *    its one thread, with the main green thread gone from it, as natively.
  */
 #include "internal.h"
 
@@ -145,6 +175,10 @@ struct spare {
   struct kz__hub *back_hub; /* back's hub and handle, for what is left once it runs again */
   kz_green_t back_id;
   struct kz__post post;     /* back's return to its hub */
+  bool home;                /* note G: back is the main green thread, and the hub
+                               context runs on this spare's descriptor */
+  _Atomic uint32_t gave;    /* futex: note G, the hub context is saved for the
+                               main green thread's OS thread to resume */
   struct spare *next;       /* on the idle list */
 };
 
@@ -232,6 +266,52 @@ static void spare_back(struct spare *s)
   kz__hub_post(s->back->hub, &s->post);
 }
 
+static void moved_here(struct kz__hub *hub);
+
+/* Note G: the hub context left this spare for the main green thread's OS
+   thread (give_back), which waits for this to resume it.  This OS thread's
+   signals are a spare's again, and its descriptor its own. */
+static void spare_home(struct spare *s)
+{
+  uint64_t all = ~0ull;
+  stack_t off = {.ss_flags = SS_DISABLE};
+  struct kz__hub *hub = s->job_hub;
+  kz__syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, sizeof all);
+  kz__syscall(SYS_sigaltstack, &off, NULL);
+  kz__tls_hub = NULL;
+  kz__tls_os_tp = NULL;
+  kz__tls_set_tid(s->tp, tid_now()); /* the hub context may have moved it on (note A) */
+  s->back_hub = hub;
+  s->back_id = s->back->id;
+  atomic_store(&s->posting, 1); /* until give_back has woken the main green thread */
+  atomic_store(&s->gave, 1);
+  futex(&s->gave, FUTEX_WAKE, 1, NULL);
+}
+
+/* Note G, on the hub context, from its mailbox: the main green thread's
+   call returned.  The hub context goes to the main green thread's OS
+   thread, which resumes it here, and wakes the main green thread. */
+static void give_back(struct kz__post *p)
+{
+  struct spare *s = kz__container_of(p, struct spare, post);
+  struct kz__hub *hub = s->job_hub;
+  struct kz_green *g = s->back;
+  uint64_t mask;
+  kz__switch(&hub->sp, s->sp); /* to spare_home, on this OS thread */
+  /* on the main green thread's OS thread, with the home descriptor */
+  mask = hub->sig.os;
+  kz__syscall(SYS_rt_sigprocmask, SIG_SETMASK, &mask, NULL, sizeof mask);
+  moved_here(hub);
+  g->handoff = NULL;
+  g->waiting.kind = KZ__WAIT_NONE;
+  g->state = KZ_BLOCKED;
+  hub->ho_away--;
+  kz__wake(g, 0);
+  kz__hub_unhold(hub);
+  atomic_store(&s->posting, 0);
+  futex(&s->posting, FUTEX_WAKE, 1, NULL);
+}
+
 /* Take the hub over (note B); returns when it was not needed, or when an
    OS thread whose call returned runs this spare again. */
 static void take_over(struct spare *s)
@@ -243,10 +323,12 @@ static void take_over(struct spare *s)
   if (!atomic_compare_exchange_strong(&hub->sys, &v, v | KZ__SYS_AWAY))
     return;
   s->away_tid = hub->watch.tid; /* the OS thread in the call: the hub's until now */
+  s->home = !g->tp; /* the main green thread, on the hub's own descriptor (note G) */
+  atomic_store(&s->gave, 0);
   /* only the winner names itself: two spares may have been sent for one
      call, the watcher's second look racing the first one's start */
   __atomic_store_n(&g->handoff, s, __ATOMIC_RELEASE);
-  kz__tls_set_hub(g->tp, NULL); /* note D */
+  kz__tls_set_hub(s->home ? hub->home_tp : g->tp, NULL); /* note D */
   g->state = KZ__S_AWAY;
   hub->ho_away++;
   g->waiting = (struct kz__wait_info){.kind = KZ__WAIT_REMOTE, .what = "a system call (hub handed off)"};
@@ -255,10 +337,20 @@ static void take_over(struct spare *s)
   hub->ho_moved = true;
   mask = hub->sig.os; /* stable: nothing of the hub runs meanwhile */
   kz__syscall(SYS_rt_sigprocmask, SIG_SETMASK, &mask, NULL, sizeof mask);
-  hub->tp = hub->os_tp;
-  kz__tp_set(hub->os_tp);
+  if (s->home) { /* note G: the hub context moves to this descriptor */
+    kz__tls_hub = hub;
+    kz__tls_os_tp = hub->home_tp; /* the runtime's state stays the home's (tls.c, note D) */
+    hub->errnop = &errno;
+    hub->os_tp = hub->tp = s->tp;
+  } else {
+    hub->tp = hub->os_tp;
+    kz__tp_set(hub->os_tp);
+  }
   kz__switch(&s->sp, hub->sp); /* the hub context resumes here: kz__handoff_moved */
-  spare_back(s);
+  if (s->home)
+    spare_home(s); /* the hub went back to the main green thread's OS thread */
+  else
+    spare_back(s); /* an OS thread whose call returned runs this spare now */
 }
 
 static void *spare_main(void *arg)
@@ -444,12 +536,11 @@ void kz__handoff_enable(struct kz__hub *hub)
 
 /* ---- The hub's side ------------------------------------------------------------- */
 
-void kz__handoff_moved(struct kz__hub *hub)
+/* The hub context's first steps on another OS thread (note A). */
+static void moved_here(struct kz__hub *hub)
 {
-  struct spare *s = hub->ho_spare;
   pid_t tid = tid_now();
   stack_t ss = {.ss_sp = hub->altstack, .ss_size = KZ__ALTSTACK_SIZE};
-  hub->ho_moved = false;
   kz__tls_set_tid(hub->os_tp, tid); /* note A */
   kz__debug_thread_moved(hub->watch.tid, tid);
   __atomic_store_n(&hub->watch.tid, tid, __ATOMIC_RELAXED);
@@ -459,10 +550,34 @@ void kz__handoff_moved(struct kz__hub *hub)
     kz__preempt_disarm(hub);
     kz__preempt_arm(hub);
   }
-  kz__hub_hold(hub); /* the green thread in the call comes back through the mailbox */
   hub->handoffs++;
+}
+
+void kz__handoff_moved(struct kz__hub *hub)
+{
+  struct spare *s = hub->ho_spare;
+  hub->ho_moved = false;
+  moved_here(hub);
+  kz__hub_hold(hub); /* the green thread in the call comes back through the mailbox */
   atomic_store(&s->parked, 1);
   futex(&s->parked, FUTEX_WAKE, 1, NULL);
+}
+
+/* Note G: the main green thread's call returned on its OS thread, whose
+   descriptor the hub context left: the hub context comes back here. */
+static void rejoin_home(struct kz_green *g, struct spare *s)
+{
+  struct kz__hub *hub = g->hub;
+  s->post.fn = give_back;
+  kz__hub_post(hub, &s->post);
+  while (!atomic_load(&s->gave))
+    futex(&s->gave, FUTEX_WAIT, 0, NULL);
+  /* the hub context is saved, and nothing of the hub runs */
+  kz__tls_hub = hub;
+  hub->os_tp = hub->tp = hub->home_tp;
+  hub->errnop = &errno;
+  kz__switch(&g->sp, hub->sp); /* to give_back, which wakes g */
+  kz__switched(g->hub, NULL);
 }
 
 void kz__sys_rejoin(struct kz_green *g)
@@ -475,6 +590,11 @@ void kz__sys_rejoin(struct kz_green *g)
     futex(&s->parked, FUTEX_WAIT, 0, NULL);
   atomic_store(&s->parked, 0);
   s->back = g;
+  if (s->home) { /* note G */
+    rejoin_home(g, s);
+    errno = err;
+    return;
+  }
   kz__tp_set(s->tp); /* this OS thread runs the spare from here (note A) */
   kz__switch(&g->sp, s->sp);
   /* on the hub again, on whichever OS thread runs it: the switch loaded g's TLS */
@@ -488,7 +608,7 @@ int kz__handoff_pin(struct kz__hub *hub)
   for (;;) {
     uintptr_t v = atomic_load(&hub->sys);
     struct kz_green *g = (struct kz_green *)(v & ~(KZ__SYS_AWAY | KZ__SYS_PIN));
-    if (!g || g->tp != me || (v & KZ__SYS_PIN))
+    if (!g || (g->tp ? g->tp : hub->home_tp) != me || (v & KZ__SYS_PIN)) /* note G: the main one's */
       return 0; /* not in such a call, or pinned by the handler it interrupted */
     if (v & KZ__SYS_AWAY) {
       while (__atomic_load_n(&kz__tls_hub, __ATOMIC_ACQUIRE) != NULL)

@@ -558,7 +558,7 @@ struct kz__hub *kz__hub_create(int *err)
   if (!hub)
     goto error1;
   hub->errnop = &errno;
-  hub->os_tp = hub->tp = __builtin_thread_pointer(); /* created on its own OS thread's TLS */
+  hub->home_tp = hub->os_tp = hub->tp = __builtin_thread_pointer(); /* created on its own OS thread's TLS */
   hub->preempt_timer = -1; /* armed when it has threads to share with (preempt.c) */
   kz__list_init(&hub->all);
   kz__list_init(&hub->zombies);

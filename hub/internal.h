@@ -258,7 +258,12 @@ struct kz__hub {
   void *sp;                     /* hub context's saved stack pointer */
   int err;                      /* hub context's saved errno */
   int *errnop;                  /* this OS thread's errno (cached __errno_location) */
-  void *os_tp;                  /* this OS thread's own thread pointer (tls.c) */
+  void *os_tp;                  /* the hub context's thread pointer: its OS thread's own
+                                   descriptor (tls.c), home_tp but while the main green
+                                   thread is handed off (handoff.c, note G) */
+  void *home_tp;                /* the descriptor libc made for its first OS thread: the
+                                   main green thread's, where the runtime's per-OS-thread
+                                   state lives (tls.c, note D) */
   void *tp;                     /* the thread pointer loaded now: os_tp or a green's */
   struct kz_green *run_head;    /* run queue (FIFO, singly linked) */
   struct kz_green *run_tail;
@@ -269,6 +274,8 @@ struct kz__hub {
   struct kz_green *prev;        /* the context that switched to the current one */
   struct kz__link all;          /* every unfinished green thread (kz_list, kz_dump) */
   size_t nlive;                 /* how many are on it, the main one included */
+  size_t nshared;               /* of those, how many but the main one run with os_tp
+                                   (no TLS of their own: the API's, handoff.c note G) */
   _Atomic size_t adopting;      /* made by other hubs, on their way here (green.c, note E) */
   struct kz__link zombies;      /* finished, not yet joined */
   struct kz__waitq quiesce;     /* kz_run/kz_exit waiting for nlive to drop to 1 */
@@ -334,7 +341,9 @@ extern KZ_TLS struct kz__hub *kz__tls_hub KZ_INTERNAL;
 /* ---- Thread-local storage of green threads (tls.c) ---------------------------- */
 
 /* NULL in an OS thread's own TLS; in a green thread's own TLS, the thread
-   pointer of the OS thread it runs on (tls.c, note D). */
+   pointer of the OS thread it runs on (tls.c, note D): its hub's home_tp.
+   Also home_tp in a spare's own TLS while it runs a hub context whose main
+   green thread is handed off (handoff.c, note G). */
 extern KZ_TLS void *kz__tls_os_tp KZ_INTERNAL;
 /* wrfsbase may be used (tls.c, note F); read by kz__tp_set. */
 extern bool kz__fsgsbase __attribute__((visibility("hidden")));
@@ -690,6 +699,9 @@ KZ_INTERNAL struct kz_green *kz__spawn(struct kz__hub *hub, kz_fn fn, void *arg,
                                      const struct kz_spawn_opts *opts, void *user_stack,
                                      size_t user_size, int *err);
 KZ_INTERNAL void kz__spawn_post(struct kz_green *g);
+/* g, just made by kz__spawn, runs with the TLS area tp (tls.c) rather
+   than its OS thread's: set before it first runs. */
+KZ_INTERNAL void kz__green_own_tls(struct kz_green *g, void *tp);
 /* How many forks this process descends from (hubs.c): a green thread made
    for a hub by a thread a fork child does not have is never adopted there. */
 KZ_INTERNAL unsigned kz__hubs_forks(void);
@@ -961,7 +973,9 @@ static inline struct kz_green *kz__sys_enter(void)
 {
   struct kz__hub *hub = kz__tls_hub;
   struct kz_green *g;
-  if (!hub || !hub->handoff_ok || !(g = hub->current) || !g->tp)
+  if (!hub || !hub->handoff_ok || !(g = hub->current))
+    return NULL;
+  if (!g->tp && (g != hub->main || hub->nshared)) /* handoff.c, note G */
     return NULL;
   __atomic_store_n(&hub->sys_seq, hub->sys_seq + 1, __ATOMIC_RELAXED);
   atomic_store_explicit(&hub->sys, (uintptr_t)g, memory_order_relaxed);

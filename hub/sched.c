@@ -169,6 +169,7 @@ void kz__green_forget(struct kz_green *g)
   if (g != hub->main && !kz__list_empty(&g->all)) { /* empty: made by another hub's thread, never adopted (green.c, note E) */
     kz__list_remove(&g->all);
     hub->nlive--;
+    hub->nshared -= !g->tp;
   }
 }
 

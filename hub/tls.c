@@ -471,10 +471,13 @@ void *kz__tls_new(void)
 
 void kz__tls_bind(void *tp, struct kz__hub *hub)
 {
-  char *os = hub->os_tp;
+  /* the hub's home descriptor, not os_tp, which is a spare's while the
+     main green thread is handed off (handoff.c, note G): the runtime's
+     state and the shared tcache are the home's */
+  char *os = hub->home_tp;
   char *here = __builtin_thread_pointer();
   AT(os, H_MULTIPLE_THREADS, int) = 1; /* note B */
-  AT(tp, L.tid, pid_t) = AT(os, L.tid, pid_t);
+  AT(tp, L.tid, pid_t) = AT(hub->os_tp, L.tid, pid_t);
   AT(tp - L.libc_block, L.tcache, void *) = AT(os - L.libc_block, L.tcache, void *); /* note E */
   AT(tp - L.libc_block, L.arena, void *) = AT(os - L.libc_block, L.arena, void *);
   /* note D: the same offset from every thread pointer */

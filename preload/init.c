@@ -175,13 +175,13 @@ static unsigned long peek(const unsigned long *p) { return __atomic_load_n(p, __
 
 /* kz__hubs_each's step: one hub's counts, under the hub list's lock.  The
    shim's counters are the hub's OS thread's own TLS block: at the same
-   offset from its thread pointer (hub->os_tp) as ours from ours, since
+   offset from its thread pointer (hub->home_tp) as ours from ours, since
    they are initial-exec TLS.  An extra hub (a remote hub: hubs.c) runs its
    own kz_run green thread, spawned there and not the program's. */
 static void stats_add(struct kz__hub *hub, void *arg)
 {
   const struct kz_shim_stats *c =
-      (const void *)((char *)hub->os_tp + ((char *)&kz_shim_stats_tls - (char *)__builtin_thread_pointer()));
+      (const void *)((char *)hub->home_tp + ((char *)&kz_shim_stats_tls - (char *)__builtin_thread_pointer()));
   unsigned long long spawned = __atomic_load_n(&hub->nspawned, __ATOMIC_RELAXED);
   struct hub_stats h = {.tid = hub->watch.tid,
                         .shim = {peek(&c->calls), peek(&c->parks), peek(&c->eintr), peek(&c->worker)},

@@ -433,7 +433,7 @@ static struct thr *thr_new(struct kz__hub *hub, struct kz_green *g)
   t->cancel_state = PTHREAD_CANCEL_ENABLE;
   t->cancel_type = PTHREAD_CANCEL_DEFERRED;
   t->hub = hub;
-  t->os_thread = (pthread_t)hub->os_tp; /* set once, as the hub starts (hub/hub.c) */
+  t->os_thread = (pthread_t)hub->home_tp; /* set once, as the hub starts (hub/hub.c) */
   t->tid = __atomic_load_n(&hub->watch.tid, __ATOMIC_RELAXED);
   if (g)
     thr_attach(g, t);
@@ -925,7 +925,7 @@ static int spawn(struct kz__hub *to, struct spawn_req *q)
   }
   if (t->tp) {
     kz__tls_stack(t->tp, g->stack.base, g->stack.size);
-    g->tp = t->tp; /* before it first runs: the switch loads it */
+    kz__green_own_tls(g, t->tp); /* before it first runs: the switch loads it */
   }
   thr_attach(g, t);
   t->fin_hook.fn = thr_finished; /* note O */

@@ -18,6 +18,18 @@
  *   raw_block fork    one thread in ppoll while the main thread forks: the
  *                     child (which has only the forking thread) sleeps and
  *                     exits 0; the parent then wakes the thread
+ *   raw_block main    the main thread in ppoll while a thread ticks 10 times
+ *                     and wakes it: what the main thread is stays with it
+ *                     (its __thread variable, errno, pthread_self(), gettid())
+ *   raw_block main_again   the main thread in ppoll 20 times in a row
+ *   raw_block main_signal  pthread_kill of the main thread interrupts its
+ *                     ppoll: the handler runs in it, ppoll fails with EINTR
+ *   raw_block main_many    the main thread and 3 threads in ppoll: the
+ *                     ticking thread wakes one of the three, then the main
+ *                     thread, which wakes the other two
+ *   raw_block main_fork    a thread forks while the main thread is in ppoll:
+ *                     the child (only the forking thread) exits 0, then the
+ *                     parent's thread wakes the main thread
  *   raw_block stall   (a measurement, scripts/bench) a thread wakes the main
  *                     thread and enters a raw ppoll, 50 times, 3 ms apart:
  *                     prints the worst and the median time from its
@@ -139,6 +151,93 @@ static void *in_ppoll_rounds(void *arg)
   return NULL;
 }
 
+/* The main thread's side: one thread does what arg says while it waits. */
+static pthread_t main_thread;
+static const char *waker_mode;
+
+static void *waker(void *arg)
+{
+  struct timespec ts = {0, 2 * 1000 * 1000};
+  char c;
+  (void)arg;
+  mine = 9;
+  if (!strcmp(waker_mode, "main")) {
+    tick();
+    CHECK(write(pipes[0][1], "x", 1) == 1);
+  } else if (!strcmp(waker_mode, "main_again")) {
+    for (int i = 0; i < 20; i++) {
+      CHECK(nanosleep(&ts, NULL) == 0);
+      CHECK(write(pipes[0][1], "x", 1) == 1);
+      CHECK(read(pipes[1][0], &c, 1) == 1);
+    }
+  } else if (!strcmp(waker_mode, "main_signal")) {
+    tick();
+    CHECK(!handled);
+    CHECK(pthread_kill(main_thread, SIGUSR1) == 0);
+  } else if (!strcmp(waker_mode, "main_many")) {
+    tick();
+    CHECK(write(pipes[1][1], "x", 1) == 1); /* one of the three, while the main thread is away */
+    tick();
+    CHECK(write(pipes[0][1], "x", 1) == 1);
+  } else if (!strcmp(waker_mode, "main_fork")) {
+    pid_t child;
+    int st;
+    tick();
+    CHECK((child = fork()) >= 0);
+    if (child == 0) {
+      ts.tv_nsec = 20 * 1000 * 1000;
+      CHECK(nanosleep(&ts, NULL) == 0);
+      _exit(mine == 9 ? 0 : 3);
+    }
+    CHECK(waitpid(child, &st, 0) == child && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK(write(pipes[0][1], "x", 1) == 1);
+  }
+  CHECK(mine == 9);
+  return NULL;
+}
+
+static void main_waits(const char *mode)
+{
+  pid_t tid = gettid();
+  pthread_t t[MANY];
+  char c;
+  main_thread = pthread_self();
+  waker_mode = mode;
+  if (!strcmp(mode, "main_signal")) {
+    struct sigaction sa = {.sa_handler = on_usr1};
+    CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
+  }
+  if (!strcmp(mode, "main_many"))
+    for (int i = 1; i < 4; i++)
+      CHECK(pthread_create(&t[i], NULL, in_ppoll, (void *)(intptr_t)i) == 0);
+  CHECK(pthread_create(&t[0], NULL, waker, NULL) == 0);
+  mine = 42;
+  for (int i = 0; i < (!strcmp(mode, "main_again") ? 20 : 1); i++) {
+    errno = 77;
+    if (!strcmp(mode, "main_signal")) {
+      CHECK(raw_ppoll(pipes[0][0]) == -EINTR);
+      CHECK(handled_here == 1); /* the handler ran in the main thread */
+    } else {
+      CHECK(raw_ppoll(pipes[0][0]) == 1);
+      CHECK(errno == 77);
+      CHECK(read(pipes[0][0], &c, 1) == 1 && c == 'x');
+    }
+    CHECK(mine == 42);
+    CHECK(pthread_equal(pthread_self(), main_thread));
+    CHECK(gettid() == tid);
+    if (!strcmp(mode, "main_again"))
+      CHECK(write(pipes[1][1], "y", 1) == 1);
+  }
+  if (!strcmp(mode, "main_many")) {
+    CHECK(write(pipes[2][1], "x", 1) == 1);
+    CHECK(write(pipes[3][1], "x", 1) == 1);
+    for (int i = 1; i < 4; i++)
+      CHECK(pthread_join(t[i], NULL) == 0);
+  }
+  CHECK(pthread_join(t[0], NULL) == 0);
+  mine = 1;
+}
+
 int main(int argc, char **argv)
 {
   const char *mode = argc > 1 ? argv[1] : "ppoll";
@@ -201,6 +300,8 @@ int main(int argc, char **argv)
     CHECK(waitpid(child, &st, 0) == child && WIFEXITED(st) && WEXITSTATUS(st) == 0);
     CHECK(write(pipes[0][1], "x", 1) == 1);
     CHECK(pthread_join(t[0], NULL) == 0);
+  } else if (!strncmp(mode, "main", 4)) {
+    main_waits(mode);
   } else if (!strcmp(mode, "stall")) {
     enum { ROUNDS = 50 };
     struct timespec ts = {0, 3 * 1000 * 1000};

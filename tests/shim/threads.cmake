@@ -170,7 +170,7 @@ set_tests_properties(shim_hubs_idle PROPERTIES LABELS "shim;thread;hubs" TIMEOUT
 add_executable(raw_block ${_kz_helpers_dir}/raw_block.c)
 target_link_libraries(raw_block PRIVATE Threads::Threads)
 set_target_properties(raw_block PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests/helpers)
-foreach(m ppoll semop many self signal again fork)
+foreach(m ppoll semop many self signal again fork main main_again main_signal main_many main_fork)
   add_test(NAME shim_handoff_${m} COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/both.sh $<TARGET_FILE:kudzu-launcher>
            $<TARGET_FILE:raw_block> ${m})
   set_tests_properties(shim_handoff_${m} PROPERTIES LABELS "shim;thread;hubs" TIMEOUT 60
