@@ -45,6 +45,7 @@
 #include <stdarg.h>
 #include <sys/epoll.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -152,6 +153,8 @@ EXPORT long syscall(long nr, ...)
     return flock((int)a[0], (int)a[1]);
   case SYS_futex:
     return kz_shim_futex(a);
+  case SYS_prctl: /* names are a green thread's own (thread.c, note Q) */
+    return prctl((int)a[0], a[1], a[2], a[3], a[4]);
   case SYS_io_uring_enter:
     return kz_shim_uring_enter((unsigned)a[0], (unsigned)a[1], (unsigned)a[2], (unsigned)a[3],
                                (const void *)a[4], (size_t)a[5]);

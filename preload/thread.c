@@ -180,6 +180,21 @@
  *    hubs went from 2.2 us a thread to 0.5-0.8 (a round trip each before;
  *    bench_hubs burst), while one spawn + join costs what it did: the work
  *    moved to the creator, the two crossings stayed.
+ * Q. Names.  A green thread's name is its own (g->name): it inherits its
+ *    creator's, and pthread_setname_np, pthread_getname_np and prctl's
+ *    PR_SET_NAME and PR_GET_NAME (also through syscall()) act on it, not
+ *    on the OS thread its hub shares with other green threads (a thread
+ *    renaming itself with prctl renamed the hub's OS thread, and so the
+ *    main thread, before).  The main thread's name is its OS thread's, as
+ *    natively.  A thread it makes inherits it: that name is read with
+ *    PR_GET_NAME once and kept until a rename the shim sees (prctl's
+ *    PR_SET_NAME from a thread with no green identity or from the main
+ *    thread, pthread_setname_np of an OS thread); the read on every
+ *    pthread_create of the main thread cost 0.3 us of its 1.2 (a system
+ *    call, bench_hubs spawn).  A rename the shim does not see is a write to
+ *    the main thread's /proc/self/task/TID/comm or /proc/self/comm (by the
+ *    program or by another process): threads the main thread makes after
+ *    it inherit the name it had before.
  */
 #include "thread.h"
 
@@ -189,6 +204,7 @@
 #include <linux/futex.h>
 #include <sched.h>
 #include <setjmp.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -213,6 +229,7 @@
   X(pthread_t, pthread_self, (void))                                                          \
   X(int, pthread_setname_np, (pthread_t, const char *))                                       \
   X(int, pthread_getname_np, (pthread_t, char *, size_t))                                     \
+  X(int, prctl, (int, unsigned long, unsigned long, unsigned long, unsigned long))            \
   X(int, pthread_getattr_np, (pthread_t, pthread_attr_t *))                                   \
   X(int, pthread_kill, (pthread_t, int))                                                      \
   X(int, pthread_sigqueue, (pthread_t, int, const union sigval))                              \
@@ -750,16 +767,67 @@ static void attr_stack(const pthread_attr_t *attr, void **stack, size_t *size)
     *size = 0; /* the pooled default */
 }
 
+/* ---- Names (note Q) -------------------------------------------------------------- */
+
+/* The main thread's name as last read, valid while gen is known - 1. */
+static struct {
+  char name[16];
+  _Atomic unsigned gen;   /* bumped after each rename of an OS thread the shim sees */
+  _Atomic unsigned known; /* gen + 1 when name was read; 0: never read */
+} main_name;
+
+static void names_changed(void) { atomic_fetch_add_explicit(&main_name.gen, 1, memory_order_release); }
+
+/* The main thread's name (its OS thread's, which only it and the renames
+   of note Q change); main thread only. */
+static void main_name_get(char name[16])
+{
+  unsigned gen = atomic_load_explicit(&main_name.gen, memory_order_acquire);
+  if (atomic_load_explicit(&main_name.known, memory_order_relaxed) != gen + 1) {
+    if (RT(prctl)(PR_GET_NAME, (unsigned long)main_name.name, 0, 0, 0) != 0)
+      main_name.name[0] = 0;
+    main_name.name[15] = 0;
+    atomic_store_explicit(&main_name.known, gen + 1, memory_order_relaxed);
+  }
+  memcpy(name, main_name.name, 16);
+}
+
 /* A new thread inherits its creator's name, as natively. */
 static void creator_name(struct kz_green *self, char name[16])
 {
-  if (self->flags & KZ__G_MAIN) {
-    if (prctl(PR_GET_NAME, name) != 0)
-      name[0] = 0;
-    name[15] = 0;
-  } else {
+  if (self->flags & KZ__G_MAIN)
+    main_name_get(name);
+  else
     memcpy(name, self->name, 16);
+}
+
+/* The name calls of prctl are a green thread's own (note Q); the rest, and
+   every call of the main thread and of threads with no hub, pass through. */
+EXPORT int prctl(int option, ...)
+{
+  struct kz_green *g = identity();
+  unsigned long a[4];
+  va_list ap;
+  int r;
+  va_start(ap, option);
+  for (int i = 0; i < 4; i++)
+    a[i] = va_arg(ap, unsigned long);
+  va_end(ap);
+  if (g && !(g->flags & KZ__G_MAIN) && g->sig.own && (option == PR_SET_NAME || option == PR_GET_NAME)) {
+    if (option == PR_SET_NAME) {
+      char name[16];
+      strncpy(name, (const char *)a[0], 15); /* the kernel's truncation */
+      name[15] = 0;
+      memcpy(g->name, name, 16); /* its own record: it runs on its hub */
+    } else {
+      memcpy((char *)a[0], g->name, 16);
+    }
+    return 0;
   }
+  r = RT(prctl)(option, a[0], a[1], a[2], a[3]);
+  if (option == PR_SET_NAME)
+    names_changed();
+  return r;
 }
 
 /* ---- Runtimes whose threads stay OS threads (note J) ------------------------------ */
@@ -1424,8 +1492,11 @@ EXPORT int pthread_equal(pthread_t a, pthread_t b) { return a == b; }
 
 EXPORT int pthread_setname_np(pthread_t t, const char *name)
 {
-  if (!kz_thr_is_green(t))
-    return RT(pthread_setname_np)(t, name);
+  if (!kz_thr_is_green(t)) {
+    int r = RT(pthread_setname_np)(t, name);
+    names_changed(); /* note Q */
+    return r;
+  }
   if (strlen(name) > 15)
     return ERANGE;
   return kz_set_name((kz_green_t)t, name) == 0 ? 0 : ESRCH;

@@ -5,7 +5,7 @@
 set(KUDZU_THREAD_HELPERS thread_basic thread_exit_main thread_mutex thread_cond thread_sync
     thread_cancel thread_server thread_real thread_tid errno_sync pshared_sync
     tls_vars tls_epoll tls_errno tls_dtors tls_file_lock tls_robust thread_preempt fork_alloc
-    arena_trim thread_burst)
+    arena_trim thread_burst thread_names)
 set(_kz_helpers_dir ${PROJECT_SOURCE_DIR}/tests/helpers)
 foreach(h ${KUDZU_THREAD_HELPERS})
   if(NOT TARGET ${h})
@@ -176,6 +176,10 @@ foreach(m ppoll semop many self signal again fork main main_again main_signal ma
   set_tests_properties(shim_handoff_${m} PROPERTIES LABELS "shim;thread;hubs" TIMEOUT 60
                        ENVIRONMENT "KUDZU_HUBS=1")
 endforeach()
+# Names on one hub, where every thread shares the main thread's OS thread.
+add_test(NAME shim_hubs1_thread_names COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/both.sh $<TARGET_FILE:kudzu-launcher>
+         $<TARGET_FILE:thread_names>)
+set_tests_properties(shim_hubs1_thread_names PROPERTIES LABELS "shim;thread" TIMEOUT 60 ENVIRONMENT "KUDZU_HUBS=1")
 add_test(NAME shim_handoff_bound COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/handoff.sh)
 set_tests_properties(shim_handoff_bound PROPERTIES LABELS "shim;thread;hubs" TIMEOUT 60
   ENVIRONMENT "KZ=$<TARGET_FILE:kudzu-launcher>;RAW_BLOCK=$<TARGET_FILE:raw_block>")
