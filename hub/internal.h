@@ -59,6 +59,64 @@ static inline void kz__list_remove(struct kz__link *n)
   n->prev = n->next = n;
 }
 
+/* A bounded list of free objects of one kind shared by every OS thread,
+   for memory one thread allocates and another frees: through malloc the
+   two would meet on its arena's lock at every object (tls.c, note K).  A
+   spinlock guards a push or a pop; an object is linked through its first
+   word.  kz__depot_reserve counts an object in before it is pushed, so
+   work on it can be done outside the lock; a fork child calls
+   kz__depot_forked (another thread may have held the lock). */
+struct kz__depot {
+  _Atomic bool lock;
+  void *head;
+  unsigned n;   /* listed, and reserved */
+  unsigned max;
+};
+
+static inline void kz__depot_lock(struct kz__depot *d)
+{
+  while (atomic_exchange_explicit(&d->lock, true, memory_order_acquire))
+    while (atomic_load_explicit(&d->lock, memory_order_relaxed))
+      __builtin_ia32_pause();
+}
+static inline void kz__depot_unlock(struct kz__depot *d)
+{
+  atomic_store_explicit(&d->lock, false, memory_order_release);
+}
+/* Room for one more (then push it), or false: full. */
+static inline bool kz__depot_reserve(struct kz__depot *d)
+{
+  bool room;
+  kz__depot_lock(d);
+  if ((room = d->n < d->max))
+    d->n++;
+  kz__depot_unlock(d);
+  return room;
+}
+static inline void kz__depot_push(struct kz__depot *d, void *obj)
+{
+  kz__depot_lock(d);
+  *(void **)obj = d->head;
+  d->head = obj;
+  kz__depot_unlock(d);
+}
+static inline void *kz__depot_pop(struct kz__depot *d)
+{
+  void *obj;
+  kz__depot_lock(d);
+  if ((obj = d->head)) {
+    d->head = *(void **)obj;
+    d->n--;
+  }
+  kz__depot_unlock(d);
+  return obj;
+}
+static inline void kz__depot_forked(struct kz__depot *d)
+{
+  if (atomic_load_explicit(&d->lock, memory_order_relaxed)) /* written only then: no page copied */
+    atomic_store_explicit(&d->lock, false, memory_order_relaxed);
+}
+
 /* ---- Green threads -------------------------------------------------------- */
 
 struct kz__hub;
@@ -383,6 +441,8 @@ KZ_INTERNAL void kz__tls_started(void);
 KZ_INTERNAL void kz__tls_exiting(void);
 /* Free a TLS area no context runs with any more. */
 KZ_INTERNAL void kz__tls_free(void *tp);
+/* A fork child: the depot of areas (tls.c, note K) is the child's. */
+KZ_INTERNAL void kz__tls_forked(void);
 /* fork() handlers (tls.c, note H), to be registered before the program's:
    the OS thread's TLS for glibc's part of a fork from a green thread with
    TLS of its own, the green thread's again after it. */

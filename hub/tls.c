@@ -147,6 +147,27 @@
  *    One page for the stack and the area together would need both that
  *    trim and about 0.5 KiB less of frames in a parked read (the shim's
  *    read_in_green keeps 432 bytes, kz__wait_fd 224).
+ * K. Areas are used again.  A spawn on another hub allocates the area on
+ *    the maker's OS thread and the release frees it on the other hub's:
+ *    the two threads then met on the lock of malloc's arena at every
+ *    spawn (a futex call a spawn + join, and a futex wait whenever they
+ *    collided, which put the maker's OS thread to sleep: spawn + join on
+ *    another hub took 3.5 to 35 us, bimodal from run to run; bench_hubs
+ *    spawn, --hubs 2).  So a freed area goes to a depot (struct
+ *    kz__depot) of up to 256 areas shared by every OS thread, and
+ *    kz__tls_new takes one from there first.  It is made new as glibc
+ *    makes the area of a stack it caches (nptl's get_cached_stack): on the
+ *    way in, the blocks of dlopen'ed modules are freed and the dtv
+ *    emptied, kept for the next use; on the way out, the descriptor is
+ *    zeroed but for its dtv pointer (its size is
+ *    _thread_db_sizeof_pthread, what _dl_allocate_tls_storage zeroes), and
+ *    _dl_allocate_tls_init copies every module's TLS image again (and
+ *    grows the dtv if modules came meanwhile).  Nothing is allocated then.
+ *    The word after the descriptor, where ld.so keeps what to free, is
+ *    never touched; the depot's link is the descriptor's first word.  Up
+ *    to 256 areas (4.4 KiB each here) stay allocated after a burst of
+ *    threads has ended, as glibc keeps up to 40 MiB of stacks.  Without
+ *    _dl_allocate_tls_init there is no depot.
  */
 #include "internal.h"
 
@@ -201,6 +222,7 @@ static struct {
   const char *why;
   void *(*allocate)(void *);
   void (*deallocate)(void *, bool);
+  void *(*init)(void *, bool); /* _dl_allocate_tls_init, or NULL: no depot (K) */
   void (*call_tls_dtors)(void);
   void (*ctype_init)(void);
   struct key_struct *keys;  /* __pthread_keys */
@@ -216,6 +238,9 @@ static struct {
 } L;
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+/* Note K. */
+static struct kz__depot depot = {.max = 256};
 
 /* errno of the thread pointer loaded now (a call of its own: the compiler
    takes __errno_location's result as constant within a function). */
@@ -434,6 +459,7 @@ static bool learn(void)
   char *tp = tp_read();
   L.allocate = dlvsym(RTLD_DEFAULT, "_dl_allocate_tls", "GLIBC_PRIVATE");
   L.deallocate = dlvsym(RTLD_DEFAULT, "_dl_deallocate_tls", "GLIBC_PRIVATE");
+  L.init = dlvsym(RTLD_DEFAULT, "_dl_allocate_tls_init", "GLIBC_PRIVATE");
   L.call_tls_dtors = dlvsym(RTLD_DEFAULT, "__call_tls_dtors", "GLIBC_PRIVATE");
   L.ctype_init = dlvsym(RTLD_DEFAULT, "__ctype_init", "GLIBC_PRIVATE");
   L.keys = dlvsym(RTLD_DEFAULT, "__pthread_keys", "GLIBC_PRIVATE");
@@ -458,16 +484,55 @@ bool kz__tls_available(const char **why)
   return L.ok;
 }
 
+/* ld.so's dtv entries (glibc's dtv_t): [-1] its length, [0] its
+   generation, [1..] one per module. */
+typedef union {
+  size_t counter;
+  struct {
+    void *val;
+    void *to_free;
+  } pointer;
+} dtv_t;
+
+/* An area from the depot, made new (note K), or NULL. */
+static char *depot_get(void)
+{
+  char *tp = kz__depot_pop(&depot);
+  dtv_t *dtv;
+  if (!tp)
+    return NULL;
+  dtv = AT(tp, H_DTV, dtv_t *);
+  memset(tp, 0, L.size); /* the descriptor, as a new area's */
+  AT(tp, H_DTV, dtv_t *) = dtv;
+  return L.init(tp, true); /* every module's image again; the dtv grown if modules came */
+}
+
+/* tp to the depot, unless it is full: its dynamic blocks freed and its
+   dtv emptied, as glibc does for a stack it caches (note K). */
+static bool depot_put(char *tp)
+{
+  dtv_t *dtv = AT(tp, H_DTV, dtv_t *);
+  if (!L.init || !kz__depot_reserve(&depot))
+    return false;
+  for (size_t i = 0; i < dtv[-1].counter; i++)
+    free(dtv[1 + i].pointer.to_free);
+  memset(dtv, 0, (dtv[-1].counter + 1) * sizeof *dtv);
+  kz__depot_push(&depot, tp);
+  return true;
+}
+
 void *kz__tls_new(void)
 {
   /* the fields describe copies are the same from every OS thread of the
      process but the thread id, which kz__tls_bind sets */
-  char *tp = L.allocate(NULL), *os = kz__tls_os_tp;
-  if (!tp)
+  char *tp = depot_get(), *os = kz__tls_os_tp;
+  if (!tp && !(tp = L.allocate(NULL)))
     return NULL;
   describe(tp, os ? os : __builtin_thread_pointer());
   return tp;
 }
+
+void kz__tls_forked(void) { kz__depot_forked(&depot); }
 
 void kz__tls_bind(void *tp, struct kz__hub *hub)
 {
@@ -533,7 +598,8 @@ void kz__tls_free(void *tp)
   /* the second-level blocks of key values glibc allocated, if it set any */
   for (size_t i = 1; AT(tp, L.specific_used, bool) && i < L.nspecific; i++)
     free(AT(tp, L.specific + i * sizeof(void *), void *));
-  L.deallocate(tp, true);
+  if (!depot_put(tp)) /* note K */
+    L.deallocate(tp, true);
 }
 
 /* Notes H and I: the OS thread's TLS for a moment.  The green thread's

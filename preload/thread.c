@@ -404,13 +404,21 @@ static bool reg_claimed(kz_green_t id)
   return claimed;
 }
 
+/* Records freed, for the next ones: a record made on one hub's OS thread
+   is often freed on another's (note P), and through malloc the two met on
+   its arena's lock (hub/tls.c, note K). */
+static struct kz__depot records = {.max = 256};
+
 static void thr_free(struct thr *t)
 {
   reg_remove(t);
   if (t->tp)
     kz__tls_free(t->tp);
   free(t->values);
-  free(t);
+  if (kz__depot_reserve(&records))
+    kz__depot_push(&records, t);
+  else
+    free(t);
 }
 
 /* kz__ext_release: g is being released, by whatever path (note B). */
@@ -444,8 +452,10 @@ static pthread_t os_self(void)
    calling hub). */
 static struct thr *thr_new(struct kz__hub *hub, struct kz_green *g)
 {
-  struct thr *t = calloc(1, sizeof *t);
-  if (!t)
+  struct thr *t = kz__depot_pop(&records);
+  if (t)
+    memset(t, 0, sizeof *t);
+  else if (!(t = calloc(1, sizeof *t)))
     return NULL;
   t->cancel_state = PTHREAD_CANCEL_ENABLE;
   t->cancel_type = PTHREAD_CANCEL_DEFERRED;
@@ -1677,6 +1687,7 @@ static void once_atfork_child(void)
   for (unsigned i = 0; i < NREG; i++) /* written only if held: note K */
     if (atomic_load_explicit(&registry[i].lock, memory_order_relaxed))
       atomic_store_explicit(&registry[i].lock, false, memory_order_relaxed);
+  kz__depot_forked(&records);
   if (others && kz_shim.ready && (kz_shim.patch & KZ_PATCH_THREAD))
     leave_behind(hub);
   if (hub && hub->current) { /* the threads left: the forking one, if the shim made it */
