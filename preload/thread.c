@@ -61,6 +61,13 @@
  *    last, key destructors run and the green thread finishes with
  *    PTHREAD_CANCELED.  pthread_exit unwinds the same way.  C++ and
  *    -fexceptions code registers no such buffers: their handlers do not run.
+ *    The mark is made at once, under the registry's lock, also for a
+ *    thread of another hub, whose cancellation is posted there: natively
+ *    the flag is set when pthread_cancel returns, and a thread the
+ *    canceller then lets go on (a write to the pipe it reads, with its
+ *    cancellation disabled) must find it at its next pthread_testcancel.
+ *    Posted alone, the request could arrive after the pipe's byte woke the
+ *    thread (1 run in 20 to 90 of thread_cancel on two hubs).
  * G. pthread_once keeps glibc's encoding of the int: 0 never run, 2 done,
  *    an in-progress value has bit 0 set and the fork generation above bit
  *    1 (an init routine interrupted by fork() is run again in the child).
@@ -293,7 +300,7 @@ struct thr {
   void *arg;
   struct keyval *values;          /* indexed by key, grown on demand */
   unsigned nvalues;
-  bool cancel_pending;            /* pthread_cancel was called */
+  _Atomic bool cancel_pending;    /* pthread_cancel was called (from any thread: note F) */
   bool exiting;                   /* unwinding (cancelled or pthread_exit) */
   int cancel_state;               /* PTHREAD_CANCEL_ENABLE / _DISABLE */
   int cancel_type;                /* as the program set it (note F) */
@@ -1401,9 +1408,24 @@ static int cancel_op(struct kz_green *g)
   return 0;
 }
 
+/* Note F: the request is marked in the record at once, from any thread;
+   what acts on it (a wait ended, kz_cancel) happens on its hub. */
+static void cancel_mark(kz_green_t id)
+{
+  unsigned i = reg_index(id);
+  struct thr *t;
+  reg_lock(i);
+  if ((t = reg_slot((uint32_t)id)) && t->id == id)
+    atomic_store(&t->cancel_pending, true);
+  reg_unlock(i);
+}
+
 EXPORT int pthread_cancel(pthread_t t)
 {
-  return kz_thr_is_green(t) ? on_green(t, cancel_op) : RT(pthread_cancel)(t);
+  if (!kz_thr_is_green(t))
+    return RT(pthread_cancel)(t);
+  cancel_mark((kz_green_t)t);
+  return on_green(t, cancel_op);
 }
 
 EXPORT int pthread_setcancelstate(int state, int *old)
