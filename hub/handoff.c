@@ -233,13 +233,12 @@ static void spare_idle(struct spare *s)
   kz__os_unlock(&ho.lock);
 }
 
-/* On the hub of s->back, from its mailbox: the green thread is back. */
-static void rejoined(struct kz__post *p)
+/* On the hub of s->back, which is back there: it is woken, and s is free
+   to go idle. */
+static void back_on_hub(struct spare *s)
 {
-  struct spare *s = kz__container_of(p, struct spare, post);
   struct kz_green *g = s->back;
   struct kz__hub *hub = g->hub;
-  kz__tls_set_hub(g->tp, hub); /* note D */
   g->handoff = NULL; /* for its next call */
   g->waiting.kind = KZ__WAIT_NONE;
   g->state = KZ_BLOCKED;
@@ -248,6 +247,15 @@ static void rejoined(struct kz__post *p)
   kz__hub_unhold(hub);
   atomic_store(&s->posting, 0);
   futex(&s->posting, FUTEX_WAKE, 1, NULL);
+}
+
+/* On the hub of s->back, from its mailbox: the green thread is back. */
+static void rejoined(struct kz__post *p)
+{
+  struct spare *s = kz__container_of(p, struct spare, post);
+  struct kz_green *g = s->back;
+  kz__tls_set_hub(g->tp, g->hub); /* note D */
+  back_on_hub(s);
 }
 
 /* The spare s now runs on the OS thread that g's call returned on: that
@@ -295,21 +303,13 @@ static void give_back(struct kz__post *p)
 {
   struct spare *s = kz__container_of(p, struct spare, post);
   struct kz__hub *hub = s->job_hub;
-  struct kz_green *g = s->back;
   uint64_t mask;
   kz__switch(&hub->sp, s->sp); /* to spare_home, on this OS thread */
   /* on the main green thread's OS thread, with the home descriptor */
   mask = hub->sig.os;
   kz__syscall(SYS_rt_sigprocmask, SIG_SETMASK, &mask, NULL, sizeof mask);
   moved_here(hub);
-  g->handoff = NULL;
-  g->waiting.kind = KZ__WAIT_NONE;
-  g->state = KZ_BLOCKED;
-  hub->ho_away--;
-  kz__wake(g, 0);
-  kz__hub_unhold(hub);
-  atomic_store(&s->posting, 0);
-  futex(&s->posting, FUTEX_WAKE, 1, NULL);
+  back_on_hub(s);
 }
 
 /* Take the hub over (note B); returns when it was not needed, or when an
