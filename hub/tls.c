@@ -162,7 +162,9 @@
  *    zeroed but for its dtv pointer (its size is
  *    _thread_db_sizeof_pthread, what _dl_allocate_tls_storage zeroes), and
  *    _dl_allocate_tls_init copies every module's TLS image again (and
- *    grows the dtv if modules came meanwhile).  Nothing is allocated then.
+ *    grows the dtv if modules came meanwhile), with the flag nptl gives it
+ *    in glibc 2.35 to 2.38: copy the images (init_known: the depot is used
+ *    only where that meaning is known).  Nothing is allocated then.
  *    The word after the descriptor, where ld.so keeps what to free, is
  *    never touched; the depot's link is the descriptor's first word.  Up
  *    to 256 areas (4.4 KiB each here) stay allocated after a burst of
@@ -173,6 +175,8 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <gnu/libc-version.h>
+#include <stdio.h>
 #include <link.h>
 #include <stdlib.h>
 #include <string.h>
@@ -454,12 +458,22 @@ static char *tp_read(void)
   return tp;
 }
 
+/* Note K: _dl_allocate_tls_init's flag means "copy the images" up to glibc
+   2.38 (nptl passes true for a cached stack; before 2.35 there is no flag,
+   and the extra argument is ignored); later versions may mean otherwise. */
+static bool init_known(void)
+{
+  unsigned major = 0, minor = 0;
+  return sscanf(gnu_get_libc_version(), "%u.%u", &major, &minor) == 2 && major == 2 &&
+         minor <= 38;
+}
+
 static bool learn(void)
 {
   char *tp = tp_read();
   L.allocate = dlvsym(RTLD_DEFAULT, "_dl_allocate_tls", "GLIBC_PRIVATE");
   L.deallocate = dlvsym(RTLD_DEFAULT, "_dl_deallocate_tls", "GLIBC_PRIVATE");
-  L.init = dlvsym(RTLD_DEFAULT, "_dl_allocate_tls_init", "GLIBC_PRIVATE");
+  L.init = init_known() ? dlvsym(RTLD_DEFAULT, "_dl_allocate_tls_init", "GLIBC_PRIVATE") : NULL;
   L.call_tls_dtors = dlvsym(RTLD_DEFAULT, "__call_tls_dtors", "GLIBC_PRIVATE");
   L.ctype_init = dlvsym(RTLD_DEFAULT, "__ctype_init", "GLIBC_PRIVATE");
   L.keys = dlvsym(RTLD_DEFAULT, "__pthread_keys", "GLIBC_PRIVATE");
