@@ -831,6 +831,10 @@ EXPORT int prctl(int option, ...)
     a[i] = va_arg(ap, unsigned long);
   va_end(ap);
   if (g && !(g->flags & KZ__G_MAIN) && g->sig.own && (option == PR_SET_NAME || option == PR_GET_NAME)) {
+    if (!a[0]) {
+      errno = EFAULT; /* the kernel's answer */
+      return -1;
+    }
     if (option == PR_SET_NAME) {
       char name[16];
       strncpy(name, (const char *)a[0], 15); /* the kernel's truncation */

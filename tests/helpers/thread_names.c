@@ -67,6 +67,11 @@ static void *raw_renamer(void *arg)
   CHECK(syscall(SYS_prctl, PR_GET_NAME, n, 0, 0, 0) == 0 && !strcmp(n, "raw-c"));
   CHECK(prctl(PR_SET_NAME, "a-name-longer-than-15") == 0);
   name_is("a-name-longer-t"); /* the kernel's 15 characters */
+  errno = 0;
+  CHECK(prctl(PR_SET_NAME, NULL) == -1 && errno == EFAULT);
+  errno = 0;
+  CHECK(prctl(PR_GET_NAME, NULL) == -1 && errno == EFAULT);
+  name_is("a-name-longer-t");
   return NULL;
 }
 
