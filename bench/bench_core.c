@@ -472,7 +472,7 @@ static int do_switch(void)
   row("switch_vs_floor", same / floor, "x");
   row("switch_raw_ns", best_of(switch_once, 20000000), "ns");
   row("switch_fpctl_floor_ns", best_of(fpctl_floor_once, 20000000), "ns");
-  if (!(hub = kz__hub_get(&err)) || !kz__tls_available(&why) || !(peer_tp = kz__tls_new())) {
+  if (!(hub = kz__hub_get(&err)) || !kz__tls_available(&why) || !(peer_tp = kz__tls_new(hub))) {
     fprintf(stderr, "bench_core: no TLS of their own for green threads here: %s\n",
                     hub && !err ? why : "no hub");
     reps = saved;
@@ -484,7 +484,7 @@ static int do_switch(void)
   kz__fsgsbase = false;
   reps = saved;
   row("switch_tls_syscall_ns", best_of(tls_once, 1000000), "ns");
-  kz__tls_free(peer_tp);
+  kz__tls_free(peer_tp, hub);
   return 0;
 }
 

@@ -560,6 +560,7 @@ struct kz__hub *kz__hub_create(int *err)
   hub->errnop = &errno;
   hub->home_tp = hub->os_tp = hub->tp = __builtin_thread_pointer(); /* created on its own OS thread's TLS */
   hub->preempt_timer = -1; /* armed when it has threads to share with (preempt.c) */
+  kz__tls_hub_init(hub);
   kz__list_init(&hub->all);
   kz__list_init(&hub->zombies);
   kz__list_init(&hub->soon);
@@ -643,6 +644,7 @@ void kz__hub_destroy(struct kz__hub *hub)
   free(main);
   kz__stack_put(hub, &hub->hub_stack);
   kz__stack_cache_term(hub);
+  kz__tls_hub_term(hub);
   free(hub);
 }
 

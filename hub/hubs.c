@@ -289,7 +289,7 @@ static void hubs_atfork_child(void)
   kz__quiesce_forked(hub);
   atomic_fetch_add(&set.forks, 1); /* green.c, note E */
   kz__stack_forked();
-  kz__tls_forked();
+  kz__tls_forked(hub);
   pthread_mutex_init(&set.lock, NULL);
   atomic_store(&set.n, 0);
 }

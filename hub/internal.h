@@ -342,6 +342,7 @@ struct kz__hub {
   struct kz__link timed;        /* kz_call_later/at callbacks still armed */
   struct kz__fdtab *fds;        /* descriptor watchers (io.c) */
   struct kz__stack_cache *stacks; /* stack cache (stack.c) */
+  struct kz__depot tls_areas;   /* TLS areas of its finished green threads (tls.c, note K) */
   struct kz__stack hub_stack;   /* the hub context's stack */
   ev_io wakeup;                 /* watches wake_fd */
   _Atomic int wake_fd;          /* eventfd other threads post through (a runtime descriptor) */
@@ -422,14 +423,16 @@ static inline void *kz__os_tls(void *addr)
 /* Can green threads get TLS of their own here (glibc's layout is the one
    tls.c knows)?  Decided once; *why says what is missing when not. */
 KZ_INTERNAL bool kz__tls_available(const char **why);
-/* A new TLS area for a green thread (any OS thread of the process): every
+/* A TLS area for a green thread of hub (from any OS thread of the
+   process): one of hub's finished threads' (note K), or a new one.
+   Returns its thread pointer, or NULL (out of memory).  It is made and
+   bound by kz__tls_bind, then given its stack (kz__tls_stack), before a
+   green thread runs with it. */
+KZ_INTERNAL void *kz__tls_new(struct kz__hub *hub);
+/* Make tp's the TLS of a green thread of hub (hub's OS thread): every
    module's static TLS block from its image, a dtv of its own, a thread
-   descriptor.  Returns its thread pointer, or NULL (out of memory).  It
-   runs with it once kz__tls_bind has given it its hub and a green
-   thread's tp is set. */
-KZ_INTERNAL void *kz__tls_new(void);
-/* Make tp's the TLS of a green thread of hub (hub's OS thread): its
-   thread id, malloc's cache and arena (note E), the hub. */
+   descriptor (note K), then its thread id, malloc's cache and arena (note
+   E), the hub. */
 KZ_INTERNAL void kz__tls_bind(void *tp, struct kz__hub *hub);
 /* The stack of the green thread that runs with tp (glibc's alloca limit
    follows it). */
@@ -439,10 +442,15 @@ KZ_INTERNAL void kz__tls_started(void);
 /* Last thing in that green thread: thread_local destructors (C++), then
    the destructors of libc's own keys (C11 tss_*), as at a thread's exit. */
 KZ_INTERNAL void kz__tls_exiting(void);
-/* Free a TLS area no context runs with any more. */
-KZ_INTERNAL void kz__tls_free(void *tp);
-/* A fork child: the depot of areas (tls.c, note K) is the child's. */
-KZ_INTERNAL void kz__tls_forked(void);
+/* Free a TLS area no context runs with any more: to hub's areas if it is
+   not NULL and they have room. */
+KZ_INTERNAL void kz__tls_free(void *tp, struct kz__hub *hub);
+/* A fork child: hub's areas (tls.c, note K) are the child's. */
+KZ_INTERNAL void kz__tls_forked(struct kz__hub *hub);
+/* hub's areas, at its creation (note K). */
+KZ_INTERNAL void kz__tls_hub_init(struct kz__hub *hub);
+/* hub's areas freed: it goes away. */
+KZ_INTERNAL void kz__tls_hub_term(struct kz__hub *hub);
 /* fork() handlers (tls.c, note H), to be registered before the program's:
    the OS thread's TLS for glibc's part of a fork from a green thread with
    TLS of its own, the green thread's again after it. */

@@ -153,23 +153,30 @@
  *    spawn (a futex call a spawn + join, and a futex wait whenever they
  *    collided, which put the maker's OS thread to sleep: spawn + join on
  *    another hub took 3.5 to 35 us, bimodal from run to run; bench_hubs
- *    spawn, --hubs 2).  So a freed area goes to a depot (struct
- *    kz__depot) of up to 256 areas shared by every OS thread, and
- *    kz__tls_new takes one from there first.  It is made new as glibc
- *    makes the area of a stack it caches (nptl's get_cached_stack): on the
- *    way in, the blocks of dlopen'ed modules are freed and the dtv
- *    emptied, kept for the next use; on the way out, the descriptor is
- *    zeroed but for its dtv pointer (its size is
- *    _thread_db_sizeof_pthread, what _dl_allocate_tls_storage zeroes), and
- *    _dl_allocate_tls_init copies every module's TLS image again (and
- *    grows the dtv if modules came meanwhile), with the flag nptl gives it
- *    in glibc 2.35 to 2.38: copy the images (init_known: the depot is used
- *    only where that meaning is known).  Nothing is allocated then.
- *    The word after the descriptor, where ld.so keeps what to free, is
- *    never touched; the depot's link is the descriptor's first word.  Up
- *    to 256 areas (4.4 KiB each here) stay allocated after a burst of
- *    threads has ended, as glibc keeps up to 40 MiB of stacks.  Without
- *    _dl_allocate_tls_init there is no depot.
+ *    spawn, --hubs 2).  So a finished thread's area goes to its hub's
+ *    areas (hub->tls_areas, a struct kz__depot of up to AREAS_MAX), and a
+ *    spawn for that hub, from any OS thread, takes one from there first.
+ *    The area is made new on the hub, by kz__tls_bind as the hub adopts
+ *    its thread, where its lines were last used and where the thread will
+ *    use them; one depot for all hubs, with the area made by the maker,
+ *    made spawn + join on the maker's own hub 1.5 us rather than 1.2 (a
+ *    spawn found an area another hub's thread had used last; bench_hubs
+ *    spawn, ten pairs).  It is made as glibc makes the area of a stack it
+ *    caches (nptl's get_cached_stack): on the way in, the blocks of
+ *    dlopen'ed modules are freed and the dtv emptied, kept for the next
+ *    use; on the way out, the descriptor is zeroed but for its dtv pointer
+ *    (its size is _thread_db_sizeof_pthread, what _dl_allocate_tls_storage
+ *    zeroes), and _dl_allocate_tls_init copies every module's TLS image
+ *    again (and grows the dtv if modules came meanwhile), with the flag
+ *    nptl gives it in glibc 2.35 to 2.38: copy the images (init_known:
+ *    areas are used again only where that meaning is known).  Nothing is
+ *    allocated then.  A new area from _dl_allocate_tls is made once more
+ *    the same way, which changes nothing.  The word after the descriptor,
+ *    where ld.so keeps what to free, is never touched; the depot's link
+ *    is the descriptor's first word.  Up to AREAS_MAX areas (4.4 KiB each
+ *    here) per hub stay allocated after a burst of threads has ended, as
+ *    glibc keeps up to 40 MiB of stacks; a hub that goes away frees them
+ *    (kz__tls_hub_term).
  */
 #include "internal.h"
 
@@ -226,7 +233,7 @@ static struct {
   const char *why;
   void *(*allocate)(void *);
   void (*deallocate)(void *, bool);
-  void *(*init)(void *, bool); /* _dl_allocate_tls_init, or NULL: no depot (K) */
+  void *(*init)(void *, bool); /* _dl_allocate_tls_init, or NULL: areas not used again (K) */
   void (*call_tls_dtors)(void);
   void (*ctype_init)(void);
   struct key_struct *keys;  /* __pthread_keys */
@@ -244,7 +251,7 @@ static struct {
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 /* Note K. */
-static struct kz__depot depot = {.max = 256};
+#define AREAS_MAX 128
 
 /* errno of the thread pointer loaded now (a call of its own: the compiler
    takes __errno_location's result as constant within a function). */
@@ -409,7 +416,7 @@ static bool learn_malloc(char *os)
     return fail("malloc's thread cache was not found");
   if (!learn_specific_used(probe, os))
     return false;
-  kz__tls_free(probe);
+  kz__tls_free(probe, NULL);
   return true;
 }
 
@@ -508,45 +515,50 @@ typedef union {
   } pointer;
 } dtv_t;
 
-/* An area from the depot, made new (note K), or NULL. */
-static char *depot_get(void)
-{
-  char *tp = kz__depot_pop(&depot);
-  dtv_t *dtv;
-  if (!tp)
-    return NULL;
-  dtv = AT(tp, H_DTV, dtv_t *);
-  memset(tp, 0, L.size); /* the descriptor, as a new area's */
-  AT(tp, H_DTV, dtv_t *) = dtv;
-  return L.init(tp, true); /* every module's image again; the dtv grown if modules came */
-}
-
-/* tp to the depot, unless it is full: its dynamic blocks freed and its
-   dtv emptied, as glibc does for a stack it caches (note K). */
-static bool depot_put(char *tp)
+/* tp made new (note K): its descriptor zeroed but for the dtv, every
+   module's image copied again, the dtv grown if modules came. */
+static void make(char *tp)
 {
   dtv_t *dtv = AT(tp, H_DTV, dtv_t *);
-  if (!L.init || !kz__depot_reserve(&depot))
+  memset(tp, 0, L.size);
+  AT(tp, H_DTV, dtv_t *) = dtv;
+  L.init(tp, true); /* fails only with no memory for a larger dtv, as glibc's own thread starts */
+}
+
+/* tp to hub's areas, unless they are full: its dynamic blocks freed and
+   its dtv emptied, as glibc does for a stack it caches (note K). */
+static bool areas_put(struct kz__hub *hub, char *tp)
+{
+  dtv_t *dtv = AT(tp, H_DTV, dtv_t *);
+  if (!L.init || !hub || !kz__depot_reserve(&hub->tls_areas))
     return false;
   for (size_t i = 0; i < dtv[-1].counter; i++)
     free(dtv[1 + i].pointer.to_free);
   memset(dtv, 0, (dtv[-1].counter + 1) * sizeof *dtv);
-  kz__depot_push(&depot, tp);
+  kz__depot_push(&hub->tls_areas, tp);
   return true;
 }
 
-void *kz__tls_new(void)
+void *kz__tls_new(struct kz__hub *hub)
 {
-  /* the fields describe copies are the same from every OS thread of the
-     process but the thread id, which kz__tls_bind sets */
-  char *tp = depot_get(), *os = kz__tls_os_tp;
-  if (!tp && !(tp = L.allocate(NULL)))
-    return NULL;
-  describe(tp, os ? os : __builtin_thread_pointer());
-  return tp;
+  void *tp = kz__depot_pop(&hub->tls_areas); /* made on hub, where it was last used */
+  return tp ? tp : L.allocate(NULL);
 }
 
-void kz__tls_forked(void) { kz__depot_forked(&depot); }
+void kz__tls_hub_init(struct kz__hub *hub) { hub->tls_areas.max = AREAS_MAX; }
+
+void kz__tls_forked(struct kz__hub *hub)
+{
+  if (hub)
+    kz__depot_forked(&hub->tls_areas);
+}
+
+void kz__tls_hub_term(struct kz__hub *hub)
+{
+  void *tp;
+  while ((tp = kz__depot_pop(&hub->tls_areas)))
+    L.deallocate(tp, true); /* its dtv, emptied, and the area */
+}
 
 void kz__tls_bind(void *tp, struct kz__hub *hub)
 {
@@ -555,6 +567,11 @@ void kz__tls_bind(void *tp, struct kz__hub *hub)
      state and the shared tcache are the home's */
   char *os = hub->home_tp;
   char *here = __builtin_thread_pointer();
+  if (L.init) /* a new area is made already: made again, the same */
+    make(tp);
+  /* the fields describe copies are the same in every descriptor of the
+     process but the thread id, set below */
+  describe(tp, os);
   AT(os, H_MULTIPLE_THREADS, int) = 1; /* note B */
   AT(tp, L.tid, pid_t) = AT(hub->os_tp, L.tid, pid_t);
   AT(tp - L.libc_block, L.tcache, void *) = AT(os - L.libc_block, L.tcache, void *); /* note E */
@@ -607,12 +624,13 @@ void kz__tls_exiting(void)
   key_destructors(__builtin_thread_pointer());
 }
 
-void kz__tls_free(void *tp)
+void kz__tls_free(void *tp, struct kz__hub *hub)
 {
   /* the second-level blocks of key values glibc allocated, if it set any */
   for (size_t i = 1; AT(tp, L.specific_used, bool) && i < L.nspecific; i++)
     free(AT(tp, L.specific + i * sizeof(void *), void *));
-  if (!depot_put(tp)) /* note K */
+  AT(tp, L.specific_used, bool) = false; /* freed: an area not made again is freed again so */
+  if (!areas_put(hub, tp)) /* note K */
     L.deallocate(tp, true);
 }
 

@@ -420,7 +420,7 @@ static void thr_free(struct thr *t)
 {
   reg_remove(t);
   if (t->tp)
-    kz__tls_free(t->tp);
+    kz__tls_free(t->tp, t->hub);
   free(t->values);
   if (kz__depot_reserve(&records))
     kz__depot_push(&records, t);
@@ -981,8 +981,10 @@ static void thr_adopted(struct kz_green *g)
 {
   struct thr *t = g->ext;
   struct kz__hub *hub = g->hub;
-  if (t->tp)
-    kz__tls_bind(t->tp, hub);
+  if (t->tp) {
+    kz__tls_bind(t->tp, hub); /* made here, where its lines were last used (hub/tls.c, note K) */
+    kz__tls_stack(t->tp, g->stack.base, g->stack.size);
+  }
   kz__sigmask_adopt(g, t->start_mask); /* a thread: its creator's mask, its own */
   kz__preempt_arm(hub);                /* two threads share the hub now (hub/preempt.c, note A) */
   kz__handoff_enable(hub);             /* its OS thread may change (hub/handoff.c, note A) */
@@ -1002,20 +1004,18 @@ static int spawn(struct kz__hub *to, struct spawn_req *q)
   t->fn = q->fn;
   t->arg = q->arg;
   t->start_mask = q->mask;
-  if (kz__tls_available(NULL) && !(t->tp = kz__tls_new())) { /* note E */
+  if (kz__tls_available(NULL) && !(t->tp = kz__tls_new(to))) { /* note E */
     free(t);
     return EAGAIN;
   }
   if (!(g = kz__spawn(to, thr_start, t, &opts, q->stack, q->stack ? q->size : 0, &err))) {
     if (t->tp)
-      kz__tls_free(t->tp);
+      kz__tls_free(t->tp, to);
     free(t);
     return err == -EINVAL ? EINVAL : EAGAIN;
   }
-  if (t->tp) {
-    kz__tls_stack(t->tp, g->stack.base, g->stack.size);
+  if (t->tp)
     kz__green_own_tls(g, t->tp); /* before it first runs: the switch loads it */
-  }
   thr_attach(g, t);
   t->fin_hook.fn = thr_finished; /* note O */
   kz__list_push(&g->done_hooks, &t->fin_hook.link);
