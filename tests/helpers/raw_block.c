@@ -35,6 +35,8 @@
  *                     prints the worst and the median time from its
  *                     entering to the main thread's running, in
  *                     microseconds (the stall a hand-off bounds)
+ *   raw_block main_stall   the same with the roles turned: the main thread
+ *                     wakes a thread and enters the raw ppoll
  */
 #include "check.h"
 
@@ -243,6 +245,38 @@ static void main_waits(const char *mode)
   mine = 1;
 }
 
+/* main_stall: the measuring side, in a thread. */
+static double late_main[50];
+static void *measure_main(void *arg)
+{
+  struct timespec ts = {0, 3 * 1000 * 1000};
+  char c;
+  (void)arg;
+  for (int i = 0; i < 50; i++) {
+    CHECK(read(pipes[1][0], &c, 1) == 1); /* it wrote, then entered ppoll */
+    late_main[i] = mono() - entered;
+    CHECK(nanosleep(&ts, NULL) == 0);
+    CHECK(write(pipes[0][1], "x", 1) == 1);
+  }
+  return NULL;
+}
+
+/* The worst and the median of n stalls, in microseconds. */
+static void print_stalls(double *late, int n)
+{
+  double worst = 0;
+  for (int i = 0; i < n; i++)
+    if (late[i] > worst)
+      worst = late[i];
+  for (int i = 1; i < n; i++) /* insertion sort for the median */
+    for (int k = i; k > 0 && late[k - 1] > late[k]; k--) {
+      double x = late[k];
+      late[k] = late[k - 1];
+      late[k - 1] = x;
+    }
+  printf("stall_worst_us %.0f\nstall_median_us %.0f\n", worst * 1e6, late[n / 2] * 1e6);
+}
+
 int main(int argc, char **argv)
 {
   const char *mode = argc > 1 ? argv[1] : "ppoll";
@@ -305,32 +339,34 @@ int main(int argc, char **argv)
     CHECK(waitpid(child, &st, 0) == child && WIFEXITED(st) && WEXITSTATUS(st) == 0);
     CHECK(write(pipes[0][1], "x", 1) == 1);
     CHECK(pthread_join(t[0], NULL) == 0);
+  } else if (!strcmp(mode, "main_stall")) {
+    char c;
+    CHECK(pthread_create(&t[0], NULL, measure_main, NULL) == 0);
+    for (int i = 0; i < 50; i++) {
+      entered = mono();
+      CHECK(write(pipes[1][1], "r", 1) == 1);
+      CHECK(raw_ppoll(pipes[0][0]) == 1);
+      CHECK(read(pipes[0][0], &c, 1) == 1);
+    }
+    CHECK(pthread_join(t[0], NULL) == 0);
+    print_stalls(late_main, 50);
+    return 0;
   } else if (!strncmp(mode, "main", 4)) {
     main_waits(mode);
   } else if (!strcmp(mode, "stall")) {
     enum { ROUNDS = 50 };
     struct timespec ts = {0, 3 * 1000 * 1000};
-    double late[ROUNDS], worst = 0;
+    double late[ROUNDS];
     char c;
     CHECK(pthread_create(&t[0], NULL, in_ppoll_rounds, NULL) == 0);
     for (int i = 0; i < ROUNDS; i++) {
-      double stall;
       CHECK(read(pipes[1][0], &c, 1) == 1); /* it wrote, then entered ppoll */
-      stall = mono() - entered;
-      late[i] = stall;
-      if (stall > worst)
-        worst = stall;
+      late[i] = mono() - entered;
       CHECK(nanosleep(&ts, NULL) == 0);
       CHECK(write(pipes[0][1], "x", 1) == 1);
     }
     CHECK(pthread_join(t[0], NULL) == 0);
-    for (int i = 1; i < ROUNDS; i++) /* insertion sort for the median */
-      for (int k = i; k > 0 && late[k - 1] > late[k]; k--) {
-        double x = late[k];
-        late[k] = late[k - 1];
-        late[k - 1] = x;
-      }
-    printf("stall_worst_us %.0f\nstall_median_us %.0f\n", worst * 1e6, late[ROUNDS / 2] * 1e6);
+    print_stalls(late, ROUNDS);
     return 0;
   } else {
     fprintf(stderr, "unknown mode %s\n", mode);
