@@ -100,6 +100,19 @@ static inline void kz__depot_push(struct kz__depot *d, void *obj)
   d->head = obj;
   kz__depot_unlock(d);
 }
+/* obj in, in one step, or false: full. */
+static inline bool kz__depot_put(struct kz__depot *d, void *obj)
+{
+  bool room;
+  kz__depot_lock(d);
+  if ((room = d->n < d->max)) {
+    d->n++;
+    *(void **)obj = d->head;
+    d->head = obj;
+  }
+  kz__depot_unlock(d);
+  return room;
+}
 static inline void *kz__depot_pop(struct kz__depot *d)
 {
   void *obj;

@@ -422,9 +422,7 @@ static void thr_free(struct thr *t)
   if (t->tp)
     kz__tls_free(t->tp, t->hub);
   free(t->values);
-  if (kz__depot_reserve(&records))
-    kz__depot_push(&records, t);
-  else
+  if (!kz__depot_put(&records, t))
     free(t);
 }
 
