@@ -258,17 +258,26 @@ static void rejoined(struct kz__post *p)
   back_on_hub(s);
 }
 
-/* The spare s now runs on the OS thread that g's call returned on: that
-   thread's signals are a spare's (none), and g goes back to its hub. */
-static void spare_back(struct spare *s)
+/* The OS thread running s now is a spare's: every signal blocked, no
+   alternate stack, its thread id in s's descriptor (note A: the hub
+   context may have moved it on); what is left of s->back, for the
+   signals that came for it (note F). */
+static void spare_again(struct spare *s)
 {
   uint64_t all = ~0ull;
   stack_t off = {.ss_flags = SS_DISABLE};
   kz__syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, sizeof all);
   kz__syscall(SYS_sigaltstack, &off, NULL);
-  kz__tls_set_tid(s->tp, tid_now()); /* note A */
+  kz__tls_set_tid(s->tp, tid_now());
   s->back_hub = s->back->hub;
   s->back_id = s->back->id;
+}
+
+/* The spare s now runs on the OS thread that g's call returned on: that
+   thread's signals are a spare's (none), and g goes back to its hub. */
+static void spare_back(struct spare *s)
+{
+  spare_again(s);
   s->post.fn = rejoined;
   atomic_store(&s->posting, 1);
   kz__hub_post(s->back->hub, &s->post);
@@ -281,16 +290,9 @@ static void moved_here(struct kz__hub *hub);
    signals are a spare's again, and its descriptor its own. */
 static void spare_home(struct spare *s)
 {
-  uint64_t all = ~0ull;
-  stack_t off = {.ss_flags = SS_DISABLE};
-  struct kz__hub *hub = s->job_hub;
-  kz__syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, sizeof all);
-  kz__syscall(SYS_sigaltstack, &off, NULL);
   kz__tls_hub = NULL;
   kz__tls_os_tp = NULL;
-  kz__tls_set_tid(s->tp, tid_now()); /* the hub context may have moved it on (note A) */
-  s->back_hub = hub;
-  s->back_id = s->back->id;
+  spare_again(s);
   atomic_store(&s->posting, 1); /* until give_back has woken the main green thread */
   atomic_store(&s->gave, 1);
   futex(&s->gave, FUTEX_WAKE, 1, NULL);
