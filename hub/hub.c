@@ -161,6 +161,23 @@
  *    invoke hook): whatever libev makes in a pass is the runtime's, at its
  *    numbers, and becomes the hub's backend_fd; what a callback does is
  *    the program's.
+ * N. The mailbox is the only part of a hub that other OS threads write:
+ *    the inbox, the wake-up flag and descriptor, the posters' count, the
+ *    stuck mark (note K) and the count of green threads on their way
+ *    (green.c, note E).  It has a cache line of its own, at the end of the
+ *    struct, which is allocated aligned.  Between two CPUs a line moves
+ *    in about 30 ns when they share a core's caches and 130-150 ns when
+ *    they do not (a ping-pong of one word on this project's virtual
+ *    machine gave either, from minute to minute), and each atomic
+ *    operation on a line the other CPU holds waits for it.  On one line, a
+ *    post moves one line; with the mailbox among the hub's own fields
+ *    (the pass counter, the loop flag, which the hub writes every pass),
+ *    each of its operations could find the line gone again.  A poster
+ *    reads the wake-up flag before it exchanges it: a hub that is awake
+ *    (the spin of note L, a running pass) has it set, and the exchange
+ *    would be one more operation on the line for nothing.  Reading it is
+ *    enough for note D's argument: the push is sequentially consistent,
+ *    and a flag seen set was set before the hub's clear.
  */
 #include "internal.h"
 
@@ -521,7 +538,7 @@ void kz__hub_post(struct kz__hub *hub, struct kz__post *p)
   do
     p->next = head;
   while (!atomic_compare_exchange_weak(&hub->inbox, &head, p));
-  if (!atomic_exchange(&hub->wake_pending, true))
+  if (!atomic_load(&hub->wake_pending) && !atomic_exchange(&hub->wake_pending, true)) /* note N */
     wake_write(hub);
   atomic_fetch_sub(&hub->posters, 1);
   errno = err;
@@ -554,9 +571,10 @@ struct kz__hub *kz__hub_create(int *err)
   int r;
 
   kz__os_once(&hub_once, hub_global_init);
-  hub = calloc(1, sizeof *hub);
+  hub = aligned_alloc(_Alignof(struct kz__hub), sizeof *hub); /* the mailbox's line (note N) */
   if (!hub)
     goto error1;
+  memset(hub, 0, sizeof *hub);
   hub->errnop = &errno;
   hub->home_tp = hub->os_tp = hub->tp = __builtin_thread_pointer(); /* created on its own OS thread's TLS */
   hub->preempt_timer = -1; /* armed when it has threads to share with (preempt.c) */

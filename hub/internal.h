@@ -59,6 +59,16 @@ static inline void kz__list_remove(struct kz__link *n)
   n->prev = n->next = n;
 }
 
+/* Ask for the cache lines of [p, p + n) ahead of their use, for writing
+   (prefetchw; a no-op on processors without it): lines another CPU
+   holds then come in together, where the accesses one after another
+   would wait for each in turn (green.c, note K). */
+static inline void kz__prefetch(const void *p, size_t n)
+{
+  for (uintptr_t a = (uintptr_t)p & ~(uintptr_t)63; a < (uintptr_t)p + n; a += 64)
+    __asm__ volatile("prefetchw %0" : : "m"(*(const char *)a));
+}
+
 /* A bounded list of free objects of one kind shared by every OS thread,
    for memory one thread allocates and another frees: through malloc the
    two would meet on its arena's lock at every object (tls.c, note K).  A
@@ -347,7 +357,6 @@ struct kz__hub {
   size_t nlive;                 /* how many are on it, the main one included */
   size_t nshared;               /* of those, how many but the main one run with os_tp
                                    (no TLS of their own: the API's, handoff.c note G) */
-  _Atomic size_t adopting;      /* made by other hubs, on their way here (green.c, note E) */
   struct kz__link zombies;      /* finished, not yet joined */
   struct kz__waitq quiesce;     /* kz_run/kz_exit waiting for nlive to drop to 1 */
   bool in_run;                  /* kz_run is active on this hub */
@@ -358,13 +367,9 @@ struct kz__hub {
   struct kz__depot tls_areas;   /* TLS areas of its finished green threads (tls.c, note K) */
   struct kz__stack hub_stack;   /* the hub context's stack */
   ev_io wakeup;                 /* watches wake_fd */
-  _Atomic int wake_fd;          /* eventfd other threads post through (a runtime descriptor) */
-  _Atomic int posters;          /* threads inside kz__hub_post (hub.c, note H) */
   _Atomic int backend_fd;       /* libev's epoll instance, if the shim saw it made; else -1 */
-  _Atomic bool wake_pending;    /* awake, or wake_fd written: posters skip the write (hub.c, note D) */
   bool forked;                  /* a fork child that has not yet re-created its backend */
   bool fork_child;              /* ... nor renewed its wake-up eventfd (hub.c, note I) */
-  struct kz__post *_Atomic inbox; /* posted messages, LIFO until drained */
   int holds;                    /* remote completions expected (keeps the loop alive) */
   unsigned xwaiters;            /* green threads parked on objects of any hub (sched.c, note F) */
   bool xheld;                   /* the loop pass holds the hub for them (hub.c, note J) */
@@ -398,12 +403,20 @@ struct kz__hub {
   /* deadlock of a set of hubs (hub.c, note K) */
   unsigned q_holds;             /* its holds that are the other hubs' */
   _Atomic bool q_member;        /* in the set */
-  _Atomic bool q_stuck;         /* only a post can wake it, and it counts so */
 #ifdef KZ_ASAN
   void *asan_fake;
   const void *asan_bottom;
   size_t asan_size;
 #endif
+  /* Last, on a cache line of its own (the struct is allocated aligned):
+     what other OS threads write to post to it and to spawn on it (hub.c,
+     note N). */
+  _Alignas(64) struct kz__post *_Atomic inbox; /* posted messages, LIFO until drained */
+  _Atomic bool wake_pending;    /* awake, or wake_fd written: posters skip the write (hub.c, note D) */
+  _Atomic bool q_stuck;         /* only a post can wake it, and it counts so */
+  _Atomic int posters;          /* threads inside kz__hub_post (hub.c, note H) */
+  _Atomic int wake_fd;          /* eventfd other threads post through (a runtime descriptor) */
+  _Atomic size_t adopting;      /* made by other hubs, on their way here (green.c, note E) */
 };
 
 /* This OS thread's hub, or NULL.  Cheap: one TLS load.  A green thread with
@@ -803,6 +816,7 @@ extern KZ_INTERNAL void (*kz__ext_release)(struct kz_green *g);
    g->ext that another hub made (green.c, note E).  Hub context; must not
    switch. */
 extern KZ_INTERNAL void (*kz__ext_adopt)(struct kz_green *g);
+extern KZ_INTERNAL size_t kz__ext_size; /* bytes at g->ext (green.c, note K) */
 
 /* Create the main green thread for a new hub. */
 KZ_INTERNAL struct kz_green *kz__green_main(struct kz__hub *hub);

@@ -45,4 +45,8 @@ enum {
   KZ__SW_WORDS /* the stack pointer after resuming is sp + 8 * KZ__SW_WORDS */
 };
 
+/* Bytes below the (16-byte aligned) stack top that kz__switch_init writes:
+   16 of padding and the 8 words above. */
+#define KZ__SW_INIT_BYTES 80
+
 #endif

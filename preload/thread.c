@@ -1754,6 +1754,7 @@ __attribute__((constructor)) static void thread_family_init(void)
   kz_shim_on_cancel = kz_thr_cancel_point;
   kz__ext_release = thr_release; /* note B */
   kz__ext_adopt = thr_adopted;   /* note P */
+  kz__ext_size = sizeof(struct thr);
   kz__on_main_left = thr_main_left;
 }
 
