@@ -1006,6 +1006,8 @@ void kz__verify(struct kz__hub *hub)
   CHECK(n == hub->nlive);
   CHECK(shared == hub->nshared);
   CHECK(hub->dying == NULL);
+  CHECK((hub->sig.lag & ~hub->sig.os) == 0); /* put off, so still blocked (sigmask.c, note D) */
+  CHECK((hub->sig.lag & kz__sigmask_want(hub)) == 0);
 }
 #else
 void kz__verify(struct kz__hub *hub) { (void)hub; }

@@ -368,13 +368,16 @@ static struct kz__hub *finish(struct kz__hub *hub, struct kz_green *g, void *res
   kz__list_remove(&g->all);
   __atomic_store_n(&hub->nlive, hub->nlive - 1, __ATOMIC_RELAXED);
   hub->nshared -= !g->tp;
+  /* its mask counts no more before a hook wakes a joiner of another hub:
+     once the join returns, the OS thread must block what the others all
+     block (a signal sent then met the default action, sig_new_thread) */
+  kz__sig_leave(hub, g);
   while ((l = g->done_hooks.next) != &g->done_hooks) {
     struct kz__done_hook *h = kz__container_of(l, struct kz__done_hook, link);
     kz__list_remove(l);
     h->fn(h, g);
   }
   kz__waitq_wake_all(&g->joiners, 0);
-  kz__sig_leave(hub, g);
   if (hub->nlive == 1)
     kz__waitq_wake_all(&hub->quiesce, 0);
   if (g->flags & KZ__G_DETACHED)

@@ -750,6 +750,8 @@ void *kz__hub_loop(void *arg)
       }
     }
     hub->poll_skips = 0;
+    if (KZ_UNLIKELY(hub->sig.lag) && !busy) /* before it sleeps (sigmask.c, note D) */
+      kz__sigmask_catch_up(hub);
     __atomic_store_n(&hub->in_loop, true, __ATOMIC_RELAXED);
     probe = !busy && atomic_load_explicit(&hub->q_member, memory_order_relaxed) &&
             (unsigned)hub->holds == __atomic_load_n(&hub->q_holds, __ATOMIC_RELAXED);
@@ -786,5 +788,7 @@ void *kz__hub_loop(void *arg)
   run:
     hub->budget = hub->nready + KZ__BUDGET;
     kz__schedule(hub);
+    if (KZ_UNLIKELY(hub->sig.lag)) /* what it ran has switched away (sigmask.c, note D) */
+      kz__sigmask_catch_up(hub);
   }
 }

@@ -307,6 +307,7 @@ struct kz__hub_sig {
   uint32_t nmasked;          /* how many of them have a mask that is not empty */
   uint64_t any;              /* the signals whose block count is not 0 */
   uint64_t os;               /* what sigmask.c has blocked on the OS thread */
+  uint64_t lag;              /* of those, what it has yet to unblock (sigmask.c, note D) */
   uint64_t keep;             /* what the shim keeps blocked there besides (signal waits) */
   uint32_t held[64];         /* per signal: green threads waiting for it (preload/sigwait.c) */
   /* delivery, preload/signal.c */
@@ -612,6 +613,8 @@ KZ_INTERNAL void kz__sigmask_keep(struct kz__hub *hub, uint64_t add, uint64_t dr
 KZ_INTERNAL void kz__sigmask_recount(struct kz__hub *hub);
 /* The OS thread's mask as it should be now. */
 KZ_INTERNAL uint64_t kz__sigmask_want(const struct kz__hub *hub);
+/* Make the unblocks a new thread's adoption put off (sigmask.c, note D). */
+KZ_INTERNAL void kz__sigmask_catch_up(struct kz__hub *hub);
 
 /* The hub context's main loop (hub.c); entered on the hub stack, never
    returns. */

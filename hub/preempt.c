@@ -65,7 +65,11 @@
  *    pre.allowed, and an interrupted context on the alternate signal stack,
  *    which another signal would overwrite), and a context whose signal mask
  *    is not the hub's (the program changed the OS thread's mask where no
- *    interposer saw it).  One call-out holds a lock that is not a green
+ *    interposer saw it).  The signals a handler held for the hub context
+ *    (hub->sig.deferred, preload/signal.c rule 4) are the runtime's own
+ *    change: a thread computing after one was held for another thread was
+ *    never preempted, so the hub context that delivers it never ran, and
+ *    the signal was never handled (sig_new_thread).  One call-out holds a lock that is not a green
  *    wait: the loader's, recursive and owned by the OS thread's id, around
  *    the constructors dlopen runs and dl_iterate_phdr's callbacks.  Another
  *    thread's dlopen while such a call-out is preempted enters it as the
@@ -109,6 +113,14 @@
  *    preempted with less than that left of its stack dies of SIGSEGV,
  *    reported as an overflow, where natively it would not (the kernel
  *    keeps a preempted thread's registers elsewhere).
+ * H. The tick also makes the unblocks a new thread's adoption put off
+ *    (sigmask.c, note D) while that thread computes without switching
+ *    away: in the mask sigreturn restores, so the kernel delivers what is
+ *    pending right after the handler, and only where the tick could
+ *    preempt (note C), since the runtime's code interrupted elsewhere may
+ *    be the one changing the mask.  So the tick is armed before a thread
+ *    is adopted (preload/thread.c), and a hub without it puts nothing
+ *    off.
  */
 #include "internal.h"
 
@@ -237,13 +249,40 @@ static bool company(const struct kz__hub *hub)
          !kz__list_empty(&hub->timed) || atomic_load_explicit(&hub->inbox, memory_order_relaxed);
 }
 
+/* Note C: may the code uc interrupted in g be made to yield? */
+static bool may_yield(struct kz_green *g, const ucontext_t *uc)
+{
+  uintptr_t sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+  uintptr_t end = g->flags & KZ__G_MAIN ? sp + VDSO_WINDOW : (uintptr_t)g->stack.base + g->stack.size;
+  return !(uc->uc_stack.ss_flags & SS_ONSTACK) &&
+         interruptible((uintptr_t)uc->uc_mcontext.gregs[REG_RIP], sp, end) &&
+         (!pre.allowed || pre.allowed());
+}
+
+/* Note H: the unblocks a new thread's adoption put off, if the code
+   interrupted is the program's: made now (a signal pending is delivered
+   here, as at the interrupted instruction) and in the mask sigreturn
+   restores. */
+static void catch_up(struct kz__hub *hub, ucontext_t *uc)
+{
+  struct kz_green *g = hub->current;
+  uint64_t mask, lag = hub->sig.lag;
+  if (!g || !may_yield(g, uc))
+    return;
+  memcpy(&mask, &uc->uc_sigmask, sizeof mask);
+  mask &= ~lag;
+  memcpy(&uc->uc_sigmask, &mask, sizeof mask);
+  hub->sig.os &= ~lag;
+  hub->sig.lag = 0;
+  kz__syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &lag, NULL, sizeof lag);
+}
+
 static void handler(int sig, siginfo_t *si, void *ucv)
 {
   ucontext_t *uc = ucv;
   struct kz__hub *hub = kz__tls_hub;
   struct kz_green *g;
   uint64_t mask;
-  uintptr_t sp, end;
   int saved;
   (void)sig;
   if (si->si_code != SI_TIMER || !hub) /* note F */
@@ -255,14 +294,12 @@ static void handler(int sig, siginfo_t *si, void *ucv)
     if (pin != 0)
       return;
   }
+  if (KZ_UNLIKELY(hub->sig.lag)) /* note H */
+    catch_up(hub, uc);
   if (!whole_slice(hub) || !(g = hub->current) || !g->sig.own || !company(hub))
     return;
   memcpy(&mask, &uc->uc_sigmask, sizeof mask);
-  sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
-  end = g->flags & KZ__G_MAIN ? sp + VDSO_WINDOW : (uintptr_t)g->stack.base + g->stack.size;
-  if ((uc->uc_stack.ss_flags & SS_ONSTACK) || mask != hub->sig.os ||
-      !interruptible((uintptr_t)uc->uc_mcontext.gregs[REG_RIP], sp, end) ||
-      (pre.allowed && !pre.allowed()))
+  if ((mask & ~atomic_load(&hub->sig.deferred)) != hub->sig.os || !may_yield(g, uc))
     return; /* note C: a slice later */
   saved = errno;
   hub->preempts++;

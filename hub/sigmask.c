@@ -46,6 +46,28 @@
  *    set by someone else meanwhile (glibc blocks everything around a
  *    posix_spawn, and restores it) are left alone.  hub->sig.os is what
  *    this file set, not a copy of the kernel's mask.
+ * D. A new thread's unblocks wait for its first switch away.  A thread
+ *    made with an empty mask on a hub whose other threads block signals
+ *    (another hub of the set, whose main green thread blocks everything:
+ *    hub/remote.c, note D) unblocks them on the OS thread, and its end
+ *    blocks them again: two system calls, 0.3 us of the 2-3 us a spawn +
+ *    join on another hub costs, for a thread that often ends before any
+ *    signal could reach it.  So kz__sigmask_adopt only records what it
+ *    would unblock (hub->sig.lag; hub->sig.os keeps the kernel's mask, lag
+ *    a part of it), and the hub unblocks it at its next loop pass after
+ *    the threads it ran switched away (kz__sigmask_catch_up), before it
+ *    sleeps, and at the slice timer's tick if the thread computes
+ *    meanwhile (hub/preempt.c, note H); any other change of the mask
+ *    (another adoption but, a pthread_sigmask, a finish, a signal wait)
+ *    makes the whole change at once.  A thread that ends in its first run
+ *    leaves the mask as it found it: no system call at all.  What this
+ *    costs: a signal sent to the process that only the new thread admits
+ *    waits in the kernel for up to its first run (one slice tick, 5 ms of
+ *    CPU time, at most), where natively it would interrupt the thread at
+ *    once; one sent to the thread itself (pthread_kill) is not delayed
+ *    (preload/signal.c, note H, unblocks it for the delivery).  Blocks are
+ *    never put off: a signal that every thread blocks must stay pending,
+ *    not meet a default action.
  */
 #include "internal.h"
 
@@ -95,11 +117,15 @@ uint64_t kz__sigmask_want(const struct kz__hub *hub)
   return (all | hub->sig.keep) & ~never_blocked();
 }
 
-/* Bring the OS thread's mask in line with the counts (note C). */
-static void sync_os(struct kz__hub *hub)
+/* Bring the OS thread's mask in line with the counts (note C); with
+   later, its unblocks wait (note D). */
+static void sync_os(struct kz__hub *hub, bool later)
 {
   uint64_t want = kz__sigmask_want(hub), add = want & ~hub->sig.os, drop = hub->sig.os & ~want;
-  hub->sig.os = want;
+  hub->sig.lag = later ? drop : 0;
+  if (later)
+    drop = 0;
+  hub->sig.os = want | hub->sig.lag;
   if (add)
     kz__syscall(SYS_rt_sigprocmask, SIG_BLOCK, &add, NULL, sizeof add);
   if (drop) /* a pending one is delivered on the way out */
@@ -109,7 +135,7 @@ static void sync_os(struct kz__hub *hub)
 void kz__sigmask_leave(struct kz__hub *hub, struct kz_green *g)
 {
   kz__sigmask_count(hub, g->sig.mask, -1);
-  sync_os(hub);
+  sync_os(hub, false);
 }
 
 void kz__sigmask_adopt(struct kz_green *g, uint64_t mask)
@@ -118,8 +144,10 @@ void kz__sigmask_adopt(struct kz_green *g, uint64_t mask)
   g->sig = (struct kz__green_sig){.mask = mask, .own = 1};
   hub->sig.n++;
   kz__sigmask_count(hub, mask, 1);
-  sync_os(hub);
+  sync_os(hub, hub->preempt_timer >= 0); /* note D: the tick bounds the wait */
 }
+
+void kz__sigmask_catch_up(struct kz__hub *hub) { sync_os(hub, false); }
 
 void kz__sigmask_set(struct kz_green *g, uint64_t mask)
 {
@@ -130,13 +158,13 @@ void kz__sigmask_set(struct kz_green *g, uint64_t mask)
   kz__sigmask_count(hub, g->sig.mask, -1);
   g->sig.mask = mask;
   kz__sigmask_count(hub, mask, 1);
-  sync_os(hub);
+  sync_os(hub, false);
 }
 
 void kz__sigmask_keep(struct kz__hub *hub, uint64_t add, uint64_t drop)
 {
   hub->sig.keep = (hub->sig.keep | add) & ~drop;
-  sync_os(hub);
+  sync_os(hub, false);
 }
 
 void kz__sigmask_recount(struct kz__hub *hub)
@@ -152,5 +180,5 @@ void kz__sigmask_recount(struct kz__hub *hub)
     kz__sigmask_count(hub, g->sig.mask, 1);
   }
   hub->sig.os = kz__sigmask_os_read() & ~never_blocked(); /* the child's, inherited */
-  sync_os(hub);
+  sync_os(hub, false);
 }

@@ -61,8 +61,8 @@
  * D. A handler that leaves with siglongjmp/longjmp never returns to the
  *    wrapper: the jump functions clear the in-handler mark.  A mask saved by
  *    sigsetjmp is the OS thread's as it was then; siglongjmp restores the
- *    OS thread's mask as it should be now instead (the green threads' masks
- *    are not the kernel's to restore).
+ *    OS thread's mask as the hub has set it now instead (hub->sig.os; the
+ *    green threads' masks are not the kernel's to restore).
  * E. "Pass straight through" is for the calls that would park.  The calls
  *    that only ask who is running (shim_identity in shim.h: pthread_self,
  *    thread-specific data) answer in a handler for its taker, and else for
@@ -284,6 +284,8 @@ static void send_self(struct kz__hub *hub, struct kz_green *g, int sig, siginfo_
   if (unblock) {
     uint64_t one = bit(sig);
     kz__syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &one, NULL, sizeof one);
+    hub->sig.os &= ~one; /* it may have been an unblock put off (hub/sigmask.c, note D) */
+    hub->sig.lag &= ~one;
     hub->sig.direct = g; /* an instance pending here was g's just now: this one is g's too */
   }
   if (!info || kz__syscall(SYS_rt_tgsigqueueinfo, getpid(), (pid_t)kz__syscall(SYS_gettid), sig, info) != 0)
@@ -811,7 +813,7 @@ EXPORT _Noreturn void siglongjmp(sigjmp_buf env, int val)
   kz_shim_in_handler = 0;
   kz_shim_handler_for = NULL;
   if (env->__mask_was_saved && hub && hub->main) /* note D */
-    bits_set(kz__sigmask_want(hub), &env->__saved_mask);
+    bits_set(hub->sig.os, &env->__saved_mask);
   REAL(siglongjmp)(env, val);
   __builtin_unreachable();
 }
@@ -822,7 +824,7 @@ EXPORT _Noreturn void longjmp(jmp_buf env, int val)
   kz_shim_in_handler = 0;
   kz_shim_handler_for = NULL;
   if (env->__mask_was_saved && hub && hub->main) /* note D: glibc's longjmp is siglongjmp */
-    bits_set(kz__sigmask_want(hub), &env->__saved_mask);
+    bits_set(hub->sig.os, &env->__saved_mask);
   REAL(longjmp)(env, val);
   __builtin_unreachable();
 }

@@ -983,8 +983,8 @@ static void thr_adopted(struct kz_green *g)
     kz__tls_bind(t->tp, hub); /* made here, where its lines were last used (hub/tls.c, note K) */
     kz__tls_stack(t->tp, g->stack.base, g->stack.size);
   }
-  kz__sigmask_adopt(g, t->start_mask); /* a thread: its creator's mask, its own */
   kz__preempt_arm(hub);                /* two threads share the hub now (hub/preempt.c, note A) */
+  kz__sigmask_adopt(g, t->start_mask); /* a thread: its creator's mask, its own */
   kz__handoff_enable(hub);             /* its OS thread may change (hub/handoff.c, note A) */
 }
 

@@ -3,7 +3,7 @@
 # and print the same).  A failure may be a hang, in a process whose other
 # threads block every signal: timeout kills the whole process group.
 set(KUDZU_SIGNAL_HELPERS sig_raise sig_raise_spin sig_from_process sig_segv_resume sig_wait sig_timedwait sig_signalfd sig_suspend
-    sig_mask_server sig_mask_kill sig_mask_eintr sig_mask_calls)
+    sig_mask_server sig_mask_kill sig_mask_eintr sig_mask_calls sig_new_thread)
 set(_kz_helpers_dir ${PROJECT_SOURCE_DIR}/tests/helpers)
 foreach(h ${KUDZU_SIGNAL_HELPERS})
   add_executable(${h} ${_kz_helpers_dir}/${h}.c)
@@ -13,6 +13,14 @@ foreach(h ${KUDZU_SIGNAL_HELPERS})
   add_test(NAME shim_${h} COMMAND ${KZ_TIMEOUT} -s KILL 60 ${CMAKE_CURRENT_SOURCE_DIR}/both.sh
            $<TARGET_FILE:kudzu-launcher> $<TARGET_FILE:${h}>)
   set_tests_properties(shim_${h} PROPERTIES LABELS "shim;signal" TIMEOUT 120)
+endforeach()
+# A new thread's mask where its hub's OS thread blocked everything before it
+# came (hub/sigmask.c, note D): with two hubs and with four.
+foreach(n 2 4)
+  add_test(NAME shim_hubs${n}_sig_new_thread COMMAND ${KZ_TIMEOUT} -s KILL 60 ${CMAKE_CURRENT_SOURCE_DIR}/both.sh
+           $<TARGET_FILE:kudzu-launcher> $<TARGET_FILE:sig_new_thread>)
+  set_tests_properties(shim_hubs${n}_sig_new_thread PROPERTIES LABELS "shim;signal;hubs" TIMEOUT 120
+                       ENVIRONMENT "KUDZU_HUBS=${n}")
 endforeach()
 # The signal waits, under the launcher: at most 3 OS threads while a
 # thread waits and another ticks.
