@@ -158,24 +158,51 @@
  *    /proc/self/task/ID (ENOENT), ids handed to unrelated processes (ESRCH
  *    there), and in a forked child the ids of the parent's other threads,
  *    which natively do not exist there, still name the child's thread.
- * O. Joining a thread of another hub that has finished costs no round
- *    trip.  As a joinable green pthread finishes that nobody joins yet, a
- *    done hook on its hub publishes its result in its record (fin,
- *    fin_result); a joiner of another hub claims it there under the
- *    registry's lock (FIN_CLAIMED: gone for reg_find from then on, as
- *    natively for a joined thread) and posts its release to its hub, not
- *    waited for.  One that has not finished is joined through its hub
- *    (rjoin); its done hook marks the record claimed too before it wakes
- *    the joiner, since the hub releases the thread only after it has
- *    switched away from it: a tgkill or pthread_kill of the joined thread
- *    right after the join found it there (thread_tid on two hubs, now and
- *    then).  A spawn + join on another hub was three crossings (the
- *    spawn's call there and back, the join's request and answer), now
- *    two when the thread is quick: 3.9 us became 2.6-3.1 us (bench_hubs
- *    spawn, --hubs 2).  A joiner of another hub that gave up (a tryjoin, a
- *    timed join) leaves its request hooked on the thread until it
- *    finishes; a later join or detach drops it (joined_elsewhere), where
- *    it used to fail with EINVAL.
+ * O. Joining a thread of another hub goes through its record (fin), not
+ *    through its hub.  The record's fin says who has the thread's end:
+ *    FIN_NO (running, joinable), FIN_DETACHED, FIN_WAITED (a joiner of
+ *    another hub waits), FIN_READY (finished, joinable), FIN_CLAIMED
+ *    (joined: gone for reg_find from then on, as natively for a joined
+ *    thread).  Joiners change it under the registry's lock, one at a time;
+ *    the thread's hub changes it with atomic operations only.
+ *    - Finished already: as a joinable green pthread finishes that
+ *      nobody waits for, its done hook publishes its result in the record
+ *      (fin_result, FIN_READY); a joiner of another hub claims it there
+ *      and posts its release to its hub, not waited for.
+ *    - Still running: the joiner puts a struct jwait of its own stack in
+ *      the record (FIN_NO to FIN_WAITED) and waits on it (kz_sync_wait,
+ *      which also serves a real OS thread); the done hook finds it, hands
+ *      it the result, marks the thread detached (its hub releases it once
+ *      it has switched away, the record with it) and wakes the joiner.
+ *      So nothing travels to the thread's hub but the thread, and nothing
+ *      comes back but the wake-up: the request that used to go there
+ *      (rjoin, still the way of a tryjoin) ran on that hub before the new
+ *      thread did.  bench_hubs spawn, --hubs 2, medians of eight pairs
+ *      against 30c24c0: 2.2 against 2.7 us with this, 2.7 against 3.0
+ *      with only the two changes before it (hub/green.c note K,
+ *      hub/sigmask.c note D).
+ *    - The wait is a cancellation point, as natively (the request was
+ *      not: a thread cancelled in it stayed there until the other
+ *      finished, thread_join_wait); a timeout or a cancellation takes it
+ *      back (FIN_WAITED to FIN_NO) unless the done hook got there first,
+ *      and then the join completes.
+ *    - Everything else sees FIN_WAITED as a join under way: another join
+ *      or a detach fails with EINVAL (joined_elsewhere; detach_op goes
+ *      from FIN_NO to FIN_DETACHED, so the two cannot cross), and a done
+ *      hook that finds the thread joined otherwise (the API's kz_join)
+ *      ends the wait with EINVAL.
+ *    - The hook finds the joiner with atomic operations in a loop, since
+ *      a joiner may come or give up while it runs: a plain store of
+ *      FIN_READY after a failed look for FIN_WAITED overwrote a joiner
+ *      that came in between, which then waited for ever (bench_hubs
+ *      spawn, 3 runs in 10).
+ *    - A joiner's hook of the old way (rjoin) marks the record claimed
+ *      before it wakes its joiner, since the hub releases the thread only
+ *      after it has switched away from it: a tgkill or pthread_kill of the
+ *      joined thread right after the join found it there (thread_tid on
+ *      two hubs, now and then).  A tryjoin that gave up leaves its request
+ *      hooked until the thread finishes; a later join or detach drops it
+ *      (joined_elsewhere).
  * P. pthread_create on another hub does not wait for it (hub/green.c,
  *    note E).  The creator makes everything that can fail: the record, the
  *    TLS area (hub/tls.c: kz__tls_new, from any OS thread), the green
@@ -309,12 +336,24 @@ struct thr {
   void *exit_value;               /* what it finishes with once unwound */
   struct thr *reg_next;           /* registry chain */
   struct kz__done_hook fin_hook;  /* sets fin as it finishes (note O) */
-  _Atomic int fin;                /* FIN_*: finished and joinable, claimed by a joiner */
+  _Atomic int fin;                /* FIN_*: who has its end (note O) */
   uint64_t start_mask;            /* its creator's signal mask, its own from the start */
   void *fin_result;               /* what pthread_join reports, once fin is FIN_READY */
+  struct jwait *jw;               /* the joiner of another hub waiting, while fin is FIN_WAITED */
 };
 
-enum { FIN_NO, FIN_READY, FIN_CLAIMED }; /* struct thr's fin (note O) */
+/* struct thr's fin (note O): running and joinable (NO), detached
+   (DETACHED), waited for by a joiner of another hub (WAITED), finished
+   and joinable (READY), joined (CLAIMED). */
+enum { FIN_NO, FIN_READY, FIN_CLAIMED, FIN_WAITED, FIN_DETACHED };
+
+/* A joiner of another hub waiting on a record (note O), on its own stack:
+   the thread's hub fills it in as the thread finishes. */
+struct jwait {
+  _Atomic int done; /* set last */
+  int err;          /* 0, or EINVAL: detached or joined otherwise meanwhile */
+  void *result;
+};
 
 #define NREG 256
 static struct {
@@ -959,15 +998,39 @@ struct spawn_req {
 
 static void *pthread_result(struct kz_green *g);
 
+/* Hub side: the join jw waits for is settled (note O). */
+static void jwait_settle(struct jwait *jw, int err, void *result)
+{
+  jw->err = err;
+  jw->result = result;
+  atomic_store_explicit(&jw->done, 1, memory_order_release);
+  kz_sync_wake(&jw->done, 1); /* jw may be gone already: a spurious wake at worst */
+}
+
 /* Done hook of a green pthread (note O), on its hub as it finishes: a
-   joinable one that nobody joins yet publishes its result. */
+   joiner of another hub that waits gets the result; else a joinable one
+   that nobody joins yet publishes it. */
 static void thr_finished(struct kz__done_hook *h, struct kz_green *g)
 {
   struct thr *t = kz__container_of(h, struct thr, fin_hook);
-  if (g->flags & (KZ__G_DETACHED | KZ__G_JOINING))
+  int f;
+  if (g->flags & (KZ__G_DETACHED | KZ__G_JOINING)) { /* gone for any other joiner */
+    if (atomic_exchange(&t->fin, FIN_CLAIMED) == FIN_WAITED)
+      jwait_settle(t->jw, EINVAL, NULL); /* joined otherwise meanwhile */
     return;
+  }
   t->fin_result = pthread_result(g);
-  atomic_store(&t->fin, FIN_READY);
+  for (;;) { /* a joiner of another hub may come, or give up, meanwhile */
+    f = FIN_NO;
+    if (atomic_compare_exchange_strong(&t->fin, &f, FIN_READY))
+      return;
+    if (f != FIN_WAITED)
+      return; /* no other state is reached while it runs: never here */
+    if (atomic_compare_exchange_strong(&t->fin, &f, FIN_CLAIMED))
+      break;
+  }
+  g->flags |= KZ__G_DETACHED; /* released as it switches away, the record with it */
+  jwait_settle(t->jw, 0, t->fin_result);
 }
 
 /* What a new green pthread needs of its own hub, there (hub thread,
@@ -1017,6 +1080,8 @@ static int spawn(struct kz__hub *to, struct spawn_req *q)
   thr_attach(g, t);
   t->fin_hook.fn = thr_finished; /* note O */
   kz__list_push(&g->done_hooks, &t->fin_hook.link);
+  if (q->detached)
+    atomic_store_explicit(&t->fin, FIN_DETACHED, memory_order_relaxed);
   atomic_fetch_add_explicit(&live_threads, 1, memory_order_relaxed);
   *q->out = (pthread_t)g->id;
   if (to == kz__hub())
@@ -1138,8 +1203,8 @@ static void rjoin_done(struct kz__done_hook *h, struct kz_green *g)
     return;
   }
   g->flags |= KZ__G_DETACHED; /* released by the hub, the record with it */
-  if (t) /* gone for lookups before the joiner returns: the release comes after (note O) */
-    atomic_store(&t->fin, FIN_CLAIMED);
+  if (t && atomic_exchange(&t->fin, FIN_CLAIMED) == FIN_WAITED) /* gone for lookups before the */
+    jwait_settle(t->jw, EINVAL, NULL); /* joiner returns: the release comes after (note O) */
   rjoin_settle(j, 0, pthread_result(g));
 }
 
@@ -1149,7 +1214,10 @@ static void rjoin_done(struct kz__done_hook *h, struct kz_green *g)
    detach succeeds, as natively. */
 static bool joined_elsewhere(struct kz_green *g)
 {
+  struct thr *t = g->ext;
   bool live = false, dropped = false;
+  if (t && atomic_load(&t->fin) == FIN_WAITED)
+    return true; /* a joiner of another hub waits on the record (note O) */
   if (!(g->flags & KZ__G_JOINING))
     return false;
   for (struct kz__link *l = g->done_hooks.next, *next; l != &g->done_hooks; l = next) {
@@ -1284,12 +1352,59 @@ static bool join_finished(kz_green_t id, void **ret)
   return true;
 }
 
+static int jwait_done(void *c)
+{
+  return atomic_load_explicit(&((struct jwait *)c)->done, memory_order_acquire);
+}
+
+/* Note O: wait on the record for green pthread id of another hub to
+   finish; deadline as join_green's.  -1 if it cannot be waited for so
+   (finished already, detached, joined otherwise, gone): the caller takes
+   the other ways, which tell which. */
+static int join_wait(kz_green_t id, void **ret, double deadline)
+{
+  unsigned i = reg_index(id);
+  struct jwait jw = {.done = 0};
+  struct thr *t;
+  int no = FIN_NO, w, r;
+  bool waiting = false;
+  reg_lock(i); /* one joiner at a time sets jw */
+  if ((t = reg_slot((uint32_t)id)) && t->id == id && atomic_load(&t->fin) == FIN_NO) {
+    t->jw = &jw;
+    waiting = atomic_compare_exchange_strong(&t->fin, &no, FIN_WAITED);
+  }
+  reg_unlock(i);
+  if (!waiting)
+    return -1;
+  while ((r = kz_sync_wait(&jw.done, jwait_done, &jw, deadline, KZ_SYNC_CANCEL, false,
+                           "a join from another thread")) >= 0 && !jwait_done(&jw))
+    ; /* a wake-up meant for another address */
+  if (!jwait_done(&jw)) { /* timed out or cancelled: take the wait back, unless it is settled */
+    w = FIN_WAITED;
+    reg_lock(i);
+    waiting = (t = reg_at((uint32_t)id)) && t->id == id && t->jw == &jw &&
+              atomic_compare_exchange_strong(&t->fin, &w, FIN_NO);
+    reg_unlock(i);
+    if (waiting) {
+      if (r == -ECANCELED)
+        kz_thr_cancel_point();
+      return r == -ETIMEDOUT ? ETIMEDOUT : -r;
+    }
+    while (!jwait_done(&jw)) /* settled meanwhile: the result is on its way */
+      kz_sync_wait(&jw.done, jwait_done, &jw, -1, 0, false, "a join from another thread");
+  }
+  if (jw.err == 0 && ret)
+    *ret = jw.result;
+  return jw.err;
+}
+
 /* Join green pthread t from anywhere. */
 static int join_green(pthread_t t, void **ret, double deadline)
 {
   struct kz_green *self = kz__self(), *g;
   struct kz__hub *hub;
   pthread_t os;
+  int r;
   if (self && (g = kz__green_get((kz_green_t)t)) && g->hub == self->hub)
     return join_local(self, g, ret, deadline);
   if (join_finished((kz_green_t)t, ret))
@@ -1298,6 +1413,10 @@ static int join_green(pthread_t t, void **ret, double deadline)
     return ESRCH;
   if (hub == kz__hub() && !self)
     return EDEADLK; /* the hub's own callbacks cannot wait */
+  if (deadline != 0 && (r = join_wait((kz_green_t)t, ret, deadline)) >= 0)
+    return r;
+  if (join_finished((kz_green_t)t, ret)) /* it finished meanwhile */
+    return 0;
   return join_remote(hub, (kz_green_t)t, ret, deadline);
 }
 
@@ -1384,12 +1503,16 @@ static int on_green(pthread_t t, int (*op)(struct kz_green *g))
 
 static int detach_op(struct kz_green *g)
 {
+  struct thr *t = g->ext;
+  int no = FIN_NO;
   if ((g->flags & KZ__G_DETACHED) || joined_elsewhere(g))
     return EINVAL;
   if (g->state == KZ_DONE || g->state == KZ_CANCELLED) {
     kz__green_release(g); /* the record with it (note B) */
     return 0;
   }
+  if (t && !atomic_compare_exchange_strong(&t->fin, &no, FIN_DETACHED))
+    return EINVAL; /* a joiner of another hub came first (note O) */
   g->flags |= KZ__G_DETACHED; /* released when it finishes, the record with it */
   return 0;
 }

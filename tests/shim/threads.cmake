@@ -5,7 +5,7 @@
 set(KUDZU_THREAD_HELPERS thread_basic thread_exit_main thread_mutex thread_cond thread_sync
     thread_cancel thread_server thread_real thread_tid errno_sync pshared_sync
     tls_vars tls_epoll tls_errno tls_dtors tls_file_lock tls_robust thread_preempt fork_alloc
-    arena_trim thread_burst thread_names)
+    arena_trim thread_burst thread_names thread_join_wait)
 set(_kz_helpers_dir ${PROJECT_SOURCE_DIR}/tests/helpers)
 foreach(h ${KUDZU_THREAD_HELPERS})
   if(NOT TARGET ${h})
@@ -151,12 +151,17 @@ set_tests_properties(shim_pshared_pingpong shim_pshared_pingpong_busy shim_prefo
 # and where the threads of a program run with --hubs N.
 foreach(h thread_basic thread_exit_main thread_mutex thread_cond thread_sync thread_cancel
           thread_server thread_tid errno_sync tls_vars tls_errno tls_dtors thread_preempt fork_alloc
-          arena_trim)
+          arena_trim thread_join_wait)
   add_test(NAME shim_hubs2_${h} COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/both.sh $<TARGET_FILE:kudzu-launcher>
            $<TARGET_FILE:${h}>)
   set_tests_properties(shim_hubs2_${h} PROPERTIES LABELS "shim;thread;hubs" TIMEOUT 120
                        ENVIRONMENT "KUDZU_HUBS=2")
 endforeach()
+# Joins that wait on the record (preload/thread.c, note O) with four hubs.
+add_test(NAME shim_hubs4_thread_join_wait COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/both.sh $<TARGET_FILE:kudzu-launcher>
+         $<TARGET_FILE:thread_join_wait>)
+set_tests_properties(shim_hubs4_thread_join_wait PROPERTIES LABELS "shim;thread;hubs" TIMEOUT 120
+                     ENVIRONMENT "KUDZU_HUBS=4")
 add_test(NAME shim_hubs COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/hubs.sh)
 set_tests_properties(shim_hubs PROPERTIES LABELS "shim;thread;hubs" TIMEOUT 120
   ENVIRONMENT "KZ=$<TARGET_FILE:kudzu-launcher>;HUBS_SPREAD=$<TARGET_FILE:hubs_spread>;THREAD_SERVER=$<TARGET_FILE:thread_server>")
