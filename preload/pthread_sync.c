@@ -354,7 +354,7 @@ static void enqueue(struct waiter *w)
    KZ_SYNC_CANCEL (otherwise a scoped deadline does not apply either: a
    plain lock has no timeout).  The hub is held: the waker may be another
    OS thread. */
-static int park_green(struct kz_green *g, double deadline, int opts, const char *what)
+int kz_sync_park(struct kz_green *g, double deadline, int opts, const char *what)
 {
   struct kz__hub *hub = g->hub;
   uint8_t saved_flags = g->flags;
@@ -411,7 +411,7 @@ static bool leave(struct waiter *w)
     return false;
   while ((s = atomic_load_explicit(&w->state, memory_order_acquire)) != W_WOKEN) {
     if (w->g)
-      park_green(w->g, -1, 0, "a wake-up on its way");
+      kz_sync_park(w->g, -1, 0, "a wake-up on its way");
     else
       futex_wait(&w->state, s, NULL);
   }
@@ -432,7 +432,7 @@ int kz_sync_wait(const void *addr, kz_sync_check check, void *ctx, double deadli
     r = 0;
   else if (g)
     r = atomic_load_explicit(&w.state, memory_order_acquire) == W_QUEUED
-            ? park_green(g, deadline, opts, what)
+            ? kz_sync_park(g, deadline, opts, what)
             : 0;
   else
     r = park_real(&w, deadline);

@@ -170,16 +170,20 @@
  *      (fin_result, FIN_READY); a joiner of another hub claims it there
  *      and posts its release to its hub, not waited for.
  *    - Still running: the joiner puts a struct jwait of its own stack in
- *      the record (FIN_NO to FIN_WAITED) and waits on it (kz_sync_wait,
- *      which also serves a real OS thread); the done hook finds it, hands
- *      it the result, marks the thread detached (its hub releases it once
- *      it has switched away, the record with it) and wakes the joiner.
- *      So nothing travels to the thread's hub but the thread, and nothing
- *      comes back but the wake-up: the request that used to go there
- *      (rjoin, still the way of a tryjoin) ran on that hub before the new
- *      thread did.  bench_hubs spawn, --hubs 2, medians of eight pairs
- *      against 30c24c0: 2.2 against 2.7 us with this, 2.7 against 3.0
- *      with only the two changes before it (hub/green.c note K,
+ *      the record (FIN_NO to FIN_WAITED) and parks; the done hook finds
+ *      it, hands it the result, marks the thread detached (its hub
+ *      releases it once it has switched away, the record with it) and
+ *      posts the wake-up to the joiner's hub in the jwait itself
+ *      (jwait_deliver), which marks it done there: the joiner leaves only
+ *      then, so the message never outlives it.  A real OS thread joining
+ *      waits in the wait table instead (kz_sync_wait).  So nothing travels
+ *      to the thread's hub but the thread, and nothing comes back but one
+ *      message: the request that used to go there (rjoin, still the way
+ *      of a tryjoin) ran on that hub before the new thread did, and a
+ *      wake-up through the wait table touched its shared count and a
+ *      bucket's lock on both sides.  bench_hubs spawn, --hubs 2, medians
+ *      of eight pairs against 30c24c0: 2.26 against 3.0 us; 2.7 against
+ *      3.0 with only the two changes before it (hub/green.c note K,
  *      hub/sigmask.c note D).
  *    - The wait is a cancellation point, as natively (the request was
  *      not: a thread cancelled in it stayed there until the other
@@ -350,9 +354,12 @@ enum { FIN_NO, FIN_READY, FIN_CLAIMED, FIN_WAITED, FIN_DETACHED };
 /* A joiner of another hub waiting on a record (note O), on its own stack:
    the thread's hub fills it in as the thread finishes. */
 struct jwait {
-  _Atomic int done; /* set last */
-  int err;          /* 0, or EINVAL: detached or joined otherwise meanwhile */
+  _Atomic int done;     /* set last, on the joiner's hub for a green joiner */
+  int err;              /* 0, or EINVAL: detached or joined otherwise meanwhile */
   void *result;
+  struct kz_green *g;   /* the joiner, or NULL: a real thread (kz_sync_wait) */
+  struct kz__hub *hub;  /* g's hub, which the wake-up is posted to */
+  struct kz__post post; /* that wake-up */
 };
 
 #define NREG 256
@@ -998,11 +1005,25 @@ struct spawn_req {
 
 static void *pthread_result(struct kz_green *g);
 
+/* On a green joiner's hub: its join is settled. */
+static void jwait_deliver(struct kz__post *p)
+{
+  struct jwait *jw = kz__container_of(p, struct jwait, post);
+  struct kz_green *g = jw->g;
+  atomic_store_explicit(&jw->done, 1, memory_order_release); /* jw may go from here on */
+  kz__wake(g, 0);
+}
+
 /* Hub side: the join jw waits for is settled (note O). */
 static void jwait_settle(struct jwait *jw, int err, void *result)
 {
   jw->err = err;
   jw->result = result;
+  if (jw->g) { /* straight to its hub, which wakes it */
+    jw->post.fn = jwait_deliver;
+    kz__hub_post(jw->hub, &jw->post);
+    return;
+  }
   atomic_store_explicit(&jw->done, 1, memory_order_release);
   kz_sync_wake(&jw->done, 1); /* jw may be gone already: a spurious wake at worst */
 }
@@ -1364,10 +1385,11 @@ static int jwait_done(void *c)
 static int join_wait(kz_green_t id, void **ret, double deadline)
 {
   unsigned i = reg_index(id);
-  struct jwait jw = {.done = 0};
+  struct kz_green *self = kz__self();
+  struct jwait jw = {.g = self, .hub = self ? self->hub : NULL};
   struct thr *t;
   int no = FIN_NO, w, r;
-  bool waiting = false;
+  bool waiting = false, mine = true;
   reg_lock(i); /* one joiner at a time sets jw */
   if ((t = reg_slot((uint32_t)id)) && t->id == id && atomic_load(&t->fin) == FIN_NO) {
     t->jw = &jw;
@@ -1376,22 +1398,24 @@ static int join_wait(kz_green_t id, void **ret, double deadline)
   reg_unlock(i);
   if (!waiting)
     return -1;
-  while ((r = kz_sync_wait(&jw.done, jwait_done, &jw, deadline, KZ_SYNC_CANCEL, false,
-                           "a join from another thread")) >= 0 && !jwait_done(&jw))
-    ; /* a wake-up meant for another address */
-  if (!jwait_done(&jw)) { /* timed out or cancelled: take the wait back, unless it is settled */
-    w = FIN_WAITED;
+  while (!jwait_done(&jw)) {
+    if (self) /* its wake-up comes as a message to its hub */
+      r = kz_sync_park(self, mine ? deadline : -1, mine ? KZ_SYNC_CANCEL : 0, "a join from another thread");
+    else
+      r = kz_sync_wait(&jw.done, jwait_done, &jw, mine ? deadline : -1, mine ? KZ_SYNC_CANCEL : 0,
+                       false, "a join from another thread");
+    if (r >= 0 || !mine || jwait_done(&jw))
+      continue; /* woken (or for another wait: it looks again), or the result is on its way */
+    w = FIN_WAITED; /* timed out or cancelled: take the wait back, unless it is settled */
     reg_lock(i);
-    waiting = (t = reg_at((uint32_t)id)) && t->id == id && t->jw == &jw &&
-              atomic_compare_exchange_strong(&t->fin, &w, FIN_NO);
+    mine = (t = reg_at((uint32_t)id)) && t->id == id && t->jw == &jw &&
+           atomic_compare_exchange_strong(&t->fin, &w, FIN_NO);
     reg_unlock(i);
-    if (waiting) {
+    if (mine) {
       if (r == -ECANCELED)
         kz_thr_cancel_point();
       return r == -ETIMEDOUT ? ETIMEDOUT : -r;
     }
-    while (!jwait_done(&jw)) /* settled meanwhile: the result is on its way */
-      kz_sync_wait(&jw.done, jwait_done, &jw, -1, 0, false, "a join from another thread");
   }
   if (jw.err == 0 && ret)
     *ret = jw.result;

@@ -55,6 +55,12 @@ enum {
 int kz_sync_wait(const void *addr, kz_sync_check check, void *ctx, double deadline, int opts,
                  bool pass_on, const char *what);
 
+/* Park the calling green thread g, its hub held, until kz__wake(g) (0),
+   deadline (-ETIMEDOUT) or, with KZ_SYNC_CANCEL, cancellation
+   (-ECANCELED): for a wait whose waker posts its wake-up to g's hub
+   itself.  Spurious wake-ups are possible: the caller looks again. */
+int kz_sync_park(struct kz_green *g, double deadline, int opts, const char *what);
+
 /* Wake up to n waiters of addr (SIZE_MAX: all), from any thread.  Cheap when
    nobody waits anywhere (one atomic load).  Returns how many were woken. */
 size_t kz_sync_wake(const void *addr, size_t n);
