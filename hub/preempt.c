@@ -69,8 +69,8 @@
  *    (hub->sig.deferred, preload/signal.c rule 4) are the runtime's own
  *    change: a thread computing after one was held for another thread was
  *    never preempted, so the hub context that delivers it never ran, and
- *    the signal was never handled (sig_new_thread).  One call-out holds a lock that is not a green
- *    wait: the loader's, recursive and owned by the OS thread's id, around
+ *    the signal was never handled (sig_new_thread).  One call-out holds a
+ *    lock that is not a green wait: the loader's, recursive and owned by the OS thread's id, around
  *    the constructors dlopen runs and dl_iterate_phdr's callbacks.  Another
  *    thread's dlopen while such a call-out is preempted enters it as the
  *    call-out's own dlopen would, which the loader supports; a dlclose
@@ -115,10 +115,10 @@
  *    keeps a preempted thread's registers elsewhere).
  * H. The tick also makes the unblocks a new thread's adoption put off
  *    (sigmask.c, note D) while that thread computes without switching
- *    away: in the mask sigreturn restores, so the kernel delivers what is
- *    pending right after the handler, and only where the tick could
- *    preempt (note C), since the runtime's code interrupted elsewhere may
- *    be the one changing the mask.  So the tick is armed before a thread
+ *    away: at once (what is pending is delivered there, as at the
+ *    interrupted instruction) and in the mask sigreturn restores, and
+ *    only where the tick could preempt (note C), since the runtime's code
+ *    interrupted elsewhere may be the one changing the mask.  So the tick is armed before a thread
  *    is adopted (preload/thread.c), and a hub without it puts nothing
  *    off.
  */

@@ -57,9 +57,9 @@
  *    a part of it), and the hub unblocks it at its next loop pass after
  *    the threads it ran switched away (kz__sigmask_catch_up), before it
  *    sleeps, and at the slice timer's tick if the thread computes
- *    meanwhile (hub/preempt.c, note H); any other change of the mask
- *    (another adoption but, a pthread_sigmask, a finish, a signal wait)
- *    makes the whole change at once.  A thread that ends in its first run
+ *    meanwhile (hub/preempt.c, note H).  Any other change of the mask (a
+ *    pthread_sigmask, a finish, a signal wait) makes the whole change at
+ *    once; another adoption puts off its own unblocks with the rest.  A thread that ends in its first run
  *    leaves the mask as it found it: no system call at all.  What this
  *    costs: a signal sent to the process that only the new thread admits
  *    waits in the kernel for up to its first run (one slice tick, 5 ms of
