@@ -59,6 +59,10 @@ static inline void kz__list_remove(struct kz__link *n)
   n->prev = n->next = n;
 }
 
+/* Ask for the lines of the stack depot (stack.c, note G) ahead of a
+   spawn on another hub (green.c, note K). */
+KZ_INTERNAL void kz__stack_depot_prefetch(void);
+
 /* Ask for the cache lines of [p, p + n) ahead of their use, for writing
    (prefetchw; a no-op on processors without it): lines another CPU
    holds then come in together, where the accesses one after another

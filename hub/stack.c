@@ -112,6 +112,8 @@ static struct {
   struct kz__stack warm[KZ__WARM];
 } depot = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
+void kz__stack_depot_prefetch(void) { kz__prefetch(&depot, offsetof(__typeof__(depot), warm)); }
+
 static size_t round_page(size_t n) { return (n + page_size - 1) & ~(page_size - 1); }
 
 static long read_max_map_count(void)

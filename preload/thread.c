@@ -1081,6 +1081,11 @@ static int spawn(struct kz__hub *to, struct spawn_req *q)
   struct kz_green *g;
   struct thr *t;
   int err = 0;
+  if (to != kz__hub()) { /* what another hub wrote last, asked for at once (hub/green.c, note K) */
+    kz__stack_depot_prefetch();
+    kz__prefetch(&to->tls_areas, sizeof to->tls_areas);
+    kz__prefetch(&live_threads, sizeof live_threads);
+  }
   if (!(t = thr_new(to, NULL)))
     return EAGAIN;
   t->fn = q->fn;
