@@ -1,6 +1,6 @@
 /* thread_join_wait.c: joins that wait for a thread still running.
- *   - pthread_join of a thread that has not finished returns when it does,
- *     with its value (50 times in a row);
+ *   - pthread_join of a thread just made, which may still be running,
+ *     returns its value (50 times in a row);
  *   - pthread_timedjoin_np of a thread that waits fails with ETIMEDOUT, and
  *     leaves it joinable: a pthread_join once it is let go gets its value;
  *   - a thread cancelled while it waits in pthread_join runs its cleanup
