@@ -59,10 +59,6 @@ static inline void kz__list_remove(struct kz__link *n)
   n->prev = n->next = n;
 }
 
-/* Ask for the lines of the stack depot (stack.c, note G) ahead of a
-   spawn on another hub (green.c, note K). */
-KZ_INTERNAL void kz__stack_depot_prefetch(void);
-
 /* Ask for the cache lines of [p, p + n) ahead of their use, for writing
    (prefetchw; a no-op on processors without it): lines another CPU
    holds then come in together, where the accesses one after another
@@ -848,6 +844,9 @@ enum kz__guard { KZ__GUARD_NONE, KZ__GUARD_MADVISE, KZ__GUARD_MPROTECT, KZ__GUAR
    depot if hub is NULL (any OS thread: stack.c, note G).  Returns 0 or
    -errno. */
 KZ_INTERNAL int kz__stack_get(struct kz__hub *hub, size_t size, struct kz__stack *out);
+/* Ask for the lines of the depot (stack.c, note G) ahead of a spawn on
+   another hub (green.c, note K). */
+KZ_INTERNAL void kz__stack_depot_prefetch(void);
 /* Return a stack to the hub's cache, the depot it came from, or the OS
    (hub's OS thread). */
 KZ_INTERNAL void kz__stack_put(struct kz__hub *hub, struct kz__stack *s);
