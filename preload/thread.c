@@ -1385,8 +1385,9 @@ static int jwait_done(void *c)
 
 /* Note O: wait on the record for green pthread id of another hub to
    finish; deadline as join_green's.  -1 if it cannot be waited for so
-   (finished already, detached, joined otherwise, gone): the caller takes
-   the other ways, which tell which. */
+   (finished already, detached, joined otherwise, gone, or on the calling
+   hub, whose callbacks cannot wait): the caller takes the other ways,
+   which tell which. */
 static int join_wait(kz_green_t id, void **ret, double deadline)
 {
   unsigned i = reg_index(id);
@@ -1396,7 +1397,8 @@ static int join_wait(kz_green_t id, void **ret, double deadline)
   int no = FIN_NO, w, r;
   bool waiting = false, mine = true;
   reg_lock(i); /* one joiner at a time sets jw */
-  if ((t = reg_slot((uint32_t)id)) && t->id == id && atomic_load(&t->fin) == FIN_NO) {
+  if ((t = reg_slot((uint32_t)id)) && t->id == id && atomic_load(&t->fin) == FIN_NO &&
+      (self || t->hub != kz__hub())) {
     t->jw = &jw;
     waiting = atomic_compare_exchange_strong(&t->fin, &no, FIN_WAITED);
   }
@@ -1438,14 +1440,14 @@ static int join_green(pthread_t t, void **ret, double deadline)
     return join_local(self, g, ret, deadline);
   if (join_finished((kz_green_t)t, ret))
     return 0;
-  if (!reg_find((kz_green_t)t, &hub, &os))
-    return ESRCH;
-  if (hub == kz__hub() && !self)
-    return EDEADLK; /* the hub's own callbacks cannot wait */
   if (deadline != 0 && (r = join_wait((kz_green_t)t, ret, deadline)) >= 0)
     return r;
   if (join_finished((kz_green_t)t, ret)) /* it finished meanwhile */
     return 0;
+  if (!reg_find((kz_green_t)t, &hub, &os))
+    return ESRCH;
+  if (hub == kz__hub() && !self)
+    return EDEADLK; /* the hub's own callbacks cannot wait */
   return join_remote(hub, (kz_green_t)t, ret, deadline);
 }
 
