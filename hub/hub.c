@@ -115,8 +115,9 @@
  * L. Crossing between hubs: a post to a hub asleep in epoll_wait costs the
  *    eventfd write and the wake-up of an idle CPU (7 to 40 us on a virtual
  *    machine).  So a hub of a set of several, about to sleep with nothing
- *    to do, first watches its mailbox for SPIN_S (20 us), as Go's idle Ms
- *    spin before they park: a ping-pong between hubs then never sleeps.
+ *    to do, first watches its mailbox for SPIN_S (20 us; longer after
+ *    sleeps that a post soon ended, note O), as Go's idle Ms spin before
+ *    they park: a ping-pong between hubs then never sleeps.
  *    While it watches, the hub is awake (wake_pending set), so posters
  *    skip the eventfd write (note D); when the time is up, the poll's
  *    release looks at the inbox once more.  The messages it took run
@@ -178,6 +179,24 @@
  *    would be one more operation on the line for nothing.  Reading it is
  *    enough for note D's argument: the push is sequentially consistent,
  *    and a flag seen set was set before the hub's clear.
+ * O. The spin adapts to how long the hub's sleeps last.  A wake-up of a
+ *    sleeping hub takes longer than the spin here (7 to 40 us on this
+ *    virtual machine), so one sleep fed the next: a hub that slept woke
+ *    late, its answer came after the other hub's spin had run out, that
+ *    one slept too, and the two went on waking each other through the
+ *    eventfd, for hundreds of rounds, until by chance a wake-up came
+ *    within the spin.  bench_hubs spawn made 290 to 1,200 eventfd writes in
+ *    100,000 rounds.  So a hub whose spin ran out notes how long it then
+ *    waited in all (spin and sleep) when a post ended the sleep, and its
+ *    next spin lasts half as long again, up to SPIN_MAX_S (100 us): the
+ *    answer that came late once is awaited awake the next time, and the
+ *    two hubs are back to spinning (7 to 210 writes in the same runs).  A
+ *    sleep that lasts longer, or that something else ends (a timer, a
+ *    descriptor), puts the spin back to SPIN_S.  A hub that goes idle
+ *    thus spins at most 100 us, once, before it sleeps for good; a hub
+ *    that a post wakes every few tens of microseconds spins instead of
+ *    sleeping, as a hub that is busy does.  The clock is read only when a
+ *    spin has run out.
  */
 #include "internal.h"
 
@@ -195,6 +214,9 @@
 #include <unistd.h>
 
 #define KZ__HUB_STACK (256 * 1024)
+#define SPIN_S 20e-6     /* note L: the spin, as it starts */
+#define SPIN_MAX_S 100e-6 /* note O: the longest */
+#define SPIN_SKIPS 8
 
 KZ_TLS struct kz__hub *kz__tls_hub;
 
@@ -451,6 +473,7 @@ static void wakeup_cb(struct ev_loop *loop, ev_io *w, int revents)
     kz__rtfd_lost(hub->wake_fd, "a hub's wake-up eventfd");
   if (kz__syscall(SYS_read, hub->wake_fd, &n, sizeof n) < 0 && errno == EBADF)
     kz__rtfd_lost(hub->wake_fd, "a hub's wake-up eventfd");
+  hub->post_woke = true; /* note O */
   drain(hub);
 }
 
@@ -607,6 +630,7 @@ struct kz__hub *kz__hub_create(int *err)
     goto error6;
   ev_set_userdata(hub->loop, hub);
   atomic_init(&hub->wake_pending, true); /* awake (note D) */
+  hub->spin_s = SPIN_S;                   /* note O */
   ev_set_loop_release_cb(hub->loop, hub_release, hub_acquire);
   ev_set_invoke_pending_cb(hub->loop, hub_invoke); /* note M */
   ev_io_init(&hub->wakeup, wakeup_cb, hub->wake_fd, EV_READ);
@@ -683,14 +707,12 @@ static bool hub_stuck(struct kz__hub *hub)
   return false;
 }
 
-/* Note L: a hub of several, about to sleep, waits SPIN_S for its mailbox
-   first, with wake_pending set so that posters leave the eventfd alone.
-   True if a message came (and ran). */
-#define SPIN_S 20e-6
-#define SPIN_SKIPS 8
+/* Note L: a hub of several, about to sleep, waits hub->spin_s for its
+   mailbox first, with wake_pending set so that posters leave the eventfd
+   alone.  True if a message came (and ran). */
 static bool hub_spin(struct kz__hub *hub)
 {
-  double end = kz__now() + SPIN_S;
+  double end = (hub->spin_at = kz__now()) + hub->spin_s;
   for (unsigned i = 1;; i++) {
     if (atomic_load_explicit(&hub->inbox, memory_order_relaxed))
       break;
@@ -700,6 +722,17 @@ static bool hub_spin(struct kz__hub *hub)
   }
   drain(hub);
   return true;
+}
+
+/* Note O: the spin ran out and the hub slept; how long the next spin
+   lasts, from how long this wait took. */
+static void spin_adapt(struct kz__hub *hub)
+{
+  double waited = kz__now() - hub->spin_at;
+  if (hub->post_woke && waited < SPIN_MAX_S)
+    hub->spin_s = waited * 1.5 < SPIN_MAX_S ? waited * 1.5 : SPIN_MAX_S;
+  else
+    hub->spin_s = SPIN_S;
 }
 
 /* Note E: nothing can ever happen again on this hub. */
@@ -716,7 +749,7 @@ void *kz__hub_loop(void *arg)
   struct kz__hub *hub = arg;
   kz__switched(hub, NULL);
   for (;;) {
-    bool busy, alive, probe, primed = false;
+    bool busy, alive, probe, primed = false, spun = false;
     if (KZ_UNLIKELY(hub->ho_moved)) /* taken over by another OS thread (handoff.c) */
       kz__handoff_moved(hub);
     kz__verify(hub);
@@ -738,9 +771,13 @@ void *kz__hub_loop(void *arg)
         kz__hub_unhold(hub);
     }
     busy = primed || hub->run_head || hub->preempted || !kz__list_empty(&hub->soon);
-    if (!busy && atomic_load_explicit(&hub->q_member, memory_order_relaxed) && hub_spin(hub)) {
-      hub->spin_fed = true;
-      continue; /* note L: from the top, which sees what the messages did (a backend given up) */
+    if (!busy && atomic_load_explicit(&hub->q_member, memory_order_relaxed)) {
+      if (hub_spin(hub)) {
+        hub->spin_fed = true;
+        continue; /* note L: from the top, which sees what the messages did (a backend given up) */
+      }
+      spun = true; /* and it sleeps: note O measures how long */
+      hub->post_woke = false;
     }
     if (KZ_UNLIKELY(hub->spin_fed)) { /* note L: the pass after a spin that brought messages */
       hub->spin_fed = false;
@@ -775,6 +812,8 @@ void *kz__hub_loop(void *arg)
       }
       alive = true; /* never deadlocked alone */
     }
+    if (KZ_UNLIKELY(spun))
+      spin_adapt(hub);
     kz__fd_flush(hub);
     __atomic_store_n(&hub->in_loop, false, __ATOMIC_RELAXED);
     if (KZ_UNLIKELY(hub->preempted != NULL)) /* behind what the poll woke (preempt.c, note D) */

@@ -375,6 +375,9 @@ struct kz__hub {
   unsigned xwaiters;            /* green threads parked on objects of any hub (sched.c, note F) */
   bool xheld;                   /* the loop pass holds the hub for them (hub.c, note J) */
   bool spin_fed;                /* the last spin brought messages (hub.c, note L) */
+  bool post_woke;               /* a post ended the sleep after a spin (hub.c, note O) */
+  double spin_s;                /* how long it spins now (hub.c, note O) */
+  double spin_at;               /* when the last spin began (kz__now seconds) */
   unsigned char poll_skips;     /* polls skipped in a row after spins (hub.c, note L) */
   bool stopping;                /* kz__hub_destroy in progress */
   bool in_loop;                 /* the hub context is inside ev_run (read by monitor.c) */
