@@ -130,6 +130,15 @@
  *    threads (preload/thread.c, spawn), whose locks and counters it then
  *    changes one after another: 0.95-0.97x in two series of ten pairs of
  *    bench_hubs spawn.
+ * L. Room for the shim's record: on stacks kudzu allocates, kz__ext_size
+ *    bytes (rounded to a cache line) between the struct and the first
+ *    frame, g->ext_room, which the shim's record of the green thread takes
+ *    (preload/thread.c, note B).  The record then comes with the stack:
+ *    no allocation, no depot of records whose lock and whose record's link
+ *    the maker of a spawn on another hub read one after the other, each
+ *    from the other CPU, and its lines are the struct's neighbours, asked
+ *    for with them (note K).  A stack of the program's (its own struct is
+ *    malloc'd) has none.
  */
 #include "internal.h"
 
@@ -225,6 +234,7 @@ struct kz_green *kz__spawn(struct kz__hub *hub, kz_fn fn, void *arg,
 {
   bool here = hub == kz__tls_hub;
   double delay = opts ? opts->delay : 0;
+  size_t room = (kz__ext_size + 63) & ~(size_t)63; /* note L */
   struct kz__stack st;
   struct kz_green *g;
   char *top;
@@ -255,8 +265,8 @@ struct kz_green *kz__spawn(struct kz__hub *hub, kz_fn fn, void *arg,
       return NULL;
     }
     g = (struct kz_green *)(((uintptr_t)(st.base + st.size) - sizeof *g) & ~(uintptr_t)63);
-    top = (char *)g;
-    kz__prefetch(top - KZ__SW_INIT_BYTES, KZ__SW_INIT_BYTES + sizeof *g); /* note K */
+    top = (char *)g - room; /* note L: the shim's record, if any, under the struct */
+    kz__prefetch(top - KZ__SW_INIT_BYTES, KZ__SW_INIT_BYTES + room + sizeof *g); /* note K */
   }
   g->id = kz__handle_new_owned(KZ__H_GREEN, g, hub);
   if (!g->id) {
@@ -286,6 +296,7 @@ struct kz_green *kz__spawn(struct kz__hub *hub, kz_fn fn, void *arg,
   g->stack = st;
   g->waiting.kind = KZ__WAIT_NONE;
   g->ext = NULL;
+  g->ext_room = user_stack || !room ? NULL : top;
   g->sig = (struct kz__green_sig){0}; /* follows the main one's mask (kz__sig_owner) */
 #ifdef KZ_ASAN
   g->asan_fake = NULL;

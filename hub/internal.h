@@ -262,6 +262,7 @@ struct kz_green {
   struct kz__link done_hooks; /* struct kz__done_hook, run when it finishes */
   struct kz__stack stack;     /* its stack (none for the main green thread) */
   void *ext;                  /* per-green data of the shim (pthread emulation) */
+  void *ext_room;             /* kz__ext_size bytes under the struct for it, or NULL (green.c, note L) */
   void *handoff;              /* the spare that took its hub over, once (handoff.c) */
   struct kz__green_sig sig;   /* its own signal mask (sigmask.c) */
   struct kz__post adopt;      /* made by another hub: the message that hands it over (green.c, note E) */

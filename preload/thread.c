@@ -27,6 +27,16 @@
  *    in each of this file's own paths missed every release made through the
  *    API: a pthread joined with kz_join leaked its record, which stayed in
  *    the registry, so the stale pthread_t still answered pthread_kill.)
+ *    The record lives in the room its green thread's stack keeps for it
+ *    under the green thread's struct (hub/green.c, note L), so it is made
+ *    with the stack and goes with it; only a green thread on a stack of
+ *    the program's gets one allocated (a depot of freed ones, then
+ *    malloc).  A pthread_create for another hub no longer takes a lock
+ *    and a record's link that the other hub wrote last: bench_hubs burst
+ *    200, a create 389 -> 260 ns and a whole round 897 -> 760 ns a thread
+ *    (medians of eight and six pairs; a lone spawn + join unchanged within
+ *    the noise), and an idle green pthread costs 177 bytes less
+ *    (bench_idle_tls: 9,211 -> 9,034 bytes).
  * C. Stacks: an explicit stack size becomes max(size, the hub's default);
  *    glibc's default (RLIMIT_STACK, 8 MiB) becomes the hub's default (128
  *    KiB unless KUDZU_STACK_SIZE or --stack-size say otherwise), like
@@ -208,9 +218,10 @@
  *      hooked until the thread finishes; a later join or detach drops it
  *      (joined_elsewhere).
  * P. pthread_create on another hub does not wait for it (hub/green.c,
- *    note E).  The creator makes everything that can fail: the record, the
- *    TLS area (hub/tls.c: kz__tls_new, from any OS thread), the green
- *    thread; it stores the id where the program asked, as glibc does
+ *    note E).  The creator makes everything that can fail: the TLS area
+ *    (hub/tls.c: kz__tls_new, from any OS thread), the record when the
+ *    stack is the program's, the green thread, and then the record in
+ *    the green thread's room (note B), which cannot fail; it stores the id where the program asked, as glibc does
  *    before the thread can run, and posts the green thread.  Its hub then
  *    gives it what is that hub's (thr_adopted, kz__ext_adopt): the TLS
  *    bound to it (its thread id, malloc's cache), the signal mask counted
@@ -344,6 +355,7 @@ struct thr {
   uint64_t start_mask;            /* its creator's signal mask, its own from the start */
   void *fin_result;               /* what pthread_join reports, once fin is FIN_READY */
   struct jwait *jw;               /* the joiner of another hub waiting, while fin is FIN_WAITED */
+  bool in_room;                   /* in its green thread's ext_room, not allocated (note B) */
 };
 
 /* struct thr's fin (note O): running and joinable (NO), detached
@@ -457,9 +469,10 @@ static bool reg_claimed(kz_green_t id)
   return claimed;
 }
 
-/* Records freed, for the next ones: a record made on one hub's OS thread
-   is often freed on another's (note P), and through malloc the two met on
-   its arena's lock (hub/tls.c, note K). */
+/* Records freed, for the next ones, where the green thread has no room
+   for its record (note B): a record made on one hub's OS thread is often
+   freed on another's (note P), and through malloc the two met on its
+   arena's lock (hub/tls.c, note K). */
 static struct kz__depot records = {.max = 256};
 
 static void thr_free(struct thr *t)
@@ -468,7 +481,7 @@ static void thr_free(struct thr *t)
   if (t->tp)
     kz__tls_free(t->tp, t->hub);
   free(t->values);
-  if (!kz__depot_put(&records, t))
+  if (!t->in_room && !kz__depot_put(&records, t))
     free(t);
 }
 
@@ -499,15 +512,17 @@ static pthread_t os_self(void)
   return os ? (pthread_t)os : RT(pthread_self)();
 }
 
-/* A new record for a green thread of hub, bound to g if not NULL (on the
-   calling hub). */
+/* A new record for a green thread of hub, bound to g if not NULL: in g's
+   room if it has one (note B), which never fails.  On the calling hub, or,
+   for a g not yet posted to hub, on its maker's (note P). */
 static struct thr *thr_new(struct kz__hub *hub, struct kz_green *g)
 {
-  struct thr *t = kz__depot_pop(&records);
-  if (t)
+  struct thr *t = g ? g->ext_room : NULL;
+  if (t || (t = kz__depot_pop(&records)))
     memset(t, 0, sizeof *t);
   else if (!(t = calloc(1, sizeof *t)))
     return NULL;
+  t->in_room = g && t == g->ext_room;
   t->cancel_state = PTHREAD_CANCEL_ENABLE;
   t->cancel_type = PTHREAD_CANCEL_DEFERRED;
   t->hub = hub;
@@ -751,7 +766,8 @@ EXPORT void __pthread_unwind_next(__pthread_unwind_buf_t *buf)
 /* Where a green pthread starts: the program's routine, then destructors. */
 static void *thr_start(void *arg)
 {
-  struct thr *t = arg;
+  struct thr *t = kz__self()->ext; /* made after the green thread (spawn) */
+  (void)arg;
   if (t->tp)
     kz__tls_started();
   t->exit_value = t->fn(t->arg);
@@ -1079,31 +1095,37 @@ static int spawn(struct kz__hub *to, struct spawn_req *q)
   struct kz_spawn_opts opts = {.name = q->name[0] ? q->name : NULL, .stack_size = q->size,
                                .detached = q->detached};
   struct kz_green *g;
-  struct thr *t;
+  struct thr *t = NULL;
+  void *tp = NULL;
   int err = 0;
   if (to != kz__hub()) { /* what another hub wrote last, asked for at once (hub/green.c, note K) */
     kz__stack_depot_prefetch();
     kz__prefetch(&to->tls_areas, sizeof to->tls_areas);
     kz__prefetch(&live_threads, sizeof live_threads);
   }
-  if (!(t = thr_new(to, NULL)))
+  if (kz__tls_available(NULL) && !(tp = kz__tls_new(to))) /* note E */
     return EAGAIN;
-  t->fn = q->fn;
-  t->arg = q->arg;
-  t->start_mask = q->mask;
-  if (kz__tls_available(NULL) && !(t->tp = kz__tls_new(to))) { /* note E */
-    free(t);
+  /* a stack of the program's has no room for the record (note B) */
+  if (q->stack && !(t = thr_new(to, NULL))) {
+    if (tp)
+      kz__tls_free(tp, to);
     return EAGAIN;
   }
-  if (!(g = kz__spawn(to, thr_start, t, &opts, q->stack, q->stack ? q->size : 0, &err))) {
-    if (t->tp)
-      kz__tls_free(t->tp, to);
+  if (!(g = kz__spawn(to, thr_start, NULL, &opts, q->stack, q->stack ? q->size : 0, &err))) {
+    if (tp)
+      kz__tls_free(tp, to);
     free(t);
     return err == -EINVAL ? EINVAL : EAGAIN;
   }
-  if (t->tp)
-    kz__green_own_tls(g, t->tp); /* before it first runs: the switch loads it */
-  thr_attach(g, t);
+  if (t)
+    thr_attach(g, t);
+  else
+    t = thr_new(to, g); /* in its room: made now, it cannot fail */
+  t->fn = q->fn;
+  t->arg = q->arg;
+  t->start_mask = q->mask;
+  if ((t->tp = tp))
+    kz__green_own_tls(g, tp); /* before it first runs: the switch loads it */
   t->fin_hook.fn = thr_finished; /* note O */
   kz__list_push(&g->done_hooks, &t->fin_hook.link);
   if (q->detached)
