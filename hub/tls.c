@@ -133,7 +133,8 @@
  *    of a read parked on a pipe, 1.6 KiB), the area (4,416 bytes: the
  *    2,368-byte descriptor, 0.4 KiB of the modules' blocks, and 1,520
  *    bytes glibc reserves below them for modules dlopen'ed later with
- *    static TLS), its dtv and the shim's record.  What is written of the
+ *    static TLS), its dtv and the shim's record (which has since moved
+ *    into the stack page, green.c note L: 9,034 bytes).  What is written of the
  *    area, the descriptor and the blocks (2.7 KiB), lies above the reserve,
  *    so at the top of the stack the reserve separates it from the frames
  *    and the two still take two pages: 8,672 bytes measured (a prototype),
