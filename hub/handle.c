@@ -11,7 +11,8 @@
  * A. Allocation is per OS thread: each thread keeps a LIFO of free slots and
  *    a private range of fresh indices taken 64 at a time from a global
  *    counter, so spawning never takes a lock in the steady state.  A slot
- *    freed on another thread simply joins that thread's list.
+ *    freed on another thread joins that thread's list, which passes full
+ *    batches on (note D).
  * B. Lookups from other threads read gen/type/obj with relaxed atomics,
  *    then the generation again: a racing release can only turn a valid
  *    answer into NULL (obj shares its word with the free list's link, which
@@ -24,6 +25,26 @@
  *    stack of its own size goes back with munmap).  The slot's memory is
  *    never freed, so kz__handle_owner reads the owner, then checks that
  *    the generation did not move meanwhile.
+ * D. Slots go back to where they are wanted.  A green thread one hub makes
+ *    for another is freed on the other hub's OS thread (green.c, note E),
+ *    so with every free joining the freeing thread's list, a hub that
+ *    placed its threads elsewhere (an acceptor handing each connection to
+ *    the other hubs) took fresh indices for ever, while the others' lists
+ *    grew: 24 bytes a connection that never came back (bench_hubs spawn
+ *    2,000,000 under --hubs 2: 28 MB of resident memory against 5 MB for
+ *    200,000), and after 64 Mi spawns, about twenty minutes at 50,000
+ *    connections a second, no handle at all: pthread_create failing with
+ *    EAGAIN.  So each thread's free slots are two lists, as the magazines
+ *    of Bonwick's allocators: the one it allocates from and frees to
+ *    (cur), and a full one of BATCH slots (prev).  A free finding cur full
+ *    passes prev to a depot shared by every thread (a spinlocked array of
+ *    batches) and cur becomes prev; an allocation finding cur empty takes
+ *    prev, or a batch from the depot, before fresh indices.  One lock per
+ *    64 slots on each side; a depot that is full leaves the batches where
+ *    they are, as before.  The slots then come back warm and already
+ *    mapped, where fresh ones cost a page fault each 170 of them (the
+ *    chunk's first touch) and a miss each.  A fork child makes the depot's
+ *    lock anew (kz__handle_forked): another thread may have held it.
  */
 #include "internal.h"
 
@@ -53,13 +74,62 @@ static _Atomic uint32_t next_fresh;
    from a green thread must not become a green wait on the runtime's lock. */
 static pthread_mutex_t chunk_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* This OS thread's slots (note A), reached through kz__os_tls: a green
+/* This OS thread's slots (notes A, D), reached through kz__os_tls: a green
    thread with TLS of its own allocates from its OS thread's (tls.c, D). */
 struct mine {
-  uint32_t free_head;             /* free slots */
+  uint32_t cur, ncur;             /* free slots: allocated from, freed to */
+  uint32_t prev, nprev;           /* a batch of free slots, or NONE */
   uint32_t fresh_next, fresh_end; /* fresh range */
 };
-static KZ_TLS struct mine mine_tls = {NONE, 0, 0};
+static KZ_TLS struct mine mine_tls = {NONE, 0, NONE, 0, 0, 0};
+
+/* Note D: batches of free slots any thread may take. */
+#define DEPOT_BATCHES 16384
+struct batch {
+  uint32_t head, n;
+};
+static struct {
+  _Atomic bool lock;
+  unsigned n;
+  struct batch b[DEPOT_BATCHES];
+} depot;
+
+static void depot_lock(void)
+{
+  while (atomic_exchange_explicit(&depot.lock, true, memory_order_acquire))
+    while (atomic_load_explicit(&depot.lock, memory_order_relaxed))
+      __builtin_ia32_pause();
+}
+
+static void depot_unlock(void) { atomic_store_explicit(&depot.lock, false, memory_order_release); }
+
+static bool depot_put(uint32_t head, uint32_t n)
+{
+  bool room;
+  depot_lock();
+  if ((room = depot.n < DEPOT_BATCHES))
+    depot.b[depot.n++] = (struct batch){head, n};
+  depot_unlock();
+  return room;
+}
+
+static bool depot_take(uint32_t *head, uint32_t *n)
+{
+  bool some;
+  depot_lock();
+  if ((some = depot.n > 0)) {
+    *head = depot.b[--depot.n].head;
+    *n = depot.b[depot.n].n;
+  }
+  depot_unlock();
+  return some;
+}
+
+void kz__handle_forked(void)
+{
+  if (atomic_load_explicit(&depot.lock, memory_order_relaxed)) /* written only then: no page copied */
+    atomic_store_explicit(&depot.lock, false, memory_order_relaxed);
+}
 
 static struct mine *mine(void) { return kz__os_tls(&mine_tls); }
 
@@ -98,9 +168,18 @@ static bool chunk_ensure(uint32_t idx)
 static uint32_t index_alloc(void)
 {
   struct mine *m = mine();
-  uint32_t idx = m->free_head;
-  if (idx != NONE) {
-    m->free_head = slot_at(idx)->next_free;
+  uint32_t idx;
+  if (m->ncur == 0) { /* note D */
+    if (m->prev != NONE) {
+      m->cur = m->prev, m->ncur = m->nprev;
+      m->prev = NONE, m->nprev = 0;
+    } else if (!depot_take(&m->cur, &m->ncur)) {
+      m->cur = NONE;
+    }
+  }
+  if ((idx = m->cur) != NONE) {
+    m->cur = slot_at(idx)->next_free;
+    m->ncur--;
     return idx;
   }
   if (m->fresh_next == m->fresh_end) {
@@ -171,12 +250,20 @@ void kz__handle_free(uint64_t h)
 {
   uint32_t idx = (uint32_t)h;
   struct slot *s = slot_at(idx);
+  struct mine *m;
   if (!s)
     return;
   atomic_store_explicit(&s->type, 0, memory_order_release);
   /* Only the owning thread frees a slot (note B): no locked increment. */
   atomic_store_explicit(&s->gen, atomic_load_explicit(&s->gen, memory_order_relaxed) + 1,
                         memory_order_relaxed);
-  s->next_free = mine()->free_head;
-  mine()->free_head = idx;
+  m = mine();
+  /* note D: a depot found full is tried again BATCH frees later */
+  if (m->ncur >= BATCH && m->ncur % BATCH == 0 && (m->prev == NONE || depot_put(m->prev, m->nprev))) {
+    m->prev = m->cur, m->nprev = m->ncur;
+    m->cur = NONE, m->ncur = 0;
+  }
+  s->next_free = m->cur;
+  m->cur = idx;
+  m->ncur++;
 }

@@ -290,6 +290,7 @@ static void hubs_atfork_child(void)
   atomic_fetch_add(&set.forks, 1); /* green.c, note E */
   kz__stack_forked();
   kz__tls_forked(hub);
+  kz__handle_forked();
   pthread_mutex_init(&set.lock, NULL);
   atomic_store(&set.n, 0);
 }

@@ -5,7 +5,7 @@
 set(KUDZU_THREAD_HELPERS thread_basic thread_exit_main thread_mutex thread_cond thread_sync
     thread_cancel thread_server thread_real thread_tid errno_sync pshared_sync
     tls_vars tls_epoll tls_errno tls_dtors tls_file_lock tls_robust thread_preempt fork_alloc
-    arena_trim thread_burst thread_names thread_join_wait)
+    arena_trim thread_burst thread_names thread_join_wait thread_churn)
 set(_kz_helpers_dir ${PROJECT_SOURCE_DIR}/tests/helpers)
 foreach(h ${KUDZU_THREAD_HELPERS})
   if(NOT TARGET ${h})
@@ -162,6 +162,14 @@ add_test(NAME shim_hubs4_thread_join_wait COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/bo
          $<TARGET_FILE:thread_join_wait>)
 set_tests_properties(shim_hubs4_thread_join_wait PROPERTIES LABELS "shim;thread;hubs" TIMEOUT 120
                      ENVIRONMENT "KUDZU_HUBS=4")
+# Threads made on one hub and released on another give their handle
+# slots back (hub/handle.c, note D): memory does not grow with their number.
+foreach(n 2 4)
+  add_test(NAME shim_hubs${n}_thread_churn COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/both.sh
+           $<TARGET_FILE:kudzu-launcher> $<TARGET_FILE:thread_churn>)
+  set_tests_properties(shim_hubs${n}_thread_churn PROPERTIES LABELS "shim;thread;hubs" TIMEOUT 120
+                       ENVIRONMENT "KUDZU_HUBS=${n}")
+endforeach()
 add_test(NAME shim_hubs COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/hubs.sh)
 set_tests_properties(shim_hubs PROPERTIES LABELS "shim;thread;hubs" TIMEOUT 120
   ENVIRONMENT "KZ=$<TARGET_FILE:kudzu-launcher>;HUBS_SPREAD=$<TARGET_FILE:hubs_spread>;THREAD_SERVER=$<TARGET_FILE:thread_server>")
