@@ -53,7 +53,7 @@
  *    and may join, detach or cancel it as such.  The message lives in
  *    the struct, which cannot go before it: a green thread is released
  *    only once it has finished, so once it has run.  Placement counts
- *    the green threads on their way (hub->adopting).  A fork child does
+ *    the green threads on their way (hub->sent less hub->taken).  A fork child does
  *    not adopt those made in the parent (kz__hubs_forks): their maker is
  *    a thread it does not have.  It was a round trip, the spawn made
  *    there while the caller waited.  The work moved, the crossings did
@@ -346,8 +346,9 @@ static void adopt_run(struct kz__post *p)
       kz__ext_adopt(g);
   }
   /* after the live count: placement, reading this first, never counts it
-     out of both (hubs.c, note A) */
-  atomic_fetch_sub_explicit(&hub->adopting, 1, memory_order_release);
+     out of both (hubs.c, note A); this hub's alone to write */
+  atomic_store_explicit(&hub->taken, atomic_load_explicit(&hub->taken, memory_order_relaxed) + 1,
+                        memory_order_release);
 }
 
 void kz__green_own_tls(struct kz_green *g, void *tp)
@@ -360,7 +361,7 @@ void kz__green_own_tls(struct kz_green *g, void *tp)
 void kz__spawn_post(struct kz_green *g)
 {
   struct kz__hub *hub = g->hub;
-  atomic_fetch_add_explicit(&hub->adopting, 1, memory_order_relaxed); /* placement counts it (hubs.c) */
+  atomic_fetch_add_explicit(&hub->sent, 1, memory_order_relaxed); /* placement counts it (hubs.c) */
   g->adopt.fn = adopt_run;
   kz__hub_post(hub, &g->adopt);
 }

@@ -164,21 +164,28 @@
  *    the program's.
  * N. The mailbox is the only part of a hub that other OS threads write:
  *    the inbox, the wake-up flag and descriptor, the posters' count, the
- *    stuck mark (note K) and the count of green threads on their way
- *    (green.c, note E).  It has a cache line of its own, at the end of the
- *    struct, which is allocated aligned.  Between two CPUs a line moves
- *    in about 30 ns when they share a core's caches and 130-150 ns when
- *    they do not (a ping-pong of one word on this project's virtual
- *    machine gave either, from minute to minute), and each atomic
- *    operation on a line the other CPU holds waits for it.  On one line, a
- *    post moves one line; with the mailbox among the hub's own fields
- *    (the pass counter, the loop flag, which the hub writes every pass),
- *    each of its operations could find the line gone again.  A poster
- *    reads the wake-up flag before it exchanges it: a hub that is awake
- *    (the spin of note L, a running pass) has it set, and the exchange
- *    would be one more operation on the line for nothing.  Reading it is
- *    enough for note D's argument: the push is sequentially consistent,
- *    and a flag seen set was set before the hub's clear.
+ *    stuck mark (note K) and the count of green threads sent to it
+ *    (green.c, note E).  Between two CPUs a line moves in about 30 ns when
+ *    they share a core's caches and 130-150 ns when they do not (a
+ *    ping-pong of one word on this project's virtual machine gave either,
+ *    from minute to minute), and each atomic operation on a line the other
+ *    CPU holds waits for it.  So the mailbox is kept off the hub's own
+ *    fields (the pass counter, the loop flag, which the hub writes every
+ *    pass), on two cache lines at the end of the struct, which is
+ *    allocated aligned: the inbox and the wake-up flag on the first, which
+ *    the hub reads over and over as it spins (note L), the rest on the
+ *    second, which it does not.  With all of it on one line, each of a
+ *    poster's operations (the count sent, its own count in and out, the
+ *    push) could find the line taken back by the spinning hub's next read;
+ *    now, for a lone poster, only the push crosses (bench_hubs spawn, ten
+ *    pairs: 0.95x).  The hub counts the green threads it adopted among its
+ *    own fields, next to its count of live ones, which placement reads
+ *    with it (hubs.c, note A).  A poster reads the wake-up flag before it
+ *    exchanges it: a hub that is awake (the spin of note L, a running
+ *    pass) has it set, and the exchange would be one more operation on the
+ *    line for nothing.  Reading it is enough for note D's argument: the
+ *    push is sequentially consistent, and a flag seen set was set before
+ *    the hub's clear.
  * O. The spin adapts to how long the hub's sleeps last.  A wake-up of a
  *    sleeping hub takes longer than the spin here (7 to 40 us on this
  *    virtual machine), so one sleep fed the next: a hub that slept woke

@@ -18,7 +18,10 @@
  * A. Placement.  Load is a hub's live green threads (hub->nlive) less
  *    those that are not the program's (an extra hub's kz_run and its main
  *    green thread, counted at its start: set.base), plus those other hubs
- *    made for it that it has yet to adopt (green.c, note E), so that a
+ *    made for it that it has yet to adopt (green.c, note E: hub->sent, by
+ *    their makers, less hub->taken, by the hub as it adopts them; read in
+ *    that order, taken first, the difference is never negative: a thread
+ *    taken was sent before), so that a
  *    burst of spawns does not all go to one hub; read without a lock
  *    from the creator's thread; the first hub with the fewest, looking from
  *    a position that moves on at each placement, so that equals take turns.
@@ -190,8 +193,11 @@ struct kz__hub *kz__hubs_place(struct kz__hub *here)
   best = first;
   for (unsigned i = 0; i < n; i++) {
     unsigned k = (first + i) % n;
-    size_t coming = atomic_load_explicit(&set.hub[k]->adopting, memory_order_acquire); /* first (green.c, adopt_run) */
-    size_t load = __atomic_load_n(&set.hub[k]->nlive, __ATOMIC_RELAXED) - set.base[k] + 1 + coming;
+    struct kz__hub *h = set.hub[k];
+    size_t taken = atomic_load_explicit(&h->taken, memory_order_acquire); /* first (green.c, adopt_run) */
+    size_t live = __atomic_load_n(&h->nlive, __ATOMIC_RELAXED);
+    size_t coming = atomic_load_explicit(&h->sent, memory_order_relaxed) - taken;
+    size_t load = live - set.base[k] + 1 + coming;
     if (load < least) {
       least = load;
       best = k;

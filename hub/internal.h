@@ -357,6 +357,8 @@ struct kz__hub {
   struct kz_green *prev;        /* the context that switched to the current one */
   struct kz__link all;          /* every unfinished green thread (kz_list, kz_dump) */
   size_t nlive;                 /* how many are on it, the main one included */
+  _Atomic size_t taken;         /* of those other hubs made for it, how many it adopted
+                                   (green.c, note E): next to nlive, which placement reads */
   size_t nshared;               /* of those, how many but the main one run with os_tp
                                    (no TLS of their own: the API's, handoff.c note G) */
   struct kz__link zombies;      /* finished, not yet joined */
@@ -413,15 +415,15 @@ struct kz__hub {
   const void *asan_bottom;
   size_t asan_size;
 #endif
-  /* Last, on a cache line of its own (the struct is allocated aligned):
-     what other OS threads write to post to it and to spawn on it (hub.c,
-     note N). */
+  /* Last, on two cache lines of their own (the struct is allocated
+     aligned): what other OS threads write to post to it and to spawn on
+     it (hub.c, note N).  The first is the one the hub watches as it spins. */
   _Alignas(64) struct kz__post *_Atomic inbox; /* posted messages, LIFO until drained */
   _Atomic bool wake_pending;    /* awake, or wake_fd written: posters skip the write (hub.c, note D) */
-  _Atomic bool q_stuck;         /* only a post can wake it, and it counts so */
+  _Alignas(64) _Atomic bool q_stuck; /* only a post can wake it, and it counts so */
   _Atomic int posters;          /* threads inside kz__hub_post (hub.c, note H) */
   _Atomic int wake_fd;          /* eventfd other threads post through (a runtime descriptor) */
-  _Atomic size_t adopting;      /* made by other hubs, on their way here (green.c, note E) */
+  _Atomic size_t sent;          /* green threads other hubs made for it (green.c, note E) */
 };
 
 /* This OS thread's hub, or NULL.  Cheap: one TLS load.  A green thread with
