@@ -44,7 +44,8 @@
  *    they are, as before.  The slots then come back warm and already
  *    mapped, where fresh ones cost a page fault each 170 of them (the
  *    chunk's first touch) and a miss each.  A fork child makes the depot's
- *    lock anew (kz__handle_forked): another thread may have held it.
+ *    lock and the chunks' lock anew (kz__handle_forked): another thread
+ *    may have held them.
  */
 #include "internal.h"
 
@@ -118,17 +119,20 @@ static bool depot_take(uint32_t *head, uint32_t *n)
   bool some;
   depot_lock();
   if ((some = depot.n > 0)) {
-    *head = depot.b[--depot.n].head;
-    *n = depot.b[depot.n].n;
+    struct batch b = depot.b[--depot.n];
+    *head = b.head, *n = b.n;
   }
   depot_unlock();
   return some;
 }
 
+/* Written only if held: a page the child does not write is not copied. */
 void kz__handle_forked(void)
 {
-  if (atomic_load_explicit(&depot.lock, memory_order_relaxed)) /* written only then: no page copied */
+  if (atomic_load_explicit(&depot.lock, memory_order_relaxed))
     atomic_store_explicit(&depot.lock, false, memory_order_relaxed);
+  if (chunk_lock.__data.__lock)
+    pthread_mutex_init(&chunk_lock, NULL);
 }
 
 static struct mine *mine(void) { return kz__os_tls(&mine_tls); }
@@ -169,12 +173,12 @@ static uint32_t index_alloc(void)
 {
   struct mine *m = mine();
   uint32_t idx;
-  if (m->ncur == 0) { /* note D */
+  if (m->ncur == 0) { /* note D: cur is NONE */
     if (m->prev != NONE) {
       m->cur = m->prev, m->ncur = m->nprev;
       m->prev = NONE, m->nprev = 0;
-    } else if (!depot_take(&m->cur, &m->ncur)) {
-      m->cur = NONE;
+    } else {
+      depot_take(&m->cur, &m->ncur); /* else it stays empty */
     }
   }
   if ((idx = m->cur) != NONE) {

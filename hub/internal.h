@@ -841,7 +841,8 @@ KZ_INTERNAL void *kz__handle_get(uint64_t h, int type);
    none).  Any thread: reads only the handle table (handle.c, note C). */
 KZ_INTERNAL void *kz__handle_owner(uint64_t h, int type);
 KZ_INTERNAL void kz__handle_free(uint64_t h);
-/* A fork child: the lock of the depot of free slots (handle.c, note D). */
+/* A fork child: the locks of the depot of free slots and of the table's
+   growth (handle.c, note D). */
 KZ_INTERNAL void kz__handle_forked(void);
 
 /* ---- Stacks (stack.c) ------------------------------------------------------ */
