@@ -134,14 +134,14 @@
  *    2,368-byte descriptor, 0.4 KiB of the modules' blocks, and 1,520
  *    bytes glibc reserves below them for modules dlopen'ed later with
  *    static TLS), its dtv and the shim's record (which has since moved
- *    into the stack page, green.c note L: 9,034 bytes).  What is written of the
- *    area, the descriptor and the blocks (2.7 KiB), lies above the reserve,
- *    so at the top of the stack the reserve separates it from the frames
- *    and the two still take two pages: 8,672 bytes measured (a prototype),
- *    for a slot of every pooled stack grown by the area and a spawn that
- *    must make the area before the green thread may run.  Trimming glibc's
- *    reserve to 144 bytes (GLIBC_TUNABLES=glibc.rtld.nns=1:
- *    glibc.rtld.optional_static_tls=0) gives 7,729 bytes with the area
+ *    into the stack page, green.c note L: 9,034 bytes).  What is written
+ *    of the area, the descriptor and the blocks (2.7 KiB), lies above
+ *    the reserve, so at the top of the stack the reserve separates it
+ *    from the frames and the two still take two pages: 8,672 bytes
+ *    measured (a prototype), for a slot of every pooled stack grown by the
+ *    area and a spawn that must make the area before the green thread may
+ *    run.  Trimming glibc's reserve to 144 bytes
+ *    (GLIBC_TUNABLES=glibc.rtld.nns=1:glibc.rtld.optional_static_tls=0) gives 7,729 bytes with the area
  *    malloc'd (8,672 at the top of the stack: 1.6 + 2.7 KiB is still over
  *    a page), and makes a module with initial-exec TLS over 144 bytes fail
  *    to dlopen where it loads natively, so the launcher does not set it.

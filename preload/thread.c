@@ -31,12 +31,12 @@
  *    under the green thread's struct (hub/green.c, note L), so it is made
  *    with the stack and goes with it; only a green thread on a stack of
  *    the program's gets one allocated (a depot of freed ones, then
- *    malloc).  A pthread_create for another hub no longer takes a lock
- *    and a record's link that the other hub wrote last: bench_hubs burst
- *    200, a create 389 -> 260 ns and a whole round 897 -> 760 ns a thread
- *    (medians of eight and six pairs; a lone spawn + join unchanged within
- *    the noise), and an idle green pthread costs 177 bytes less
- *    (bench_idle_tls: 9,211 -> 9,034 bytes).
+ *    malloc).  A pthread_create no longer takes a lock, and a record's
+ *    link, that another OS thread may have written last: a spawn + join
+ *    on the creator's own hub 0.82x of f6d99f2 with the steps that came
+ *    after it (bench_hubs spawn --hubs 2, medians of twenty pairs), bursts
+ *    and spawns on another hub within the noise; and an idle green
+ *    pthread costs 177 bytes less (bench_idle_tls: 9,211 -> 9,034 bytes).
  * C. Stacks: an explicit stack size becomes max(size, the hub's default);
  *    glibc's default (RLIMIT_STACK, 8 MiB) becomes the hub's default (128
  *    KiB unless KUDZU_STACK_SIZE or --stack-size say otherwise), like
@@ -230,8 +230,9 @@
  *    note E).  The creator makes everything that can fail: the TLS area
  *    (hub/tls.c: kz__tls_new, from any OS thread), the record when the
  *    stack is the program's, the green thread, and then the record in
- *    the green thread's room (note B), which cannot fail; it stores the id where the program asked, as glibc does
- *    before the thread can run, and posts the green thread.  Its hub then
+ *    the green thread's room (note B), which cannot fail; it stores the
+ *    id where the program asked, as glibc does before the thread can run,
+ *    and posts the green thread.  Its hub then
  *    gives it what is that hub's (thr_adopted, kz__ext_adopt): the TLS
  *    bound to it (its thread id, malloc's cache), the signal mask counted
  *    there, the slice timer, hand-off.  A burst of pthread_create on other
@@ -647,11 +648,13 @@ static void run_key_destructors(struct thr *t);
    glibc's for C11 tss_*). */
 static void thr_exiting(struct thr *t)
 {
-  /* note O: what the end writes on the joiner's side, asked for at once */
+  /* note O: what the end writes on the joiner's side, asked for at once;
+     read without the lock, for the prefetch alone */
   if (atomic_load_explicit(&t->fin, memory_order_relaxed) == FIN_WAITED) {
-    kz__prefetch(t->jw, sizeof *t->jw); /* never faults, were the wait taken back meanwhile */
-    if (t->jw_hub)
-      kz__prefetch(&t->jw_hub->inbox, sizeof t->jw_hub->inbox);
+    struct kz__hub *hub = __atomic_load_n(&t->jw_hub, __ATOMIC_RELAXED);
+    kz__prefetch(__atomic_load_n(&t->jw, __ATOMIC_RELAXED), sizeof *t->jw); /* never faults */
+    if (hub)
+      kz__prefetch(&hub->inbox, sizeof hub->inbox);
   }
   if (t->tp)
     kz__tls_exiting();
