@@ -47,13 +47,17 @@ set_tests_properties(shim_tls_safety_net PROPERTIES LABELS "shim;thread" TIMEOUT
 # At most 3 OS threads with 200 connections and 400 threads open.
 add_test(NAME shim_thread_server_os_threads
          COMMAND $<TARGET_FILE:kudzu-launcher> $<TARGET_FILE:thread_server> 3)
-# Spawns handed to other hubs without a wait (hub/green.c, note E), with
-# more hubs than cores too.
+# With more hubs than cores too: spawns handed to other hubs without a
+# wait (thread_burst: hub/green.c, note E), and threads made on one hub
+# and released on another giving their handle slots back, so that memory
+# does not grow with their number (thread_churn: hub/handle.c, note D).
 foreach(n 2 4)
-  add_test(NAME shim_hubs${n}_thread_burst COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/both.sh
-           $<TARGET_FILE:kudzu-launcher> $<TARGET_FILE:thread_burst>)
-  set_tests_properties(shim_hubs${n}_thread_burst PROPERTIES LABELS "shim;thread;hubs" TIMEOUT 120
-                       ENVIRONMENT "KUDZU_HUBS=${n}")
+  foreach(h thread_burst thread_churn)
+    add_test(NAME shim_hubs${n}_${h} COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/both.sh
+             $<TARGET_FILE:kudzu-launcher> $<TARGET_FILE:${h}>)
+    set_tests_properties(shim_hubs${n}_${h} PROPERTIES LABELS "shim;thread;hubs" TIMEOUT 120
+                         ENVIRONMENT "KUDZU_HUBS=${n}")
+  endforeach()
 endforeach()
 # Torture mode: every interposed call yields first.
 add_test(NAME shim_torture_thread_cond
@@ -162,14 +166,6 @@ add_test(NAME shim_hubs4_thread_join_wait COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/bo
          $<TARGET_FILE:thread_join_wait>)
 set_tests_properties(shim_hubs4_thread_join_wait PROPERTIES LABELS "shim;thread;hubs" TIMEOUT 120
                      ENVIRONMENT "KUDZU_HUBS=4")
-# Threads made on one hub and released on another give their handle
-# slots back (hub/handle.c, note D): memory does not grow with their number.
-foreach(n 2 4)
-  add_test(NAME shim_hubs${n}_thread_churn COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/both.sh
-           $<TARGET_FILE:kudzu-launcher> $<TARGET_FILE:thread_churn>)
-  set_tests_properties(shim_hubs${n}_thread_churn PROPERTIES LABELS "shim;thread;hubs" TIMEOUT 120
-                       ENVIRONMENT "KUDZU_HUBS=${n}")
-endforeach()
 add_test(NAME shim_hubs COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/hubs.sh)
 set_tests_properties(shim_hubs PROPERTIES LABELS "shim;thread;hubs" TIMEOUT 120
   ENVIRONMENT "KZ=$<TARGET_FILE:kudzu-launcher>;HUBS_SPREAD=$<TARGET_FILE:hubs_spread>;THREAD_SERVER=$<TARGET_FILE:thread_server>")
